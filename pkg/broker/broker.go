@@ -1,0 +1,147 @@
+// Package broker runs an embedded NATS server with JetStream: the control
+// plane of a single coordinator or of the whole single-process fleet, and the
+// server in tests. It is imported only by cmd/, fleet and testenv.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultMaxPayload is the largest message the embedded server accepts. It
+// is raised from NATS's 1 MiB default so default-size raw chunks travel as
+// single messages; the server warns above 8 MiB.
+const DefaultMaxPayload = 8 << 20
+
+// Config configures an embedded server. The zero value listens on a random
+// loopback port with JetStream data in a temporary directory of the caller's
+// choosing (StoreDir is required).
+type Config struct {
+	// Listen is "host:port"; port 0 or -1 picks a free port, "" means
+	// 127.0.0.1 on a random port.
+	Listen string
+	// StoreDir holds JetStream's file storage.
+	StoreDir string
+	// MaxPayload bounds one message; 0 means DefaultMaxPayload.
+	MaxPayload int32
+	// InProcessOnly accepts no TCP connections at all; clients use
+	// InProcessConn.
+	InProcessOnly bool
+	// User and Password, when set, are required of every client.
+	User, Password string
+	// ServerName names the server; defaults to a random one.
+	ServerName string
+	// Logger receives the server's notices and errors; nil discards them.
+	Logger *slog.Logger
+}
+
+// Broker is a running embedded NATS server.
+type Broker struct {
+	srv *server.Server
+	cfg Config
+}
+
+// Start runs a server and waits until it accepts connections.
+func Start(cfg Config) (*Broker, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("broker: StoreDir is required")
+	}
+	host, port := "127.0.0.1", -1
+	if cfg.Listen != "" {
+		h, p, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("broker: listen address %q: %w", cfg.Listen, err)
+		}
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("broker: listen port %q: %w", p, err)
+		}
+		if port == 0 {
+			port = -1
+		}
+		if h != "" {
+			host = h
+		}
+	}
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = DefaultMaxPayload
+	}
+	opts := &server.Options{
+		ServerName:    cfg.ServerName,
+		Host:          host,
+		Port:          port,
+		DontListen:    cfg.InProcessOnly,
+		JetStream:     true,
+		StoreDir:      cfg.StoreDir,
+		MaxPayload:    cfg.MaxPayload,
+		NoSigs:        true,
+		Username:      cfg.User,
+		Password:      cfg.Password,
+		MaxPending:    256 << 20,
+		WriteDeadline: 30 * time.Second,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if cfg.Logger != nil {
+		srv.SetLoggerV2(&slogAdapter{l: cfg.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("broker: server on %s:%d not ready after 30s", host, port)
+	}
+	return &Broker{srv: srv, cfg: cfg}, nil
+}
+
+// ClientURL returns the URL clients connect to over TCP ("" with
+// InProcessOnly).
+func (b *Broker) ClientURL() string {
+	if b.cfg.InProcessOnly {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// Connect returns a client connection to the server: in-process when the
+// server listens on no port, otherwise over TCP, with the broker's
+// credentials.
+func (b *Broker) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1)}, opts...)
+	if b.cfg.User != "" {
+		opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password))
+	}
+	if b.cfg.InProcessOnly {
+		opts = append(opts, nats.InProcessServer(b.srv))
+	}
+	nc, err := nats.Connect(b.ClientURL(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("broker: connect: %w", err)
+	}
+	return nc, nil
+}
+
+// Server returns the underlying server, for tests that inspect it.
+func (b *Broker) Server() *server.Server { return b.srv }
+
+// Shutdown stops the server and waits until it is down.
+func (b *Broker) Shutdown() {
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a *slogAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Tracef(format string, v ...any)  {}

@@ -1,0 +1,307 @@
+package chunk
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Format constants of the stored chunk object (docs/format.md).
+const (
+	// Magic opens every stored object.
+	Magic = "BKCH"
+	// FormatVersion is the object format this package writes and reads.
+	FormatVersion = 1
+	// HeaderSize is the size of the fixed header; an object's header may be
+	// longer when it carries an extension (reserved for encryption).
+	HeaderSize = 52
+	// MaxRawSize bounds the raw length an object may claim, so a corrupt
+	// header cannot make Open allocate without limit.
+	MaxRawSize = 1 << 30
+)
+
+// Compression identifies how an object's payload is encoded.
+type Compression uint8
+
+// Payload encodings.
+const (
+	CompressionNone Compression = 0
+	CompressionZstd Compression = 1
+)
+
+// Hash algorithm identifiers recorded in the header.
+const (
+	HashSHA256 uint8 = 1
+)
+
+// Encryption identifiers; only "none" exists in format version 1.
+const (
+	EncryptionNone uint8 = 0
+)
+
+// IDSize is the length of an ID in bytes.
+const IDSize = sha256.Size
+
+// ID identifies a chunk: the SHA-256 of its raw bytes.
+type ID [IDSize]byte
+
+// Sum returns the ID of raw.
+func Sum(raw []byte) ID { return sha256.Sum256(raw) }
+
+// String returns the ID as 64 lowercase hex digits.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// ParseID parses 64 hex digits.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*IDSize {
+		return id, fmt.Errorf("chunk: parse id %q: want %d hex digits", s, 2*IDSize)
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("chunk: parse id %q: %w", s, err)
+	}
+	if strings.ToLower(s) != s {
+		return id, fmt.Errorf("chunk: parse id %q: hex must be lowercase", s)
+	}
+	return id, nil
+}
+
+// Level is a zstd compression level.
+type Level int
+
+// Compression levels, named as on the command line.
+const (
+	LevelFastest Level = iota + 1
+	LevelDefault
+	LevelBetter
+	LevelBest
+)
+
+var levelNames = map[Level]string{
+	LevelFastest: "fastest", LevelDefault: "default", LevelBetter: "better", LevelBest: "best",
+}
+
+// ParseLevel parses "fastest", "default", "better" or "best"; "" means fastest.
+func ParseLevel(s string) (Level, error) {
+	if s == "" {
+		return LevelFastest, nil
+	}
+	for l, name := range levelNames {
+		if name == s {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("chunk: unknown compression level %q (want fastest, default, better or best)", s)
+}
+
+// String returns the level's command-line name.
+func (l Level) String() string {
+	if name, ok := levelNames[l]; ok {
+		return name
+	}
+	return fmt.Sprintf("level(%d)", int(l))
+}
+
+func (l Level) zstd() zstd.EncoderLevel {
+	switch l {
+	case LevelDefault:
+		return zstd.SpeedDefault
+	case LevelBetter:
+		return zstd.SpeedBetterCompression
+	case LevelBest:
+		return zstd.SpeedBestCompression
+	default:
+		return zstd.SpeedFastest
+	}
+}
+
+// Sealer compresses and frames chunks at one level. One Sealer is shared by
+// all of a process's workers: Seal is safe for concurrent use.
+type Sealer struct {
+	enc   *zstd.Encoder
+	level Level
+}
+
+// NewSealer returns a Sealer compressing at level.
+func NewSealer(level Level) (*Sealer, error) {
+	if _, ok := levelNames[level]; !ok {
+		return nil, fmt.Errorf("chunk: invalid level %d", level)
+	}
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(level.zstd()),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(false), // the header's SHA-256 already covers the data
+		zstd.WithZeroFrames(true),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("chunk: new zstd encoder: %w", err)
+	}
+	return &Sealer{enc: enc, level: level}, nil
+}
+
+// Level returns the Sealer's compression level.
+func (s *Sealer) Level() Level { return s.level }
+
+// Seal appends the stored form of raw, whose ID is id, to dst and returns the
+// extended slice. The payload is stored uncompressed when zstd does not make
+// it smaller (random data), which also makes reading it back cheaper.
+func (s *Sealer) Seal(dst []byte, id ID, raw []byte) []byte {
+	start := len(dst)
+	dst = appendHeader(dst, CompressionZstd, int64(len(raw)), id)
+	dst = s.enc.EncodeAll(raw, dst)
+	if len(dst)-start-HeaderSize >= len(raw) {
+		dst = appendHeader(dst[:start], CompressionNone, int64(len(raw)), id)
+		dst = append(dst, raw...)
+	}
+	return dst
+}
+
+func appendHeader(dst []byte, c Compression, rawLen int64, id ID) []byte {
+	dst = append(dst, Magic...)
+	dst = append(dst, FormatVersion, byte(c), EncryptionNone, HashSHA256)
+	dst = binary.LittleEndian.AppendUint32(dst, HeaderSize)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(rawLen))
+	return append(dst, id[:]...)
+}
+
+// Header is the decoded fixed header of a stored object.
+type Header struct {
+	Version     uint8
+	Compression Compression
+	Encryption  uint8
+	HashAlg     uint8
+	HeaderLen   uint32
+	RawLen      int64
+	ID          ID
+}
+
+// ErrFormat is wrapped by errors about objects this package cannot parse.
+var ErrFormat = errors.New("chunk: invalid object format")
+
+// ParseHeader decodes and checks the header at the start of obj.
+func ParseHeader(obj []byte) (Header, error) {
+	var h Header
+	if len(obj) < HeaderSize {
+		return h, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrFormat, len(obj), HeaderSize)
+	}
+	if string(obj[:4]) != Magic {
+		return h, fmt.Errorf("%w: bad magic %q", ErrFormat, obj[:4])
+	}
+	h.Version, h.Compression, h.Encryption, h.HashAlg = obj[4], Compression(obj[5]), obj[6], obj[7]
+	h.HeaderLen = binary.LittleEndian.Uint32(obj[8:12])
+	raw := binary.LittleEndian.Uint64(obj[12:20])
+	copy(h.ID[:], obj[20:52])
+	switch {
+	case h.Version != FormatVersion:
+		return h, fmt.Errorf("%w: format version %d (this build reads %d)", ErrFormat, h.Version, FormatVersion)
+	case h.Compression != CompressionNone && h.Compression != CompressionZstd:
+		return h, fmt.Errorf("%w: unknown compression %d", ErrFormat, h.Compression)
+	case h.Encryption != EncryptionNone:
+		return h, fmt.Errorf("%w: encryption %d is not supported by this build", ErrFormat, h.Encryption)
+	case h.HashAlg != HashSHA256:
+		return h, fmt.Errorf("%w: unknown hash algorithm %d", ErrFormat, h.HashAlg)
+	case h.HeaderLen < HeaderSize || int64(h.HeaderLen) > int64(len(obj)):
+		return h, fmt.Errorf("%w: header length %d out of range", ErrFormat, h.HeaderLen)
+	case raw > MaxRawSize:
+		return h, fmt.Errorf("%w: raw length %d exceeds %d", ErrFormat, raw, MaxRawSize)
+	}
+	h.RawLen = int64(raw)
+	return h, nil
+}
+
+// CorruptError reports a stored object that does not decode to the chunk it
+// should hold.
+type CorruptError struct {
+	ID     ID     // the chunk that was asked for
+	Reason string // what was wrong
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("chunk %s is corrupt: %s", e.ID, e.Reason)
+}
+
+// ErrCorrupt is matched by every *CorruptError with errors.Is.
+var ErrCorrupt = errors.New("chunk: corrupt")
+
+// Is makes errors.Is(err, ErrCorrupt) true for a *CorruptError.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+var (
+	decoderOnce sync.Once
+	decoder     *zstd.Decoder
+)
+
+func sharedDecoder() *zstd.Decoder {
+	decoderOnce.Do(func() {
+		var err error
+		decoder, err = zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(MaxRawSize),
+		)
+		if err != nil {
+			panic(fmt.Sprintf("chunk: zstd decoder with static options: %v", err))
+		}
+	})
+	return decoder
+}
+
+// Open decodes obj, which should hold chunk want, appending the raw bytes to
+// dst. It returns a *CorruptError when the object cannot be decoded, is for
+// another chunk, or decodes to bytes whose hash differs. Safe for concurrent
+// use.
+func Open(dst []byte, want ID, obj []byte) ([]byte, error) {
+	h, err := ParseHeader(obj)
+	if err != nil {
+		return dst, &CorruptError{ID: want, Reason: err.Error()}
+	}
+	if h.ID != want {
+		return dst, &CorruptError{ID: want, Reason: fmt.Sprintf("header names chunk %s", h.ID)}
+	}
+	payload := obj[h.HeaderLen:]
+	start := len(dst)
+	switch h.Compression {
+	case CompressionNone:
+		dst = append(dst, payload...)
+	case CompressionZstd:
+		if cap(dst)-start < int(h.RawLen) {
+			grown := make([]byte, start, start+int(h.RawLen))
+			copy(grown, dst)
+			dst = grown
+		}
+		dst, err = sharedDecoder().DecodeAll(payload, dst)
+		if err != nil {
+			return dst[:start], &CorruptError{ID: want, Reason: fmt.Sprintf("zstd: %v", err)}
+		}
+	}
+	raw := dst[start:]
+	if int64(len(raw)) != h.RawLen {
+		return dst[:start], &CorruptError{ID: want, Reason: fmt.Sprintf("decoded %d bytes, header says %d", len(raw), h.RawLen)}
+	}
+	if got := Sum(raw); got != want {
+		return dst[:start], &CorruptError{ID: want, Reason: fmt.Sprintf("data hashes to %s", got)}
+	}
+	return dst, nil
+}
+
+var zeroPage [64 << 10]byte
+
+// IsZero reports whether b holds only zero bytes. It runs at memory speed, so
+// all-zero chunks can be skipped before hashing or compressing them.
+func IsZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroPage))
+		if !bytes.Equal(b[:n], zeroPage[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}

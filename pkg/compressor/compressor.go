@@ -1,0 +1,288 @@
+// Package compressor is the compressor service: stateless workers, scaled
+// horizontally, that turn raw chunks into stored chunks.
+//
+// Each worker pulls a raw chunk from the shared raw queue, hashes it
+// (SHA-256), and asks the repository whether that chunk is already stored;
+// only if not does it compress (zstd) and write it. It then records the
+// completion on the done stream and only after that acknowledges the raw
+// message, so a worker killed at any point loses nothing: the message is
+// redelivered and the content-addressed write is repeated harmlessly. On
+// shutdown it stops pulling and lets in-flight chunks finish (drain); what it
+// had pulled but not started is handed back at once.
+package compressor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+)
+
+// MaxDeliver is how often a raw chunk is tried before the job is failed.
+const MaxDeliver = 8
+
+// Config configures a Compressor.
+type Config struct {
+	// Name identifies this compressor in logs and completions; defaults to
+	// the host name and process ID.
+	Name string
+	// Workers is how many chunks are compressed at once; 0 means one per CPU.
+	Workers int
+	// Repos opens repositories. Required.
+	Repos *repository.Cache
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// DrainTimeout bounds how long in-flight chunks may finish after
+	// shutdown begins; 0 means 30s.
+	DrainTimeout time.Duration
+}
+
+func (c *Config) validate() error {
+	if c.Repos == nil {
+		return errors.New("compressor: Config.Repos is required")
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.Workers < 0 {
+		return fmt.Errorf("compressor: Workers %d must be positive", c.Workers)
+	}
+	if c.Name == "" {
+		host, _ := os.Hostname()
+		c.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Compressor is one compressor process's worker pool.
+type Compressor struct {
+	js     jetstream.JetStream
+	cfg    Config
+	logger *slog.Logger
+
+	jobsMu  sync.Mutex
+	jobs    map[string]*jobInfo
+	sealers sync.Map // chunk.Level -> *chunk.Sealer
+	bufs    sync.Pool
+
+	// Chunks counts chunks this compressor completed.
+	chunks atomic.Int64
+}
+
+type jobInfo struct {
+	repo    string
+	level   chunk.Level
+	state   string
+	fetched time.Time
+}
+
+// New returns a Compressor using nc.
+func New(nc *nats.Conn, cfg Config) (*Compressor, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("compressor: %w", err)
+	}
+	return &Compressor{
+		js: js, cfg: cfg, jobs: make(map[string]*jobInfo),
+		logger: cfg.Logger.With("component", "compressor", "worker", cfg.Name),
+	}, nil
+}
+
+// Chunks returns how many chunks this compressor has completed.
+func (c *Compressor) Chunks() int64 { return c.chunks.Load() }
+
+// Run serves until ctx is cancelled, then drains in-flight chunks.
+func (c *Compressor) Run(ctx context.Context) error {
+	var cons jetstream.Consumer
+	for {
+		var err error
+		cons, err = c.js.CreateOrUpdateConsumer(ctx, queue.StreamRaw, jetstream.ConsumerConfig{
+			Durable:       queue.ConsumerCompressors,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       time.Minute,
+			MaxAckPending: 4096,
+			MaxDeliver:    MaxDeliver,
+		})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("compressor: consumer: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	c.logger.InfoContext(ctx, "compressor serving", "workers", c.cfg.Workers)
+	err := queue.Consume(ctx, cons, queue.HandlerFunc(c.handle), queue.ConsumeConfig{
+		Workers: c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger,
+	})
+	c.logger.InfoContext(context.WithoutCancel(ctx), "compressor stopped", "chunks", c.chunks.Load())
+	return err
+}
+
+// job returns what a compressor needs to know of a job, from the job's
+// record, cached for a short while so a cancelled job stops promptly.
+func (c *Compressor) job(ctx context.Context, id string) (*jobInfo, error) {
+	c.jobsMu.Lock()
+	defer c.jobsMu.Unlock()
+	if j, ok := c.jobs[id]; ok && time.Since(j.fetched) < 2*time.Second {
+		return j, nil
+	}
+	kv, err := c.js.KeyValue(ctx, queue.BucketJobs)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	entry, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, queue.Permanent(fmt.Errorf("job %s: no such job", id))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	var rec queue.Job
+	if err := queue.Decode(entry.Value(), &rec); err != nil || rec.Backup == nil {
+		return nil, queue.Permanent(fmt.Errorf("job %s: record is not a backup: %v", id, err))
+	}
+	level, err := chunk.ParseLevel(rec.Backup.Level)
+	if err != nil {
+		return nil, queue.Permanent(err)
+	}
+	j := &jobInfo{repo: rec.Backup.Repo, level: level, state: rec.State, fetched: time.Now()}
+	c.jobs[id] = j
+	for k, old := range c.jobs { // forget long-finished jobs
+		if time.Since(old.fetched) > time.Hour {
+			delete(c.jobs, k)
+		}
+	}
+	return j, nil
+}
+
+func (c *Compressor) sealer(level chunk.Level) (*chunk.Sealer, error) {
+	if s, ok := c.sealers.Load(level); ok {
+		return s.(*chunk.Sealer), nil
+	}
+	s, err := chunk.NewSealer(level)
+	if err != nil {
+		return nil, err
+	}
+	actual, _ := c.sealers.LoadOrStore(level, s)
+	return actual.(*chunk.Sealer), nil
+}
+
+func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
+	h := msg.Headers()
+	jobID := h.Get(queue.HeaderJob)
+	index, err := strconv.Atoi(h.Get(queue.HeaderIndex))
+	if err != nil || jobID == "" {
+		return queue.Permanent(fmt.Errorf("raw chunk on %s without job or index headers", msg.Subject()))
+	}
+	done := &queue.Done{V: queue.MessageVersion, JobID: jobID, Op: queue.OpRead, Index: index, Worker: c.cfg.Name}
+	job, err := c.job(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	if queue.Final(job.state) {
+		return queue.Permanent(fmt.Errorf("job %s is %s", jobID, job.state))
+	}
+	err = c.store(ctx, msg, job, done)
+	if err != nil && !queue.IsPermanent(err) {
+		if md, mdErr := msg.Metadata(); mdErr == nil && md.NumDelivered >= MaxDeliver {
+			err = queue.Permanent(fmt.Errorf("chunk %d of job %s: giving up after %d attempts: %w", index, jobID, md.NumDelivered, err))
+		}
+	}
+	if queue.IsPermanent(err) {
+		done.Error = err.Error()
+		if pubErr := c.publishDone(ctx, done); pubErr != nil {
+			return pubErr
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.publishDone(ctx, done); err != nil {
+		return err
+	}
+	c.chunks.Add(1)
+	return nil
+}
+
+// store hashes, deduplicates, seals and writes one chunk, filling in done.
+func (c *Compressor) store(ctx context.Context, msg jetstream.Msg, job *jobInfo, done *queue.Done) error {
+	repo, err := c.cfg.Repos.Get(ctx, job.repo, false)
+	if err != nil {
+		return fmt.Errorf("repository %s: %w", job.repo, err)
+	}
+	raw := msg.Data()
+	staged := msg.Headers().Get(queue.HeaderStaged)
+	if staged != "" {
+		if raw, err = repo.Store().Get(ctx, staged); err != nil {
+			return fmt.Errorf("staged chunk %s: %w", staged, err)
+		}
+	}
+	if want := msg.Headers().Get(queue.HeaderLength); want != strconv.Itoa(len(raw)) {
+		return queue.Permanent(fmt.Errorf("chunk %d: %d bytes arrived, header says %s", done.Index, len(raw), want))
+	}
+	id := chunk.Sum(raw)
+	done.Hash, done.Length = id.String(), int64(len(raw))
+	size, ok, err := repo.ChunkSize(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		sealer, err := c.sealer(job.level)
+		if err != nil {
+			return queue.Permanent(err)
+		}
+		bp, _ := c.bufs.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		sealed := sealer.Seal((*bp)[:0], id, raw)
+		err = repo.PutChunk(ctx, id, sealed)
+		size = int64(len(sealed))
+		*bp = sealed
+		c.bufs.Put(bp)
+		if err != nil {
+			return err
+		}
+		done.New = true
+	}
+	done.StoredSize = size
+	if staged != "" {
+		if err := repo.Store().Delete(ctx, staged); err != nil {
+			c.logger.WarnContext(ctx, "delete staged chunk", "key", staged, "err", err)
+		}
+	}
+	c.logger.DebugContext(ctx, "chunk stored", "job_id", done.JobID, "chunk_id", done.Hash, "bytes", done.Length, "new", done.New)
+	return nil
+}
+
+func (c *Compressor) publishDone(ctx context.Context, d *queue.Done) error {
+	if _, err := c.js.Publish(ctx, queue.DoneSubject(d.JobID), queue.Encode(d), jetstream.WithMsgID(queue.DoneMsgID(d))); err != nil {
+		return fmt.Errorf("publish done: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,445 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+)
+
+// Config configures a Coordinator. Zero durations and counts take the
+// defaults named on each field.
+type Config struct {
+	// Repos opens repositories. Required.
+	Repos *repository.Cache
+	// Streams sizes the JetStream streams the coordinator sets up.
+	Streams queue.StreamConfig
+	// Window is how many work items of one job may be outstanding; 512.
+	Window int
+	// ChunkTimeout is how long a work item may stay without completion
+	// before it is published again; 2m.
+	ChunkTimeout time.Duration
+	// MaxAttempts is how often one item is published before the job fails; 5.
+	MaxAttempts int
+	// StallTimeout fails a job that completes nothing for this long; 10m.
+	StallTimeout time.Duration
+	// ReaderTimeout is how long a job waits for a reader of its host; 1m.
+	ReaderTimeout time.Duration
+	// ProgressInterval is how often progress events are published; 1s.
+	ProgressInterval time.Duration
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	if c.Repos == nil {
+		return errors.New("coordinator: Config.Repos is required")
+	}
+	c.Window = cmpOr(c.Window, 512)
+	c.ChunkTimeout = cmpOr(c.ChunkTimeout, 2*time.Minute)
+	c.MaxAttempts = cmpOr(c.MaxAttempts, 5)
+	c.StallTimeout = cmpOr(c.StallTimeout, 10*time.Minute)
+	c.ReaderTimeout = cmpOr(c.ReaderTimeout, time.Minute)
+	c.ProgressInterval = cmpOr(c.ProgressInterval, time.Second)
+	if c.Window < 1 || c.MaxAttempts < 1 || c.ChunkTimeout < 0 || c.StallTimeout < 0 || c.ReaderTimeout < 0 {
+		return errors.New("coordinator: Window, MaxAttempts and timeouts must be positive")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Coordinator is the control plane service.
+type Coordinator struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	cfg    Config
+	logger *slog.Logger
+	kv     jetstream.KeyValue
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc
+	jobs    sync.WaitGroup
+}
+
+// errCancelled is the cause of a job cancelled by request.
+var errCancelled = errors.New("cancelled by request")
+
+// New returns a Coordinator using nc.
+func New(nc *nats.Conn, cfg Config) (*Coordinator, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	return &Coordinator{
+		nc: nc, js: js, cfg: cfg, running: make(map[string]context.CancelCauseFunc),
+		logger: cfg.Logger.With("component", "coordinator"),
+	}, nil
+}
+
+// Run sets up the streams, resumes unfinished jobs and serves requests until
+// ctx is cancelled. Jobs interrupted by shutdown keep their state and are
+// resumed by the next coordinator.
+func (c *Coordinator) Run(ctx context.Context) error {
+	if c.cfg.Streams.MaxPayload == 0 {
+		c.cfg.Streams.MaxPayload = int32(c.nc.MaxPayload())
+	}
+	if err := queue.Setup(ctx, c.js, c.cfg.Streams); err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	kv, err := c.js.KeyValue(ctx, queue.BucketJobs)
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	c.kv = kv
+	if err := c.resume(ctx); err != nil {
+		return err
+	}
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, queue.StreamRequests, jetstream.ConsumerConfig{
+		Durable: queue.ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 30 * time.Second, MaxDeliver: 5,
+	})
+	if err != nil {
+		return fmt.Errorf("coordinator: consumer: %w", err)
+	}
+	c.logger.InfoContext(ctx, "coordinator serving")
+	err = queue.Consume(ctx, cons, queue.HandlerFunc(c.handleRequest), queue.ConsumeConfig{Workers: 4, Logger: c.logger})
+	c.jobs.Wait()
+	c.logger.InfoContext(context.WithoutCancel(ctx), "coordinator stopped")
+	return err
+}
+
+// resume restarts every job whose record is not final.
+func (c *Coordinator) resume(ctx context.Context) error {
+	lister, err := c.kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("coordinator: list jobs: %w", err)
+	}
+	for key := range lister.Keys() {
+		job, err := c.loadJob(ctx, key)
+		if err != nil {
+			c.logger.WarnContext(ctx, "skipping unreadable job record", "job_id", key, "err", err)
+			continue
+		}
+		if !queue.Final(job.State) {
+			c.logger.InfoContext(ctx, "resuming job", "job_id", job.ID, "state", job.State)
+			c.start(ctx, job)
+		}
+	}
+	return nil
+}
+
+func (c *Coordinator) loadJob(ctx context.Context, id string) (*queue.Job, error) {
+	entry, err := c.kv.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var job queue.Job
+	if err := queue.Decode(entry.Value(), &job); err != nil {
+		return nil, err
+	}
+	return &job, nil
+}
+
+func (c *Coordinator) saveJob(ctx context.Context, job *queue.Job) error {
+	if _, err := c.kv.Put(ctx, job.ID, queue.Encode(job)); err != nil {
+		return fmt.Errorf("save job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// publishEvent publishes the job's current state. Failures are logged: an
+// event is a notification, the job record is the truth.
+func (c *Coordinator) publishEvent(ctx context.Context, job *queue.Job, message string) {
+	ev := &queue.Event{
+		V: queue.MessageVersion, JobID: job.ID, Kind: job.Kind, State: job.State, Time: time.Now().UTC(),
+		Progress: job.Progress, SnapshotID: job.SnapshotID, Error: job.Error, Message: message, Stats: job.Stats,
+	}
+	if _, err := c.js.Publish(ctx, queue.EventSubject(job.ID), queue.Encode(ev)); err != nil {
+		c.logger.WarnContext(ctx, "publish event", "job_id", job.ID, "err", err)
+	}
+}
+
+// handleRequest turns one request message into a job.
+func (c *Coordinator) handleRequest(ctx context.Context, msg jetstream.Msg) error {
+	job, replyTo, err := c.decodeRequest(msg.Subject(), msg.Data())
+	if job == nil && err == nil {
+		return nil // a cancel request, handled
+	}
+	if err != nil {
+		c.logger.WarnContext(ctx, "rejected request", "subject", msg.Subject(), "err", err)
+		c.reply(replyTo, "", err)
+		if job != nil && job.ID != "" {
+			if existing, getErr := c.kv.Get(ctx, job.ID); getErr == nil && existing != nil {
+				return queue.Permanent(err) // never clobber another job's record
+			}
+			job.State, job.Error, job.Finished = queue.StateFailed, err.Error(), time.Now().UTC()
+			if saveErr := c.saveJob(ctx, job); saveErr == nil {
+				c.publishEvent(ctx, job, "")
+			}
+		}
+		return queue.Permanent(err)
+	}
+	if _, err := c.kv.Create(ctx, job.ID, queue.Encode(job)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			c.reply(replyTo, job.ID, nil) // a repeated submission of the same job
+			return nil
+		}
+		return fmt.Errorf("create job %s: %w", job.ID, err)
+	}
+	c.logger.InfoContext(ctx, "job queued", "job_id", job.ID, "kind", job.Kind)
+	c.publishEvent(ctx, job, "")
+	c.reply(replyTo, job.ID, nil)
+	c.start(ctx, job)
+	return nil
+}
+
+// decodeRequest validates a request. It returns the job to create, or nil
+// for requests that create none (cancel). On error the job, if not nil,
+// carries the ID the client chose so the rejection can be reported on it.
+func (c *Coordinator) decodeRequest(subject string, data []byte) (*queue.Job, string, error) {
+	now := time.Now().UTC()
+	newJob := func(id, kind string) *queue.Job {
+		if id == "" {
+			id = uuid.NewString()
+		}
+		return &queue.Job{V: queue.MessageVersion, ID: id, Kind: kind, State: queue.StateQueued, Created: now}
+	}
+	switch subject {
+	case queue.SubjectRequestBackup:
+		var req queue.BackupRequest
+		if err := queue.Decode(data, &req); err != nil {
+			return nil, "", err
+		}
+		job := newJob(req.JobID, queue.KindBackup)
+		job.Backup = &req
+		return job, req.ReplyTo, checkBackup(&req)
+	case queue.SubjectRequestRestore:
+		var req queue.RestoreRequest
+		if err := queue.Decode(data, &req); err != nil {
+			return nil, "", err
+		}
+		job := newJob(req.JobID, queue.KindRestore)
+		job.Restore = &req
+		return job, req.ReplyTo, checkRestore(&req)
+	case queue.SubjectRequestCancel:
+		var req queue.CancelRequest
+		if err := queue.Decode(data, &req); err != nil {
+			return nil, "", err
+		}
+		c.cancel(req.JobID)
+		return nil, "", nil
+	default:
+		return nil, "", fmt.Errorf("%w: unknown request subject %s", queue.ErrBadMessage, subject)
+	}
+}
+
+func checkJobID(id string) error {
+	if id == "" {
+		return nil
+	}
+	return queue.CheckToken("job_id", id)
+}
+
+func checkBackup(req *queue.BackupRequest) error {
+	if err := checkJobID(req.JobID); err != nil {
+		return err
+	}
+	if err := req.Source.Check(); err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if req.Repo == "" {
+		return errors.New("no repository given")
+	}
+	if req.ChunkSize == 0 {
+		req.ChunkSize = plan.DefaultChunkSize
+	}
+	if err := plan.CheckChunkSize(req.ChunkSize); err != nil {
+		return err
+	}
+	level, err := chunk.ParseLevel(req.Level)
+	if err != nil {
+		return err
+	}
+	req.Level = level.String()
+	return nil
+}
+
+func checkRestore(req *queue.RestoreRequest) error {
+	if err := checkJobID(req.JobID); err != nil {
+		return err
+	}
+	if req.Repo == "" {
+		return errors.New("no repository given")
+	}
+	if req.Snapshot == "" {
+		return errors.New("no snapshot given")
+	}
+	if len(req.Targets) == 0 {
+		return errors.New("no restore target given")
+	}
+	seen := make(map[queue.Endpoint]bool)
+	for _, t := range req.Targets {
+		if err := t.Check(); err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		if seen[t] {
+			return fmt.Errorf("target %s given twice", t)
+		}
+		seen[t] = true
+	}
+	return nil
+}
+
+func (c *Coordinator) reply(subject, jobID string, err error) {
+	if subject == "" {
+		return
+	}
+	ans := queue.JobAccepted{V: queue.MessageVersion, JobID: jobID}
+	if err != nil {
+		ans.Error = err.Error()
+	}
+	_ = c.nc.Publish(subject, queue.Encode(&ans))
+}
+
+func (c *Coordinator) cancel(jobID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cancel, ok := c.running[jobID]; ok {
+		cancel(errCancelled)
+	}
+}
+
+// start runs job in its own goroutine until it ends or ctx is cancelled.
+func (c *Coordinator) start(ctx context.Context, job *queue.Job) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.running[job.ID]; ok {
+		return
+	}
+	jobCtx, cancel := context.WithCancelCause(ctx)
+	c.running[job.ID] = cancel
+	c.jobs.Go(func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.running, job.ID)
+			c.mu.Unlock()
+			cancel(nil)
+		}()
+		c.run(jobCtx, job)
+	})
+}
+
+// run drives one job to a final state, or returns early on shutdown.
+func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
+	logger := c.logger.With("job_id", job.ID, "kind", job.Kind)
+	job.Epoch++
+	job.State, job.Error = queue.StateRunning, ""
+	if job.Started.IsZero() {
+		job.Started = time.Now().UTC()
+	}
+	if err := c.saveJob(ctx, job); err != nil {
+		logger.ErrorContext(ctx, "job not started", "err", err)
+		return
+	}
+	c.publishEvent(ctx, job, "")
+	logger.InfoContext(ctx, "job running", "epoch", job.Epoch)
+
+	jr := &jobRun{c: c, job: job, logger: logger, started: time.Now()}
+	var err error
+	switch job.Kind {
+	case queue.KindBackup:
+		err = jr.backup(ctx)
+	case queue.KindRestore:
+		err = jr.restore(ctx)
+	default:
+		err = fmt.Errorf("unknown job kind %q", job.Kind)
+	}
+	endCtx := context.WithoutCancel(ctx)
+	jr.cleanup(endCtx)
+	switch {
+	case err == nil:
+		job.State = queue.StateSucceeded
+	case errors.Is(context.Cause(ctx), errCancelled):
+		job.State, job.Error = queue.StateCancelled, errCancelled.Error()
+	case ctx.Err() != nil:
+		logger.InfoContext(endCtx, "job interrupted by shutdown; it resumes when a coordinator starts")
+		return
+	default:
+		job.State, job.Error = queue.StateFailed, err.Error()
+	}
+	job.Finished = time.Now().UTC()
+	if err := c.saveJob(endCtx, job); err != nil {
+		logger.ErrorContext(endCtx, "save final job state", "err", err)
+	}
+	c.publishEvent(endCtx, job, "")
+	logger.InfoContext(endCtx, "job ended", "state", job.State, "err", job.Error, "snapshot_id", job.SnapshotID)
+}
+
+// waitForReader asks the readers of host to stat path ("" only checks one
+// is there), retrying until one answers or ReaderTimeout passes.
+func (jr *jobRun) waitForReader(ctx context.Context, host, path string) (*queue.StatReply, error) {
+	deadline := time.Now().Add(jr.c.cfg.ReaderTimeout)
+	announced := false
+	for {
+		reqCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		msg, err := jr.c.nc.RequestWithContext(reqCtx, queue.StatSubject(host),
+			queue.Encode(&queue.StatRequest{V: queue.MessageVersion, Path: path}))
+		cancel()
+		if err == nil {
+			var reply queue.StatReply
+			if err := queue.Decode(msg.Data, &reply); err != nil {
+				return nil, fmt.Errorf("reader on %s: %w", host, err)
+			}
+			if reply.Error != "" {
+				return nil, fmt.Errorf("reader on %s: %s", host, reply.Error)
+			}
+			return &reply, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no reader serves host %q (waited %s; start `reader --host %s` there)", host, jr.c.cfg.ReaderTimeout, host)
+		}
+		if !announced {
+			jr.c.publishEvent(ctx, jr.job, fmt.Sprintf("waiting for a reader on host %s", host))
+			announced = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// isTransient reports whether err is a NATS hiccup worth retrying.
+func isTransient(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || strings.Contains(err.Error(), "no responders")
+}

@@ -1,0 +1,400 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+)
+
+// unit identifies one work item of a job, as its completion names it.
+type unit struct {
+	op     string
+	target int
+	index  int
+}
+
+func unitOf(d *queue.Done) unit { return unit{op: d.Op, target: d.Target, index: d.Index} }
+
+// flight is an outstanding unit.
+type flight struct {
+	published time.Time
+	attempt   int
+}
+
+// jobRun is the state of one job while a coordinator drives it.
+type jobRun struct {
+	c       *Coordinator
+	job     *queue.Job
+	logger  *slog.Logger
+	started time.Time
+
+	done  map[unit]*queue.Done // completions seen, first of each unit
+	dones chan *queue.Done
+	stop  func()
+
+	lastSave time.Time
+}
+
+// follow replays the job's completions recorded so far and then delivers new
+// ones on jr.dones.
+func (jr *jobRun) follow(ctx context.Context) error {
+	jr.done = make(map[unit]*queue.Done)
+	jr.dones = make(chan *queue.Done, 256)
+	cons, err := jr.c.js.OrderedConsumer(ctx, queue.StreamDone, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{queue.DoneSubject(jr.job.ID)},
+	})
+	if err != nil {
+		return fmt.Errorf("follow completions: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("follow completions: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("follow completions: %w", err)
+	}
+	for range info.NumPending { // replay synchronously
+		msg, err := it.Next()
+		if err != nil {
+			it.Stop()
+			return fmt.Errorf("replay completions: %w", err)
+		}
+		if d := decodeDone(msg); d != nil {
+			jr.record(d)
+		}
+	}
+	if info.NumPending > 0 {
+		jr.logger.InfoContext(ctx, "replayed completions", "count", len(jr.done))
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				return
+			}
+			if d := decodeDone(msg); d != nil {
+				select {
+				case jr.dones <- d:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	jr.stop = func() { it.Stop(); <-stopped }
+	return nil
+}
+
+func decodeDone(msg jetstream.Msg) *queue.Done {
+	var d queue.Done
+	if err := queue.Decode(msg.Data(), &d); err != nil {
+		return nil
+	}
+	return &d
+}
+
+// record notes a completion; it reports whether it was new.
+func (jr *jobRun) record(d *queue.Done) bool {
+	u := unitOf(d)
+	if _, ok := jr.done[u]; ok {
+		return false
+	}
+	jr.done[u] = d
+	if d.Error == "" && (d.Op == queue.OpRead || d.Op == queue.WriteChunk) {
+		jr.job.Progress.ChunksDone++
+		jr.job.Progress.BytesDone += d.Length
+	}
+	return true
+}
+
+// cleanup stops following completions and removes the job's transient
+// records once it has ended (or stops watching on shutdown).
+func (jr *jobRun) cleanup(ctx context.Context) {
+	if jr.stop != nil {
+		jr.stop()
+	}
+}
+
+// purge removes the job's outstanding work and, when the job has ended, its
+// completions.
+func (jr *jobRun) purge(ctx context.Context, completions bool) {
+	if s, err := jr.c.js.Stream(ctx, queue.StreamWork); err == nil {
+		_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.JobWorkFilter(jr.job.ID)))
+	}
+	if completions {
+		if s, err := jr.c.js.Stream(ctx, queue.StreamDone); err == nil {
+			_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.DoneSubject(jr.job.ID)))
+		}
+	}
+}
+
+// phase publishes units, keeping at most Window outstanding, and returns
+// when each has completed. publish sends one unit's work item.
+func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(ctx context.Context, u unit, msgID string) error) error {
+	cfg := jr.c.cfg
+	next, stop := iter.Pull(units)
+	defer stop()
+	outstanding := make(map[unit]*flight)
+	more := true
+	send := func(u unit, attempt int) error {
+		msgID := fmt.Sprintf("%s.%s.%d.%d.e%d.a%d", jr.job.ID, u.op, u.target, u.index, jr.job.Epoch, attempt)
+		if err := publish(ctx, u, msgID); err != nil {
+			return fmt.Errorf("publish %s %d: %w", u.op, u.index, err)
+		}
+		outstanding[u] = &flight{published: time.Now(), attempt: attempt}
+		return nil
+	}
+	fill := func() error {
+		for more && len(outstanding) < cfg.Window {
+			u, ok := next()
+			if !ok {
+				more = false
+				break
+			}
+			if _, done := jr.done[u]; done {
+				continue
+			}
+			if err := send(u, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := fill(); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(cfg.ProgressInterval)
+	defer ticker.Stop()
+	lastDone := time.Now()
+	for more || len(outstanding) > 0 {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case d := <-jr.dones:
+			if !jr.record(d) {
+				continue
+			}
+			if d.Error != "" {
+				return fmt.Errorf("%s %d: %s", d.Op, d.Index, d.Error)
+			}
+			delete(outstanding, unitOf(d))
+			lastDone = time.Now()
+			if err := fill(); err != nil {
+				return err
+			}
+		case now := <-ticker.C:
+			jr.progress(ctx)
+			if now.Sub(lastDone) > cfg.StallTimeout {
+				return fmt.Errorf("no progress for %s with %d work items outstanding; are the readers and compressors running?", cfg.StallTimeout.Round(time.Second), len(outstanding))
+			}
+			for u, f := range outstanding {
+				if now.Sub(f.published) < cfg.ChunkTimeout {
+					continue
+				}
+				if f.attempt+1 >= cfg.MaxAttempts {
+					return fmt.Errorf("%s %d: no completion after %d attempts of %s each", u.op, u.index, cfg.MaxAttempts, cfg.ChunkTimeout)
+				}
+				jr.logger.WarnContext(ctx, "re-issuing work", "op", u.op, "index", u.index, "attempt", f.attempt+1)
+				if err := send(u, f.attempt+1); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// progress publishes a progress event and, now and then, saves the record.
+func (jr *jobRun) progress(ctx context.Context) {
+	p := &jr.job.Progress
+	if secs := time.Since(jr.started).Seconds(); secs > 0 {
+		p.MBps = float64(p.BytesDone) / 1e6 / secs
+		if p.MBps > 0 {
+			p.ETASeconds = float64(p.BytesTotal-p.BytesDone) / 1e6 / p.MBps
+		}
+	}
+	jr.c.publishEvent(ctx, jr.job, "")
+	if time.Since(jr.lastSave) > 5*time.Second {
+		jr.lastSave = time.Now()
+		if err := jr.c.saveJob(ctx, jr.job); err != nil {
+			jr.logger.WarnContext(ctx, "save progress", "err", err)
+		}
+	}
+}
+
+// backup drives a backup job to a committed snapshot.
+func (jr *jobRun) backup(ctx context.Context) error {
+	req := jr.job.Backup
+	repo, err := jr.c.cfg.Repos.Get(ctx, req.Repo, true)
+	if err != nil {
+		return err
+	}
+	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path)
+	if err != nil {
+		return err
+	}
+	if jr.job.SnapshotID == "" {
+		jr.job.SnapshotID = repository.NewSnapshotID()
+	}
+	n := plan.Count(stat.Size, req.ChunkSize)
+	jr.job.Progress = queue.Progress{ChunksTotal: n, BytesTotal: stat.Size}
+	if err := jr.c.saveJob(ctx, jr.job); err != nil {
+		return err
+	}
+	jr.purge(ctx, false) // work of an earlier epoch is re-published below
+	if err := jr.follow(ctx); err != nil {
+		return err
+	}
+	all := func(yield func(unit) bool) {
+		for i := range n {
+			if !yield(unit{op: queue.OpRead, index: i}) {
+				return
+			}
+		}
+	}
+	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
+	err = jr.phase(ctx, all, func(ctx context.Context, u unit, msgID string) error {
+		r := plan.At(u.index, stat.Size, req.ChunkSize)
+		item := &queue.ReadItem{
+			V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path,
+			Index: r.Index, Offset: r.Offset, Length: r.Length, Repo: req.Repo,
+		}
+		_, err := jr.c.js.Publish(ctx, subject, queue.Encode(item), jetstream.WithMsgID(msgID))
+		return err
+	})
+	if err != nil {
+		jr.purge(context.WithoutCancel(ctx), ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled))
+		return err
+	}
+
+	jr.job.State = queue.StateCommitting
+	jr.c.publishEvent(ctx, jr.job, "")
+	snap := jr.manifest(stat, n)
+	if err := repo.SaveSnapshot(ctx, snap); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	jr.job.Stats = snap.Stats
+	jr.purge(ctx, true)
+	return nil
+}
+
+// manifest builds the snapshot from the recorded completions.
+func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
+	req := jr.job.Backup
+	snap := &manifest.Snapshot{
+		Version: manifest.Version, ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
+		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind,
+		Size: stat.Size, ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
+		Chunks: make([]manifest.Chunk, n),
+	}
+	st := &snap.Stats
+	st.SourceBytes, st.Chunks = stat.Size, n
+	seen := make(map[string]bool)
+	for i := range n {
+		d := jr.done[unit{op: queue.OpRead, index: i}]
+		c := manifest.Chunk{Offset: int64(i) * req.ChunkSize, Length: d.Length}
+		if d.Zero {
+			c.Zero = true
+			st.ZeroChunks++
+		} else {
+			c.Hash, c.StoredSize = d.Hash, d.StoredSize
+			if !seen[d.Hash] {
+				seen[d.Hash] = true
+				st.StoredBytes += d.StoredSize
+				if d.New {
+					st.NewChunks++
+					st.NewBytes += d.StoredSize
+				}
+			}
+		}
+		snap.Chunks[i] = c
+	}
+	st.Seconds = time.Since(jr.job.Started).Seconds()
+	return snap
+}
+
+// restore drives a restore job: prepare every target, write the chunks,
+// finish every target.
+func (jr *jobRun) restore(ctx context.Context) error {
+	req := jr.job.Restore
+	repo, err := jr.c.cfg.Repos.Get(ctx, req.Repo, false)
+	if err != nil {
+		return err
+	}
+	snap, err := repo.FindSnapshot(ctx, cmpOr(jr.job.SnapshotID, req.Snapshot))
+	if err != nil {
+		return err
+	}
+	jr.job.SnapshotID = snap.ID
+	for _, t := range req.Targets {
+		if _, err := jr.waitForReader(ctx, t.Host, ""); err != nil {
+			return err
+		}
+	}
+	jr.job.Progress = queue.Progress{ChunksTotal: len(snap.Chunks) * len(req.Targets), BytesTotal: snap.Size * int64(len(req.Targets))}
+	if err := jr.c.saveJob(ctx, jr.job); err != nil {
+		return err
+	}
+	jr.purge(ctx, false)
+	if err := jr.follow(ctx); err != nil {
+		return err
+	}
+	publish := func(ctx context.Context, u unit, msgID string) error {
+		t := req.Targets[u.target]
+		item := &queue.WriteItem{
+			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.op, Target: u.target, Path: t.Path,
+			Repo: req.Repo, Size: snap.Size, Overwrite: req.Overwrite, Index: u.index,
+		}
+		if u.op == queue.WriteChunk {
+			c := snap.Chunks[u.index]
+			item.Offset, item.Length, item.Hash, item.Zero = c.Offset, c.Length, c.Hash, c.Zero
+		}
+		_, err := jr.c.js.Publish(ctx, queue.WriteSubject(t.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
+		return err
+	}
+	perTarget := func(op string) iter.Seq[unit] {
+		return func(yield func(unit) bool) {
+			for t := range req.Targets {
+				if !yield(unit{op: op, target: t}) {
+					return
+				}
+			}
+		}
+	}
+	chunks := func(yield func(unit) bool) {
+		for i, c := range snap.Chunks {
+			for t := range req.Targets {
+				if c.Zero && !jr.done[unit{op: queue.WritePrepare, target: t}].Device {
+					// A hole in a new file is already zero: nothing to write.
+					jr.record(&queue.Done{Op: queue.WriteChunk, Target: t, Index: i, Length: c.Length, Zero: true})
+					continue
+				}
+				if !yield(unit{op: queue.WriteChunk, target: t, index: i}) {
+					return
+				}
+			}
+		}
+	}
+	for _, step := range []iter.Seq[unit]{perTarget(queue.WritePrepare), chunks, perTarget(queue.WriteFinish)} {
+		if err := jr.phase(ctx, step, publish); err != nil {
+			jr.purge(context.WithoutCancel(ctx), ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled))
+			return err
+		}
+	}
+	jr.job.Stats = manifest.Stats{SourceBytes: snap.Size, Chunks: len(snap.Chunks), Seconds: time.Since(jr.job.Started).Seconds()}
+	jr.purge(ctx, true)
+	return nil
+}

@@ -1,0 +1,149 @@
+// Package manifest defines a snapshot's manifest: what was backed up (source,
+// host, mode, size), how (chunk size, hash, compression) and where each chunk's
+// bytes lie. Encode and Decode give its versioned JSON form; Validate checks
+// that a manifest describes a whole, consistent volume before anything trusts
+// it. docs/format.md specifies the schema.
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+)
+
+// Version is the manifest schema version this package writes. Decode reads
+// every version up to it and rejects newer ones.
+const Version = 1
+
+// Modes of backup.
+const (
+	ModeVolume = "volume"
+)
+
+// Source kinds for volume mode.
+const (
+	KindFile   = "file"   // a regular file holding an image
+	KindDevice = "device" // a block device
+)
+
+// Snapshot is one committed backup. A snapshot exists in a repository whole
+// or not at all: its manifest is written after every chunk it names.
+type Snapshot struct {
+	Version     int       `json:"version"`
+	ID          string    `json:"id"`
+	JobID       string    `json:"job_id,omitempty"`
+	Time        time.Time `json:"time"`
+	Host        string    `json:"host"`
+	Path        string    `json:"path"`
+	Mode        string    `json:"mode"`
+	SourceKind  string    `json:"source_kind"`
+	Size        int64     `json:"size"`
+	ChunkSize   int64     `json:"chunk_size"`
+	Hash        string    `json:"hash"`
+	Compression string    `json:"compression"`
+	Level       string    `json:"level"`
+	Chunks      []Chunk   `json:"chunks"`
+	Stats       Stats     `json:"stats"`
+}
+
+// Chunk locates one chunk of the source. A zero chunk (all bytes zero) has no
+// hash and no stored object.
+type Chunk struct {
+	Offset     int64  `json:"offset"`
+	Length     int64  `json:"length"`
+	Hash       string `json:"hash,omitempty"`
+	StoredSize int64  `json:"stored_size,omitempty"`
+	Zero       bool   `json:"zero,omitempty"`
+}
+
+// ID returns the chunk's ID. It is only meaningful for non-zero chunks of a
+// validated manifest.
+func (c Chunk) ID() (chunk.ID, error) { return chunk.ParseID(c.Hash) }
+
+// Stats summarises a backup run.
+type Stats struct {
+	// SourceBytes is the size of the source read.
+	SourceBytes int64 `json:"source_bytes"`
+	// StoredBytes is the stored size of all the snapshot's chunks, shared or not.
+	StoredBytes int64 `json:"stored_bytes"`
+	// NewBytes is the stored size of the chunks this run added.
+	NewBytes int64 `json:"new_bytes"`
+	// Chunks counts all chunks; ZeroChunks and NewChunks count subsets.
+	Chunks     int     `json:"chunks"`
+	ZeroChunks int     `json:"zero_chunks"`
+	NewChunks  int     `json:"new_chunks"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// ErrInvalid is wrapped by every validation and decoding error.
+var ErrInvalid = errors.New("manifest: invalid")
+
+// Encode returns the manifest's JSON form after validating it.
+func Encode(s *Snapshot) ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// Decode parses and validates a manifest.
+func Decode(data []byte) (*Snapshot, error) {
+	var s Snapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Validate checks that the manifest is of a known version and describes the
+// whole source: chunks in order, contiguous, of the chunk size but for a
+// shorter last one, each with a valid hash unless it is a zero chunk.
+func (s *Snapshot) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: snapshot %s: %s", ErrInvalid, s.ID, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case s.Version < 1 || s.Version > Version:
+		return bad("version %d is not supported (this build reads 1 to %d)", s.Version, Version)
+	case s.ID == "":
+		return bad("empty id")
+	case s.Mode != ModeVolume:
+		return bad("unknown mode %q", s.Mode)
+	case s.Hash != "sha256":
+		return bad("unknown hash %q", s.Hash)
+	case s.Size < 0:
+		return bad("negative size %d", s.Size)
+	}
+	if err := plan.CheckChunkSize(s.ChunkSize); err != nil {
+		return bad("%v", err)
+	}
+	if want := plan.Count(s.Size, s.ChunkSize); len(s.Chunks) != want {
+		return bad("%d chunks for %d bytes in chunks of %d, want %d", len(s.Chunks), s.Size, s.ChunkSize, want)
+	}
+	for i, c := range s.Chunks {
+		want := plan.At(i, s.Size, s.ChunkSize)
+		if c.Offset != want.Offset || c.Length != want.Length {
+			return bad("chunk %d covers [%d,+%d), want [%d,+%d)", i, c.Offset, c.Length, want.Offset, want.Length)
+		}
+		if c.Zero {
+			if c.Hash != "" || c.StoredSize != 0 {
+				return bad("zero chunk %d has a hash or stored size", i)
+			}
+			continue
+		}
+		if _, err := chunk.ParseID(c.Hash); err != nil {
+			return bad("chunk %d: %v", i, err)
+		}
+		if c.StoredSize <= 0 {
+			return bad("chunk %d: stored size %d", i, c.StoredSize)
+		}
+	}
+	return nil
+}

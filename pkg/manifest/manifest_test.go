@@ -1,0 +1,110 @@
+package manifest_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+)
+
+func sample() *manifest.Snapshot {
+	h := chunk.Sum([]byte("a")).String()
+	return &manifest.Snapshot{
+		Version: manifest.Version, ID: "0123abcd", Time: time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC),
+		Host: "db1", Path: "/dev/sdb", Mode: manifest.ModeVolume, SourceKind: manifest.KindDevice,
+		Size: 10000, ChunkSize: 4096, Hash: "sha256", Compression: "zstd", Level: "fastest",
+		Chunks: []manifest.Chunk{
+			{Offset: 0, Length: 4096, Hash: h, StoredSize: 100},
+			{Offset: 4096, Length: 4096, Zero: true},
+			{Offset: 8192, Length: 1808, Hash: h, StoredSize: 90},
+		},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := sample()
+	data, err := manifest.Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := manifest.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(s) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		mutate func(s *manifest.Snapshot)
+	}{
+		{"future version", func(s *manifest.Snapshot) { s.Version = 99 }},
+		{"no id", func(s *manifest.Snapshot) { s.ID = "" }},
+		{"unknown mode", func(s *manifest.Snapshot) { s.Mode = "tape" }},
+		{"unknown hash", func(s *manifest.Snapshot) { s.Hash = "md5" }},
+		{"odd chunk size", func(s *manifest.Snapshot) { s.ChunkSize = 1000 }},
+		{"missing chunk", func(s *manifest.Snapshot) { s.Chunks = s.Chunks[:2] }},
+		{"gap", func(s *manifest.Snapshot) { s.Chunks[1].Offset = 5000 }},
+		{"wrong tail length", func(s *manifest.Snapshot) { s.Chunks[2].Length = 4096 }},
+		{"bad hash", func(s *manifest.Snapshot) { s.Chunks[0].Hash = "../../etc/passwd" }},
+		{"zero with hash", func(s *manifest.Snapshot) { s.Chunks[1].Hash = s.Chunks[0].Hash }},
+		{"no stored size", func(s *manifest.Snapshot) { s.Chunks[0].StoredSize = 0 }},
+		{"negative size", func(s *manifest.Snapshot) { s.Size = -1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := sample()
+			tt.mutate(s)
+			if _, err := manifest.Encode(s); !errors.Is(err, manifest.ErrInvalid) {
+				t.Fatalf("Encode = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"", "{", "[]", `{"version":1}`, `{"version":"x"}`} {
+		if _, err := manifest.Decode([]byte(in)); !errors.Is(err, manifest.ErrInvalid) {
+			t.Errorf("Decode(%q) = %v, want ErrInvalid", in, err)
+		}
+	}
+}
+
+func TestEmptyVolume(t *testing.T) {
+	t.Parallel()
+	s := sample()
+	s.Size, s.Chunks = 0, nil
+	if _, err := manifest.Encode(s); err != nil {
+		t.Fatalf("empty volume: %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	data, _ := manifest.Encode(sample())
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := manifest.Decode(data)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("Decode accepted a manifest that does not validate: %v", err)
+		}
+	})
+}
+
+func ExampleDecode() {
+	s, err := manifest.Decode([]byte(`{"version":1,"id":"x","mode":"volume","hash":"sha256","size":0,"chunk_size":4096,"chunks":[]}`))
+	fmt.Println(s.ID, len(s.Chunks), err)
+	// Output: x 0 <nil>
+}

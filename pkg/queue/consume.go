@@ -1,0 +1,158 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Handler processes one message. Its result decides the acknowledgement:
+// nil acks (so return nil only once the work is durable), an error made by
+// Permanent terminates the message, one made by RetryAfter naks it with that
+// delay, and any other error naks it with a backoff growing with the number
+// of deliveries. Handle must honour ctx's cancellation.
+type Handler interface {
+	Handle(ctx context.Context, msg jetstream.Msg) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, msg jetstream.Msg) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, msg jetstream.Msg) error { return f(ctx, msg) }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that retrying cannot fix; the message is
+// terminated rather than redelivered.
+func Permanent(err error) error { return &permanentError{err: err} }
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type retryError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// RetryAfter asks for the message to be redelivered after delay.
+func RetryAfter(delay time.Duration, err error) error { return &retryError{err: err, delay: delay} }
+
+// ConsumeConfig tunes Consume.
+type ConsumeConfig struct {
+	// Workers is how many messages are handled at once; 0 means 1.
+	Workers int
+	// DrainTimeout is how long in-flight handlers may run on after ctx is
+	// cancelled before their own contexts are cancelled; 0 means 30s.
+	DrainTimeout time.Duration
+	// MaxBackoff caps the redelivery delay of failed messages; 0 means 30s.
+	MaxBackoff time.Duration
+	// Logger receives one line per failed message; nil discards.
+	Logger *slog.Logger
+	// OnIdle, when set, is called whenever a worker finishes a message.
+	OnIdle func()
+}
+
+// Consume pulls messages from cons and hands them to h on cfg.Workers
+// goroutines until ctx is cancelled. Then it stops pulling, lets in-flight
+// handlers finish (up to DrainTimeout), naks what was pulled but not started
+// so another worker takes it at once, and returns nil.
+func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg ConsumeConfig) error {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Workers), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+
+	// Handlers run on a context that outlives ctx by DrainTimeout.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopDrain := context.AfterFunc(ctx, func() {
+		it.Stop()
+		time.AfterFunc(cfg.DrainTimeout, cancelWork)
+	})
+	defer stopDrain()
+
+	msgs := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range cfg.Workers {
+		wg.Go(func() {
+			for msg := range msgs {
+				if ctx.Err() != nil {
+					_ = msg.Nak()
+					continue
+				}
+				settle(workCtx, msg, h.Handle(workCtx, msg), cfg.MaxBackoff, logger)
+				if cfg.OnIdle != nil {
+					cfg.OnIdle()
+				}
+			}
+		})
+	}
+	var loopErr error
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
+				loopErr = fmt.Errorf("consume: %w", err)
+			}
+			break
+		}
+		msgs <- msg
+	}
+	close(msgs)
+	wg.Wait()
+	return loopErr
+}
+
+func settle(ctx context.Context, msg jetstream.Msg, err error, maxBackoff time.Duration, logger *slog.Logger) {
+	if err == nil {
+		if ackErr := msg.Ack(); ackErr != nil {
+			logger.WarnContext(ctx, "ack", "subject", msg.Subject(), "err", ackErr)
+		}
+		return
+	}
+	attempt := uint64(1)
+	if md, mdErr := msg.Metadata(); mdErr == nil {
+		attempt = md.NumDelivered
+	}
+	var retry *retryError
+	switch {
+	case IsPermanent(err):
+		logger.ErrorContext(ctx, "giving up on message", "subject", msg.Subject(), "attempt", attempt, "err", err)
+		_ = msg.TermWithReason(err.Error())
+	case errors.As(err, &retry):
+		logger.DebugContext(ctx, "message retried later", "subject", msg.Subject(), "attempt", attempt, "err", err)
+		_ = msg.NakWithDelay(retry.delay)
+	default:
+		delay := min(maxBackoff, time.Duration(1<<min(attempt, 10))*100*time.Millisecond)
+		logger.WarnContext(ctx, "message failed; will retry", "subject", msg.Subject(), "attempt", attempt, "err", err)
+		_ = msg.NakWithDelay(delay)
+	}
+}

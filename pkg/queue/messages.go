@@ -1,0 +1,305 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+)
+
+// MessageVersion is the version of the JSON messages below. Every message
+// carries it in "v"; receivers reject versions they do not know.
+const MessageVersion = 1
+
+// ErrBadMessage is wrapped by every decoding and validation error.
+var ErrBadMessage = errors.New("queue: malformed message")
+
+// Decode parses a JSON message strictly (unknown fields are errors) and
+// checks its version. Messages are small; oversized ones are refused.
+func Decode(data []byte, v interface{ version() int }) error {
+	if len(data) > 1<<20 {
+		return fmt.Errorf("%w: %d bytes exceeds 1 MiB", ErrBadMessage, len(data))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON object", ErrBadMessage)
+	}
+	if got := v.version(); got != MessageVersion {
+		return fmt.Errorf("%w: version %d (want %d)", ErrBadMessage, got, MessageVersion)
+	}
+	return nil
+}
+
+// Encode returns the JSON form of a message.
+func Encode(v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("queue: encode %T: %v", v, err)) // our own types always marshal
+	}
+	return data
+}
+
+// Endpoint is a path on a host: a backup source or a restore target.
+type Endpoint struct {
+	Host string `json:"host"`
+	Path string `json:"path"`
+}
+
+// ParseEndpoint parses "HOST:PATH".
+func ParseEndpoint(s string) (Endpoint, error) {
+	host, path, ok := strings.Cut(s, ":")
+	if !ok || host == "" || path == "" {
+		return Endpoint{}, fmt.Errorf("%q: want HOST:PATH", s)
+	}
+	e := Endpoint{Host: host, Path: path}
+	return e, e.Check()
+}
+
+// String returns "HOST:PATH".
+func (e Endpoint) String() string { return e.Host + ":" + e.Path }
+
+// Check validates the host name and requires an absolute path.
+func (e Endpoint) Check() error {
+	if err := CheckToken("host", e.Host); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(e.Path, "/") {
+		return fmt.Errorf("path %q on %s must be absolute", e.Path, e.Host)
+	}
+	return nil
+}
+
+// BackupRequest asks for a backup; published on SubjectRequestBackup.
+type BackupRequest struct {
+	V int `json:"v"`
+	// JobID is optional: a client that sets it (a UUID) can follow the
+	// job's events before the coordinator answers, and a repeated publish
+	// with the same ID is one job.
+	JobID  string   `json:"job_id,omitempty"`
+	Source Endpoint `json:"source"`
+	// Repo is where to store: a directory, file://PATH or s3://BUCKET/PREFIX.
+	Repo string `json:"repo"`
+	// ChunkSize in bytes; 0 means the default.
+	ChunkSize int64 `json:"chunk_size,omitempty"`
+	// Level is fastest (default), default, better or best.
+	Level string `json:"level,omitempty"`
+	// ReplyTo, if set, receives a JobAccepted message.
+	ReplyTo string `json:"reply_to,omitempty"`
+}
+
+func (r *BackupRequest) version() int { return r.V }
+
+// RestoreRequest asks for a snapshot to be written to one or more targets;
+// published on SubjectRequestRestore.
+type RestoreRequest struct {
+	V        int        `json:"v"`
+	JobID    string     `json:"job_id,omitempty"`
+	Repo     string     `json:"repo"`
+	Snapshot string     `json:"snapshot"` // ID, unique prefix or "latest"
+	Targets  []Endpoint `json:"targets"`
+	// Overwrite allows writing over an existing regular file.
+	Overwrite bool   `json:"overwrite,omitempty"`
+	ReplyTo   string `json:"reply_to,omitempty"`
+}
+
+func (r *RestoreRequest) version() int { return r.V }
+
+// CancelRequest asks for a running job to be cancelled.
+type CancelRequest struct {
+	V     int    `json:"v"`
+	JobID string `json:"job_id"`
+}
+
+func (r *CancelRequest) version() int { return r.V }
+
+// JobAccepted answers a request's ReplyTo.
+type JobAccepted struct {
+	V     int    `json:"v"`
+	JobID string `json:"job_id,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func (r *JobAccepted) version() int { return r.V }
+
+// Job kinds.
+const (
+	KindBackup  = "backup"
+	KindRestore = "restore"
+)
+
+// Job states. Succeeded, Failed and Cancelled are final.
+const (
+	StateQueued     = "queued"
+	StateRunning    = "running"
+	StateCommitting = "committing"
+	StateSucceeded  = "succeeded"
+	StateFailed     = "failed"
+	StateCancelled  = "cancelled"
+)
+
+// Final reports whether state is a final state.
+func Final(state string) bool {
+	return state == StateSucceeded || state == StateFailed || state == StateCancelled
+}
+
+// Job is a job's record in BucketJobs.
+type Job struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"`
+	Kind    string          `json:"kind"`
+	Backup  *BackupRequest  `json:"backup,omitempty"`
+	Restore *RestoreRequest `json:"restore,omitempty"`
+	State   string          `json:"state"`
+	// SnapshotID is chosen when a backup is planned, so a resumed job
+	// commits under the same ID; for a restore it is the snapshot restored.
+	SnapshotID string    `json:"snapshot_id,omitempty"`
+	Created    time.Time `json:"created"`
+	Started    time.Time `json:"started,omitzero"`
+	Finished   time.Time `json:"finished,omitzero"`
+	Error      string    `json:"error,omitempty"`
+	// Epoch counts how often the job was (re)started; work published in a
+	// later epoch gets fresh message IDs.
+	Epoch    int            `json:"epoch"`
+	Progress Progress       `json:"progress"`
+	Stats    manifest.Stats `json:"stats"`
+}
+
+func (j *Job) version() int { return j.V }
+
+// Progress is how far a job is.
+type Progress struct {
+	ChunksDone  int     `json:"chunks_done"`
+	ChunksTotal int     `json:"chunks_total"`
+	BytesDone   int64   `json:"bytes_done"`
+	BytesTotal  int64   `json:"bytes_total"`
+	MBps        float64 `json:"mb_per_s"`
+	ETASeconds  float64 `json:"eta_s"`
+}
+
+// Event is published on EventSubject at each state change and periodically
+// with progress while a job runs.
+type Event struct {
+	V          int       `json:"v"`
+	JobID      string    `json:"job_id"`
+	Kind       string    `json:"kind"`
+	State      string    `json:"state"`
+	Time       time.Time `json:"time"`
+	Progress   Progress  `json:"progress"`
+	SnapshotID string    `json:"snapshot_id,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	// Message says what a running job is waiting for, if anything.
+	Message string         `json:"message,omitempty"`
+	Stats   manifest.Stats `json:"stats"`
+}
+
+func (e *Event) version() int { return e.V }
+
+// ReadItem asks the reader of a host to read one chunk of a source.
+type ReadItem struct {
+	V       int    `json:"v"`
+	JobID   string `json:"job_id"`
+	Path    string `json:"path"`
+	Index   int    `json:"index"`
+	Offset  int64  `json:"offset"`
+	Length  int64  `json:"length"`
+	Attempt int    `json:"attempt"`
+	// Repo is used to stage chunks too large for a message.
+	Repo string `json:"repo"`
+}
+
+func (r *ReadItem) version() int { return r.V }
+
+// Write operations of a restore, in the order the coordinator issues them
+// for each target.
+const (
+	WritePrepare = "prepare" // create or check the target, set its size
+	WriteChunk   = "chunk"   // fetch, verify and write one chunk
+	WriteFinish  = "finish"  // flush the target to stable storage
+)
+
+// WriteItem asks the reader of a host to do one step of a restore.
+type WriteItem struct {
+	V      int    `json:"v"`
+	JobID  string `json:"job_id"`
+	Op     string `json:"op"`
+	Target int    `json:"target"`
+	Path   string `json:"path"`
+	Repo   string `json:"repo"`
+	// Size is the volume size (prepare).
+	Size      int64 `json:"size,omitempty"`
+	Overwrite bool  `json:"overwrite,omitempty"`
+	// Chunk fields (chunk).
+	Index  int    `json:"index,omitempty"`
+	Offset int64  `json:"offset,omitempty"`
+	Length int64  `json:"length,omitempty"`
+	Hash   string `json:"hash,omitempty"`
+	Zero   bool   `json:"zero,omitempty"`
+}
+
+func (w *WriteItem) version() int { return w.V }
+
+// Done records the completion (or permanent failure) of one piece of work:
+// a chunk stored (backup) or a write step done (restore).
+type Done struct {
+	V      int    `json:"v"`
+	JobID  string `json:"job_id"`
+	Op     string `json:"op"` // OpRead for backup chunks, a Write* for restore steps
+	Index  int    `json:"index"`
+	Target int    `json:"target,omitempty"`
+	Length int64  `json:"length"`
+	// Backup results.
+	Hash       string `json:"hash,omitempty"`
+	StoredSize int64  `json:"stored_size,omitempty"`
+	Zero       bool   `json:"zero,omitempty"`
+	New        bool   `json:"new,omitempty"`
+	// Device reports, on prepare, that the target is a block device, so
+	// zero chunks must be written rather than left as holes.
+	Device bool `json:"device,omitempty"`
+	// Error, when set, fails the job: the work cannot succeed by retrying.
+	Error string `json:"error,omitempty"`
+	// Worker names who did it, for logs.
+	Worker string `json:"worker,omitempty"`
+}
+
+func (d *Done) version() int { return d.V }
+
+// DoneMsgID is the deduplication ID of a completion.
+func DoneMsgID(d *Done) string {
+	return fmt.Sprintf("%s.%s.%d.%d", d.JobID, d.Op, d.Target, d.Index)
+}
+
+// StatRequest asks a host's reader to describe a source.
+type StatRequest struct {
+	V    int    `json:"v"`
+	Path string `json:"path"`
+}
+
+func (r *StatRequest) version() int { return r.V }
+
+// StatReply describes a source, or says why it cannot be backed up.
+type StatReply struct {
+	V     int    `json:"v"`
+	Size  int64  `json:"size"`
+	Kind  string `json:"kind,omitempty"` // manifest.KindFile or manifest.KindDevice
+	Error string `json:"error,omitempty"`
+}
+
+func (r *StatReply) version() int { return r.V }
+
+// Headers of a raw chunk message on StreamRaw; the body is the raw bytes,
+// or empty when HeaderStaged names the staging key instead.
+const (
+	HeaderJob    = "Bulk-Job"
+	HeaderIndex  = "Bulk-Index"
+	HeaderOffset = "Bulk-Offset"
+	HeaderLength = "Bulk-Length"
+	HeaderStaged = "Bulk-Staged"
+)

@@ -1,0 +1,159 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams, subjects and buckets. Subjects follow bulk.<noun>.<verb>[.<host>].
+const (
+	// StreamRequests keeps job requests until the coordinator takes them, so
+	// a request published while the coordinator restarts is not lost.
+	StreamRequests = "BULK_REQUESTS"
+	// SubjectRequestBackup takes a BackupRequest; CI systems publish here.
+	SubjectRequestBackup = "bulk.request.backup"
+	// SubjectRequestRestore takes a RestoreRequest.
+	SubjectRequestRestore = "bulk.request.restore"
+	// SubjectRequestCancel takes a CancelRequest.
+	SubjectRequestCancel = "bulk.request.cancel"
+
+	// StreamWork holds work items for readers: bulk.work.<op>.<host>.<job>.
+	StreamWork = "BULK_WORK"
+	// StreamRaw is the memory-backed queue of raw chunks: bulk.raw.<job>.
+	StreamRaw = "BULK_RAW"
+	// StreamDone records chunk completions: bulk.done.<job>.
+	StreamDone = "BULK_DONE"
+	// StreamEvents carries job state and progress: bulk.event.job.<job>.
+	StreamEvents = "BULK_EVENTS"
+	// BucketJobs is the KV bucket of job records, keyed by job ID.
+	BucketJobs = "bulk_jobs"
+
+	// ConsumerCoordinator is the coordinator's durable on StreamRequests.
+	ConsumerCoordinator = "coordinator"
+	// ConsumerCompressors is the compressors' shared durable on StreamRaw.
+	ConsumerCompressors = "compressors"
+)
+
+// Work operations in a work subject.
+const (
+	OpRead  = "read"  // read a chunk of a source (backup)
+	OpWrite = "write" // write chunks to a target (restore)
+)
+
+// ReadSubject is where read work for host's job is published.
+func ReadSubject(host, jobID string) string { return "bulk.work.read." + host + "." + jobID }
+
+// WriteSubject is where restore work for host's job is published.
+func WriteSubject(host, jobID string) string { return "bulk.work.write." + host + "." + jobID }
+
+// WorkFilter matches all work for host.
+func WorkFilter(host string) string { return "bulk.work.*." + host + ".*" }
+
+// JobWorkFilter matches all work of one job.
+func JobWorkFilter(jobID string) string { return "bulk.work.*.*." + jobID }
+
+// RawSubject is where raw chunks of a job travel to compressors.
+func RawSubject(jobID string) string { return "bulk.raw." + jobID }
+
+// DoneSubject is where completions of a job's chunks are recorded.
+func DoneSubject(jobID string) string { return "bulk.done." + jobID }
+
+// EventSubject is where a job's state and progress are published.
+func EventSubject(jobID string) string { return "bulk.event.job." + jobID }
+
+// StatSubject is the request/reply subject readers on host answer to
+// describe a source (core NATS, queue group "readers").
+func StatSubject(host string) string { return "bulk.reader.stat." + host }
+
+// ReaderQueueGroup is the queue group readers of one host share.
+const ReaderQueueGroup = "readers"
+
+// ConsumerReader names the durable consumer of host's readers.
+func ConsumerReader(host string) string { return "reader-" + host }
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ErrBadToken is wrapped by CheckToken's errors.
+var ErrBadToken = errors.New("queue: invalid subject token")
+
+// CheckToken returns an error unless s can stand as one subject token: a host
+// name or job ID of letters, digits, '-' and '_'.
+func CheckToken(what, s string) error {
+	if !tokenRE.MatchString(s) {
+		return fmt.Errorf("%w: %s %q (use letters, digits, '-' and '_')", ErrBadToken, what, s)
+	}
+	return nil
+}
+
+// StreamConfig sizes the streams Setup creates.
+type StreamConfig struct {
+	// Replicas is the replication factor of file-backed streams and the KV
+	// bucket (1 for a single server, 3 in a cluster).
+	Replicas int
+	// RawMaxBytes bounds the raw chunk bytes in flight in StreamRaw, fleet
+	// wide. Zero means DefaultRawMaxBytes.
+	RawMaxBytes int64
+	// MaxPayload is the server's message size limit, used to size
+	// StreamRaw's per-message limit.
+	MaxPayload int32
+}
+
+// DefaultRawMaxBytes is the default in-flight bound on raw chunk bytes.
+const DefaultRawMaxBytes = 256 << 20
+
+// Setup creates or updates every stream and bucket of the contract. It is
+// idempotent; every service calls it on start.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.RawMaxBytes == 0 {
+		cfg.RawMaxBytes = DefaultRawMaxBytes
+	}
+	streams := []jetstream.StreamConfig{
+		{
+			Name: StreamRequests, Subjects: []string{"bulk.request.>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, MaxAge: 7 * 24 * time.Hour, Duplicates: 10 * time.Minute,
+			MaxMsgSize: 1 << 20,
+		},
+		{
+			Name: StreamWork, Subjects: []string{"bulk.work.>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, Duplicates: 2 * time.Minute,
+		},
+		{
+			Name: StreamRaw, Subjects: []string{"bulk.raw.>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.MemoryStorage,
+			Replicas: 1, MaxBytes: cfg.RawMaxBytes, Discard: jetstream.DiscardNew,
+			Duplicates: 2 * time.Minute,
+		},
+		{
+			Name: StreamDone, Subjects: []string{"bulk.done.>"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, MaxAge: 14 * 24 * time.Hour, Duplicates: 2 * time.Minute,
+		},
+		{
+			Name: StreamEvents, Subjects: []string{"bulk.event.>"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, MaxAge: 14 * 24 * time.Hour, MaxMsgsPerSubject: 1000,
+		},
+	}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketJobs, Description: "bulkbackup job records", History: 1,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("set up bucket %s: %w", BucketJobs, err)
+	}
+	return nil
+}

@@ -1,0 +1,326 @@
+// Package reader is the reader service: it runs on a host that holds data,
+// under that host's name, and does the work that must happen where the data
+// is.
+//
+// For a backup it answers stat requests about a source, then takes read work
+// items from its host's durable consumer, reads each chunk with ReadAt, and
+// passes it on: an all-zero chunk is reported done at once (it is never
+// stored), any other travels to the compressors as one message on the raw
+// queue, or, when it is larger than a message may be, is staged as an object
+// in the repository and the message names it. When the raw queue is full
+// (the fleet's in-flight bound) the publish is retried with backoff: that is
+// the flow control that keeps memory bounded whatever the volume's size. A
+// read item is acknowledged only after its chunk is accepted by the raw
+// queue.
+//
+// For a restore it takes write work items: prepare the target, write
+// verified chunks at their offsets, finish (flush and move into place).
+package reader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/restore"
+	"github.com/bulkbackup/bulkbackup/pkg/source"
+)
+
+// Config configures a Reader.
+type Config struct {
+	// Host is the name this reader serves; work for HOST:PATH comes here.
+	Host string
+	// Workers is how many chunks are read or written at once; 0 means 4.
+	Workers int
+	// Repos opens repositories (restore, staging). Required.
+	Repos *repository.Cache
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// DrainTimeout bounds how long in-flight work may finish after shutdown
+	// begins; 0 means 30s.
+	DrainTimeout time.Duration
+}
+
+func (c *Config) validate() error {
+	if err := queue.CheckToken("host", c.Host); err != nil {
+		return fmt.Errorf("reader: %w", err)
+	}
+	if c.Repos == nil {
+		return errors.New("reader: Config.Repos is required")
+	}
+	if c.Workers == 0 {
+		c.Workers = 4
+	}
+	if c.Workers < 0 {
+		return fmt.Errorf("reader: Workers %d must be positive", c.Workers)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Reader is the reader service of one host.
+type Reader struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	cfg    Config
+	logger *slog.Logger
+	bufs   sync.Pool
+}
+
+// New returns a Reader using nc.
+func New(nc *nats.Conn, cfg Config) (*Reader, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("reader: %w", err)
+	}
+	return &Reader{nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host)}, nil
+}
+
+// Run serves until ctx is cancelled, then drains in-flight work.
+func (r *Reader) Run(ctx context.Context) error {
+	sub, err := r.nc.QueueSubscribe(queue.StatSubject(r.cfg.Host), queue.ReaderQueueGroup, r.handleStat)
+	if err != nil {
+		return fmt.Errorf("reader: subscribe: %w", err)
+	}
+	defer sub.Unsubscribe()
+
+	cons, err := waitForConsumer(ctx, r.js, jetstream.ConsumerConfig{
+		Durable:       queue.ConsumerReader(r.cfg.Host),
+		FilterSubject: queue.WorkFilter(r.cfg.Host),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 1024,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return err
+	}
+	r.logger.InfoContext(ctx, "reader serving", "workers", r.cfg.Workers)
+	err = queue.Consume(ctx, cons, queue.HandlerFunc(r.handle), queue.ConsumeConfig{
+		Workers: r.cfg.Workers, DrainTimeout: r.cfg.DrainTimeout, Logger: r.logger,
+	})
+	r.logger.InfoContext(context.WithoutCancel(ctx), "reader stopped")
+	return err
+}
+
+// waitForConsumer creates or updates a durable consumer on StreamWork,
+// waiting for the coordinator to have created the stream.
+func waitForConsumer(ctx context.Context, js jetstream.JetStream, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for {
+		cons, err := js.CreateOrUpdateConsumer(ctx, queue.StreamWork, cc)
+		if err == nil {
+			return cons, nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return nil, fmt.Errorf("reader: consumer %s: %w", cc.Durable, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Reader) handleStat(m *nats.Msg) {
+	var req queue.StatRequest
+	reply := queue.StatReply{V: queue.MessageVersion}
+	if err := queue.Decode(m.Data, &req); err != nil {
+		reply.Error = err.Error()
+	} else if req.Path != "" {
+		vol, err := source.OpenVolume(req.Path)
+		if err != nil {
+			reply.Error = err.Error()
+		} else {
+			reply.Size, reply.Kind = vol.Size(), vol.Kind()
+			vol.Close()
+		}
+	}
+	_ = m.Respond(queue.Encode(&reply))
+}
+
+func (r *Reader) handle(ctx context.Context, msg jetstream.Msg) error {
+	switch op := strings.Split(msg.Subject(), ".")[2]; op {
+	case queue.OpRead:
+		var item queue.ReadItem
+		if err := queue.Decode(msg.Data(), &item); err != nil {
+			return queue.Permanent(err)
+		}
+		return r.read(ctx, msg, &item)
+	case queue.OpWrite:
+		var item queue.WriteItem
+		if err := queue.Decode(msg.Data(), &item); err != nil {
+			return queue.Permanent(err)
+		}
+		return r.write(ctx, &item)
+	default:
+		return queue.Permanent(fmt.Errorf("unknown work subject %s", msg.Subject()))
+	}
+}
+
+func (r *Reader) buffer(n int64) []byte {
+	if b, ok := r.bufs.Get().(*[]byte); ok && int64(cap(*b)) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n)
+}
+
+func (r *Reader) release(b []byte) { r.bufs.Put(&b) }
+
+// read reads one chunk and hands it on. Errors reading the source fail the
+// job (a Done with Error) rather than retrying forever.
+func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadItem) error {
+	buf := r.buffer(item.Length)
+	defer r.release(buf)
+	if err := readChunk(item.Path, buf, item.Offset); err != nil {
+		return r.fail(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length, Error: err.Error()})
+	}
+	if chunk.IsZero(buf) {
+		return r.publishDone(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length, Zero: true})
+	}
+	out := nats.NewMsg(queue.RawSubject(item.JobID))
+	out.Header.Set(queue.HeaderJob, item.JobID)
+	out.Header.Set(queue.HeaderIndex, strconv.Itoa(item.Index))
+	out.Header.Set(queue.HeaderOffset, strconv.FormatInt(item.Offset, 10))
+	out.Header.Set(queue.HeaderLength, strconv.FormatInt(item.Length, 10))
+	if item.Length > r.nc.MaxPayload()-4096 {
+		repo, err := r.cfg.Repos.Get(ctx, item.Repo, false)
+		if err != nil {
+			return fmt.Errorf("stage chunk %d: %w", item.Index, err)
+		}
+		key := repository.StagingKey(item.JobID, item.Index)
+		if err := repo.Store().Put(ctx, key, buf); err != nil {
+			return fmt.Errorf("stage chunk %d: %w", item.Index, err)
+		}
+		out.Header.Set(queue.HeaderStaged, key)
+	} else {
+		out.Data = buf
+	}
+	msgID := fmt.Sprintf("%s.%d.%d", item.JobID, item.Index, item.Attempt)
+	return publishWithBackoff(ctx, r.js, out, msgID, msg)
+}
+
+func readChunk(path string, buf []byte, off int64) error {
+	vol, err := source.OpenVolume(path)
+	if err != nil {
+		return err
+	}
+	defer vol.Close()
+	_, err = vol.ReadAt(buf, off)
+	return err
+}
+
+// publishWithBackoff publishes a raw chunk, waiting while the raw queue is
+// full. It keeps the work item alive meanwhile.
+func publishWithBackoff(ctx context.Context, js jetstream.JetStream, out *nats.Msg, msgID string, work jetstream.Msg) error {
+	delay := 5 * time.Millisecond
+	lastProgress := time.Now()
+	for {
+		_, err := js.PublishMsg(ctx, out, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(queue.StreamRaw))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var apiErr *jetstream.APIError
+		full := errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum")
+		if !full && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return fmt.Errorf("publish %s: %w", out.Subject, err)
+		}
+		if time.Since(lastProgress) > 15*time.Second {
+			_ = work.InProgress()
+			lastProgress = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 250*time.Millisecond)
+	}
+}
+
+// write performs one restore step.
+func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
+	t := restore.Target{Path: item.Path, JobID: item.JobID, Size: item.Size, Overwrite: item.Overwrite}
+	done := &queue.Done{JobID: item.JobID, Op: item.Op, Index: item.Index, Target: item.Target, Length: item.Length}
+	switch item.Op {
+	case queue.WritePrepare:
+		device, err := restore.Prepare(t)
+		if err != nil {
+			done.Error = err.Error()
+			return r.fail(ctx, done)
+		}
+		done.Device = device
+	case queue.WriteChunk:
+		c := restore.Chunk{Offset: item.Offset, Length: item.Length, Zero: item.Zero}
+		if !item.Zero {
+			id, err := chunk.ParseID(item.Hash)
+			if err != nil {
+				done.Error = err.Error()
+				return r.fail(ctx, done)
+			}
+			c.ID = id
+		}
+		repo, err := r.cfg.Repos.Get(ctx, item.Repo, false)
+		if err != nil {
+			return err // retried: the repository may be briefly unreachable
+		}
+		buf := r.buffer(item.Length)[:0]
+		buf, err = restore.WriteChunk(ctx, repo, t, c, buf)
+		r.release(buf)
+		if err != nil {
+			if errors.Is(err, chunk.ErrCorrupt) || errors.Is(err, os.ErrNotExist) || isNoSpace(err) {
+				done.Error = err.Error()
+				return r.fail(ctx, done)
+			}
+			return err
+		}
+	case queue.WriteFinish:
+		if err := restore.Finish(t); err != nil {
+			done.Error = err.Error()
+			return r.fail(ctx, done)
+		}
+	default:
+		return queue.Permanent(fmt.Errorf("unknown write op %q", item.Op))
+	}
+	return r.publishDone(ctx, done)
+}
+
+func isNoSpace(err error) bool {
+	return strings.Contains(err.Error(), "no space left") || strings.Contains(err.Error(), "file too large")
+}
+
+// fail records a permanent failure of one piece of work; the coordinator
+// fails the job when it sees it.
+func (r *Reader) fail(ctx context.Context, d *queue.Done) error {
+	r.logger.ErrorContext(ctx, "work failed", "job_id", d.JobID, "op", d.Op, "index", d.Index, "err", d.Error)
+	return r.publishDone(ctx, d)
+}
+
+func (r *Reader) publishDone(ctx context.Context, d *queue.Done) error {
+	d.V = queue.MessageVersion
+	d.Worker = "reader@" + r.cfg.Host
+	if _, err := r.js.Publish(ctx, queue.DoneSubject(d.JobID), queue.Encode(d), jetstream.WithMsgID(queue.DoneMsgID(d))); err != nil {
+		return fmt.Errorf("publish done: %w", err)
+	}
+	return nil
+}

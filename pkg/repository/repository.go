@@ -1,0 +1,353 @@
+// Package repository is the bulkbackup repository format over a store.Store:
+// the key layout, idempotent content-addressed chunk writes, verified chunk
+// reads, and snapshots committed last. docs/format.md specifies the layout.
+package repository
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
+)
+
+// Version is the repository layout version this package writes and reads.
+const Version = 1
+
+// Keys and prefixes of the layout.
+const (
+	ConfigKey        = "config"
+	ChunksPrefix     = "chunks/"
+	SnapshotsPrefix  = "snapshots/"
+	StagingPrefix    = "staging/"
+	snapshotSealerLv = chunk.LevelDefault
+)
+
+// Sentinel errors.
+var (
+	// ErrNotRepository means the store holds no repository config.
+	ErrNotRepository = errors.New("repository: no repository here")
+	// ErrSnapshotNotFound means no snapshot matches a reference.
+	ErrSnapshotNotFound = errors.New("repository: snapshot not found")
+	// ErrAmbiguous means an ID prefix matches more than one snapshot.
+	ErrAmbiguous = errors.New("repository: snapshot prefix is ambiguous")
+	// ErrSnapshotExists means a different snapshot already has the ID.
+	ErrSnapshotExists = errors.New("repository: snapshot already exists")
+)
+
+// Config is the repository's config object, written once at creation.
+type Config struct {
+	Version int       `json:"version"`
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Hash    string    `json:"hash"`
+}
+
+// Repository reads and writes the format on a store. It is safe for
+// concurrent use.
+type Repository struct {
+	st     store.Store
+	config Config
+
+	sealerOnce sync.Once
+	sealer     *chunk.Sealer
+	sealerErr  error
+}
+
+// OpenOptions tunes Open.
+type OpenOptions struct {
+	// Create makes Open initialise an empty store as a new repository.
+	Create bool
+}
+
+// Open opens the repository on st, creating it when opts.Create is set and
+// the store has none yet. It fails with ErrNotRepository otherwise.
+func Open(ctx context.Context, st store.Store, opts OpenOptions) (*Repository, error) {
+	data, err := st.Get(ctx, ConfigKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && opts.Create:
+		return create(ctx, st)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("open repository %s: %w", st.Location(), ErrNotRepository)
+	case err != nil:
+		return nil, fmt.Errorf("open repository %s: %w", st.Location(), err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("open repository %s: config: %w", st.Location(), err)
+	}
+	if cfg.Version != Version || cfg.Hash != "sha256" {
+		return nil, fmt.Errorf("open repository %s: version %d with hash %q is not supported (this build reads version %d, sha256)",
+			st.Location(), cfg.Version, cfg.Hash, Version)
+	}
+	return &Repository{st: st, config: cfg}, nil
+}
+
+func create(ctx context.Context, st store.Store) (*Repository, error) {
+	cfg := Config{Version: Version, ID: uuid.NewString(), Created: time.Now().UTC(), Hash: "sha256"}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Put(ctx, ConfigKey, data); err != nil {
+		return nil, fmt.Errorf("create repository %s: %w", st.Location(), err)
+	}
+	return &Repository{st: st, config: cfg}, nil
+}
+
+// Config returns the repository's config.
+func (r *Repository) Config() Config { return r.config }
+
+// Store returns the store the repository lives on.
+func (r *Repository) Store() store.Store { return r.st }
+
+// Location names the repository for humans.
+func (r *Repository) Location() string { return r.st.Location() }
+
+// ChunkKey returns the store key of chunk id.
+func ChunkKey(id chunk.ID) string {
+	s := id.String()
+	return ChunksPrefix + s[:2] + "/" + s
+}
+
+// ChunkSize returns the stored size of chunk id and whether it is stored.
+func (r *Repository) ChunkSize(ctx context.Context, id chunk.ID) (int64, bool, error) {
+	info, err := r.st.Stat(ctx, ChunkKey(id))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("stat chunk %s: %w", id, err)
+	}
+	return info.Size, true, nil
+}
+
+// PutChunk stores a sealed chunk object. Writing a chunk that is already
+// stored rewrites the same bytes, so redelivered work is harmless.
+func (r *Repository) PutChunk(ctx context.Context, id chunk.ID, sealed []byte) error {
+	if err := r.st.Put(ctx, ChunkKey(id), sealed); err != nil {
+		return fmt.Errorf("put chunk %s: %w", id, err)
+	}
+	return nil
+}
+
+// GetChunk reads chunk id, checks it and appends its raw bytes to dst. A
+// damaged object yields an error matching chunk.ErrCorrupt that names the
+// chunk; a missing one matches store.ErrNotFound.
+func (r *Repository) GetChunk(ctx context.Context, id chunk.ID, dst []byte) ([]byte, error) {
+	obj, err := r.st.Get(ctx, ChunkKey(id))
+	if err != nil {
+		return dst, fmt.Errorf("get chunk %s: %w", id, err)
+	}
+	return chunk.Open(dst, id, obj)
+}
+
+// StagingKey returns the key a raw chunk of a job is staged under when it is
+// too large to travel as a message.
+func StagingKey(jobID string, index int) string {
+	return fmt.Sprintf("%s%s/%08d", StagingPrefix, jobID, index)
+}
+
+func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {
+	r.sealerOnce.Do(func() { r.sealer, r.sealerErr = chunk.NewSealer(snapshotSealerLv) })
+	return r.sealer, r.sealerErr
+}
+
+func snapshotKey(id string) string { return SnapshotsPrefix + id }
+
+// NewSnapshotID returns a fresh random snapshot ID: 32 hex digits.
+func NewSnapshotID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
+
+// SaveSnapshot commits a snapshot by writing its manifest; call it only after
+// every chunk it names is stored. Saving the same snapshot again (a retried
+// commit of the same job) is a no-op; saving a different snapshot under an
+// existing ID fails with ErrSnapshotExists, so committed snapshots are never
+// overwritten.
+func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) error {
+	if !validSnapshotID(s.ID) {
+		return fmt.Errorf("save snapshot: invalid id %q", s.ID)
+	}
+	js, err := manifest.Encode(s)
+	if err != nil {
+		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+	}
+	existing, err := r.LoadSnapshot(ctx, s.ID)
+	switch {
+	case err == nil && existing.JobID != "" && existing.JobID == s.JobID:
+		return nil
+	case err == nil:
+		return fmt.Errorf("save snapshot %s: %w", s.ID, ErrSnapshotExists)
+	case !errors.Is(err, ErrSnapshotNotFound):
+		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+	}
+	sealer, err := r.snapshotSealer()
+	if err != nil {
+		return err
+	}
+	obj := sealer.Seal(nil, chunk.Sum(js), js)
+	if err := r.st.Put(ctx, snapshotKey(s.ID), obj); err != nil {
+		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// LoadSnapshot reads and validates the snapshot with the exact id.
+func (r *Repository) LoadSnapshot(ctx context.Context, id string) (*manifest.Snapshot, error) {
+	if !validSnapshotID(id) {
+		return nil, fmt.Errorf("snapshot %q: %w", id, ErrSnapshotNotFound)
+	}
+	obj, err := r.st.Get(ctx, snapshotKey(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
+	h, err := chunk.ParseHeader(obj)
+	if err != nil {
+		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
+	js, err := chunk.Open(nil, h.ID, obj)
+	if err != nil {
+		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
+	s, err := manifest.Decode(js)
+	if err != nil {
+		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
+	if s.ID != id {
+		return nil, fmt.Errorf("load snapshot %s: manifest names snapshot %q", id, s.ID)
+	}
+	return s, nil
+}
+
+// SnapshotIDs lists the IDs of all committed snapshots.
+func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	for info, err := range r.st.List(ctx, SnapshotsPrefix) {
+		if err != nil {
+			return nil, fmt.Errorf("list snapshots: %w", err)
+		}
+		if id := path.Base(info.Key); validSnapshotID(id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Snapshots loads every snapshot, oldest first.
+func (r *Repository) Snapshots(ctx context.Context) ([]*manifest.Snapshot, error) {
+	ids, err := r.SnapshotIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snaps := make([]*manifest.Snapshot, 0, len(ids))
+	for _, id := range ids {
+		s, err := r.LoadSnapshot(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		snaps = append(snaps, s)
+	}
+	slices.SortStableFunc(snaps, func(a, b *manifest.Snapshot) int { return a.Time.Compare(b.Time) })
+	return snaps, nil
+}
+
+// FindSnapshot resolves ref, which is a full ID, a unique ID prefix, or
+// "latest" (the newest snapshot).
+func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Snapshot, error) {
+	if ref == "latest" {
+		snaps, err := r.Snapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(snaps) == 0 {
+			return nil, fmt.Errorf("latest: repository %s has no snapshots: %w", r.Location(), ErrSnapshotNotFound)
+		}
+		return slices.MaxFunc(snaps, func(a, b *manifest.Snapshot) int {
+			return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
+		}), nil
+	}
+	if ref == "" {
+		return nil, fmt.Errorf("empty snapshot reference: %w", ErrSnapshotNotFound)
+	}
+	ids, err := r.SnapshotIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var match []string
+	for _, id := range ids {
+		if strings.HasPrefix(id, ref) {
+			match = append(match, id)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return nil, fmt.Errorf("snapshot %q in %s: %w", ref, r.Location(), ErrSnapshotNotFound)
+	case 1:
+		return r.LoadSnapshot(ctx, match[0])
+	default:
+		return nil, fmt.Errorf("snapshot %q matches %d snapshots: %w", ref, len(match), ErrAmbiguous)
+	}
+}
+
+func validSnapshotID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Opener opens the store a repository string names (storeurl.Open).
+type Opener func(ctx context.Context, repo string, create bool) (store.Store, error)
+
+// Cache opens repositories by their repository string and keeps them open,
+// so services handling many chunks of a job open its repository once. It is
+// safe for concurrent use.
+type Cache struct {
+	open  Opener
+	mu    sync.Mutex
+	repos map[string]*Repository
+}
+
+// NewCache returns a Cache that opens stores with open.
+func NewCache(open Opener) *Cache {
+	return &Cache{open: open, repos: make(map[string]*Repository)}
+}
+
+// Get returns the repository named repo, opening it on first use; with
+// create, a missing store or repository is created.
+func (c *Cache) Get(ctx context.Context, repo string, create bool) (*Repository, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.repos[repo]; ok {
+		return r, nil
+	}
+	st, err := c.open(ctx, repo, create)
+	if err != nil {
+		return nil, err
+	}
+	r, err := Open(ctx, st, OpenOptions{Create: create})
+	if err != nil {
+		return nil, err
+	}
+	c.repos[repo] = r
+	return r, nil
+}
