@@ -1,0 +1,130 @@
+// Package service holds the wiring the bulkbackup binaries share: the
+// logger (JSON for daemons, text on a terminal), the NATS connection, and the
+// repository cache configured from the environment.
+package service
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/term"
+
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
+	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
+)
+
+// DefaultNATSURL is where services look for NATS when no URL is given: the
+// coordinator's embedded server on its default address.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// NewLogger returns a logger writing to w at level ("debug", "info", "warn",
+// "error") in format ("json", "text", or "" for text on a terminal and JSON
+// otherwise).
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want json or text", format)
+	}
+}
+
+// ConnectOptions are the NATS client settings every binary takes.
+type ConnectOptions struct {
+	URL  string
+	Name string
+	// User and Password come from BULK_NATS_USER / BULK_NATS_PASSWORD;
+	// CredsFile from BULK_NATS_CREDS. Secrets never come from flags.
+	User, Password, CredsFile string
+	Logger                    *slog.Logger
+}
+
+// NATSFromEnv fills in credentials from the environment.
+func NATSFromEnv(o ConnectOptions) ConnectOptions {
+	o.User = cmpOr(o.User, os.Getenv("BULK_NATS_USER"))
+	o.Password = cmpOr(o.Password, os.Getenv("BULK_NATS_PASSWORD"))
+	o.CredsFile = cmpOr(o.CredsFile, os.Getenv("BULK_NATS_CREDS"))
+	return o
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Connect connects to NATS, retrying until ctx is done so services can
+// start before the server; it logs disconnections and reconnections.
+func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	for attempt := 0; ; attempt++ {
+		nc, err := nats.Connect(o.URL, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if strings.Contains(err.Error(), "Authorization") || attempt >= 20 {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", o.URL, err)
+		}
+		if attempt == 0 {
+			logger.Warn("waiting for NATS", "url", o.URL, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Repos returns a repository cache whose S3 stores take their endpoint and
+// credentials from the environment (storeurl.S3FromEnv), with endpoint
+// overriding the environment's when set.
+func Repos(endpoint string) *repository.Cache {
+	s3 := storeurl.S3FromEnv()
+	if endpoint != "" {
+		s3.Endpoint = endpoint
+	}
+	return repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
+		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
+	})
+}
