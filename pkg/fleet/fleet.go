@@ -119,12 +119,15 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	// The streams must exist before the workers bind to them.
-	if err := queue.Setup(ctx, mustJS(nc), queue.StreamConfig{RawMaxBytes: cfg.RawMaxBytes}); err != nil {
-		f.Close()
-		return nil, err
+	coordDone := make(chan struct{})
+	f.spawn(func() error { defer close(coordDone); return coord.Run(runCtx) })
+	// Start the workers only once the coordinator serves (its request
+	// consumer exists): its Run updates the streams, and a stream update
+	// racing a worker's consumer creation trips a data race inside
+	// nats-server (fileStore.UpdateConfig vs fileStore.ConsumerStore).
+	if err := waitServing(ctx, mustJS(nc), coordDone); err != nil {
+		return nil, errors.Join(err, f.Close())
 	}
-	f.spawn(func() error { return coord.Run(runCtx) })
 
 	if nc, err = connect("reader"); err != nil {
 		f.Close()
@@ -185,6 +188,23 @@ func (f *Fleet) Close() error {
 	f.errMu.Lock()
 	defer f.errMu.Unlock()
 	return f.err
+}
+
+// waitServing waits until the coordinator's request consumer exists, the
+// coordinator stops (done closed), or ctx ends.
+func waitServing(ctx context.Context, js jetstream.JetStream, done <-chan struct{}) error {
+	for {
+		if _, err := js.Consumer(ctx, queue.StreamRequests, queue.ConsumerCoordinator); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return errors.New("fleet: coordinator stopped while starting")
+		case <-ctx.Done():
+			return fmt.Errorf("fleet: waiting for the coordinator: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func mustJS(nc *nats.Conn) jetstream.JetStream {

@@ -1,0 +1,166 @@
+package dirstore_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/bulkbackup/bulkbackup/pkg/store"
+	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
+	"github.com/bulkbackup/bulkbackup/pkg/store/storetest"
+)
+
+func newStore(t testing.TB) *dirstore.Store {
+	t.Helper()
+	s, err := dirstore.New(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
+}
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store { return newStore(b) })
+}
+
+func TestNewCreatesDirectory(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "a", "b", "repo")
+	s, err := dirstore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("New did not create %s: %v", dir, err)
+	}
+	if got := s.Location(); got != dir {
+		t.Errorf("Location = %q, want %q", got, dir)
+	}
+}
+
+func TestNewError(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := filepath.Join(tmp, "readonly")
+	if err := os.Mkdir(readOnly, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		dir      string
+		wantErr  error
+		skipRoot bool // root ignores permission bits
+	}{
+		{"parent is a file", filepath.Join(file, "repo"), syscall.ENOTDIR, false},
+		{"path is a file", file, syscall.ENOTDIR, false},
+		{"permission denied", filepath.Join(readOnly, "repo"), store.ErrAccessDenied, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skipRoot && os.Geteuid() == 0 {
+				t.Skip("root ignores permission bits")
+			}
+			_, err := dirstore.New(tt.dir)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("New(%q) error = %v, want %v", tt.dir, err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.dir) {
+				t.Errorf("error %q does not name %s", err, tt.dir)
+			}
+		})
+	}
+}
+
+func TestListSkipsTempFiles(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	if err := s.Put(ctx, "chunks/ab/abcd", []byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	// Temporary files a crash left behind, at the root and next to an object.
+	for _, name := range []string{".tmp-123", "chunks/ab/.tmp-456"} {
+		if err := os.WriteFile(filepath.Join(s.Location(), name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		prefix string
+		want   []store.Info
+	}{
+		{"", []store.Info{{Key: "chunks/ab/abcd", Size: 4}}},
+		{"chunks/ab/", []store.Info{{Key: "chunks/ab/abcd", Size: 4}}},
+		{"chunks/ab/.tmp", nil},
+		{".tmp", nil},
+	}
+	for _, tt := range tests {
+		var got []store.Info
+		for info, err := range s.List(ctx, tt.prefix) {
+			if err != nil {
+				t.Fatalf("List(%q): %v", tt.prefix, err)
+			}
+			got = append(got, info)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("List(%q) = %v, want %v", tt.prefix, got, tt.want)
+		}
+	}
+}
+
+func TestTempNamesAreInvalidKeys(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	for _, key := range []string{".tmp-1", "chunks/.tmp-1", ".tmp-dir/x"} {
+		if err := s.Put(t.Context(), key, []byte("x")); !errors.Is(err, store.ErrInvalidKey) {
+			t.Errorf("Put(%q) error = %v, want %v", key, err, store.ErrInvalidKey)
+		}
+	}
+}
+
+func TestPutLeavesNoTempFiles(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	if err := s.Put(t.Context(), "chunks/ab/abcd", []byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.Location(), "chunks", "ab"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{"abcd"}; !slices.Equal(names, want) {
+		t.Errorf("directory holds %v, want %v", names, want)
+	}
+}
+
+func TestPutPermissionDenied(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores permission bits")
+	}
+	s := newStore(t)
+	if err := os.Chmod(s.Location(), 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(s.Location(), 0o700) })
+	err := s.Put(t.Context(), "chunks/ab/abcd", []byte("data"))
+	if !errors.Is(err, store.ErrAccessDenied) {
+		t.Errorf("Put into a read-only store: error = %v, want %v", err, store.ErrAccessDenied)
+	}
+}
