@@ -31,7 +31,7 @@ type backupResult struct {
 func runBackup(ctx context.Context, e *env, args []string) error {
 	var c common
 	chunkSize := config.Size(plan.DefaultChunkSize)
-	fs := newFlagSet("backup", &c, true)
+	fs := newFlagSet("backup", &c)
 	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
 	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
 	pos, err := parse(fs, args)

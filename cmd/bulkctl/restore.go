@@ -22,7 +22,7 @@ type restoreResult struct {
 
 func runRestore(ctx context.Context, e *env, args []string) error {
 	var c common
-	fs := newFlagSet("restore", &c, true)
+	fs := newFlagSet("restore", &c)
 	overwrite := fs.Bool("overwrite", false, "replace existing target files")
 	pos, err := parse(fs, args)
 	if err != nil {

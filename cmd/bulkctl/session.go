@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -31,19 +30,19 @@ type common struct {
 	rawMaxBytes                         config.Size
 }
 
-func newFlagSet(name string, c *common, fleetFlags bool) *flag.FlagSet {
+// newFlagSet returns a command's flag set with the shared flags, so one
+// configuration file (configs/bulkctl.yaml) serves every command.
+func newFlagSet(name string, c *common) *flag.FlagSet {
 	fs := flag.NewFlagSet("bulkctl "+name, flag.ContinueOnError)
 	fs.String("config", "", "YAML configuration file (keys are flag names with _ for -)")
 	fs.StringVar(&c.repo, "repo", "", "repository: DIR, file://DIR or s3://BUCKET/PREFIX (also -r)")
 	fs.StringVar(&c.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default from AWS_ENDPOINT_URL)")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level of the in-process fleet: debug, info, warn or error")
-	if fleetFlags {
-		c.rawMaxBytes = queue.DefaultRawMaxBytes
-		fs.StringVar(&c.natsURL, "nats", "", "URL of a running coordinator's NATS; empty runs the fleet in this process")
-		fs.IntVar(&c.compressors, "compressors", runtime.NumCPU(), "compressor workers of the in-process fleet")
-		fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet")
-	}
+	c.rawMaxBytes = queue.DefaultRawMaxBytes
+	fs.StringVar(&c.natsURL, "nats", "", "URL of a running coordinator's NATS; empty runs the fleet in this process")
+	fs.IntVar(&c.compressors, "compressors", 0, "compressor workers of the in-process fleet (default: one per CPU)")
+	fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet")
 	return fs
 }
 

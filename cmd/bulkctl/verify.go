@@ -25,7 +25,7 @@ type verifyResult struct {
 
 func runVerify(ctx context.Context, e *env, args []string) error {
 	var c common
-	fs := newFlagSet("verify", &c, false)
+	fs := newFlagSet("verify", &c)
 	compare := fs.String("compare", "", "also compare the snapshot byte for byte with this volume")
 	workers := fs.Int("workers", 0, "chunks checked at once (default one per CPU)")
 	pos, err := parse(fs, args)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -31,7 +30,7 @@ func flags() (*flag.FlagSet, *options) {
 	fs.String("config", "", "YAML configuration file (keys are flag names with _ for -)")
 	fs.StringVar(&o.natsURL, "nats", service.DefaultNATSURL, "URL of the NATS server or cluster")
 	fs.StringVar(&o.name, "name", "", "name in logs and completions (default HOST-PID)")
-	fs.IntVar(&o.workers, "workers", runtime.NumCPU(), "chunks compressed at once")
+	fs.IntVar(&o.workers, "workers", 0, "chunks compressed at once (default: one per CPU)")
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long in-flight chunks may finish after SIGTERM")
 	fs.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default from AWS_ENDPOINT_URL)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -30,7 +30,7 @@ func flags() (*flag.FlagSet, *options) {
 	fs := flag.NewFlagSet("reader", flag.ContinueOnError)
 	fs.String("config", "", "YAML configuration file (keys are flag names with _ for -)")
 	fs.StringVar(&o.natsURL, "nats", service.DefaultNATSURL, "URL of the NATS server or cluster")
-	fs.StringVar(&o.host, "host", fleet.LocalHost(), "host name this reader serves (letters, digits, - and _)")
+	fs.StringVar(&o.host, "host", "", "host name this reader serves: letters, digits, - and _ (default: this machine's short host name)")
 	fs.IntVar(&o.workers, "workers", 4, "chunks read or written at once")
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long in-flight work may finish after SIGTERM")
 	fs.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default from AWS_ENDPOINT_URL)")
@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string) error {
 	logger, err := service.NewLogger(os.Stderr, o.logLevel, o.logFmt)
 	if err != nil {
 		return err
+	}
+	if o.host == "" {
+		o.host = fleet.LocalHost()
 	}
 	nc, err := service.Connect(ctx, service.NATSFromEnv(service.ConnectOptions{URL: o.natsURL, Name: "reader-" + o.host, Logger: logger}))
 	if err != nil {

@@ -210,3 +210,26 @@ func yamlScalar(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// CheckExample checks that the YAML file at path is valid for the flags
+// newFlags builds (CheckFile) and shows every one of them but the config
+// flag, so an example file cannot fall behind the binary's flags.
+func CheckExample(newFlags func() *flag.FlagSet, path string) error {
+	if err := CheckFile(newFlags, path); err != nil {
+		return err
+	}
+	values, err := LoadFile(path)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	newFlags().VisitAll(func(f *flag.Flag) {
+		if _, ok := values[yamlKey(f.Name)]; !ok && f.Name != DefaultConfigFlag {
+			missing = append(missing, yamlKey(f.Name))
+		}
+	})
+	if len(missing) > 0 {
+		return fmt.Errorf("%s does not show the options %s", path, strings.Join(missing, ", "))
+	}
+	return nil
+}

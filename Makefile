@@ -1,0 +1,43 @@
+# bulkbackup: the two commands of the quick start are `make demo` and `make test`.
+GO        ?= go
+BIN       := bin
+DEMO_DIR  ?= .demo
+DEMO_SIZE ?= 512MiB
+TEST_FLAGS ?= -race -count=1 -timeout 30m
+
+.PHONY: all build demo test test-short vet bench minio clean fmt
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/... ./scripts/mkvolume
+
+# demo: make a sample volume, back it up through the in-process fleet, restore
+# it, verify it against the source, and print throughput and ratio.
+demo: build
+	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_SIZE)"
+
+# test: every test, with the race detector. Integration tests start a real
+# MinIO (built by scripts/install-minio.sh) and embedded NATS servers.
+test: vet
+	BULK_MINIO_BIN="$$(bash scripts/install-minio.sh)" $(GO) test $(TEST_FLAGS) ./...
+
+test-short: vet
+	$(GO) test -short -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# bench: the benchmark suite (not part of make test); see docs/benchmarks.md.
+bench: build
+	bash scripts/bench.sh
+
+minio:
+	bash scripts/install-minio.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) $(DEMO_DIR) .bench
