@@ -35,7 +35,7 @@ func (p *progress) update(ev *queue.Event) {
 		return
 	}
 	if ev.State != p.lastState || (ev.State == queue.StateRunning && time.Since(p.lastLine) > 5*time.Second && pr.BytesTotal > 0) {
-		fmt.Fprintf(p.w, "%-10s %s\n", ev.State, summary(pr))
+		fmt.Fprintln(p.w, strings.TrimSpace(fmt.Sprintf("%-10s %s", ev.State, summary(pr))))
 		p.lastState, p.lastLine = ev.State, time.Now()
 	}
 }

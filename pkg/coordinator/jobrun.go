@@ -217,15 +217,21 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(
 	return nil
 }
 
-// progress publishes a progress event and, now and then, saves the record.
-func (jr *jobRun) progress(ctx context.Context) {
+// rate updates the job's throughput and ETA.
+func (jr *jobRun) rate() {
 	p := &jr.job.Progress
 	if secs := time.Since(jr.started).Seconds(); secs > 0 {
 		p.MBps = float64(p.BytesDone) / 1e6 / secs
+		p.ETASeconds = 0
 		if p.MBps > 0 {
 			p.ETASeconds = float64(p.BytesTotal-p.BytesDone) / 1e6 / p.MBps
 		}
 	}
+}
+
+// progress publishes a progress event and, now and then, saves the record.
+func (jr *jobRun) progress(ctx context.Context) {
+	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
 	if time.Since(jr.lastSave) > 5*time.Second {
 		jr.lastSave = time.Now()
@@ -281,6 +287,7 @@ func (jr *jobRun) backup(ctx context.Context) error {
 	}
 
 	jr.job.State = queue.StateCommitting
+	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
 	snap := jr.manifest(stat, n)
 	if err := repo.SaveSnapshot(ctx, snap); err != nil {
@@ -394,6 +401,7 @@ func (jr *jobRun) restore(ctx context.Context) error {
 			return err
 		}
 	}
+	jr.rate()
 	jr.job.Stats = manifest.Stats{SourceBytes: snap.Size, Chunks: len(snap.Chunks), Seconds: time.Since(jr.job.Started).Seconds()}
 	jr.purge(ctx, true)
 	return nil
