@@ -112,31 +112,15 @@ func (c *Compressor) Chunks() int64 { return c.chunks.Load() }
 
 // Run serves until ctx is cancelled, then drains in-flight chunks.
 func (c *Compressor) Run(ctx context.Context) error {
-	var cons jetstream.Consumer
-	for {
-		var err error
-		cons, err = c.js.CreateOrUpdateConsumer(ctx, queue.StreamRaw, jetstream.ConsumerConfig{
-			Durable:       queue.ConsumerCompressors,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       time.Minute,
-			MaxAckPending: 4096,
-			MaxDeliver:    MaxDeliver,
-		})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("compressor: consumer: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 	c.logger.InfoContext(ctx, "compressor serving", "workers", c.cfg.Workers)
-	err := queue.Consume(ctx, cons, queue.HandlerFunc(c.handle), queue.ConsumeConfig{
-		Workers: c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger,
+	err := queue.Serve(ctx, c.js, queue.StreamRaw, jetstream.ConsumerConfig{
+		Durable:       queue.ConsumerCompressors,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 4096,
+		MaxDeliver:    MaxDeliver,
+	}, queue.HandlerFunc(c.handle), queue.ConsumeConfig{
+		Workers: c.cfg.Workers, Prefetch: 2 * c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger,
 	})
 	c.logger.InfoContext(context.WithoutCancel(ctx), "compressor stopped", "chunks", c.chunks.Load())
 	return err

@@ -119,15 +119,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err := c.resume(ctx); err != nil {
 		return err
 	}
-	cons, err := c.js.CreateOrUpdateConsumer(ctx, queue.StreamRequests, jetstream.ConsumerConfig{
+	c.logger.InfoContext(ctx, "coordinator serving")
+	err = queue.Serve(ctx, c.js, queue.StreamRequests, jetstream.ConsumerConfig{
 		Durable: queue.ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 30 * time.Second, MaxDeliver: 5,
-	})
-	if err != nil {
-		return fmt.Errorf("coordinator: consumer: %w", err)
-	}
-	c.logger.InfoContext(ctx, "coordinator serving")
-	err = queue.Consume(ctx, cons, queue.HandlerFunc(c.handleRequest), queue.ConsumeConfig{Workers: 4, Logger: c.logger})
+	}, queue.HandlerFunc(c.handleRequest), queue.ConsumeConfig{Workers: 4, Logger: c.logger})
 	c.jobs.Wait()
 	c.logger.InfoContext(context.WithoutCancel(ctx), "coordinator stopped")
 	return err
@@ -441,5 +437,7 @@ func (jr *jobRun) waitForReader(ctx context.Context, host, path string) (*queue.
 // isTransient reports whether err is a NATS hiccup worth retrying.
 func isTransient(err error) bool {
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || strings.Contains(err.Error(), "no responders")
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrDisconnected) || strings.Contains(err.Error(), "no responders")
 }

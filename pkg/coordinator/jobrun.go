@@ -29,6 +29,9 @@ func unitOf(d *queue.Done) unit { return unit{op: d.Op, target: d.Target, index:
 type flight struct {
 	published time.Time
 	attempt   int
+	// unsent marks a unit whose publish failed (NATS unreachable): it is
+	// sent again at the next tick without spending an attempt.
+	unsent bool
 }
 
 // jobRun is the state of one job while a coordinator drives it.
@@ -151,10 +154,15 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(
 	more := true
 	send := func(u unit, attempt int) error {
 		msgID := fmt.Sprintf("%s.%s.%d.%d.e%d.a%d", jr.job.ID, u.op, u.target, u.index, jr.job.Epoch, attempt)
+		f := &flight{published: time.Now(), attempt: attempt}
 		if err := publish(ctx, u, msgID); err != nil {
-			return fmt.Errorf("publish %s %d: %w", u.op, u.index, err)
+			if ctx.Err() != nil || !isTransient(err) {
+				return fmt.Errorf("publish %s %d: %w", u.op, u.index, err)
+			}
+			jr.logger.WarnContext(ctx, "publish failed; retrying", "op", u.op, "index", u.index, "err", err)
+			f.unsent = true
 		}
-		outstanding[u] = &flight{published: time.Now(), attempt: attempt}
+		outstanding[u] = f
 		return nil
 	}
 	fill := func() error {
@@ -201,6 +209,12 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(
 				return fmt.Errorf("no progress for %s with %d work items outstanding; are the readers and compressors running?", cfg.StallTimeout.Round(time.Second), len(outstanding))
 			}
 			for u, f := range outstanding {
+				if f.unsent {
+					if err := send(u, f.attempt); err != nil {
+						return err
+					}
+					continue
+				}
 				if now.Sub(f.published) < cfg.ChunkTimeout {
 					continue
 				}

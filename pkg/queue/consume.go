@@ -56,6 +56,9 @@ func RetryAfter(delay time.Duration, err error) error { return &retryError{err: 
 type ConsumeConfig struct {
 	// Workers is how many messages are handled at once; 0 means 1.
 	Workers int
+	// Prefetch is how many messages are pulled ahead of the workers, so
+	// they never wait for a fetch; 0 means Workers.
+	Prefetch int
 	// DrainTimeout is how long in-flight handlers may run on after ctx is
 	// cancelled before their own contexts are cancelled; 0 means 30s.
 	DrainTimeout time.Duration
@@ -85,7 +88,11 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Workers), jetstream.PullExpiry(5*time.Second))
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = cfg.Workers
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Prefetch), jetstream.PullExpiry(5*time.Second),
+		jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
@@ -155,4 +162,36 @@ func settle(ctx context.Context, msg jetstream.Msg, err error, maxBackoff time.D
 		logger.WarnContext(ctx, "message failed; will retry", "subject", msg.Subject(), "attempt", attempt, "err", err)
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// Serve binds the durable consumer cc on stream and runs Consume until ctx
+// is cancelled. It waits for the stream to exist (the coordinator creates
+// it), and when consuming fails (a NATS restart lost a memory stream, the
+// consumer was deleted, heartbeats stopped) it binds the consumer again, so
+// a service outlives the servers it talks to.
+func Serve(ctx context.Context, js jetstream.JetStream, stream string, cc jetstream.ConsumerConfig, h Handler, cfg ConsumeConfig) error {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	waiting := false
+	for ctx.Err() == nil {
+		cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
+		if err == nil {
+			waiting = false
+			err = Consume(ctx, cons, h, cfg)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		if !waiting {
+			logger.WarnContext(ctx, "consumer unavailable; retrying", "stream", stream, "consumer", cc.Durable, "err", err)
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
 }

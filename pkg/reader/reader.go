@@ -101,42 +101,19 @@ func (r *Reader) Run(ctx context.Context) error {
 	}
 	defer sub.Unsubscribe()
 
-	cons, err := waitForConsumer(ctx, r.js, jetstream.ConsumerConfig{
+	r.logger.InfoContext(ctx, "reader serving", "workers", r.cfg.Workers)
+	err = queue.Serve(ctx, r.js, queue.StreamWork, jetstream.ConsumerConfig{
 		Durable:       queue.ConsumerReader(r.cfg.Host),
 		FilterSubject: queue.WorkFilter(r.cfg.Host),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
 		MaxAckPending: 1024,
 		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return err
-	}
-	r.logger.InfoContext(ctx, "reader serving", "workers", r.cfg.Workers)
-	err = queue.Consume(ctx, cons, queue.HandlerFunc(r.handle), queue.ConsumeConfig{
+	}, queue.HandlerFunc(r.handle), queue.ConsumeConfig{
 		Workers: r.cfg.Workers, DrainTimeout: r.cfg.DrainTimeout, Logger: r.logger,
 	})
 	r.logger.InfoContext(context.WithoutCancel(ctx), "reader stopped")
 	return err
-}
-
-// waitForConsumer creates or updates a durable consumer on StreamWork,
-// waiting for the coordinator to have created the stream.
-func waitForConsumer(ctx context.Context, js jetstream.JetStream, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	for {
-		cons, err := js.CreateOrUpdateConsumer(ctx, queue.StreamWork, cc)
-		if err == nil {
-			return cons, nil
-		}
-		if !errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return nil, fmt.Errorf("reader: consumer %s: %w", cc.Durable, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
 
 func (r *Reader) handleStat(m *nats.Msg) {
