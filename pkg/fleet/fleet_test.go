@@ -29,7 +29,7 @@ type bundle struct {
 	repos *repository.Cache
 }
 
-func setup(t *testing.T, s3 storeurl.S3Options) *bundle {
+func setup(t testing.TB, s3 storeurl.S3Options) *bundle {
 	t.Helper()
 	repos := repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
@@ -56,7 +56,7 @@ func setup(t *testing.T, s3 storeurl.S3Options) *bundle {
 }
 
 // do submits a request and waits for the job's final event.
-func (b *bundle) do(t *testing.T, subject string, req any, jobID string) *queue.Event {
+func (b *bundle) do(t testing.TB, subject string, req any, jobID string) *queue.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
@@ -70,7 +70,7 @@ func (b *bundle) do(t *testing.T, subject string, req any, jobID string) *queue.
 	return ev
 }
 
-func (b *bundle) backup(t *testing.T, src, repo string, chunkSize int64) *queue.Event {
+func (b *bundle) backup(t testing.TB, src, repo string, chunkSize int64) *queue.Event {
 	t.Helper()
 	id := uuid.NewString()
 	return b.do(t, queue.SubjectRequestBackup, &queue.BackupRequest{
@@ -79,7 +79,7 @@ func (b *bundle) backup(t *testing.T, src, repo string, chunkSize int64) *queue.
 	}, id)
 }
 
-func (b *bundle) restore(t *testing.T, repo, snap string, targets ...string) *queue.Event {
+func (b *bundle) restore(t testing.TB, repo, snap string, targets ...string) *queue.Event {
 	t.Helper()
 	id := uuid.NewString()
 	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: id, Repo: repo, Snapshot: snap}

@@ -1,0 +1,78 @@
+package fleet_test
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
+	"github.com/bulkbackup/bulkbackup/pkg/volgen"
+)
+
+const benchVolume = 256 << 20
+
+func benchSource(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "vol.img")
+	if err := volgen.WriteFile(b.Context(), path, benchVolume, volgen.Options{Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkFleetBackup is the whole path in one process: reader, NATS,
+// compressors, a directory repository. Each iteration backs up into a fresh
+// repository, so every chunk is compressed and written.
+func BenchmarkFleetBackup(b *testing.B) {
+	src := benchSource(b)
+	bnd := setup(b, storeurl.S3Options{})
+	b.SetBytes(benchVolume)
+	b.ReportAllocs()
+	for b.Loop() {
+		repo := filepath.Join(b.TempDir(), "repo")
+		if ev := bnd.backup(b, src, repo, plan.DefaultChunkSize); ev.State != queue.StateSucceeded {
+			b.Fatalf("backup %s: %s", ev.State, ev.Error)
+		}
+	}
+}
+
+// BenchmarkCompressCeiling is the in-memory ceiling the fleet is measured
+// against: the same chunks, already in memory, hashed and sealed at the
+// same level by one goroutine per CPU, with nothing else.
+func BenchmarkCompressCeiling(b *testing.B) {
+	data, err := os.ReadFile(benchSource(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sealer, err := chunk.NewSealer(chunk.LevelFastest)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var chunks [][]byte
+	for r := range plan.Volume(int64(len(data)), plan.DefaultChunkSize) {
+		chunks = append(chunks, data[r.Offset:r.Offset+r.Length])
+	}
+	workers := runtime.GOMAXPROCS(0)
+	bufs := make([][]byte, workers)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < len(chunks); i += workers {
+					c := chunks[i]
+					if chunk.IsZero(c) {
+						continue
+					}
+					bufs[w] = sealer.Seal(bufs[w][:0], chunk.Sum(c), c)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
