@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -239,7 +238,9 @@ func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list snapshots: %w", err)
 		}
-		if id := path.Base(info.Key); validSnapshotID(id) {
+		// Only snapshots/<id> holds a snapshot; anything else (a nested or
+		// foreign object) is not one and must not break the listing.
+		if id := strings.TrimPrefix(info.Key, SnapshotsPrefix); validSnapshotID(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -266,7 +267,7 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*manifest.Snapshot, error
 }
 
 // FindSnapshot resolves ref, which is a full ID, a unique ID prefix, or
-// "latest" (the newest snapshot).
+// "latest" (the newest snapshot by Time, ties broken by the greater ID).
 func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Snapshot, error) {
 	if ref == "latest" {
 		snaps, err := r.Snapshots(ctx)
@@ -289,6 +290,10 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Sn
 	}
 	var match []string
 	for _, id := range ids {
+		if id == ref {
+			// A full ID wins even when it also prefixes a longer ID.
+			return r.LoadSnapshot(ctx, id)
+		}
 		if strings.HasPrefix(id, ref) {
 			match = append(match, id)
 		}

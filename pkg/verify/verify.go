@@ -160,16 +160,12 @@ func checkChunk(ctx context.Context, repo *repository.Repository, vol *source.Vo
 	if err == nil && int64(len(buf)) != c.Length {
 		err = fmt.Errorf("holds %d bytes, the manifest says %d", len(buf), c.Length)
 	}
-	if vol == nil {
-		mu.Lock()
-		if _, seen := checked[c.Hash]; !seen {
-			checked[c.Hash] = err
-			stored.Add(1)
-		}
-		mu.Unlock()
-	} else {
+	mu.Lock()
+	if _, seen := checked[c.Hash]; !seen {
+		checked[c.Hash] = err
 		stored.Add(1)
 	}
+	mu.Unlock()
 	if err != nil || vol == nil {
 		return buf, src, err
 	}

@@ -1,0 +1,334 @@
+package restore_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/restore"
+	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
+)
+
+const (
+	chunkSize = 64 << 10
+	nChunks   = 64
+	volSize   = nChunks*chunkSize - 1000 // the last chunk is short
+)
+
+// dataChunks are the indexes of the volume's non-zero chunks; every other
+// chunk is zeros, so the volume is mostly holes.
+var dataChunks = map[int]bool{0: true, 9: true, 10: true, nChunks - 1: true}
+
+type testBundle struct {
+	repo     *repository.Repository
+	repoRoot string
+	dir      string          // where targets go
+	want     []byte          // the volume
+	chunks   []restore.Chunk // every chunk, zero ones included
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	root := t.TempDir()
+	st, err := dirstore.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := repository.Open(t.Context(), st, repository.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := chunk.NewSealer(chunk.LevelFastest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testBundle{repo: repo, repoRoot: root, dir: t.TempDir(), want: make([]byte, volSize)}
+	for i := range nChunks {
+		off := int64(i) * chunkSize
+		c := restore.Chunk{Offset: off, Length: min(chunkSize, volSize-off)}
+		raw := b.want[off : off+c.Length]
+		if !dataChunks[i] {
+			c.Zero = true
+			b.chunks = append(b.chunks, c)
+			continue
+		}
+		for j := range raw {
+			raw[j] = byte(i*7 + j*j%251 + 1)
+		}
+		c.ID = chunk.Sum(raw)
+		if err := repo.PutChunk(t.Context(), c.ID, sealer.Seal(nil, c.ID, raw)); err != nil {
+			t.Fatal(err)
+		}
+		b.chunks = append(b.chunks, c)
+	}
+	return b
+}
+
+func (b *testBundle) target(name string) restore.Target {
+	return restore.Target{Path: filepath.Join(b.dir, name), JobID: "job-1", Size: volSize}
+}
+
+// partial is the file a file target is written to before Finish, as the
+// package documents: PATH.bulkpart-JOB.
+func partial(tg restore.Target) string { return tg.Path + ".bulkpart-" + tg.JobID }
+
+// write writes the chunks of a file target, skipping zero chunks as the
+// coordinator does for files: Prepare left them as holes.
+func (b *testBundle) write(t *testing.T, tg restore.Target, chunks []restore.Chunk) {
+	t.Helper()
+	var buf []byte
+	for _, c := range chunks {
+		if c.Zero {
+			continue
+		}
+		var err error
+		if buf, err = restore.WriteChunk(t.Context(), b.repo, tg, c, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (b *testBundle) corrupt(t *testing.T, id chunk.ID) {
+	t.Helper()
+	path := filepath.Join(b.repoRoot, filepath.FromSlash(repository.ChunkKey(id)))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-1] ^= 0xff
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func prepare(t *testing.T, tg restore.Target) {
+	t.Helper()
+	device, err := restore.Prepare(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if device {
+		t.Fatalf("Prepare(%s) reports a device", tg.Path)
+	}
+}
+
+func checkFile(t *testing.T, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes differ from the %d expected", path, len(got), len(want))
+	}
+}
+
+func checkMissing(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s exists (Lstat err = %v)", path, err)
+	}
+}
+
+func TestRestoreFile(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	prepare(t, tg)
+	checkMissing(t, tg.Path) // nothing at the target before Finish
+	b.write(t, tg, b.chunks)
+	if err := restore.Finish(tg); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, tg.Path, b.want)
+	checkMissing(t, partial(tg))
+
+	// Zero chunks stay holes: only the data chunks take disk blocks.
+	fi, err := os.Stat(tg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := fi.Sys().(*syscall.Stat_t).Blocks // 512-byte units
+	if full := int64(volSize / 512); blocks >= full/2 {
+		t.Errorf("restored file takes %d blocks of 512 bytes, want far fewer than the %d a full file takes", blocks, full)
+	}
+
+	// Finish again finds the work done.
+	if err := restore.Finish(tg); err != nil {
+		t.Fatalf("second Finish: %v", err)
+	}
+	checkFile(t, tg.Path, b.want)
+}
+
+func TestPrepareTwice(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	prepare(t, tg)
+	b.write(t, tg, b.chunks[:20])
+	prepare(t, tg) // a redelivered prepare must not truncate what was written
+	b.write(t, tg, b.chunks[20:])
+	if err := restore.Finish(tg); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, tg.Path, b.want)
+}
+
+func TestOverwrite(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	old := []byte("existing data, keep me")
+	if err := os.WriteFile(tg.Path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	_, err := restore.Prepare(tg)
+	if !errors.Is(err, restore.ErrExists) {
+		t.Fatalf("Prepare over an existing file: err = %v, want ErrExists", err)
+	}
+	if !strings.Contains(err.Error(), tg.Path) {
+		t.Errorf("error %q does not name %s", err, tg.Path)
+	}
+	checkFile(t, tg.Path, old)
+	checkMissing(t, partial(tg))
+
+	tg.Overwrite = true
+	prepare(t, tg)
+	b.write(t, tg, b.chunks)
+	checkFile(t, tg.Path, old) // replaced only by Finish
+	if err := restore.Finish(tg); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, tg.Path, b.want)
+}
+
+func TestFinishRefusesTargetCreatedMeanwhile(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	prepare(t, tg)
+	b.write(t, tg, b.chunks)
+	old := []byte("created while the restore ran")
+	if err := os.WriteFile(tg.Path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := restore.Finish(tg); !errors.Is(err, restore.ErrExists) {
+		t.Fatalf("Finish: err = %v, want ErrExists", err)
+	}
+	checkFile(t, tg.Path, old)
+}
+
+func TestPrepareBadTarget(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if err := os.Mkdir(filepath.Join(b.dir, "adir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	missingDir := filepath.Join(b.dir, "missing", "deeper")
+	tests := []struct {
+		name    string
+		path    string
+		wantMsg string
+	}{
+		{"directory", filepath.Join(b.dir, "adir"), "directory"},
+		{"directory with overwrite", filepath.Join(b.dir, "adir"), "directory"},
+		{"missing parent", filepath.Join(missingDir, "vol.img"), missingDir},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := restore.Target{Path: tt.path, JobID: "job-1", Size: volSize, Overwrite: strings.Contains(tt.name, "overwrite")}
+			_, err := restore.Prepare(tg)
+			if err == nil {
+				t.Fatalf("Prepare(%s) succeeded", tt.path)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("Prepare(%s): err = %q, want it to mention %q", tt.path, err, tt.wantMsg)
+			}
+			checkMissing(t, partial(tg))
+		})
+	}
+	if fi, err := os.Stat(filepath.Join(b.dir, "adir")); err != nil || !fi.IsDir() {
+		t.Errorf("directory target was harmed: %v, %v", fi, err)
+	}
+}
+
+func TestCorruptChunkNotWritten(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	bad := b.chunks[10]
+	b.corrupt(t, bad.ID)
+	tg := b.target("vol.img")
+	prepare(t, tg)
+	b.write(t, tg, b.chunks[:10])
+
+	_, err := restore.WriteChunk(t.Context(), b.repo, tg, bad, nil)
+	if !errors.Is(err, chunk.ErrCorrupt) {
+		t.Fatalf("WriteChunk of a corrupt chunk: err = %v, want chunk.ErrCorrupt", err)
+	}
+	if !strings.Contains(err.Error(), bad.ID.String()) {
+		t.Errorf("error %q does not name chunk %s", err, bad.ID)
+	}
+	got, err := os.ReadFile(partial(tg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !chunk.IsZero(got[bad.Offset : bad.Offset+bad.Length]) {
+		t.Error("bytes of a corrupt chunk were written")
+	}
+	checkMissing(t, tg.Path)
+
+	if err := restore.Abort(tg); err != nil {
+		t.Fatal(err)
+	}
+	checkMissing(t, partial(tg))
+	checkMissing(t, tg.Path)
+	if err := restore.Abort(tg); err != nil {
+		t.Fatalf("second Abort: %v", err)
+	}
+}
+
+func TestWriteChunkWrongLength(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	prepare(t, tg)
+	c := b.chunks[0]
+	c.Length--
+	if _, err := restore.WriteChunk(t.Context(), b.repo, tg, c, nil); err == nil || !strings.Contains(err.Error(), c.ID.String()) {
+		t.Fatalf("WriteChunk with a length the chunk does not have: err = %v, want one naming %s", err, c.ID)
+	}
+	got, err := os.ReadFile(partial(tg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !chunk.IsZero(got) {
+		t.Error("a chunk of the wrong length was written")
+	}
+}
+
+func TestAbort(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	prepare(t, tg)
+	b.write(t, tg, b.chunks[:5])
+	if _, err := os.Stat(partial(tg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := restore.Abort(tg); err != nil {
+		t.Fatal(err)
+	}
+	checkMissing(t, partial(tg))
+	checkMissing(t, tg.Path)
+	if err := restore.Finish(tg); err == nil {
+		t.Error("Finish after Abort succeeded")
+	}
+	checkMissing(t, tg.Path)
+}
