@@ -26,7 +26,7 @@ import (
 
 // ErrExists is returned when a target file exists and overwriting was not
 // allowed.
-var ErrExists = errors.New("target exists (use --overwrite to replace it)")
+var ErrExists = errors.New("restore: target exists (use --overwrite to replace it)")
 
 // Target is where one restore writes.
 type Target struct {

@@ -1,0 +1,439 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The process-level tests build the four binaries and run a distributed
+// fleet as separate OS processes on this machine: a coordinator embedding
+// NATS on a free port, a reader for host "testhost", two compressors, and
+// bulkctl submitting jobs to them.
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// binaries builds coordinator, reader, compressor and bulkctl once per test
+// run and returns the directory holding them.
+func binaries(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			binErr = err
+			return
+		}
+		if binDir, err = os.MkdirTemp("", "bulkctl-bin-"); err != nil {
+			binErr = err
+			return
+		}
+		args := []string{"build", "-o", binDir + string(filepath.Separator)}
+		if raceEnabled() {
+			// Reuses the race-built packages of this test binary, and
+			// runs the services under the race detector too.
+			args = append(args, "-race")
+		}
+		cmd := exec.Command(goTool(), append(args, "./cmd/...")...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binDir
+}
+
+// raceEnabled reports whether this test binary was built with -race.
+func raceEnabled() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// goTool returns the go command of the toolchain running the tests.
+func goTool() string {
+	if root := runtime.GOROOT(); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}
+
+// moduleRoot walks up from the working directory to the directory holding
+// go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// proc is a service running as an OS process, its output in a log file.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed when the process has exited
+	err     error         // cmd.Wait's result, set before done closes
+}
+
+// startProc starts bin from the test binaries. The process is killed in
+// cleanup if still running, and its log is printed if the test failed.
+func startProc(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
+	logFile, err := os.Create(p.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if err := p.cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Logf("started %s (pid %d): %s %s", name, p.cmd.Process.Pid, bin, strings.Join(args, " "))
+	go func() {
+		p.err = p.cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			data, _ := os.ReadFile(p.logPath)
+			t.Logf("log of %s (%v):\n%s", p.name, p.err, data)
+		}
+	})
+	return p
+}
+
+func (p *proc) log() string {
+	data, _ := os.ReadFile(p.logPath)
+	return string(data)
+}
+
+// waitLog waits until the process has logged a line containing s.
+func (p *proc) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.log(), s) {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited (%v) before logging %q", p.name, p.err, s)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not log %q within 30s", p.name, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// errAddrInUse means a coordinator could not listen on its address.
+var errAddrInUse = errors.New("address already in use")
+
+// waitListening waits until the coordinator has logged that its embedded
+// server listens (so the listener is its own, not another process's) and
+// accepts connections on addr. It returns an error if the process exits
+// or reports the address in use first.
+func (p *proc) waitListening(addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		log := p.log()
+		if strings.Contains(log, "address already in use") {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			return fmt.Errorf("%s on %s: %w", p.name, addr, errAddrInUse)
+		}
+		var err error
+		if strings.Contains(log, "embedded NATS server listening") {
+			var conn net.Conn
+			if conn, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
+				conn.Close()
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited (%v) before listening on %s", p.name, p.err, addr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening on %s within 30s (%v)", p.name, addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startCoordinator starts a coordinator embedding NATS on a free port and
+// waits until it listens; it returns the process and its NATS URL. A port
+// found free can be taken (by another test's outgoing connection) before
+// the coordinator binds it, so a start that fails that way is retried on
+// another port.
+func startCoordinator(t *testing.T, dataDir string, args ...string) (*proc, string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		addr := freeAddr(t)
+		p := startProc(t, fmt.Sprintf("coordinator-%d", attempt), "coordinator",
+			append([]string{"--listen", addr, "--data", dataDir, "--log-format", "json"}, args...)...)
+		err := p.waitListening(addr)
+		if err == nil {
+			return p, "nats://" + addr
+		}
+		if attempt == 3 || !errors.Is(err, errAddrInUse) {
+			t.Fatal(err)
+		}
+		t.Logf("retrying on another port: %v", err)
+	}
+}
+
+// stop sends SIGTERM to every process and checks each exits 0 within 30s.
+func stop(t *testing.T, procs ...*proc) {
+	t.Helper()
+	for _, p := range procs {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Errorf("SIGTERM %s: %v", p.name, err)
+		}
+	}
+	deadline := time.After(30 * time.Second)
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("%s exited with status %d after SIGTERM, want 0", p.name, code)
+			}
+		case <-deadline:
+			t.Errorf("%s still running 30s after SIGTERM", p.name)
+			return
+		}
+	}
+}
+
+// bulkctlProc runs the bulkctl binary to completion.
+func bulkctlProc(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), "bulkctl"), args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{code: -1, stdout: stdout.String(), stderr: stderr.String()}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		r.code = 0
+	case errors.As(err, &exitErr):
+		r.code = exitErr.ExitCode()
+	default:
+		t.Fatalf("bulkctl %s: %v", strings.Join(args, " "), err)
+	}
+	t.Logf("bulkctl %s: exit %d", strings.Join(args, " "), r.code)
+	return r
+}
+
+func bulkctlProcOK(t *testing.T, args ...string) result {
+	t.Helper()
+	r := bulkctlProc(t, args...)
+	if r.code != 0 {
+		t.Fatalf("bulkctl %s: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// compressorChunks returns the chunk count a compressor logged in its
+// "compressor stopped" line.
+func compressorChunks(t *testing.T, p *proc) int64 {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(p.log()))
+	for sc.Scan() {
+		var rec struct {
+			Msg    string `json:"msg"`
+			Chunks *int64 `json:"chunks"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "compressor stopped" && rec.Chunks != nil {
+			return *rec.Chunks
+		}
+	}
+	t.Errorf("%s did not log \"compressor stopped\" with a chunk count:\n%s", p.name, p.log())
+	return -1
+}
+
+func TestProcessFleet(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and runs the fleet's binaries")
+	}
+	binaries(t)
+	dir := t.TempDir()
+	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
+	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "testhost", "--log-format", "json")
+	comp1 := startProc(t, "compressor-1", "compressor", "--nats", url, "--workers", "1", "--name", "comp1", "--log-format", "json")
+	comp2 := startProc(t, "compressor-2", "compressor", "--nats", url, "--workers", "1", "--name", "comp2", "--log-format", "json")
+
+	const size = 64 * mib
+	vol := writeVolume(t, filepath.Join(dir, "vol.img"), size, 21)
+	repo := filepath.Join(dir, "repo")
+	out := filepath.Join(dir, "out.img")
+
+	// Both compressors must be bound to the raw queue before the job, or
+	// the first could take every chunk.
+	reader.waitLog(t, "reader serving")
+	comp1.waitLog(t, "compressor serving")
+	comp2.waitLog(t, "compressor serving")
+
+	r := bulkctlProcOK(t, "backup", "testhost:"+vol, "-r", repo, "--nats", url, "--json", "--chunk-size", "1MiB")
+	var res backupResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("backup --json output %q: %v", r.stdout, err)
+	}
+	t.Logf("backup: %+v", res)
+	if res.Source != "testhost:"+vol || res.SourceBytes != size || res.Chunks != size/mib || !snapshotIDRE.MatchString(res.SnapshotID) {
+		t.Errorf("backup result %+v, want testhost:%s, %d bytes in %d chunks", res, vol, size, size/mib)
+	}
+	stored := int64(res.Chunks - res.ZeroChunks)
+	if stored < 8 {
+		t.Fatalf("only %d of %d chunks were not all zeros: too few to spread over two compressors", stored, res.Chunks)
+	}
+
+	bulkctlProcOK(t, "restore", "latest", "testhost:"+out, "-r", repo, "--nats", url)
+	sameFile(t, vol, out)
+
+	r = bulkctlProcOK(t, "verify", "latest", "-r", repo, "--compare", vol)
+	if !strings.Contains(r.stdout, res.SnapshotID) || !strings.Contains(r.stdout, "OK") {
+		t.Errorf("verify output:\n%s", r.stdout)
+	}
+
+	// A second restore onto the same target is refused without
+	// --overwrite, by the reader on the target's host.
+	r = bulkctlProc(t, "restore", "latest", "testhost:"+out, "-r", repo, "--nats", url)
+	if r.code != exitError || !strings.Contains(r.stderr, "--overwrite") {
+		t.Errorf("restore onto an existing file: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	sameFile(t, vol, out)
+
+	stop(t, comp1, comp2, reader, coord)
+	n1, n2 := compressorChunks(t, comp1), compressorChunks(t, comp2)
+	t.Logf("compressor chunks: comp1 %d, comp2 %d, of %d stored", n1, n2, stored)
+	if n1 <= 0 || n2 <= 0 {
+		t.Errorf("compressors stored %d and %d chunks, want both > 0", n1, n2)
+	}
+	if n1+n2 < stored {
+		t.Errorf("compressors stored %d chunks in all, want at least the %d non-zero chunks", n1+n2, stored)
+	}
+}
+
+func TestProcessBadRequests(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and runs the fleet's binaries")
+	}
+	binaries(t)
+	dir := t.TempDir()
+	// No reader runs: jobs give up on their host after 2s.
+	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"), "--reader-timeout", "2s")
+	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 64*kib, 2)
+	repo := filepath.Join(dir, "repo")
+
+	t.Run("source without host", func(t *testing.T) {
+		r := bulkctlProc(t, "backup", "vol.img", "--nats", url, "-r", repo)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "HOST:PATH") {
+			t.Errorf("backup vol.img --nats: exit %d, want %d and a message asking for HOST:PATH; stderr:\n%s", r.code, exitUsage, r.stderr)
+		}
+	})
+
+	t.Run("relative path on a host", func(t *testing.T) {
+		r := bulkctlProc(t, "backup", "testhost:vol.img", "--nats", url, "-r", repo)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "absolute") {
+			t.Errorf("backup testhost:vol.img: exit %d, want %d and a message asking for an absolute path; stderr:\n%s", r.code, exitUsage, r.stderr)
+		}
+	})
+
+	t.Run("host without reader", func(t *testing.T) {
+		start := time.Now()
+		r := bulkctlProc(t, "backup", "ghosthost:"+vol, "--nats", url, "-r", repo)
+		if r.code != exitError || !strings.Contains(r.stderr, `"ghosthost"`) || !strings.Contains(r.stderr, "no reader") {
+			t.Errorf("backup from a host without reader: exit %d, want %d and a message naming ghosthost; stderr:\n%s", r.code, exitError, r.stderr)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("backup took %s to give up, want about the 2s reader timeout", d)
+		}
+		out := filepath.Join(dir, "out.img")
+		r = bulkctlProc(t, "restore", "latest", "ghosthost:"+out, "--nats", url, "-r", repo)
+		if r.code != exitError {
+			t.Errorf("restore to a host without reader: exit %d, want %d; stderr:\n%s", r.code, exitError, r.stderr)
+		}
+		noFile(t, out)
+	})
+
+	stop(t, coord)
+}
