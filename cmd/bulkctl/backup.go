@@ -34,7 +34,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("backup", &c)
 	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
 	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("restore", &c)
 	overwrite := fs.Bool("overwrite", false, "replace existing target files")
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

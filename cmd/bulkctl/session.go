@@ -46,7 +46,8 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	return fs
 }
 
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(e.stderr)
 	pos, err := config.Parse(fs, args, config.Options{})
 	if err != nil && err != flag.ErrHelp {
 		return nil, usageError("%v", err)

@@ -27,7 +27,7 @@ type snapshotEntry struct {
 func runSnapshots(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("snapshots", &c)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

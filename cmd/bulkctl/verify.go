@@ -28,7 +28,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("verify", &c)
 	compare := fs.String("compare", "", "also compare the snapshot byte for byte with this volume")
 	workers := fs.Int("workers", 0, "chunks checked at once (default one per CPU)")
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

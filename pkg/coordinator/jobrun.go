@@ -258,11 +258,11 @@ func (jr *jobRun) progress(ctx context.Context) {
 // backup drives a backup job to a committed snapshot.
 func (jr *jobRun) backup(ctx context.Context) error {
 	req := jr.job.Backup
-	repo, err := jr.c.cfg.Repos.Get(ctx, req.Repo, true)
+	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path)
 	if err != nil {
 		return err
 	}
-	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path)
+	repo, err := jr.c.cfg.Repos.Get(ctx, req.Repo, true) // only once the source is known good
 	if err != nil {
 		return err
 	}
@@ -411,7 +411,14 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	}
 	for _, step := range []iter.Seq[unit]{perTarget(queue.WritePrepare), chunks, perTarget(queue.WriteFinish)} {
 		if err := jr.phase(ctx, step, publish); err != nil {
-			jr.purge(context.WithoutCancel(ctx), ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled))
+			ended := ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled)
+			endCtx := context.WithoutCancel(ctx)
+			jr.purge(endCtx, ended)
+			if ended { // remove partial files; best effort, nobody waits for it
+				for t := range req.Targets {
+					_ = publish(endCtx, unit{op: queue.WriteAbort, target: t}, fmt.Sprintf("%s.abort.%d", jr.job.ID, t))
+				}
+			}
 			return err
 		}
 	}

@@ -223,6 +223,7 @@ const (
 	WritePrepare = "prepare" // create or check the target, set its size
 	WriteChunk   = "chunk"   // fetch, verify and write one chunk
 	WriteFinish  = "finish"  // flush the target to stable storage
+	WriteAbort   = "abort"   // remove the partial file of a failed restore
 )
 
 // WriteItem asks the reader of a host to do one step of a restore.

@@ -276,6 +276,11 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 			done.Error = err.Error()
 			return r.fail(ctx, done)
 		}
+	case queue.WriteAbort:
+		if err := restore.Abort(t); err != nil {
+			r.logger.WarnContext(ctx, "abort restore", "job_id", item.JobID, "err", err)
+		}
+		return nil // the job has ended; nobody waits for a completion
 	default:
 		return queue.Permanent(fmt.Errorf("unknown write op %q", item.Op))
 	}
