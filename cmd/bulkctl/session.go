@@ -39,7 +39,9 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	fs.StringVar(&c.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default from AWS_ENDPOINT_URL)")
 	fs.BoolVar(&c.json, "json", false, "print the result as JSON")
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level of the in-process fleet: debug, info, warn or error")
-	c.rawMaxBytes = queue.DefaultRawMaxBytes
+	// One process needs only a few chunks in flight per compressor; more
+	// only grows memory (docs/benchmarks.md measures this).
+	c.rawMaxBytes = 64 << 20
 	fs.StringVar(&c.natsURL, "nats", "", "URL of a running coordinator's NATS; empty runs the fleet in this process")
 	fs.IntVar(&c.compressors, "compressors", 0, "compressor workers of the in-process fleet (default: one per CPU)")
 	fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet")

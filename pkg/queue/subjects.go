@@ -115,6 +115,11 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error 
 	if cfg.RawMaxBytes == 0 {
 		cfg.RawMaxBytes = DefaultRawMaxBytes
 	}
+	if cfg.MaxPayload > 0 && cfg.RawMaxBytes < 2*int64(cfg.MaxPayload) {
+		// One raw chunk can be as large as a message; a bound below two
+		// messages would leave readers waiting for room that never comes.
+		return fmt.Errorf("raw-max-bytes %d must be at least twice the NATS max payload %d", cfg.RawMaxBytes, cfg.MaxPayload)
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			Name: StreamRequests, Subjects: []string{"bulk.request.>"},
