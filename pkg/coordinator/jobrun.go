@@ -285,12 +285,18 @@ func (jr *jobRun) backup(ctx context.Context) error {
 			}
 		}
 	}
+	parent := jr.parent(ctx, repo)
 	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
 	err = jr.phase(ctx, all, func(ctx context.Context, u unit, msgID string) error {
 		r := plan.At(u.index, stat.Size, req.ChunkSize)
 		item := &queue.ReadItem{
 			V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path,
 			Index: r.Index, Offset: r.Offset, Length: r.Length, Repo: req.Repo,
+		}
+		if parent != nil && u.index < len(parent.Chunks) {
+			if pc := parent.Chunks[u.index]; !pc.Zero && pc.Offset == r.Offset && pc.Length == r.Length {
+				item.ParentHash, item.ParentStored = pc.Hash, pc.StoredSize
+			}
 		}
 		_, err := jr.c.js.Publish(ctx, subject, queue.Encode(item), jetstream.WithMsgID(msgID))
 		return err
@@ -309,6 +315,25 @@ func (jr *jobRun) backup(ctx context.Context) error {
 	}
 	jr.job.Stats = snap.Stats
 	jr.purge(ctx, true)
+	return nil
+}
+
+// parent returns the newest snapshot of the same source with the same chunk
+// size, whose chunks a reader can recognise by hash alone, or nil.
+func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository) *manifest.Snapshot {
+	req := jr.job.Backup
+	snaps, err := repo.Snapshots(ctx)
+	if err != nil {
+		jr.logger.WarnContext(ctx, "no parent snapshot: listing failed", "err", err)
+		return nil
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		s := snaps[i]
+		if s.Host == req.Source.Host && s.Path == req.Source.Path && s.ChunkSize == req.ChunkSize && s.ID != jr.job.SnapshotID {
+			jr.logger.InfoContext(ctx, "incremental backup", "parent", s.ID)
+			return s
+		}
+	}
 	return nil
 }
 

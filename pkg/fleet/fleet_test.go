@@ -200,3 +200,50 @@ func TestStagedChunks(t *testing.T) {
 		t.Fatal("restored volume differs")
 	}
 }
+
+// TestIncremental changes one chunk between backups: only that chunk is
+// stored anew, and each snapshot restores to the volume it was taken of.
+func TestIncremental(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "vol.img")
+	if err := volgen.WriteFile(t.Context(), src, 24<<20, volgen.Options{Seed: 11}); err != nil {
+		t.Fatal(err)
+	}
+	original := fileHash(t, src)
+	b := setup(t, storeurl.S3Options{})
+	repo := filepath.Join(dir, "repo")
+	first := b.backup(t, src, repo, 1<<20)
+	if first.State != queue.StateSucceeded {
+		t.Fatalf("first backup %s: %s", first.State, first.Error)
+	}
+
+	f, err := os.OpenFile(src, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("changed!"), 3<<20+100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	changed := fileHash(t, src)
+
+	second := b.backup(t, src, repo, 1<<20)
+	if second.State != queue.StateSucceeded {
+		t.Fatalf("second backup %s: %s", second.State, second.Error)
+	}
+	if second.Stats.NewChunks != 1 {
+		t.Fatalf("second backup stored %d new chunks, want 1 (stats %+v)", second.Stats.NewChunks, second.Stats)
+	}
+	for _, tt := range []struct {
+		snap string
+		want [32]byte
+	}{{first.SnapshotID, original}, {second.SnapshotID, changed}} {
+		out := filepath.Join(dir, tt.snap+".img")
+		if ev := b.restore(t, repo, tt.snap, out); ev.State != queue.StateSucceeded {
+			t.Fatalf("restore %s: %s", ev.State, ev.Error)
+		}
+		if fileHash(t, out) != tt.want {
+			t.Fatalf("snapshot %s restored to the wrong bytes", tt.snap)
+		}
+	}
+}

@@ -213,6 +213,11 @@ type ReadItem struct {
 	Attempt int    `json:"attempt"`
 	// Repo is used to stage chunks too large for a message.
 	Repo string `json:"repo"`
+	// ParentHash and ParentStored describe this chunk in the source's
+	// previous snapshot. A reader whose chunk hashes to ParentHash reports
+	// it done at once: unchanged data never travels or is compressed again.
+	ParentHash   string `json:"parent_hash,omitempty"`
+	ParentStored int64  `json:"parent_stored,omitempty"`
 }
 
 func (r *ReadItem) version() int { return r.V }

@@ -5,7 +5,9 @@
 // For a backup it answers stat requests about a source, then takes read work
 // items from its host's durable consumer, reads each chunk with ReadAt, and
 // passes it on: an all-zero chunk is reported done at once (it is never
-// stored), any other travels to the compressors as one message on the raw
+// stored), so is a chunk that hashes to the same chunk in the source's
+// previous snapshot (incremental backups read and hash, but send nothing),
+// any other travels to the compressors as one message on the raw
 // queue, or, when it is larger than a message may be, is staged as an object
 // in the repository and the message names it. When the raw queue is full
 // (the fleet's in-flight bound) the publish is retried with backoff: that is
@@ -171,6 +173,12 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 	}
 	if chunk.IsZero(buf) {
 		return r.publishDone(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length, Zero: true})
+	}
+	if item.ParentHash != "" && chunk.Sum(buf).String() == item.ParentHash {
+		return r.publishDone(ctx, &queue.Done{
+			JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length,
+			Hash: item.ParentHash, StoredSize: item.ParentStored,
+		})
 	}
 	out := nats.NewMsg(queue.RawSubject(item.JobID))
 	out.Header.Set(queue.HeaderJob, item.JobID)
