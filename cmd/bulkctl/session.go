@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/term"
 
+	"github.com/bulkbackup/bulkbackup/pkg/broker"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -27,7 +28,7 @@ type common struct {
 	repo, natsURL, s3Endpoint, logLevel string
 	json                                bool
 	compressors                         int
-	rawMaxBytes                         config.Size
+	rawMaxBytes, maxPayload             config.Size
 }
 
 // newFlagSet returns a command's flag set with the shared flags, so one
@@ -45,6 +46,8 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	fs.StringVar(&c.natsURL, "nats", "", "URL of a running coordinator's NATS; empty runs the fleet in this process")
 	fs.IntVar(&c.compressors, "compressors", 0, "compressor workers of the in-process fleet (default: one per CPU)")
 	fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet")
+	c.maxPayload = broker.DefaultMaxPayload
+	fs.Var(&c.maxPayload, "max-payload", "largest NATS message of the in-process fleet; larger chunks are staged in the repository")
 	return fs
 }
 
@@ -83,7 +86,7 @@ func openSession(ctx context.Context, c *common, stderr io.Writer) (*session, er
 			return nil, err
 		}
 		s.fleet, err = fleet.Start(ctx, fleet.Config{
-			Dir: s.tmpDir, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes),
+			Dir: s.tmpDir, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes), MaxPayload: int32(c.maxPayload),
 			Repos: service.Repos(c.s3Endpoint), Logger: logger,
 		})
 		if err != nil {
