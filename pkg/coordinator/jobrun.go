@@ -218,8 +218,11 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(
 				if now.Sub(f.published) < cfg.ChunkTimeout {
 					continue
 				}
-				if f.attempt+1 >= cfg.MaxAttempts {
-					return fmt.Errorf("%s %d: no completion after %d attempts of %s each", u.op, u.index, cfg.MaxAttempts, cfg.ChunkTimeout)
+				// A re-issued item queues behind the rest of the work, so
+				// running out of attempts fails the job only when nothing else
+				// completes either; a busy job just tries again.
+				if f.attempt+1 >= cfg.MaxAttempts && now.Sub(lastDone) >= cfg.ChunkTimeout {
+					return fmt.Errorf("%s %d: no completion after %d attempts of %s each", u.op, u.index, f.attempt+1, cfg.ChunkTimeout)
 				}
 				jr.logger.WarnContext(ctx, "re-issuing work", "op", u.op, "index", u.index, "attempt", f.attempt+1)
 				if err := send(u, f.attempt+1); err != nil {

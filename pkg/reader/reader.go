@@ -198,7 +198,14 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 	} else {
 		out.Data = buf
 	}
-	msgID := fmt.Sprintf("%s.%d.%d", item.JobID, item.Index, item.Attempt)
+	// The raw chunk is deduplicated under its work item's message ID, which
+	// the coordinator makes unique per epoch and attempt: a redelivered item
+	// is not sent twice, but a re-issued one travels again (its first copy
+	// may be stuck with a dead compressor until the ack wait expires).
+	msgID := msg.Headers().Get(jetstream.MsgIDHeader)
+	if msgID == "" {
+		msgID = fmt.Sprintf("%s.%d.%d", item.JobID, item.Index, item.Attempt)
+	}
 	return publishWithBackoff(ctx, r.js, out, msgID, msg)
 }
 
@@ -227,7 +234,9 @@ func publishWithBackoff(ctx context.Context, js jetstream.JetStream, out *nats.M
 		}
 		var apiErr *jetstream.APIError
 		full := errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum")
-		if !full && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		transient := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+			errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+		if !full && !transient {
 			return fmt.Errorf("publish %s: %w", out.Subject, err)
 		}
 		if time.Since(lastProgress) > 15*time.Second {
