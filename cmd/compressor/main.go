@@ -15,10 +15,12 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/pkg/compressor"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
 )
 
 type options struct {
+	metricsAddr                                 string
 	natsURL, name, s3Endpoint, logLevel, logFmt string
 	workers                                     int
 	drain                                       time.Duration
@@ -33,6 +35,7 @@ func flags() (*flag.FlagSet, *options) {
 	fs.IntVar(&o.workers, "workers", 0, "chunks compressed at once (default: one per CPU)")
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long in-flight chunks may finish after SIGTERM")
 	fs.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default from AWS_ENDPOINT_URL)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9091); empty disables")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFmt, "log-format", "", "json or text (default: text on a terminal)")
 	return fs, o
@@ -64,11 +67,12 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	m := metrics.New("compressor")
 	comp, err := compressor.New(nc, compressor.Config{
-		Name: o.name, Workers: o.workers, Repos: service.Repos(o.s3Endpoint), Logger: logger, DrainTimeout: o.drain,
+		Name: o.name, Workers: o.workers, Repos: service.Repos(o.s3Endpoint), Logger: logger, DrainTimeout: o.drain, Metrics: m,
 	})
 	if err != nil {
 		return err
 	}
-	return comp.Run(ctx)
+	return service.Run(ctx, o.metricsAddr, m, nc, logger, comp.Run)
 }

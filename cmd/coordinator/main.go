@@ -18,6 +18,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/coordinator"
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
 )
@@ -29,6 +30,7 @@ type options struct {
 	chunkTimeout, stallTimeout   time.Duration
 	readerTimeout                time.Duration
 	s3Endpoint, logLevel, logFmt string
+	metricsAddr                  string
 }
 
 func flags() (*flag.FlagSet, *options) {
@@ -46,6 +48,7 @@ func flags() (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Minute, "fail a job that completes nothing for this long")
 	fs.DurationVar(&o.readerTimeout, "reader-timeout", time.Minute, "how long a job waits for a reader of its host")
 	fs.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default from AWS_ENDPOINT_URL)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9090); empty disables")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFmt, "log-format", "", "json or text (default: text on a terminal)")
 	return fs, o
@@ -97,7 +100,9 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	defer nc.Close()
+	m := metrics.New("coordinator")
 	coord, err := coordinator.New(nc, coordinator.Config{
+		Metrics: m,
 		Repos:   service.Repos(o.s3Endpoint),
 		Streams: queue.StreamConfig{Replicas: o.replicas, RawMaxBytes: int64(o.rawMaxBytes)},
 		Window:  o.window, ChunkTimeout: o.chunkTimeout, StallTimeout: o.stallTimeout,
@@ -106,5 +111,5 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return coord.Run(ctx)
+	return service.Run(ctx, o.metricsAddr, m, nc, logger, coord.Run)
 }

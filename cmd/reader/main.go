@@ -15,11 +15,13 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/reader"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
 )
 
 type options struct {
+	metricsAddr                                 string
 	natsURL, host, s3Endpoint, logLevel, logFmt string
 	workers                                     int
 	drain                                       time.Duration
@@ -34,6 +36,7 @@ func flags() (*flag.FlagSet, *options) {
 	fs.IntVar(&o.workers, "workers", 4, "chunks read or written at once")
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long in-flight work may finish after SIGTERM")
 	fs.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default from AWS_ENDPOINT_URL)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. :9091); empty disables")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFmt, "log-format", "", "json or text (default: text on a terminal)")
 	return fs, o
@@ -68,11 +71,12 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	m := metrics.New("reader")
 	rd, err := reader.New(nc, reader.Config{
-		Host: o.host, Workers: o.workers, Repos: service.Repos(o.s3Endpoint), Logger: logger, DrainTimeout: o.drain,
+		Host: o.host, Workers: o.workers, Repos: service.Repos(o.s3Endpoint), Logger: logger, DrainTimeout: o.drain, Metrics: m,
 	})
 	if err != nil {
 		return err
 	}
-	return rd.Run(ctx)
+	return service.Run(ctx, o.metricsAddr, m, nc, logger, rd.Run)
 }

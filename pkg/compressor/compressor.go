@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
@@ -48,6 +49,8 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight chunks may finish after
 	// shutdown begins; 0 means 30s.
 	DrainTimeout time.Duration
+	// Metrics, if set, records chunks, bytes and stage durations.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) validate() error {
@@ -229,10 +232,15 @@ func (c *Compressor) store(ctx context.Context, msg jetstream.Msg, job *jobInfo,
 	if want := msg.Headers().Get(queue.HeaderLength); want != strconv.Itoa(len(raw)) {
 		return queue.Permanent(fmt.Errorf("chunk %d: %d bytes arrived, header says %s", done.Index, len(raw), want))
 	}
+	m := c.cfg.Metrics
+	defer m.Begin("compress")()
+	start := time.Now()
 	id := chunk.Sum(raw)
+	m.Stage("hash", start)
 	done.Hash, done.Length = id.String(), int64(len(raw))
 	size, ok, err := repo.ChunkSize(ctx, id)
 	if err != nil {
+		m.Error("stat")
 		return err
 	}
 	if !ok {
@@ -244,15 +252,24 @@ func (c *Compressor) store(ctx context.Context, msg jetstream.Msg, job *jobInfo,
 		if bp == nil {
 			bp = new([]byte)
 		}
+		start = time.Now()
 		sealed := sealer.Seal((*bp)[:0], id, raw)
+		m.Stage("compress", start)
+		start = time.Now()
 		err = repo.PutChunk(ctx, id, sealed)
+		m.Stage("put", start)
 		size = int64(len(sealed))
 		*bp = sealed
 		c.bufs.Put(bp)
 		if err != nil {
+			m.Error("put")
 			return err
 		}
 		done.New = true
+		m.Chunk("stored", done.Length)
+		m.Stored("chunk", size)
+	} else {
+		m.Chunk("deduplicated", done.Length)
 	}
 	done.StoredSize = size
 	if staged != "" {

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -41,6 +43,8 @@ type Config struct {
 	ProgressInterval time.Duration
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
+	// Metrics, if set, records jobs and the depth of the work queues.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) validate() error {
@@ -118,6 +122,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.kv = kv
 	if err := c.resume(ctx); err != nil {
 		return err
+	}
+	if c.cfg.Metrics != nil {
+		c.jobs.Go(func() { c.pollQueues(ctx) })
 	}
 	c.logger.InfoContext(ctx, "coordinator serving")
 	err = queue.Serve(ctx, c.js, queue.StreamRequests, jetstream.ConsumerConfig{
@@ -225,11 +232,27 @@ func (c *Coordinator) decodeRequest(subject string, data []byte) (*queue.Job, st
 		}
 		return &queue.Job{V: queue.MessageVersion, ID: id, Kind: kind, State: queue.StateQueued, Created: now}
 	}
+	// undecodable returns, for a request that does not decode, a job under
+	// the ID the client chose and its reply subject, when a lenient reading
+	// finds them, so the rejection reaches the client.
+	undecodable := func(kind string, err error) (*queue.Job, string, error) {
+		var ids struct {
+			JobID   string `json:"job_id"`
+			ReplyTo string `json:"reply_to"`
+		}
+		if json.Unmarshal(data, &ids) != nil {
+			return nil, "", err
+		}
+		if ids.JobID == "" || queue.CheckToken("job_id", ids.JobID) != nil {
+			return nil, ids.ReplyTo, err
+		}
+		return newJob(ids.JobID, kind), ids.ReplyTo, err
+	}
 	switch subject {
 	case queue.SubjectRequestBackup:
 		var req queue.BackupRequest
 		if err := queue.Decode(data, &req); err != nil {
-			return nil, "", err
+			return undecodable(queue.KindBackup, err)
 		}
 		job := newJob(req.JobID, queue.KindBackup)
 		job.Backup = &req
@@ -237,7 +260,7 @@ func (c *Coordinator) decodeRequest(subject string, data []byte) (*queue.Job, st
 	case queue.SubjectRequestRestore:
 		var req queue.RestoreRequest
 		if err := queue.Decode(data, &req); err != nil {
-			return nil, "", err
+			return undecodable(queue.KindRestore, err)
 		}
 		job := newJob(req.JobID, queue.KindRestore)
 		job.Restore = &req
@@ -365,6 +388,7 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 	c.publishEvent(ctx, job, "")
 	logger.InfoContext(ctx, "job running", "epoch", job.Epoch)
 
+	c.cfg.Metrics.JobStarted(job.Kind)
 	jr := &jobRun{c: c, job: job, logger: logger, started: time.Now()}
 	var err error
 	switch job.Kind {
@@ -384,11 +408,13 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 		job.State, job.Error = queue.StateCancelled, errCancelled.Error()
 	case ctx.Err() != nil:
 		logger.InfoContext(endCtx, "job interrupted by shutdown; it resumes when a coordinator starts")
+		c.cfg.Metrics.JobEnded(job.Kind, "interrupted")
 		return
 	default:
 		job.State, job.Error = queue.StateFailed, err.Error()
 	}
 	job.Finished = time.Now().UTC()
+	c.cfg.Metrics.JobEnded(job.Kind, job.State)
 	if err := c.saveJob(endCtx, job); err != nil {
 		logger.ErrorContext(endCtx, "save final job state", "err", err)
 	}
@@ -440,4 +466,28 @@ func isTransient(err error) bool {
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
 		errors.Is(err, nats.ErrDisconnected) || strings.Contains(err.Error(), "no responders")
+}
+
+// pollQueues publishes the depth of the work queues as metrics every few
+// seconds: the backlog readers and compressors have not taken yet and what
+// they hold unacknowledged (the signal an autoscaler acts on).
+func (c *Coordinator) pollQueues(ctx context.Context) {
+	ticker := time.NewTicker(5 * time.Second)
+	defer ticker.Stop()
+	for {
+		for _, name := range []string{queue.StreamRaw, queue.StreamWork} {
+			stream, err := c.js.Stream(ctx, name)
+			if err != nil {
+				continue
+			}
+			for info := range stream.ListConsumers(ctx).Info() {
+				c.cfg.Metrics.Queue(name, info.Name, info.NumPending, uint64(info.NumAckPending))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
 }

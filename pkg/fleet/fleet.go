@@ -21,6 +21,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
 	"github.com/bulkbackup/bulkbackup/pkg/compressor"
 	"github.com/bulkbackup/bulkbackup/pkg/coordinator"
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/reader"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -47,6 +48,8 @@ type Config struct {
 	Coordinator coordinator.Config
 	// Logger receives every component's logs; nil discards them.
 	Logger *slog.Logger
+	// Metrics, if set, is shared by every component.
+	Metrics *metrics.Metrics
 }
 
 // Fleet is a running single-process fleet.
@@ -107,7 +110,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	}
 
 	cc := cfg.Coordinator
-	cc.Repos, cc.Logger = cfg.Repos, logger
+	cc.Repos, cc.Logger, cc.Metrics = cfg.Repos, logger, cfg.Metrics
 	cc.Streams.RawMaxBytes = cfg.RawMaxBytes
 	nc, err := connect("coordinator")
 	if err != nil {
@@ -133,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	rd, err := reader.New(nc, reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: cfg.Repos, Logger: logger})
+	rd, err := reader.New(nc, reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: cfg.Repos, Logger: logger, Metrics: cfg.Metrics})
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -144,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	comp, err := compressor.New(nc, compressor.Config{Workers: cfg.Compressors, Repos: cfg.Repos, Logger: logger, Name: "fleet-" + cfg.Host})
+	comp, err := compressor.New(nc, compressor.Config{Workers: cfg.Compressors, Repos: cfg.Repos, Logger: logger, Name: "fleet-" + cfg.Host, Metrics: cfg.Metrics})
 	if err != nil {
 		f.Close()
 		return nil, err

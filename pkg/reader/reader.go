@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/restore"
@@ -53,6 +54,8 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight work may finish after shutdown
 	// begins; 0 means 30s.
 	DrainTimeout time.Duration
+	// Metrics, if set, records chunks, bytes and stage durations.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) validate() error {
@@ -166,15 +169,23 @@ func (r *Reader) release(b []byte) { r.bufs.Put(&b) }
 // read reads one chunk and hands it on. Errors reading the source fail the
 // job (a Done with Error) rather than retrying forever.
 func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadItem) error {
+	m := r.cfg.Metrics
+	defer m.Begin("read")()
 	buf := r.buffer(item.Length)
 	defer r.release(buf)
-	if err := readChunk(item.Path, buf, item.Offset); err != nil {
+	start := time.Now()
+	err := readChunk(item.Path, buf, item.Offset)
+	m.Stage("read", start)
+	if err != nil {
+		m.Error("read")
 		return r.fail(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length, Error: err.Error()})
 	}
 	if chunk.IsZero(buf) {
+		m.Chunk("zero", item.Length)
 		return r.publishDone(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length, Zero: true})
 	}
 	if item.ParentHash != "" && chunk.Sum(buf).String() == item.ParentHash {
+		m.Chunk("unchanged", item.Length)
 		return r.publishDone(ctx, &queue.Done{
 			JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length,
 			Hash: item.ParentHash, StoredSize: item.ParentStored,
@@ -195,8 +206,11 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 			return fmt.Errorf("stage chunk %d: %w", item.Index, err)
 		}
 		out.Header.Set(queue.HeaderStaged, key)
+		m.Chunk("staged", item.Length)
+		m.Stored("staged", item.Length)
 	} else {
 		out.Data = buf
+		m.Chunk("sent", item.Length)
 	}
 	// The raw chunk is deduplicated under its work item's message ID, which
 	// the coordinator makes unique per epoch and attempt: a redelivered item
@@ -278,9 +292,17 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 		if err != nil {
 			return err // retried: the repository may be briefly unreachable
 		}
+		defer r.cfg.Metrics.Begin("write")()
+		start := time.Now()
 		buf := r.buffer(item.Length)[:0]
 		buf, err = restore.WriteChunk(ctx, repo, t, c, buf)
 		r.release(buf)
+		r.cfg.Metrics.Stage("write", start)
+		if err == nil {
+			r.cfg.Metrics.Chunk("written", item.Length)
+		} else {
+			r.cfg.Metrics.Error("write")
+		}
 		if err != nil {
 			if errors.Is(err, chunk.ErrCorrupt) || errors.Is(err, os.ErrNotExist) || isNoSpace(err) {
 				done.Error = err.Error()

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/term"
 
+	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
@@ -127,4 +128,35 @@ func Repos(endpoint string) *repository.Cache {
 	return repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
 	})
+}
+
+// Run runs a service until ctx is cancelled, serving its metrics and health
+// probes on metricsAddr when one is given. The service is ready while its
+// NATS connection is up.
+func Run(ctx context.Context, metricsAddr string, m *metrics.Metrics, nc *nats.Conn, logger *slog.Logger, run func(context.Context) error) error {
+	if metricsAddr == "" {
+		return run(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := func() error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("NATS %s", strings.ToLower(nc.Status().String()))
+		}
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() {
+		err := metrics.Serve(ctx, metricsAddr, m, ready, logger)
+		if err != nil {
+			cancel() // a service that cannot be observed as asked stops
+		}
+		errc <- err
+	}()
+	err := run(ctx)
+	cancel()
+	if herr := <-errc; err == nil {
+		err = herr
+	}
+	return err
 }
