@@ -101,7 +101,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopDrain := context.AfterFunc(ctx, func() {
-		it.Stop()
+		it.Drain() // not Stop: messages already pulled come out of Next, to be naked
 		time.AfterFunc(cfg.DrainTimeout, cancelWork)
 	})
 	defer stopDrain()
@@ -123,6 +123,10 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 		})
 	}
 	var loopErr error
+	// Messages pulled but not started when ctx ends are naked only once the
+	// iterator is drained: naked while it still has pull requests open, they
+	// would come straight back to it and be lost until AckWait.
+	var unstarted []jetstream.Msg
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -131,9 +135,20 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 			}
 			break
 		}
-		msgs <- msg
+		if ctx.Err() != nil {
+			unstarted = append(unstarted, msg)
+			continue
+		}
+		select {
+		case msgs <- msg:
+		case <-ctx.Done():
+			unstarted = append(unstarted, msg)
+		}
 	}
 	close(msgs)
+	for _, msg := range unstarted {
+		_ = msg.Nak()
+	}
 	wg.Wait()
 	return loopErr
 }

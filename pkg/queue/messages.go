@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ func Decode(data []byte, v interface{ version() int }) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF { // More would accept a stray '}' or ']'
 		return fmt.Errorf("%w: trailing data after the JSON object", ErrBadMessage)
 	}
 	if got := v.version(); got != MessageVersion {

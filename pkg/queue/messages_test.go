@@ -1,0 +1,239 @@
+package queue_test
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+)
+
+func TestDecodeBackupRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		data    string
+		want    queue.BackupRequest
+		wantErr error
+		errText string // a substring of the error, when wantErr is set
+	}{
+		{
+			name: "valid",
+			data: `{"v":1,"job_id":"j1","source":{"host":"db1","path":"/dev/sdb"},"repo":"/r","chunk_size":65536,"level":"best","reply_to":"_INBOX.x"}`,
+			want: queue.BackupRequest{
+				V: 1, JobID: "j1", Source: queue.Endpoint{Host: "db1", Path: "/dev/sdb"},
+				Repo: "/r", ChunkSize: 65536, Level: "best", ReplyTo: "_INBOX.x",
+			},
+		},
+		{
+			name: "valid with surrounding white space",
+			data: " \n{\"v\":1,\"repo\":\"/r\"}\n\t ",
+			want: queue.BackupRequest{V: 1, Repo: "/r"},
+		},
+		{name: "unknown field", data: `{"v":1,"repo":"/r","compress":true}`, wantErr: queue.ErrBadMessage, errText: "compress"},
+		{name: "unknown nested field", data: `{"v":1,"source":{"host":"h","path":"/p","port":1}}`, wantErr: queue.ErrBadMessage, errText: "port"},
+		{name: "missing version", data: `{"repo":"/r"}`, wantErr: queue.ErrBadMessage, errText: "version 0"},
+		{name: "wrong version", data: `{"v":2,"repo":"/r"}`, wantErr: queue.ErrBadMessage, errText: "version 2"},
+		{name: "trailing object", data: `{"v":1}{"v":1}`, wantErr: queue.ErrBadMessage, errText: "trailing"},
+		{name: "trailing garbage", data: `{"v":1} x`, wantErr: queue.ErrBadMessage},
+		{name: "trailing brace", data: `{"v":1}}`, wantErr: queue.ErrBadMessage},
+		{name: "trailing bracket", data: `{"v":1}]`, wantErr: queue.ErrBadMessage},
+		{name: "too large", data: `{"v":1,"repo":"` + strings.Repeat("x", 1<<20) + `"}`, wantErr: queue.ErrBadMessage, errText: "1 MiB"},
+		{name: "not JSON", data: `hello`, wantErr: queue.ErrBadMessage},
+		{name: "empty", data: ``, wantErr: queue.ErrBadMessage},
+		{name: "null", data: `null`, wantErr: queue.ErrBadMessage},
+		{name: "array", data: `[1]`, wantErr: queue.ErrBadMessage},
+		{name: "truncated", data: `{"v":1,"repo":"/r"`, wantErr: queue.ErrBadMessage},
+		{name: "wrong type", data: `{"v":1,"chunk_size":"4MiB"}`, wantErr: queue.ErrBadMessage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got queue.BackupRequest
+			err := queue.Decode([]byte(tt.data), &got)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Decode error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				if !strings.Contains(err.Error(), tt.errText) {
+					t.Errorf("Decode error = %q, want it to mention %q", err, tt.errText)
+				}
+				return
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Decode = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDecodeEveryMessage checks that every message type decodes what Encode
+// wrote and refuses a version it does not know.
+func TestDecodeEveryMessage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		in     any
+		decode func([]byte) (any, error) // into a new value of in's type
+	}{
+		{"BackupRequest", &queue.BackupRequest{V: 1, JobID: "j", Source: queue.Endpoint{Host: "h", Path: "/p"}, Repo: "/r"},
+			func(b []byte) (any, error) { var v queue.BackupRequest; return &v, queue.Decode(b, &v) }},
+		{"RestoreRequest", &queue.RestoreRequest{V: 1, Repo: "/r", Snapshot: "latest", Targets: []queue.Endpoint{{Host: "h", Path: "/t"}}, Overwrite: true},
+			func(b []byte) (any, error) { var v queue.RestoreRequest; return &v, queue.Decode(b, &v) }},
+		{"CancelRequest", &queue.CancelRequest{V: 1, JobID: "j"},
+			func(b []byte) (any, error) { var v queue.CancelRequest; return &v, queue.Decode(b, &v) }},
+		{"JobAccepted", &queue.JobAccepted{V: 1, JobID: "j", Error: "e"},
+			func(b []byte) (any, error) { var v queue.JobAccepted; return &v, queue.Decode(b, &v) }},
+		{"Job", &queue.Job{V: 1, ID: "j", Kind: queue.KindBackup, State: queue.StateQueued, Epoch: 2, Backup: &queue.BackupRequest{V: 1, Repo: "/r"}},
+			func(b []byte) (any, error) { var v queue.Job; return &v, queue.Decode(b, &v) }},
+		{"Event", &queue.Event{V: 1, JobID: "j", Kind: queue.KindRestore, State: queue.StateRunning, Message: "waiting"},
+			func(b []byte) (any, error) { var v queue.Event; return &v, queue.Decode(b, &v) }},
+		{"ReadItem", &queue.ReadItem{V: 1, JobID: "j", Path: "/p", Index: 3, Offset: 12288, Length: 4096, Attempt: 1, Repo: "/r"},
+			func(b []byte) (any, error) { var v queue.ReadItem; return &v, queue.Decode(b, &v) }},
+		{"WriteItem", &queue.WriteItem{V: 1, JobID: "j", Op: queue.WriteChunk, Path: "/t", Repo: "/r", Index: 2, Offset: 8192, Length: 4096, Hash: "ab"},
+			func(b []byte) (any, error) { var v queue.WriteItem; return &v, queue.Decode(b, &v) }},
+		{"Done", &queue.Done{V: 1, JobID: "j", Op: queue.OpRead, Index: 7, Length: 4096, Hash: "ab", StoredSize: 100, New: true},
+			func(b []byte) (any, error) { var v queue.Done; return &v, queue.Decode(b, &v) }},
+		{"StatRequest", &queue.StatRequest{V: 1, Path: "/p"},
+			func(b []byte) (any, error) { var v queue.StatRequest; return &v, queue.Decode(b, &v) }},
+		{"StatReply", &queue.StatReply{V: 1, Size: 10, Kind: "file"},
+			func(b []byte) (any, error) { var v queue.StatReply; return &v, queue.Decode(b, &v) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			data := queue.Encode(tt.in)
+			got, err := tt.decode(data)
+			if err != nil {
+				t.Fatalf("Decode(Encode(%+v)): %v", tt.in, err)
+			}
+			if !reflect.DeepEqual(got, tt.in) {
+				t.Errorf("Decode(Encode(v)) = %+v, want %+v", got, tt.in)
+			}
+			future := bytes.Replace(data, []byte(`"v":1`), []byte(`"v":99`), 1)
+			if _, err := tt.decode(future); !errors.Is(err, queue.ErrBadMessage) {
+				t.Errorf("Decode of version 99 = %v, want %v", err, queue.ErrBadMessage)
+			}
+		})
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    queue.Endpoint
+		wantErr error // nil: success; errAny: any error
+	}{
+		{name: "device", in: "db1:/dev/sdb", want: queue.Endpoint{Host: "db1", Path: "/dev/sdb"}},
+		{name: "path with colon", in: "db1:/data/a:b.img", want: queue.Endpoint{Host: "db1", Path: "/data/a:b.img"}},
+		{name: "host with dash and underscore", in: "db-1_a:/x", want: queue.Endpoint{Host: "db-1_a", Path: "/x"}},
+		{name: "missing colon", in: "db1/dev/sdb", wantErr: errAny},
+		{name: "empty", in: "", wantErr: errAny},
+		{name: "empty host", in: ":/dev/sdb", wantErr: errAny},
+		{name: "empty path", in: "db1:", wantErr: errAny},
+		{name: "relative path", in: "db1:dev/sdb", wantErr: errAny},
+		{name: "host with dots", in: "db1.example.com:/dev/sdb", wantErr: queue.ErrBadToken},
+		{name: "host with space", in: "db 1:/dev/sdb", wantErr: queue.ErrBadToken},
+		{name: "host wildcard", in: "*:/dev/sdb", wantErr: queue.ErrBadToken},
+		{name: "host full wildcard", in: ">:/dev/sdb", wantErr: queue.ErrBadToken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := queue.ParseEndpoint(tt.in)
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("ParseEndpoint(%q): %v", tt.in, err)
+			case tt.wantErr == errAny && err == nil, tt.wantErr != nil && tt.wantErr != errAny && !errors.Is(err, tt.wantErr):
+				t.Fatalf("ParseEndpoint(%q) = %+v, %v; want error %v", tt.in, got, err, tt.wantErr)
+			case tt.wantErr != nil:
+				if !strings.Contains(err.Error(), tt.in[:strings.IndexByte(tt.in+":", ':')]) {
+					t.Errorf("ParseEndpoint(%q) error %q does not name the bad input", tt.in, err)
+				}
+				return
+			}
+			if got != tt.want {
+				t.Errorf("ParseEndpoint(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+			if s := got.String(); s != tt.in {
+				t.Errorf("String() = %q, want %q", s, tt.in)
+			}
+		})
+	}
+}
+
+// errAny, as a wantErr, accepts any non-nil error.
+var errAny = errors.New("any error")
+
+func TestCheckToken(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in     string
+		wantOK bool
+	}{
+		{"db1", true},
+		{"A-z_0-9", true},
+		{"0123e4567-e89b-12d3-a456-426614174000", true},
+		{strings.Repeat("a", 128), true},
+		{strings.Repeat("a", 129), false},
+		{"", false},
+		{"a.b", false},
+		{"a b", false},
+		{"a*", false},
+		{"a>", false},
+		{"a/b", false},
+		{"a:b", false},
+		{"a\n", false},
+		{"a\x00", false},
+		{"h\u00f6st", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			err := queue.CheckToken("host", tt.in)
+			if tt.wantOK {
+				if err != nil {
+					t.Errorf("CheckToken(%q) = %v, want nil", tt.in, err)
+				}
+				return
+			}
+			if !errors.Is(err, queue.ErrBadToken) {
+				t.Fatalf("CheckToken(%q) = %v, want %v", tt.in, err, queue.ErrBadToken)
+			}
+			if !strings.Contains(err.Error(), "host") {
+				t.Errorf("CheckToken error %q does not say what was checked", err)
+			}
+		})
+	}
+}
+
+func FuzzDecodeBackupRequest(f *testing.F) {
+	f.Add([]byte(`{"v":1,"job_id":"j1","source":{"host":"db1","path":"/dev/sdb"},"repo":"/r","chunk_size":65536,"level":"best","reply_to":"_INBOX.x"}`))
+	f.Add([]byte(`{"v":1}`))
+	f.Add([]byte(`{"v":1,"repo":"\ud800\u00e9"}`))
+	f.Add([]byte(`{"V":1,"Repo":"/r","REPO":"/s"}`))
+	f.Add([]byte(`{"v":1}}`))
+	f.Add([]byte(`{"v":2}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"v":1,"source":null,"chunk_size":-1e3}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req queue.BackupRequest
+		if err := queue.Decode(data, &req); err != nil {
+			if !errors.Is(err, queue.ErrBadMessage) {
+				t.Fatalf("Decode error %v does not wrap ErrBadMessage", err)
+			}
+			return
+		}
+		var again queue.BackupRequest
+		if err := queue.Decode(queue.Encode(&req), &again); err != nil {
+			t.Fatalf("Decode(Encode(%+v)): %v", req, err)
+		}
+		if !reflect.DeepEqual(req, again) {
+			t.Fatalf("round trip changed the request: %+v, then %+v", req, again)
+		}
+	})
+}
