@@ -259,7 +259,7 @@ func (jr *jobRun) progress(ctx context.Context) {
 }
 
 // backup drives a backup job to a committed snapshot.
-func (jr *jobRun) backup(ctx context.Context) error {
+func (jr *jobRun) backup(ctx context.Context) (err error) {
 	req := jr.job.Backup
 	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path)
 	if err != nil {
@@ -269,6 +269,13 @@ func (jr *jobRun) backup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil && ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled) {
+			if n, derr := repo.DeleteStaging(context.WithoutCancel(ctx), jr.job.ID); derr != nil || n > 0 {
+				jr.logger.InfoContext(ctx, "removed staged chunks of the ended job", "count", n, "err", derr)
+			}
+		}
+	}()
 	if jr.job.SnapshotID == "" {
 		jr.job.SnapshotID = repository.NewSnapshotID()
 	}

@@ -158,6 +158,23 @@ func StagingKey(jobID string, index int) string {
 	return fmt.Sprintf("%s%s/%08d", StagingPrefix, jobID, index)
 }
 
+// DeleteStaging removes what a job staged (raw chunks too large for a
+// message) and returns how many objects it removed. Compressors delete each
+// staged chunk once stored; this clears what a failed job left behind.
+func (r *Repository) DeleteStaging(ctx context.Context, jobID string) (int, error) {
+	n := 0
+	for info, err := range r.st.List(ctx, StagingPrefix+jobID+"/") {
+		if err != nil {
+			return n, fmt.Errorf("list staging of job %s: %w", jobID, err)
+		}
+		if err := r.st.Delete(ctx, info.Key); err != nil {
+			return n, fmt.Errorf("delete %s: %w", info.Key, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {
 	r.sealerOnce.Do(func() { r.sealer, r.sealerErr = chunk.NewSealer(snapshotSealerLv) })
 	return r.sealer, r.sealerErr
