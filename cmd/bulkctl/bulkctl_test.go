@@ -337,6 +337,16 @@ func TestBadInput(t *testing.T) {
 		noFile string
 	}{
 		{
+			name: "jobs without a coordinator",
+			args: []string{"jobs"},
+			code: exitUsage, want: []string{"--nats"},
+		},
+		{
+			name: "history without HOST:PATH",
+			args: []string{"history", "/srv/vol", "--nats", "nats://127.0.0.1:1"},
+			code: exitUsage, want: []string{"HOST:PATH"},
+		},
+		{
 			name: "missing source",
 			args: []string{"backup", missing, "-r", repo},
 			code: exitError, want: []string{missing, "no such file"},

@@ -31,6 +31,12 @@ Usage:
   bulkctl verify SNAPSHOT -r REPO [--compare SOURCE]
   bulkctl snapshots -r REPO [--json]
 
+With a running coordinator (--nats URL or BULK_NATS):
+  bulkctl jobs [--state running] [--limit 20] [--json]
+  bulkctl job JOB_ID [--watch] [--json]
+  bulkctl cancel JOB_ID
+  bulkctl history HOST:PATH [--json]
+
 REPO is a directory, file://PATH or s3://BUCKET/PREFIX (S3 endpoint and keys
 from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); BULK_REPO
 sets it. SNAPSHOT is an ID, a unique ID prefix, or "latest".
@@ -52,6 +58,10 @@ var commands = map[string]command{
 	"restore":   {run: runRestore},
 	"verify":    {run: runVerify},
 	"snapshots": {run: runSnapshots},
+	"jobs":      {run: runJobs},
+	"job":       {run: runJob},
+	"cancel":    {run: runCancel},
+	"history":   {run: runHistory},
 }
 
 // env is what a command writes to.

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
 // The process-level tests build the four binaries and run a distributed
@@ -380,6 +382,37 @@ func TestProcessFleet(t *testing.T) {
 		t.Errorf("restore onto an existing file: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 	sameFile(t, vol, out)
+
+	// The coordinator's API: jobs, one job, a source's history.
+	var jobs []queue.Job
+	r = bulkctlProcOK(t, "jobs", "--nats", url, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &jobs); err != nil {
+		t.Fatalf("jobs --json output %q: %v", r.stdout, err)
+	}
+	states := make(map[string]string)
+	for _, j := range jobs {
+		states[j.Kind+"/"+j.State] = j.ID
+	}
+	if len(jobs) != 3 || states["backup/succeeded"] != res.JobID || states["restore/succeeded"] == "" || states["restore/failed"] == "" {
+		t.Errorf("jobs: %d jobs %v, want the backup, a succeeded and a failed restore", len(jobs), states)
+	}
+	var job queue.Job
+	r = bulkctlProcOK(t, "job", res.JobID, "--nats", url, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &job); err != nil || job.SnapshotID != res.SnapshotID || job.Stats.SourceBytes != size {
+		t.Errorf("job %s: %+v (%v), want snapshot %s of %d bytes", res.JobID, job, err, res.SnapshotID, size)
+	}
+	var runs []queue.Run
+	r = bulkctlProcOK(t, "history", "testhost:"+vol, "--nats", url, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &runs); err != nil || len(runs) != 1 ||
+		runs[0].SnapshotID != res.SnapshotID || runs[0].State != queue.StateSucceeded || runs[0].SourceBytes != size {
+		t.Errorf("history: %+v (%v), want one succeeded run of snapshot %s", runs, err, res.SnapshotID)
+	}
+	if r = bulkctlProc(t, "job", "no-such-job", "--nats", url); r.code != exitError || !strings.Contains(r.stderr, "no-such-job") {
+		t.Errorf("job no-such-job: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if r = bulkctlProc(t, "cancel", res.JobID, "--nats", url); r.code != exitError || !strings.Contains(r.stderr, "already ended") {
+		t.Errorf("cancel of a finished job: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
 
 	stop(t, comp1, comp2, reader, coord)
 	n1, n2 := compressorChunks(t, comp1), compressorChunks(t, comp2)

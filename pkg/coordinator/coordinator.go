@@ -126,6 +126,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if c.cfg.Metrics != nil {
 		c.jobs.Go(func() { c.pollQueues(ctx) })
 	}
+	svc, err := c.serveAPI(ctx)
+	if err != nil {
+		return err
+	}
+	defer svc.Stop()
 	c.logger.InfoContext(ctx, "coordinator serving")
 	err = queue.Serve(ctx, c.js, queue.StreamRequests, jetstream.ConsumerConfig{
 		Durable: queue.ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,

@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
 	"github.com/bulkbackup/bulkbackup/pkg/compressor"
@@ -656,5 +658,53 @@ func TestCancel(t *testing.T) {
 	}
 	if ids, err := rp.SnapshotIDs(t.Context()); err != nil || len(ids) != 0 {
 		t.Errorf("snapshots after cancel = %v, %v; want none", ids, err)
+	}
+}
+
+// TestAPI checks the micro service: discoverable as "bulkbackup", and its
+// endpoints answer bad requests and unknown jobs with error codes.
+func TestAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	msg, err := b.nc.Request("$SRV.INFO.bulkbackup", nil, 5*time.Second)
+	if err != nil {
+		t.Fatalf("service info: %v", err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(msg.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	subjects := make(map[string]bool)
+	for _, ep := range info.Endpoints {
+		subjects[ep.Subject] = true
+	}
+	for _, want := range []string{queue.SubjectAPIJobs, queue.SubjectAPIJob, queue.SubjectAPIHistory} {
+		if !subjects[want] {
+			t.Errorf("service info lists %v, missing %s", subjects, want)
+		}
+	}
+
+	tests := []struct {
+		name     string
+		subject  string
+		body     string
+		wantCode string
+	}{
+		{"jobs on an empty coordinator", queue.SubjectAPIJobs, `{"v":1}`, ""},
+		{"malformed", queue.SubjectAPIJobs, `{"v":1,"bogus":true}`, "400"},
+		{"unknown job", queue.SubjectAPIJob, `{"v":1,"job_id":"nope"}`, "404"},
+		{"bad job id", queue.SubjectAPIJob, `{"v":1,"job_id":"../x"}`, "400"},
+		{"history of an unknown source", queue.SubjectAPIHistory, `{"v":1,"source":{"host":"h","path":"/x"}}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msg, err := b.nc.Request(tt.subject, []byte(tt.body), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := msg.Header.Get(micro.ErrorCodeHeader); got != tt.wantCode {
+				t.Fatalf("error code %q (%s), want %q; body %s", got, msg.Header.Get(micro.ErrorHeader), tt.wantCode, msg.Data)
+			}
+		})
 	}
 }

@@ -310,3 +310,73 @@ const (
 	HeaderLength = "Bulk-Length"
 	HeaderStaged = "Bulk-Staged"
 )
+
+// The coordinator's request/reply API, served as the NATS micro service
+// "bulkbackup" (so `nats micro ls` lists it). Errors come back as micro
+// error headers (Nats-Service-Error, Nats-Service-Error-Code).
+const (
+	// SubjectAPIJobs takes a JobsRequest and answers a JobsReply.
+	SubjectAPIJobs = "bulk.api.jobs"
+	// SubjectAPIJob takes a JobRequest and answers a Job.
+	SubjectAPIJob = "bulk.api.job"
+	// SubjectAPIHistory takes a HistoryRequest and answers a HistoryReply.
+	SubjectAPIHistory = "bulk.api.history"
+)
+
+// JobsRequest lists jobs, newest first.
+type JobsRequest struct {
+	V int `json:"v"`
+	// State, if set, keeps only jobs in that state.
+	State string `json:"state,omitempty"`
+	// Limit caps the number of jobs; 0 means 100.
+	Limit int `json:"limit,omitempty"`
+}
+
+func (r *JobsRequest) version() int { return r.V }
+
+// JobsReply answers a JobsRequest.
+type JobsReply struct {
+	V    int   `json:"v"`
+	Jobs []Job `json:"jobs"`
+}
+
+func (r *JobsReply) version() int { return r.V }
+
+// JobRequest asks for one job's record.
+type JobRequest struct {
+	V     int    `json:"v"`
+	JobID string `json:"job_id"`
+}
+
+func (r *JobRequest) version() int { return r.V }
+
+// HistoryRequest asks for every backup run of one source.
+type HistoryRequest struct {
+	V      int      `json:"v"`
+	Source Endpoint `json:"source"`
+}
+
+func (r *HistoryRequest) version() int { return r.V }
+
+// Run is one backup of a source, as history reports it.
+type Run struct {
+	JobID       string    `json:"job_id"`
+	SnapshotID  string    `json:"snapshot_id,omitempty"`
+	State       string    `json:"state"`
+	Started     time.Time `json:"started,omitzero"`
+	Finished    time.Time `json:"finished,omitzero"`
+	SourceBytes int64     `json:"source_bytes"`
+	StoredBytes int64     `json:"stored_bytes"`
+	NewBytes    int64     `json:"new_bytes"`
+	Seconds     float64   `json:"seconds"`
+	MBps        float64   `json:"mb_per_s"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// HistoryReply answers a HistoryRequest, oldest run first.
+type HistoryReply struct {
+	V    int   `json:"v"`
+	Runs []Run `json:"runs"`
+}
+
+func (r *HistoryReply) version() int { return r.V }

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/bulkbackup/bulkbackup/pkg/config"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+)
+
+// The job commands talk to a running coordinator's API: jobs of the
+// in-process fleet end with the command that ran them.
+func remoteSession(ctx context.Context, c *common, e *env) (*session, error) {
+	if c.natsURL == "" {
+		return nil, usageError("needs a running coordinator: give --nats URL or set BULK_NATS")
+	}
+	return openSession(ctx, c, e.stderr)
+}
+
+// call sends an API request to the coordinator and decodes its answer.
+func call(ctx context.Context, nc *nats.Conn, subject string, req, reply any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, subject, queue.Encode(req))
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("no coordinator answers on %s (is one running?)", subject)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+		return errors.New(desc)
+	}
+	return json.Unmarshal(msg.Data, reply)
+}
+
+func runJobs(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet("jobs", &c)
+	state := fs.String("state", "", "only jobs in this state (queued, running, committing, succeeded, failed, cancelled)")
+	limit := fs.Int("limit", 20, "at most this many jobs, newest first")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var reply queue.JobsReply
+	if err := call(ctx, s.nc, queue.SubjectAPIJobs, &queue.JobsRequest{V: queue.MessageVersion, State: *state, Limit: *limit}, &reply); err != nil {
+		return err
+	}
+	if c.json {
+		return json.NewEncoder(e.stdout).Encode(reply.Jobs)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tKIND\tSTATE\tCREATED\tSUBJECT\tPROGRESS")
+	for _, j := range reply.Jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Kind, j.State, j.Created.Local().Format("2006-01-02 15:04:05"), jobSubject(&j), summary(j.Progress))
+	}
+	return tw.Flush()
+}
+
+// jobSubject says what a job works on.
+func jobSubject(j *queue.Job) string {
+	switch {
+	case j.Backup != nil:
+		return j.Backup.Source.String() + " -> " + j.Backup.Repo
+	case j.Restore != nil:
+		var targets []string
+		for _, t := range j.Restore.Targets {
+			targets = append(targets, t.String())
+		}
+		return j.Restore.Repo + "@" + cmpOr(j.SnapshotID, j.Restore.Snapshot) + " -> " + strings.Join(targets, ",")
+	}
+	return ""
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func runJob(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet("job", &c)
+	watch := fs.Bool("watch", false, "follow the job's progress until it ends")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("want one JOB ID")
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var job queue.Job
+	if err := call(ctx, s.nc, queue.SubjectAPIJob, &queue.JobRequest{V: queue.MessageVersion, JobID: pos[0]}, &job); err != nil {
+		return err
+	}
+	if *watch && !queue.Final(job.State) {
+		p := newProgress(e.stderr)
+		_, err := queue.Follow(ctx, s.js, job.ID, p.update)
+		p.finish()
+		if err != nil {
+			return err
+		}
+		if err := call(ctx, s.nc, queue.SubjectAPIJob, &queue.JobRequest{V: queue.MessageVersion, JobID: pos[0]}, &job); err != nil {
+			return err
+		}
+	}
+	if c.json {
+		return json.NewEncoder(e.stdout).Encode(job)
+	}
+	fmt.Fprintf(e.stdout, "job       %s (%s)\n", job.ID, job.Kind)
+	fmt.Fprintf(e.stdout, "state     %s\n", job.State)
+	fmt.Fprintf(e.stdout, "what      %s\n", jobSubject(&job))
+	fmt.Fprintf(e.stdout, "created   %s\n", job.Created.Local().Format(time.RFC3339))
+	if !job.Started.IsZero() {
+		fmt.Fprintf(e.stdout, "started   %s\n", job.Started.Local().Format(time.RFC3339))
+	}
+	if !job.Finished.IsZero() {
+		fmt.Fprintf(e.stdout, "finished  %s (%s)\n", job.Finished.Local().Format(time.RFC3339), job.Finished.Sub(job.Started).Round(time.Millisecond))
+	}
+	fmt.Fprintf(e.stdout, "progress  %d/%d chunks, %s\n", job.Progress.ChunksDone, job.Progress.ChunksTotal, summary(job.Progress))
+	if job.SnapshotID != "" {
+		fmt.Fprintf(e.stdout, "snapshot  %s\n", job.SnapshotID)
+	}
+	if job.Error != "" {
+		fmt.Fprintf(e.stdout, "error     %s\n", job.Error)
+	}
+	if *watch && job.State != queue.StateSucceeded {
+		return fmt.Errorf("job %s %s", job.ID, job.State)
+	}
+	return nil
+}
+
+func runCancel(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet("cancel", &c)
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("want one JOB ID")
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var job queue.Job
+	if err := call(ctx, s.nc, queue.SubjectAPIJob, &queue.JobRequest{V: queue.MessageVersion, JobID: pos[0]}, &job); err != nil {
+		return err
+	}
+	if queue.Final(job.State) {
+		return fmt.Errorf("job %s has already ended: %s", job.ID, job.State)
+	}
+	if err := queue.Submit(ctx, s.js, queue.SubjectRequestCancel, &queue.CancelRequest{V: queue.MessageVersion, JobID: job.ID}, ""); err != nil {
+		return err
+	}
+	ev, err := queue.Follow(ctx, s.js, job.ID, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "job %s %s\n", job.ID, ev.State)
+	return nil
+}
+
+func runHistory(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet("history", &c)
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("want one HOST:PATH")
+	}
+	src, err := queue.ParseEndpoint(pos[0])
+	if err != nil {
+		return usageError("%v", err)
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var reply queue.HistoryReply
+	if err := call(ctx, s.nc, queue.SubjectAPIHistory, &queue.HistoryRequest{V: queue.MessageVersion, Source: src}, &reply); err != nil {
+		return err
+	}
+	if c.json {
+		return json.NewEncoder(e.stdout).Encode(reply.Runs)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STARTED\tRESULT\tBYTES\tSTORED\tNEW\tDURATION\tMB/S\tSNAPSHOT")
+	for _, r := range reply.Runs {
+		result := r.State
+		if r.Error != "" {
+			result += ": " + r.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1fs\t%.0f\t%s\n", r.Started.Local().Format("2006-01-02 15:04:05"), result,
+			config.FormatBytes(r.SourceBytes), config.FormatBytes(r.StoredBytes), config.FormatBytes(r.NewBytes), r.Seconds, r.MBps, r.SnapshotID)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d runs of %s\n", len(reply.Runs), src)
+	return nil
+}
