@@ -228,3 +228,38 @@ func runHistory(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "%d runs of %s\n", len(reply.Runs), src)
 	return nil
 }
+
+func runWorkers(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet("workers", &c)
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var reply queue.WorkersReply
+	if err := call(ctx, s.nc, queue.SubjectAPIWorkers, &queue.WorkersRequest{V: queue.MessageVersion}, &reply); err != nil {
+		return err
+	}
+	if c.json {
+		return json.NewEncoder(e.stdout).Encode(reply.Workers)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLE\tHOST\tID\tVERSION\tIN FLIGHT\tCHUNKS\tBYTES\tMB/S\tLAST SEEN")
+	for _, w := range reply.Workers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%.0f\t%s ago\n", w.Role, w.Host, w.ID, w.Version, w.InFlight, w.Chunks,
+			config.FormatBytes(w.Bytes), w.MBps, time.Since(w.LastSeen).Round(time.Second))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d workers\n", len(reply.Workers))
+	return nil
+}

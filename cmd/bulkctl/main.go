@@ -36,6 +36,7 @@ With a running coordinator (--nats URL or BULK_NATS):
   bulkctl job JOB_ID [--watch] [--json]
   bulkctl cancel JOB_ID
   bulkctl history HOST:PATH [--json]
+  bulkctl workers [--json]
 
 REPO is a directory, file://PATH or s3://BUCKET/PREFIX (S3 endpoint and keys
 from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); BULK_REPO
@@ -62,6 +63,7 @@ var commands = map[string]command{
 	"job":       {run: runJob},
 	"cancel":    {run: runCancel},
 	"history":   {run: runHistory},
+	"workers":   {run: runWorkers},
 }
 
 // env is what a command writes to.

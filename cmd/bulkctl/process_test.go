@@ -470,3 +470,64 @@ func TestProcessBadRequests(t *testing.T) {
 
 	stop(t, coord)
 }
+
+// TestProcessWorkers checks the fleet view: workers announce themselves,
+// one that joins shows up, one that is killed drops off after the TTL.
+func TestProcessWorkers(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and runs the fleet's binaries")
+	}
+	binaries(t)
+	coord, url := startCoordinator(t, filepath.Join(t.TempDir(), "jetstream"), "--worker-ttl", "2s")
+	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "viewhost", "--log-format", "json")
+	comp1 := startProc(t, "compressor-1", "compressor", "--nats", url, "--workers", "1", "--name", "view1", "--log-format", "json")
+
+	// workersNow lists the fleet as bulkctl sees it, by role and id.
+	workersNow := func() map[string]queue.WorkerStatus {
+		r := bulkctlProcOK(t, "workers", "--nats", url, "--json")
+		var ws []queue.WorkerStatus
+		if err := json.Unmarshal([]byte(r.stdout), &ws); err != nil {
+			t.Fatalf("workers --json output %q: %v", r.stdout, err)
+		}
+		m := make(map[string]queue.WorkerStatus)
+		for _, w := range ws {
+			m[w.Role+"/"+w.ID] = w
+		}
+		return m
+	}
+	waitFleet := func(what string, ok func(map[string]queue.WorkerStatus) bool) map[string]queue.WorkerStatus {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ws := workersNow()
+			if ok(ws) {
+				return ws
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s; workers: %+v", what, ws)
+			}
+			time.Sleep(200 * time.Millisecond) // polling the fleet view
+		}
+	}
+	ws := waitFleet("the reader and one compressor", func(ws map[string]queue.WorkerStatus) bool {
+		return len(ws) == 2 && ws["compressor/view1"].Role == queue.RoleCompressor
+	})
+	for _, w := range ws {
+		if w.Role == queue.RoleReader && w.Host != "viewhost" || w.Version == "" || w.LastSeen.IsZero() {
+			t.Errorf("worker %+v: want host viewhost for the reader, a version and a last-seen time", w)
+		}
+	}
+
+	comp2 := startProc(t, "compressor-2", "compressor", "--nats", url, "--workers", "1", "--name", "view2", "--log-format", "json")
+	waitFleet("the joining compressor", func(ws map[string]queue.WorkerStatus) bool {
+		_, ok := ws["compressor/view2"]
+		return ok && len(ws) == 3
+	})
+	kill(t, comp2)
+	waitFleet("the killed compressor to drop off", func(ws map[string]queue.WorkerStatus) bool {
+		_, ok := ws["compressor/view2"]
+		return !ok && len(ws) == 2
+	})
+	stop(t, comp1, reader, coord)
+}

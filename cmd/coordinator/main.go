@@ -26,7 +26,7 @@ type options struct {
 	maxPayload, rawMaxBytes    config.Size
 	replicas, window           int
 	chunkTimeout, stallTimeout time.Duration
-	readerTimeout              time.Duration
+	readerTimeout, workerTTL   time.Duration
 }
 
 func flags() (*flag.FlagSet, *options) {
@@ -42,6 +42,7 @@ func flags() (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.chunkTimeout, "chunk-timeout", 2*time.Minute, "re-issue a work item not completed within this time")
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Minute, "fail a job that completes nothing for this long")
 	fs.DurationVar(&o.readerTimeout, "reader-timeout", time.Minute, "how long a job waits for a reader of its host")
+	fs.DurationVar(&o.workerTTL, "worker-ttl", queue.DefaultWorkerTTL, "how long a worker stays listed after its last heartbeat")
 	return fs, o
 }
 
@@ -82,7 +83,7 @@ func run(ctx context.Context, args []string) error {
 	coord, err := coordinator.New(nc, coordinator.Config{
 		Metrics: m,
 		Repos:   service.Repos(o.S3Endpoint),
-		Streams: queue.StreamConfig{Replicas: o.replicas, RawMaxBytes: int64(o.rawMaxBytes)},
+		Streams: queue.StreamConfig{Replicas: o.replicas, RawMaxBytes: int64(o.rawMaxBytes), WorkerTTL: o.workerTTL},
 		Window:  o.window, ChunkTimeout: o.chunkTimeout, StallTimeout: o.stallTimeout,
 		ReaderTimeout: o.readerTimeout, Logger: logger,
 	})

@@ -84,8 +84,10 @@ type Compressor struct {
 	sealers sync.Map // chunk.Level -> *chunk.Sealer
 	bufs    sync.Pool
 
-	// Chunks counts chunks this compressor completed.
-	chunks atomic.Int64
+	// chunks and bytes count what this compressor completed; inFlight
+	// what it holds now. They feed its heartbeat.
+	chunks, bytes, inFlight atomic.Int64
+	started                 time.Time
 }
 
 type jobInfo struct {
@@ -116,6 +118,10 @@ func (c *Compressor) Chunks() int64 { return c.chunks.Load() }
 // Run serves until ctx is cancelled, then drains in-flight chunks.
 func (c *Compressor) Run(ctx context.Context) error {
 	c.logger.InfoContext(ctx, "compressor serving", "workers", c.cfg.Workers)
+	c.started = time.Now().UTC()
+	hbCtx, stopHeartbeat := context.WithCancel(ctx)
+	defer stopHeartbeat()
+	go queue.Heartbeat(hbCtx, c.js, c.status)
 	err := queue.Serve(ctx, c.js, queue.StreamRaw, jetstream.ConsumerConfig{
 		Durable:       queue.ConsumerCompressors,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -193,7 +199,9 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	if queue.Final(job.state) {
 		return queue.Permanent(fmt.Errorf("job %s is %s", jobID, job.state))
 	}
+	c.inFlight.Add(1)
 	err = c.store(ctx, msg, job, done)
+	c.inFlight.Add(-1)
 	if err != nil && !queue.IsPermanent(err) {
 		if md, mdErr := msg.Metadata(); mdErr == nil && md.NumDelivered >= MaxDeliver {
 			err = queue.Permanent(fmt.Errorf("chunk %d of job %s: giving up after %d attempts: %w", index, jobID, md.NumDelivered, err))
@@ -213,7 +221,17 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 		return err
 	}
 	c.chunks.Add(1)
+	c.bytes.Add(done.Length)
 	return nil
+}
+
+// status is this compressor's heartbeat.
+func (c *Compressor) status() queue.WorkerStatus {
+	host, _ := os.Hostname()
+	return queue.WorkerStatus{
+		ID: c.cfg.Name, Role: queue.RoleCompressor, Host: host, Started: c.started, Workers: c.cfg.Workers,
+		InFlight: c.inFlight.Load(), Chunks: c.chunks.Load(), Bytes: c.bytes.Load(),
+	}
 }
 
 // store hashes, deduplicates, seals and writes one chunk, filling in done.

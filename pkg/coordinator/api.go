@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -33,6 +34,7 @@ func (c *Coordinator) serveAPI(ctx context.Context) (micro.Service, error) {
 		{"jobs", queue.SubjectAPIJobs, c.apiJobs},
 		{"job", queue.SubjectAPIJob, c.apiJob},
 		{"history", queue.SubjectAPIHistory, c.apiHistory},
+		{"workers", queue.SubjectAPIWorkers, c.apiWorkers},
 	}
 	for _, ep := range endpoints {
 		handler := micro.HandlerFunc(func(req micro.Request) {
@@ -139,4 +141,19 @@ func (c *Coordinator) apiHistory(ctx context.Context, data []byte) (any, error) 
 	}
 	slices.SortFunc(reply.Runs, func(a, b queue.Run) int { return a.Started.Compare(b.Started) })
 	return reply, nil
+}
+
+func (c *Coordinator) apiWorkers(ctx context.Context, data []byte) (any, error) {
+	var req queue.WorkersRequest
+	if err := queue.Decode(data, &req); err != nil {
+		return nil, err
+	}
+	workers, err := queue.ListWorkers(ctx, c.js)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(workers, func(a, b queue.WorkerStatus) int {
+		return cmp.Or(strings.Compare(a.Role, b.Role), strings.Compare(a.Host, b.Host), strings.Compare(a.ID, b.ID))
+	})
+	return &queue.WorkersReply{V: queue.MessageVersion, Workers: workers}, nil
 }

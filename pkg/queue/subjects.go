@@ -101,6 +101,9 @@ type StreamConfig struct {
 	// MaxPayload is the server's message size limit, used to size
 	// StreamRaw's per-message limit.
 	MaxPayload int32
+	// WorkerTTL is how long a worker stays listed after its last
+	// heartbeat; 0 means DefaultWorkerTTL.
+	WorkerTTL time.Duration
 }
 
 // DefaultRawMaxBytes is the default in-flight bound on raw chunk bytes.
@@ -159,6 +162,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error 
 		Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("set up bucket %s: %w", BucketJobs, err)
+	}
+	if cfg.WorkerTTL == 0 {
+		cfg.WorkerTTL = DefaultWorkerTTL
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketWorkers, Description: "bulkbackup worker heartbeats", History: 1,
+		Storage: jetstream.MemoryStorage, Replicas: cfg.Replicas, TTL: cfg.WorkerTTL,
+	}); err != nil {
+		return fmt.Errorf("set up bucket %s: %w", BucketWorkers, err)
 	}
 	return nil
 }

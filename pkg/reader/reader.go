@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,6 +85,12 @@ type Reader struct {
 	cfg    Config
 	logger *slog.Logger
 	bufs   sync.Pool
+
+	// chunks and bytes count the chunks read or written; inFlight what is
+	// being handled now. They feed the reader's heartbeat.
+	chunks, bytes, inFlight atomic.Int64
+	started                 time.Time
+	id                      string
 }
 
 // New returns a Reader using nc.
@@ -95,7 +102,11 @@ func New(nc *nats.Conn, cfg Config) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reader: %w", err)
 	}
-	return &Reader{nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host)}, nil
+	machine, _ := os.Hostname()
+	return &Reader{
+		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host),
+		id: fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()),
+	}, nil
 }
 
 // Run serves until ctx is cancelled, then drains in-flight work.
@@ -107,6 +118,10 @@ func (r *Reader) Run(ctx context.Context) error {
 	defer sub.Unsubscribe()
 
 	r.logger.InfoContext(ctx, "reader serving", "workers", r.cfg.Workers)
+	r.started = time.Now().UTC()
+	hbCtx, stopHeartbeat := context.WithCancel(ctx)
+	defer stopHeartbeat()
+	go queue.Heartbeat(hbCtx, r.js, r.status)
 	err = queue.Serve(ctx, r.js, queue.StreamWork, jetstream.ConsumerConfig{
 		Durable:       queue.ConsumerReader(r.cfg.Host),
 		FilterSubject: queue.WorkFilter(r.cfg.Host),
@@ -138,7 +153,22 @@ func (r *Reader) handleStat(m *nats.Msg) {
 	_ = m.Respond(queue.Encode(&reply))
 }
 
-func (r *Reader) handle(ctx context.Context, msg jetstream.Msg) error {
+// status is this reader's heartbeat.
+func (r *Reader) status() queue.WorkerStatus {
+	return queue.WorkerStatus{
+		ID: r.id, Role: queue.RoleReader, Host: r.cfg.Host, Started: r.started, Workers: r.cfg.Workers,
+		InFlight: r.inFlight.Load(), Chunks: r.chunks.Load(), Bytes: r.bytes.Load(),
+	}
+}
+
+func (r *Reader) handle(ctx context.Context, msg jetstream.Msg) (err error) {
+	r.inFlight.Add(1)
+	defer func() {
+		r.inFlight.Add(-1)
+		if err == nil {
+			r.chunks.Add(1)
+		}
+	}()
 	switch op := strings.Split(msg.Subject(), ".")[2]; op {
 	case queue.OpRead:
 		var item queue.ReadItem
@@ -173,6 +203,7 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 	defer m.Begin("read")()
 	buf := r.buffer(item.Length)
 	defer r.release(buf)
+	r.bytes.Add(item.Length)
 	start := time.Now()
 	err := readChunk(item.Path, buf, item.Offset)
 	m.Stage("read", start)
@@ -300,6 +331,7 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 		r.cfg.Metrics.Stage("write", start)
 		if err == nil {
 			r.cfg.Metrics.Chunk("written", item.Length)
+			r.bytes.Add(item.Length)
 		} else {
 			r.cfg.Metrics.Error("write")
 		}

@@ -1,0 +1,154 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketWorkers is the KV bucket where readers and compressors announce
+// themselves; an entry expires WorkerTTL after its last heartbeat, so a
+// worker that stops heartbeating drops off the fleet view by itself.
+const BucketWorkers = "bulk_workers"
+
+// DefaultWorkerTTL is how long a worker stays listed after its last
+// heartbeat; workers heartbeat three times per TTL.
+const DefaultWorkerTTL = 15 * time.Second
+
+// SubjectAPIWorkers takes a WorkersRequest and answers a WorkersReply.
+const SubjectAPIWorkers = "bulk.api.workers"
+
+// Worker roles.
+const (
+	RoleReader     = "reader"
+	RoleCompressor = "compressor"
+)
+
+// WorkerStatus is one worker's heartbeat.
+type WorkerStatus struct {
+	V        int       `json:"v"`
+	ID       string    `json:"id"`
+	Role     string    `json:"role"`
+	Host     string    `json:"host"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	LastSeen time.Time `json:"last_seen"`
+	Workers  int       `json:"workers"`
+	// InFlight counts chunks being handled now; Chunks and Bytes count
+	// what this worker has handled since it started.
+	InFlight int64 `json:"in_flight"`
+	Chunks   int64 `json:"chunks"`
+	Bytes    int64 `json:"bytes"`
+	// MBps is the worker's throughput over its last heartbeat interval.
+	MBps float64 `json:"mb_per_s"`
+}
+
+func (w *WorkerStatus) version() int { return w.V }
+
+// WorkersRequest lists the live workers.
+type WorkersRequest struct {
+	V int `json:"v"`
+}
+
+func (r *WorkersRequest) version() int { return r.V }
+
+// WorkersReply answers a WorkersRequest.
+type WorkersReply struct {
+	V       int            `json:"v"`
+	Workers []WorkerStatus `json:"workers"`
+}
+
+func (r *WorkersReply) version() int { return r.V }
+
+// Heartbeat announces a worker until ctx is cancelled, then removes its
+// entry. status is called for each beat; Heartbeat fills in LastSeen, MBps
+// and the version field. It waits for the bucket (the coordinator creates
+// it) and logs nothing: a missed beat only delays the fleet view.
+func Heartbeat(ctx context.Context, js jetstream.JetStream, status func() WorkerStatus) {
+	var (
+		kv       jetstream.KeyValue
+		interval = DefaultWorkerTTL / 3
+		lastAt   time.Time
+		lastB    int64
+	)
+	key := ""
+	for {
+		if kv == nil {
+			if b, err := js.KeyValue(ctx, BucketWorkers); err == nil {
+				kv = b
+				if st, err := b.Status(ctx); err == nil && st.TTL() > 0 {
+					interval = st.TTL() / 3
+				}
+			}
+		}
+		if kv != nil {
+			s := status()
+			now := time.Now().UTC()
+			s.V, s.LastSeen, s.Version = MessageVersion, now, buildVersion()
+			if !lastAt.IsZero() {
+				s.MBps = float64(s.Bytes-lastB) / 1e6 / now.Sub(lastAt).Seconds()
+			}
+			lastAt, lastB, key = now, s.Bytes, s.Role+"."+s.ID
+			_, _ = kv.Put(ctx, key, Encode(&s))
+		}
+		select {
+		case <-ctx.Done():
+			if kv != nil && key != "" {
+				delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				_ = kv.Delete(delCtx, key)
+				cancel()
+			}
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// ListWorkers returns the live workers in the bucket.
+func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerStatus, error) {
+	kv, err := js.KeyValue(ctx, BucketWorkers)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("workers: %w", err)
+	}
+	workers := []WorkerStatus{}
+	for key := range lister.Keys() {
+		entry, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("workers: %w", err)
+		}
+		var w WorkerStatus
+		if Decode(entry.Value(), &w) == nil {
+			workers = append(workers, w)
+		}
+	}
+	return workers, nil
+}
+
+// buildVersion names the running build: the module version, or the VCS
+// revision for a development build.
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "devel-" + s.Value[:12]
+		}
+	}
+	return "devel"
+}
