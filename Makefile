@@ -5,7 +5,7 @@ DEMO_DIR  ?= .demo
 DEMO_SIZE ?= 512MiB
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all build demo test test-short vet bench minio clean fmt
+.PHONY: all build demo test test-short vet bench minio clean fmt fleet-up fleet-down
 
 all: build
 
@@ -36,8 +36,17 @@ bench: build
 minio:
 	bash scripts/install-minio.sh
 
+# fleet-up: the compose.yaml topology as local processes under FLEET_DIR
+# (default .fleet): 3 NATS nodes, MinIO, coordinator, reader, COMPRESSORS=N.
+fleet-up:
+	bash scripts/fleet-up.sh
+
+# fleet-down: stop it; FLEET_CLEAN=1 also removes FLEET_DIR.
+fleet-down:
+	bash scripts/fleet-down.sh $(if $(FLEET_CLEAN),--clean)
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf $(BIN) $(DEMO_DIR) .bench
+	rm -rf $(BIN) $(DEMO_DIR) .bench .fleet
