@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -218,10 +219,12 @@ func nonZeroChunks(t *testing.T, path string, n int) int {
 }
 
 // doneWatch counts a job's completions as they are recorded on its done
-// subject: stored chunks, each counted once, in all and per compressor.
+// subject: stored chunks, each counted once, in all and per compressor,
+// and the completions that stored a chunk again.
 type doneWatch struct {
 	mu       sync.Mutex
 	stored   map[int]bool
+	repeats  map[int]int // chunk index -> completions after its first
 	byWorker map[string]int
 	failed   []string
 	changed  chan struct{} // closed and replaced at each new completion
@@ -229,7 +232,7 @@ type doneWatch struct {
 
 func watchDone(t *testing.T, nc *nats.Conn, jobID string) *doneWatch {
 	t.Helper()
-	w := &doneWatch{stored: make(map[int]bool), byWorker: make(map[string]int), changed: make(chan struct{})}
+	w := &doneWatch{stored: make(map[int]bool), repeats: make(map[int]int), byWorker: make(map[string]int), changed: make(chan struct{})}
 	sub, err := nc.Subscribe(queue.DoneSubject(jobID), func(m *nats.Msg) {
 		var d queue.Done
 		if queue.Decode(m.Data, &d) != nil || d.Op != queue.OpRead {
@@ -240,7 +243,10 @@ func watchDone(t *testing.T, nc *nats.Conn, jobID string) *doneWatch {
 		switch {
 		case d.Error != "":
 			w.failed = append(w.failed, fmt.Sprintf("chunk %d: %s", d.Index, d.Error))
-		case d.Zero || w.stored[d.Index]:
+		case d.Zero:
+			return
+		case w.stored[d.Index]:
+			w.repeats[d.Index]++
 			return
 		default:
 			w.stored[d.Index] = true
@@ -293,6 +299,31 @@ func (w *doneWatch) counts() (int, map[string]int) {
 		by[k] = v
 	}
 	return len(w.stored), by
+}
+
+// storedSet returns the indexes of the stored chunks done so far.
+func (w *doneWatch) storedSet() map[int]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	set := make(map[int]bool, len(w.stored))
+	for i := range w.stored {
+		set[i] = true
+	}
+	return set
+}
+
+// repeated returns the chunks of set that were stored more than once.
+func (w *doneWatch) repeated(set map[int]bool) []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var again []int
+	for i, n := range w.repeats {
+		if set[i] && n > 0 {
+			again = append(again, i)
+		}
+	}
+	slices.Sort(again)
+	return again
 }
 
 // kill sends SIGKILL to p and waits for it to exit.

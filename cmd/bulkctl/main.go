@@ -37,6 +37,9 @@ With a running coordinator (--nats URL or BULK_NATS):
   bulkctl cancel JOB_ID
   bulkctl history HOST:PATH [--json]
   bulkctl workers [--json]
+  bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" [--timezone Europe/Berlin]
+                        [--level fastest] [--chunk-size 4MiB] [--keep-last N] [--json]
+  bulkctl schedule list|show NAME|pause NAME|resume NAME|rm NAME [--json]
 
 REPO is a directory, file://PATH or s3://BUCKET/PREFIX (S3 endpoint and keys
 from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); BULK_REPO
@@ -64,6 +67,7 @@ var commands = map[string]command{
 	"cancel":    {run: runCancel},
 	"history":   {run: runHistory},
 	"workers":   {run: runWorkers},
+	"schedule":  {run: runSchedule},
 }
 
 // env is what a command writes to.

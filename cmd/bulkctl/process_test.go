@@ -146,18 +146,24 @@ type proc struct {
 // cleanup if still running, and its log is printed if the test failed.
 func startProc(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
+	return startExe(t, name, filepath.Join(binaries(t), bin), args...)
+}
+
+// startExe is startProc for the executable at path.
+func startExe(t *testing.T, name, path string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
 	logFile, err := os.Create(p.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
+	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
 		t.Fatalf("start %s: %v", name, err)
 	}
-	t.Logf("started %s (pid %d): %s %s", name, p.cmd.Process.Pid, bin, strings.Join(args, " "))
+	t.Logf("started %s (pid %d): %s %s", name, p.cmd.Process.Pid, filepath.Base(path), strings.Join(args, " "))
 	go func() {
 		p.err = p.cmd.Wait()
 		logFile.Close()
@@ -283,11 +289,18 @@ func stop(t *testing.T, procs ...*proc) {
 // bulkctlProc runs the bulkctl binary to completion.
 func bulkctlProc(t *testing.T, args ...string) result {
 	t.Helper()
+	return bulkctlProcEnv(t, nil, args...)
+}
+
+// bulkctlProcEnv runs the bulkctl binary to completion in environment env
+// (nil: the test's).
+func bulkctlProcEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), "bulkctl"), args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdout, cmd.Stderr, cmd.Env = &stdout, &stderr, env
 	err := cmd.Run()
 	r := result{code: -1, stdout: stdout.String(), stderr: stderr.String()}
 	var exitErr *exec.ExitError
@@ -316,17 +329,23 @@ func bulkctlProcOK(t *testing.T, args ...string) result {
 // "compressor stopped" line.
 func compressorChunks(t *testing.T, p *proc) int64 {
 	t.Helper()
+	return stoppedChunks(t, p, "compressor stopped")
+}
+
+// stoppedChunks returns the chunk count a service logged in its line msg.
+func stoppedChunks(t *testing.T, p *proc, msg string) int64 {
+	t.Helper()
 	sc := bufio.NewScanner(strings.NewReader(p.log()))
 	for sc.Scan() {
 		var rec struct {
 			Msg    string `json:"msg"`
 			Chunks *int64 `json:"chunks"`
 		}
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "compressor stopped" && rec.Chunks != nil {
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == msg && rec.Chunks != nil {
 			return *rec.Chunks
 		}
 	}
-	t.Errorf("%s did not log \"compressor stopped\" with a chunk count:\n%s", p.name, p.log())
+	t.Errorf("%s did not log %q with a chunk count:\n%s", p.name, msg, p.log())
 	return -1
 }
 

@@ -27,6 +27,7 @@ type options struct {
 	replicas, window           int
 	chunkTimeout, stallTimeout time.Duration
 	readerTimeout, workerTTL   time.Duration
+	tlsCert, tlsKey            string
 }
 
 func flags() (*flag.FlagSet, *options) {
@@ -43,6 +44,8 @@ func flags() (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.stallTimeout, "stall-timeout", 10*time.Minute, "fail a job that completes nothing for this long")
 	fs.DurationVar(&o.readerTimeout, "reader-timeout", time.Minute, "how long a job waits for a reader of its host")
 	fs.DurationVar(&o.workerTTL, "worker-ttl", queue.DefaultWorkerTTL, "how long a worker stays listed after its last heartbeat")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: the embedded server requires TLS of every client (which trust its issuer via BULK_NATS_CA)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	return fs, o
 }
 
@@ -62,7 +65,8 @@ func run(ctx context.Context, args []string) error {
 		nopts := service.NATSFromEnv(service.ConnectOptions{})
 		b, err := broker.Start(broker.Config{
 			Listen: o.listen, StoreDir: o.data, MaxPayload: int32(o.maxPayload),
-			User: nopts.User, Password: nopts.Password, ServerName: "bulk-coordinator", Logger: logger,
+			User: nopts.User, Password: nopts.Password, TLSCert: o.tlsCert, TLSKey: o.tlsKey,
+			ServerName: "bulk-coordinator", Logger: logger,
 		})
 		if err != nil {
 			return err

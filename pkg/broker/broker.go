@@ -36,6 +36,10 @@ type Config struct {
 	InProcessOnly bool
 	// User and Password, when set, are required of every client.
 	User, Password string
+	// TLSCert and TLSKey, when set, are PEM files of the server's
+	// certificate and key: every TCP client must then speak TLS (and
+	// trust the certificate's issuer). In-process clients need no TLS.
+	TLSCert, TLSKey string
 	// ServerName names the server; defaults to a random one.
 	ServerName string
 	// Logger receives the server's notices and errors; nil discards them.
@@ -86,6 +90,16 @@ func Start(cfg Config) (*Broker, error) {
 		MaxPending:    256 << 20,
 		WriteDeadline: 30 * time.Second,
 	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return nil, errors.New("broker: TLS needs both a certificate and a key file")
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("broker: TLS: %w", err)
+		}
+		opts.TLS, opts.TLSConfig = true, tc
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -123,17 +137,21 @@ func (b *Broker) ClientURL() string {
 }
 
 // Connect returns a client connection to the server: in-process when the
-// server listens on no port, otherwise over TCP, with the broker's
-// credentials.
+// server listens on no port or requires TLS, otherwise over TCP, with the
+// broker's credentials.
 func (b *Broker) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	opts = append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1)}, opts...)
 	if b.cfg.User != "" {
 		opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password))
 	}
-	if b.cfg.InProcessOnly {
+	url := b.ClientURL()
+	if b.cfg.InProcessOnly || b.cfg.TLSCert != "" {
+		// In process, TLS is neither needed nor offered: a tls:// URL
+		// would ask for it.
 		opts = append(opts, nats.InProcessServer(b.srv))
+		url = ""
 	}
-	nc, err := nats.Connect(b.ClientURL(), opts...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("broker: connect: %w", err)
 	}

@@ -35,6 +35,12 @@ func (c *Coordinator) serveAPI(ctx context.Context) (micro.Service, error) {
 		{"job", queue.SubjectAPIJob, c.apiJob},
 		{"history", queue.SubjectAPIHistory, c.apiHistory},
 		{"workers", queue.SubjectAPIWorkers, c.apiWorkers},
+		{"schedule-add", queue.SubjectAPIScheduleAdd, c.apiScheduleAdd},
+		{"schedule-list", queue.SubjectAPIScheduleList, c.apiScheduleList},
+		{"schedule-get", queue.SubjectAPIScheduleGet, c.apiScheduleGet},
+		{"schedule-pause", queue.SubjectAPISchedulePause, c.apiSchedulePause},
+		{"schedule-resume", queue.SubjectAPIScheduleResume, c.apiScheduleResume},
+		{"schedule-rm", queue.SubjectAPIScheduleRm, c.apiScheduleRm},
 	}
 	for _, ep := range endpoints {
 		handler := micro.HandlerFunc(func(req micro.Request) {

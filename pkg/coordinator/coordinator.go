@@ -45,6 +45,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, records jobs and the depth of the work queues.
 	Metrics *metrics.Metrics
+	// Clock tells the time schedules fire by; nil means time.Now.
+	Clock func() time.Time
+	// ScheduleTick is how often schedules are checked for a due window; 15s.
+	ScheduleTick time.Duration
 }
 
 func (c *Config) validate() error {
@@ -57,6 +61,13 @@ func (c *Config) validate() error {
 	c.StallTimeout = cmpOr(c.StallTimeout, 10*time.Minute)
 	c.ReaderTimeout = cmpOr(c.ReaderTimeout, time.Minute)
 	c.ProgressInterval = cmpOr(c.ProgressInterval, time.Second)
+	c.ScheduleTick = cmpOr(c.ScheduleTick, 15*time.Second)
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.ScheduleTick < 0 {
+		return errors.New("coordinator: ScheduleTick must be positive")
+	}
 	if c.Window < 1 || c.MaxAttempts < 1 || c.ChunkTimeout < 0 || c.StallTimeout < 0 || c.ReaderTimeout < 0 {
 		return errors.New("coordinator: Window, MaxAttempts and timeouts must be positive")
 	}
@@ -85,6 +96,10 @@ type Coordinator struct {
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 	jobs    sync.WaitGroup
+	// runCtx is Run's context. Jobs live as long as it, not as long as
+	// the request handler that started them: a handler's context ends
+	// whenever the request consumer is rebound (a NATS node lost).
+	runCtx context.Context
 }
 
 // errCancelled is the cause of a job cancelled by request.
@@ -109,6 +124,7 @@ func New(nc *nats.Conn, cfg Config) (*Coordinator, error) {
 // ctx is cancelled. Jobs interrupted by shutdown keep their state and are
 // resumed by the next coordinator.
 func (c *Coordinator) Run(ctx context.Context) error {
+	c.runCtx = ctx
 	if c.cfg.Streams.MaxPayload == 0 {
 		c.cfg.Streams.MaxPayload = int32(c.nc.MaxPayload())
 	}
@@ -126,6 +142,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if c.cfg.Metrics != nil {
 		c.jobs.Go(func() { c.pollQueues(ctx) })
 	}
+	c.jobs.Go(func() { c.watchRaw(ctx) })
+	c.jobs.Go(func() { c.runSchedules(ctx) })
 	svc, err := c.serveAPI(ctx)
 	if err != nil {
 		return err
@@ -212,16 +230,22 @@ func (c *Coordinator) handleRequest(ctx context.Context, msg jetstream.Msg) erro
 		}
 		return queue.Permanent(err)
 	}
+	if err := c.createJob(ctx, job); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	c.reply(replyTo, job.ID, nil) // also to a repeated submission of the same job
+	return nil
+}
+
+// createJob records a new job, announces it and starts it. If a job with
+// its ID exists (a repeated request, a schedule's window already fired) it
+// does nothing and returns an error wrapping jetstream.ErrKeyExists.
+func (c *Coordinator) createJob(ctx context.Context, job *queue.Job) error {
 	if _, err := c.kv.Create(ctx, job.ID, queue.Encode(job)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			c.reply(replyTo, job.ID, nil) // a repeated submission of the same job
-			return nil
-		}
 		return fmt.Errorf("create job %s: %w", job.ID, err)
 	}
 	c.logger.InfoContext(ctx, "job queued", "job_id", job.ID, "kind", job.Kind)
 	c.publishEvent(ctx, job, "")
-	c.reply(replyTo, job.ID, nil)
 	c.start(ctx, job)
 	return nil
 }
@@ -358,14 +382,14 @@ func (c *Coordinator) cancel(jobID string) {
 	}
 }
 
-// start runs job in its own goroutine until it ends or ctx is cancelled.
-func (c *Coordinator) start(ctx context.Context, job *queue.Job) {
+// start runs job in its own goroutine until it ends or the coordinator stops.
+func (c *Coordinator) start(_ context.Context, job *queue.Job) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.running[job.ID]; ok {
 		return
 	}
-	jobCtx, cancel := context.WithCancelCause(ctx)
+	jobCtx, cancel := context.WithCancelCause(c.runCtx)
 	c.running[job.ID] = cancel
 	c.jobs.Go(func() {
 		defer func() {

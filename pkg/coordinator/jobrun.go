@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,22 +54,19 @@ type jobRun struct {
 func (jr *jobRun) follow(ctx context.Context) error {
 	jr.done = make(map[unit]*queue.Done)
 	jr.dones = make(chan *queue.Done, 256)
-	cons, err := jr.c.js.OrderedConsumer(ctx, queue.StreamDone, jetstream.OrderedConsumerConfig{
+	it, err := queue.NewTail(ctx, jr.c.js, queue.StreamDone, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{queue.DoneSubject(jr.job.ID)},
 	})
 	if err != nil {
 		return fmt.Errorf("follow completions: %w", err)
 	}
-	info, err := cons.Info(ctx)
+	info, err := it.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("follow completions: %w", err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
+		it.Stop()
 		return fmt.Errorf("follow completions: %w", err)
 	}
 	for range info.NumPending { // replay synchronously
-		msg, err := it.Next()
+		msg, err := it.Next(ctx)
 		if err != nil {
 			it.Stop()
 			return fmt.Errorf("replay completions: %w", err)
@@ -84,8 +82,13 @@ func (jr *jobRun) follow(ctx context.Context) error {
 	go func() {
 		defer close(stopped)
 		for {
-			msg, err := it.Next()
+			msg, err := it.Next(ctx)
 			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
+					// The job goes on without completions: it re-issues
+					// its work and then fails, loudly.
+					jr.logger.ErrorContext(ctx, "following completions failed", "err", err)
+				}
 				return
 			}
 			if d := decodeDone(msg); d != nil {
@@ -206,7 +209,7 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(
 		case now := <-ticker.C:
 			jr.progress(ctx)
 			if now.Sub(lastDone) > cfg.StallTimeout {
-				return fmt.Errorf("no progress for %s with %d work items outstanding; are the readers and compressors running?", cfg.StallTimeout.Round(time.Second), len(outstanding))
+				return fmt.Errorf("stalled: no progress for %s with %d work items outstanding; %s", cfg.StallTimeout.Round(time.Second), len(outstanding), jr.stallHint(ctx))
 			}
 			for u, f := range outstanding {
 				if f.unsent {
@@ -232,6 +235,36 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(
 		}
 	}
 	return nil
+}
+
+// stallHint says which part of the fleet a stalled job is waiting for: a
+// host whose reader no longer answers, or else the compressors (backup) or
+// the readers' writes (restore).
+func (jr *jobRun) stallHint(ctx context.Context) string {
+	var hosts []string
+	if b := jr.job.Backup; b != nil {
+		hosts = append(hosts, b.Source.Host)
+	}
+	if r := jr.job.Restore; r != nil {
+		for _, t := range r.Targets {
+			if !slices.Contains(hosts, t.Host) {
+				hosts = append(hosts, t.Host)
+			}
+		}
+	}
+	for _, host := range hosts {
+		reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := jr.c.nc.RequestWithContext(reqCtx, queue.StatSubject(host),
+			queue.Encode(&queue.StatRequest{V: queue.MessageVersion}))
+		cancel()
+		if err != nil {
+			return fmt.Sprintf("the reader of host %q is gone (it does not answer: %v); start `reader --host %s` again and resubmit", host, err, host)
+		}
+	}
+	if jr.job.Kind == queue.KindBackup {
+		return "the reader answers: are the compressors running?"
+	}
+	return "the readers answer but complete nothing"
 }
 
 // rate updates the job's throughput and ETA.

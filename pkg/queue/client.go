@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -27,14 +29,10 @@ func Submit(ctx context.Context, js jetstream.JetStream, subject string, req any
 // Follow calls fn with each event of job jobID, from the first, until one
 // with a final state, which it returns.
 func Follow(ctx context.Context, js jetstream.JetStream, jobID string, fn func(*Event)) (*Event, error) {
-	cons, err := js.OrderedConsumer(ctx, StreamEvents, jetstream.OrderedConsumerConfig{
+	it, err := NewTail(ctx, js, StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{EventSubject(jobID)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("follow job %s: %w", jobID, err)
-	}
-	it, err := cons.Messages()
 	if err != nil {
 		return nil, fmt.Errorf("follow job %s: %w", jobID, err)
 	}
@@ -42,7 +40,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, jobID string, fn func(*
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -58,6 +56,34 @@ func Follow(ctx context.Context, js jetstream.JetStream, jobID string, fn func(*
 		}
 		if Final(ev.State) {
 			return &ev, nil
+		}
+	}
+}
+
+// orderedAttempt bounds one attempt to create an ordered consumer. In a
+// cluster that has just lost a node, JetStream may place the consumer on
+// that node until it is seen to be gone (about ten seconds), and the
+// request is never answered; a new attempt lands on a live node.
+const orderedAttempt = 5 * time.Second
+
+// OrderedConsumer creates an ordered consumer on stream like
+// js.OrderedConsumer, but gives up on an attempt the cluster does not
+// answer within a few seconds and tries again, until ctx is done.
+func OrderedConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+	for {
+		attemptCtx, cancel := context.WithTimeout(ctx, orderedAttempt)
+		cons, err := js.OrderedConsumer(attemptCtx, stream, cfg)
+		cancel()
+		var apiErr *jetstream.APIError
+		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, nats.ErrNoResponders) || errors.As(err, &apiErr) && apiErr.Code == 503
+		if err == nil || ctx.Err() != nil || !unanswered {
+			return cons, err
+		}
+		select { // the cluster is electing or has lost a node: a moment
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

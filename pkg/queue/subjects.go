@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -153,24 +154,65 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error 
 		},
 	}
 	for _, sc := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := retrySetup(ctx, func() error { _, err := js.CreateOrUpdateStream(ctx, sc); return err }); err != nil {
 			return fmt.Errorf("set up stream %s: %w", sc.Name, err)
 		}
-	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketJobs, Description: "bulkbackup job records", History: 1,
-		Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-	}); err != nil {
-		return fmt.Errorf("set up bucket %s: %w", BucketJobs, err)
 	}
 	if cfg.WorkerTTL == 0 {
 		cfg.WorkerTTL = DefaultWorkerTTL
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketWorkers, Description: "bulkbackup worker heartbeats", History: 1,
-		Storage: jetstream.MemoryStorage, Replicas: cfg.Replicas, TTL: cfg.WorkerTTL,
-	}); err != nil {
-		return fmt.Errorf("set up bucket %s: %w", BucketWorkers, err)
+	buckets := []jetstream.KeyValueConfig{
+		{
+			Bucket: BucketJobs, Description: "bulkbackup job records", History: 1,
+			Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		},
+		{
+			Bucket: BucketSchedules, Description: "bulkbackup backup schedules", History: 1,
+			Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		},
+		{
+			Bucket: BucketWorkers, Description: "bulkbackup worker heartbeats", History: 1,
+			Storage: jetstream.MemoryStorage, Replicas: cfg.Replicas, TTL: cfg.WorkerTTL,
+		},
+	}
+	for _, kc := range buckets {
+		if err := retrySetup(ctx, func() error { _, err := js.CreateOrUpdateKeyValue(ctx, kc); return err }); err != nil {
+			return fmt.Errorf("set up bucket %s: %w", kc.Bucket, err)
+		}
 	}
 	return nil
+}
+
+// setupPatience is how long Setup keeps retrying while a cluster is still
+// electing leaders after a restart.
+const setupPatience = time.Minute
+
+// retrySetup runs op until it succeeds, fails for good, or setupPatience
+// passes. Right after a cluster restart the JetStream API times out or
+// reports no leader while the nodes elect one; that is worth waiting out
+// rather than exiting.
+func retrySetup(ctx context.Context, op func() error) error {
+	deadline := time.Now().Add(setupPatience)
+	for {
+		err := op()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) || !electing(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// electing reports whether err is what JetStream answers while it has no
+// leader yet.
+func electing(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 503 {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }

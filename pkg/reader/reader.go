@@ -132,7 +132,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	}, queue.HandlerFunc(r.handle), queue.ConsumeConfig{
 		Workers: r.cfg.Workers, DrainTimeout: r.cfg.DrainTimeout, Logger: r.logger,
 	})
-	r.logger.InfoContext(context.WithoutCancel(ctx), "reader stopped")
+	r.logger.InfoContext(context.WithoutCancel(ctx), "reader stopped", "chunks", r.chunks.Load())
 	return err
 }
 

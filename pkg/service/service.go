@@ -5,6 +5,8 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,7 +59,11 @@ type ConnectOptions struct {
 	// User and Password come from BULK_NATS_USER / BULK_NATS_PASSWORD;
 	// CredsFile from BULK_NATS_CREDS. Secrets never come from flags.
 	User, Password, CredsFile string
-	Logger                    *slog.Logger
+	// CAFile, from BULK_NATS_CA, is a PEM file of the certificate
+	// authorities trusted for the NATS server's TLS certificate (instead of
+	// the system's). Setting it requires TLS of the server.
+	CAFile string
+	Logger *slog.Logger
 }
 
 // NATSFromEnv fills in credentials from the environment.
@@ -65,6 +71,7 @@ func NATSFromEnv(o ConnectOptions) ConnectOptions {
 	o.User = cmpOr(o.User, os.Getenv("BULK_NATS_USER"))
 	o.Password = cmpOr(o.Password, os.Getenv("BULK_NATS_PASSWORD"))
 	o.CredsFile = cmpOr(o.CredsFile, os.Getenv("BULK_NATS_CREDS"))
+	o.CAFile = cmpOr(o.CAFile, os.Getenv("BULK_NATS_CA"))
 	return o
 }
 
@@ -100,12 +107,20 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}
+	if o.CAFile != "" {
+		ca := nats.RootCAs(o.CAFile)
+		if err := ca(&nats.Options{}); err != nil { // an unreadable file is no reason to retry
+			return nil, fmt.Errorf("BULK_NATS_CA: %w", err)
+		}
+		opts = append(opts, ca)
+	}
 	for attempt := 0; ; attempt++ {
 		nc, err := nats.Connect(o.URL, opts...)
 		if err == nil {
 			return nc, nil
 		}
-		if strings.Contains(err.Error(), "Authorization") || attempt >= 20 {
+		var certErr *tls.CertificateVerificationError
+		if strings.Contains(err.Error(), "Authorization") || errors.As(err, &certErr) || attempt >= 20 {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", o.URL, err)
 		}
 		if attempt == 0 {

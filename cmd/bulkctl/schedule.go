@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/config"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+)
+
+const scheduleUsage = `Usage:
+  bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" [--timezone Europe/Berlin]
+                        [--level fastest] [--chunk-size 4MiB] [--keep-last N]
+  bulkctl schedule list
+  bulkctl schedule show NAME
+  bulkctl schedule pause NAME
+  bulkctl schedule resume NAME
+  bulkctl schedule rm NAME
+
+Every command takes --json and needs a running coordinator (--nats URL or
+BULK_NATS), which starts a backup at each window of the cron expression
+(minute hour day-of-month month day-of-week, read in --timezone; UTC by
+default). A window that comes while a backup of the same source still runs
+is skipped, and "show" says why.
+`
+
+// keepLastNote says what --keep-last does today.
+const keepLastNote = "recorded only: pruning old snapshots is not implemented yet, every snapshot is kept"
+
+func runSchedule(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, scheduleUsage)
+		return usageError("want a schedule command: add, list, show, pause, resume or rm")
+	}
+	sub, args := args[0], args[1:]
+	switch sub {
+	case "add":
+		return scheduleAdd(ctx, e, args)
+	case "list":
+		return scheduleList(ctx, e, args)
+	case "show":
+		return scheduleNamed(ctx, e, sub, queue.SubjectAPIScheduleGet, args)
+	case "pause":
+		return scheduleNamed(ctx, e, sub, queue.SubjectAPISchedulePause, args)
+	case "resume":
+		return scheduleNamed(ctx, e, sub, queue.SubjectAPIScheduleResume, args)
+	case "rm":
+		return scheduleNamed(ctx, e, sub, queue.SubjectAPIScheduleRm, args)
+	case "-h", "--help", "help":
+		fmt.Fprint(e.stderr, scheduleUsage)
+		return flag.ErrHelp
+	default:
+		fmt.Fprint(e.stderr, scheduleUsage)
+		return usageError("unknown schedule command %q", sub)
+	}
+}
+
+func scheduleAdd(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet("schedule add", &c)
+	source := fs.String("source", "", "what to back up, as HOST:PATH (required)")
+	cronExpr := fs.String("cron", "", `when: a cron expression "MINUTE HOUR DAY MONTH WEEKDAY", e.g. "0 2 * * *" (required)`)
+	timezone := fs.String("timezone", "", "IANA time zone the cron expression is read in, e.g. Europe/Berlin (default UTC)")
+	chunkSize := config.Size(plan.DefaultChunkSize)
+	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
+	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
+	keepLast := fs.Int("keep-last", 0, "snapshots of the source to keep; "+keepLastNote)
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("want one schedule NAME, got %d arguments", len(pos))
+	}
+	if *source == "" {
+		return usageError("--source HOST:PATH is required")
+	}
+	src, err := queue.ParseEndpoint(*source)
+	if err != nil {
+		return usageError("--source: %v", err)
+	}
+	if *cronExpr == "" {
+		return usageError(`--cron is required (e.g. --cron "0 2 * * *")`)
+	}
+	if err := plan.CheckChunkSize(int64(chunkSize)); err != nil {
+		return usageError("--chunk-size: %v", err)
+	}
+	if _, err := chunk.ParseLevel(*level); err != nil {
+		return usageError("--level: %v", err)
+	}
+	if *keepLast < 0 {
+		return usageError("--keep-last must not be negative")
+	}
+	repo, err := repoArg(c.repo)
+	if err != nil {
+		return err
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	// The coordinator checks the cron expression and time zone: it is the
+	// one that reads them.
+	var sched queue.Schedule
+	if err := call(ctx, s.nc, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
+		V: queue.MessageVersion, Name: pos[0], Source: src, Repo: repo, Cron: *cronExpr, Timezone: *timezone,
+		Level: *level, ChunkSize: int64(chunkSize), KeepLast: *keepLast,
+	}, &sched); err != nil {
+		return err
+	}
+	if c.json {
+		return json.NewEncoder(e.stdout).Encode(sched)
+	}
+	fmt.Fprintf(e.stdout, "schedule %s added: %s -> %s at %q (%s); next run %s\n",
+		sched.Name, sched.Source, sched.Repo, sched.Cron, sched.Timezone, nextRun(&sched))
+	if sched.KeepLast > 0 {
+		fmt.Fprintf(e.stdout, "keep-last %d is %s\n", sched.KeepLast, keepLastNote)
+	}
+	return nil
+}
+
+func scheduleList(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet("schedule list", &c)
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("unexpected arguments %q", pos)
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var reply queue.ScheduleListReply
+	if err := call(ctx, s.nc, queue.SubjectAPIScheduleList, &queue.ScheduleListRequest{V: queue.MessageVersion}, &reply); err != nil {
+		return err
+	}
+	if c.json {
+		return json.NewEncoder(e.stdout).Encode(reply.Schedules)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tSOURCE\tCRON\tTIMEZONE\tNEXT RUN\tLAST RUN\tLAST SKIPPED")
+	for _, sc := range reply.Schedules {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sc.Name, scheduleState(&sc), sc.Source, sc.Cron, sc.Timezone,
+			nextRun(&sc), inZone(sc.LastFired, sc.Timezone), inZone(sc.LastSkipped, sc.Timezone))
+	}
+	return tw.Flush()
+}
+
+// scheduleNamed runs show, pause, resume or rm: one request naming a
+// schedule, answered by the schedule.
+func scheduleNamed(ctx context.Context, e *env, sub, subject string, args []string) error {
+	var c common
+	fs := newFlagSet("schedule "+sub, &c)
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("want one schedule NAME")
+	}
+	s, err := remoteSession(ctx, &c, e)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var sched queue.Schedule
+	if err := call(ctx, s.nc, subject, &queue.ScheduleRequest{V: queue.MessageVersion, Name: pos[0]}, &sched); err != nil {
+		return err
+	}
+	if c.json {
+		return json.NewEncoder(e.stdout).Encode(sched)
+	}
+	switch sub {
+	case "pause":
+		fmt.Fprintf(e.stdout, "schedule %s paused\n", sched.Name)
+	case "resume":
+		fmt.Fprintf(e.stdout, "schedule %s resumed; next run %s\n", sched.Name, nextRun(&sched))
+	case "rm":
+		fmt.Fprintf(e.stdout, "schedule %s removed\n", sched.Name)
+	default:
+		showSchedule(e, &sched)
+	}
+	return nil
+}
+
+func showSchedule(e *env, s *queue.Schedule) {
+	fmt.Fprintf(e.stdout, "schedule    %s (%s)\n", s.Name, scheduleState(s))
+	fmt.Fprintf(e.stdout, "source      %s\n", s.Source)
+	fmt.Fprintf(e.stdout, "repository  %s\n", s.Repo)
+	fmt.Fprintf(e.stdout, "cron        %s (%s)\n", s.Cron, s.Timezone)
+	fmt.Fprintf(e.stdout, "backup      level %s, chunk size %s\n", s.Level, config.FormatBytes(s.ChunkSize))
+	if s.KeepLast > 0 {
+		fmt.Fprintf(e.stdout, "keep last   %d (%s)\n", s.KeepLast, keepLastNote)
+	} else {
+		fmt.Fprintf(e.stdout, "keep last   all\n")
+	}
+	fmt.Fprintf(e.stdout, "created     %s\n", inZone(s.Created, s.Timezone))
+	if !s.Resumed.IsZero() {
+		fmt.Fprintf(e.stdout, "resumed     %s\n", inZone(s.Resumed, s.Timezone))
+	}
+	fmt.Fprintf(e.stdout, "next run    %s\n", nextRun(s))
+	if !s.LastFired.IsZero() {
+		fmt.Fprintf(e.stdout, "last run    %s, job %s\n", inZone(s.LastFired, s.Timezone), s.LastJobID)
+	}
+	if !s.LastSkipped.IsZero() {
+		fmt.Fprintf(e.stdout, "last skip   %s: %s\n", inZone(s.LastSkipped, s.Timezone), s.LastSkipReason)
+	}
+}
+
+func scheduleState(s *queue.Schedule) string {
+	if s.Paused {
+		return "paused"
+	}
+	return "active"
+}
+
+func nextRun(s *queue.Schedule) string {
+	if s.Paused {
+		return "none (paused)"
+	}
+	return inZone(s.Next, s.Timezone)
+}
+
+// inZone formats t in the schedule's time zone, which its cron expression
+// is read in, or "-" for the zero time.
+func inZone(t time.Time, zone string) string {
+	if t.IsZero() {
+		return "-"
+	}
+	if loc, err := time.LoadLocation(zone); err == nil {
+		t = t.In(loc)
+	}
+	return t.Format("2006-01-02 15:04 MST")
+}

@@ -1,0 +1,123 @@
+package queue
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// tailExpiry is how long one pull request of a Tail waits; the server sends
+// heartbeats at half this, so a consumer lost with its node is noticed
+// within about this long.
+const tailExpiry = 5 * time.Second
+
+// Tail reads the messages of a stream in order, through an ordered
+// consumer, and outlives the consumer: when it fails (in a cluster, its
+// node died and recreating it under the same name goes unanswered), Tail
+// follows on with a new ordered consumer from the message after the last
+// one it returned. Next and Stop may be called from different goroutines.
+type Tail struct {
+	js     jetstream.JetStream
+	stream string
+	cfg    jetstream.OrderedConsumerConfig
+
+	mu      sync.Mutex
+	cons    jetstream.Consumer
+	it      jetstream.MessagesContext
+	stopped bool
+	last    uint64 // stream sequence of the last message Next returned
+}
+
+// NewTail starts reading stream as cfg describes.
+func NewTail(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig) (*Tail, error) {
+	// One reset attempt that fails hands the failure to Next, which starts
+	// over under a new name, rather than retrying the lost one forever.
+	cfg.MaxResetAttempts = 1
+	t := &Tail{js: js, stream: stream, cfg: cfg}
+	if err := t.open(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Tail) open(ctx context.Context, cfg jetstream.OrderedConsumerConfig) error {
+	cons, err := OrderedConsumer(ctx, t.js, t.stream, cfg)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullExpiry(tailExpiry))
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		it.Stop()
+		return jetstream.ErrMsgIteratorClosed
+	}
+	t.cons, t.it = cons, it
+	return nil
+}
+
+// Info returns the current consumer's info (NumPending: the messages not
+// read yet).
+func (t *Tail) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	t.mu.Lock()
+	cons := t.cons
+	t.mu.Unlock()
+	return cons.Info(ctx)
+}
+
+// Next returns the next message. It fails with
+// jetstream.ErrMsgIteratorClosed after Stop, with ctx's error when ctx is
+// done while it starts over, and otherwise only when a new consumer cannot
+// be created.
+func (t *Tail) Next(ctx context.Context) (jetstream.Msg, error) {
+	for {
+		t.mu.Lock()
+		it, stopped := t.it, t.stopped
+		t.mu.Unlock()
+		if stopped {
+			return nil, jetstream.ErrMsgIteratorClosed
+		}
+		msg, err := it.Next()
+		if err == nil {
+			if md, mdErr := msg.Metadata(); mdErr == nil {
+				t.mu.Lock()
+				t.last = md.Sequence.Stream
+				t.mu.Unlock()
+			}
+			return msg, nil
+		}
+		t.mu.Lock()
+		stopped, last := t.stopped, t.last
+		t.mu.Unlock()
+		if stopped {
+			return nil, jetstream.ErrMsgIteratorClosed
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		it.Stop()
+		cfg := t.cfg
+		if last > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, last+1, nil
+		}
+		if err := t.open(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Stop ends the reading; a Next in progress returns
+// jetstream.ErrMsgIteratorClosed.
+func (t *Tail) Stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	if t.it != nil {
+		t.it.Stop()
+	}
+}
