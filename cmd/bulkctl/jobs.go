@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -23,6 +24,27 @@ func remoteSession(ctx context.Context, c *common, e *env) (*session, error) {
 		return nil, usageError("needs a running coordinator: give --nats URL or set BULK_NATS")
 	}
 	return openSession(ctx, c, e.stderr)
+}
+
+// remoteCommand parses a command that talks to a running coordinator and
+// opens its session: flags, exactly wantArgs positional arguments (what
+// names them for the usage error), then the connection.
+func remoteCommand(ctx context.Context, e *env, fs *flag.FlagSet, c *common, args []string, wantArgs int, what string) (*session, []string, error) {
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pos) != wantArgs {
+		if wantArgs == 0 {
+			return nil, nil, usageError("unexpected arguments %q", pos)
+		}
+		return nil, nil, usageError("want %s", what)
+	}
+	s, err := remoteSession(ctx, c, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, pos, nil
 }
 
 // call sends an API request to the coordinator and decodes its answer.
@@ -47,14 +69,7 @@ func runJobs(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("jobs", &c)
 	state := fs.String("state", "", "only jobs in this state (queued, running, committing, succeeded, failed, cancelled)")
 	limit := fs.Int("limit", 20, "at most this many jobs, newest first")
-	pos, err := parse(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usageError("unexpected arguments %q", pos)
-	}
-	s, err := remoteSession(ctx, &c, e)
+	s, _, err := remoteCommand(ctx, e, fs, &c, args, 0, "")
 	if err != nil {
 		return err
 	}
@@ -100,14 +115,7 @@ func runJob(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("job", &c)
 	watch := fs.Bool("watch", false, "follow the job's progress until it ends")
-	pos, err := parse(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one JOB ID")
-	}
-	s, err := remoteSession(ctx, &c, e)
+	s, pos, err := remoteCommand(ctx, e, fs, &c, args, 1, "one JOB ID")
 	if err != nil {
 		return err
 	}
@@ -156,14 +164,7 @@ func runJob(ctx context.Context, e *env, args []string) error {
 func runCancel(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("cancel", &c)
-	pos, err := parse(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one JOB ID")
-	}
-	s, err := remoteSession(ctx, &c, e)
+	s, pos, err := remoteCommand(ctx, e, fs, &c, args, 1, "one JOB ID")
 	if err != nil {
 		return err
 	}
@@ -232,14 +233,7 @@ func runHistory(ctx context.Context, e *env, args []string) error {
 func runWorkers(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("workers", &c)
-	pos, err := parse(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usageError("unexpected arguments %q", pos)
-	}
-	s, err := remoteSession(ctx, &c, e)
+	s, _, err := remoteCommand(ctx, e, fs, &c, args, 0, "")
 	if err != nil {
 		return err
 	}

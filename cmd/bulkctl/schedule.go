@@ -129,14 +129,7 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 func scheduleList(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("schedule list", &c)
-	pos, err := parse(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usageError("unexpected arguments %q", pos)
-	}
-	s, err := remoteSession(ctx, &c, e)
+	s, _, err := remoteCommand(ctx, e, fs, &c, args, 0, "")
 	if err != nil {
 		return err
 	}
@@ -162,14 +155,7 @@ func scheduleList(ctx context.Context, e *env, args []string) error {
 func scheduleNamed(ctx context.Context, e *env, sub, subject string, args []string) error {
 	var c common
 	fs := newFlagSet("schedule "+sub, &c)
-	pos, err := parse(e, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError("want one schedule NAME")
-	}
-	s, err := remoteSession(ctx, &c, e)
+	s, pos, err := remoteCommand(ctx, e, fs, &c, args, 1, "one schedule NAME")
 	if err != nil {
 		return err
 	}
