@@ -129,7 +129,7 @@ func (c *Compressor) Run(ctx context.Context) error {
 		MaxAckPending: 4096,
 		MaxDeliver:    MaxDeliver,
 	}, queue.HandlerFunc(c.handle), queue.ConsumeConfig{
-		Workers: c.cfg.Workers, Prefetch: 2 * c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger,
+		Workers: c.cfg.Workers, Prefetch: 2 * c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger, OnRetry: c.cfg.Metrics.Retry,
 	})
 	c.logger.InfoContext(context.WithoutCancel(ctx), "compressor stopped", "chunks", c.chunks.Load())
 	return err

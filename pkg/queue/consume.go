@@ -68,6 +68,10 @@ type ConsumeConfig struct {
 	Logger *slog.Logger
 	// OnIdle, when set, is called whenever a worker finishes a message.
 	OnIdle func()
+	// OnRetry, when set, is called with "error" or "retry_after" whenever a
+	// message is handed back for redelivery, and with "permanent" when one
+	// is given up on (for metrics).
+	OnRetry func(reason string)
 }
 
 // Consume pulls messages from cons and hands them to h on cfg.Workers
@@ -115,7 +119,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 					_ = msg.Nak()
 					continue
 				}
-				settle(workCtx, msg, h.Handle(workCtx, msg), cfg.MaxBackoff, logger)
+				settle(workCtx, msg, h.Handle(workCtx, msg), cfg, logger)
 				if cfg.OnIdle != nil {
 					cfg.OnIdle()
 				}
@@ -153,7 +157,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 	return loopErr
 }
 
-func settle(ctx context.Context, msg jetstream.Msg, err error, maxBackoff time.Duration, logger *slog.Logger) {
+func settle(ctx context.Context, msg jetstream.Msg, err error, cfg ConsumeConfig, logger *slog.Logger) {
 	if err == nil {
 		if ackErr := msg.Ack(); ackErr != nil {
 			logger.WarnContext(ctx, "ack", "subject", msg.Subject(), "err", ackErr)
@@ -165,17 +169,23 @@ func settle(ctx context.Context, msg jetstream.Msg, err error, maxBackoff time.D
 		attempt = md.NumDelivered
 	}
 	var retry *retryError
+	reason := "error"
 	switch {
 	case IsPermanent(err):
+		reason = "permanent"
 		logger.ErrorContext(ctx, "giving up on message", "subject", msg.Subject(), "attempt", attempt, "err", err)
 		_ = msg.TermWithReason(err.Error())
 	case errors.As(err, &retry):
+		reason = "retry_after"
 		logger.DebugContext(ctx, "message retried later", "subject", msg.Subject(), "attempt", attempt, "err", err)
 		_ = msg.NakWithDelay(retry.delay)
 	default:
-		delay := min(maxBackoff, time.Duration(1<<min(attempt, 10))*100*time.Millisecond)
+		delay := min(cfg.MaxBackoff, time.Duration(1<<min(attempt, 10))*100*time.Millisecond)
 		logger.WarnContext(ctx, "message failed; will retry", "subject", msg.Subject(), "attempt", attempt, "err", err)
 		_ = msg.NakWithDelay(delay)
+	}
+	if cfg.OnRetry != nil {
+		cfg.OnRetry(reason)
 	}
 }
 

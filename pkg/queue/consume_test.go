@@ -264,13 +264,14 @@ func TestConsumeRetriesErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	calls := make(chan delivery, 10)
+	retries := make(chan string, 10)
 	b.consume(t, queue.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
 		record(calls, msg)
 		if md, err := msg.Metadata(); err == nil && md.NumDelivered < 2 {
 			return errors.New("transient")
 		}
 		return nil
-	}), queue.ConsumeConfig{MaxBackoff: 10 * time.Millisecond})
+	}), queue.ConsumeConfig{MaxBackoff: 10 * time.Millisecond, OnRetry: func(r string) { retries <- r }})
 	b.publish(t, "flaky")
 	for want := uint64(1); want <= 2; want++ {
 		if got := receive(t, calls, fmt.Sprintf("delivery %d", want)); got.data != "flaky" || got.delivered != want {
@@ -282,6 +283,11 @@ func TestConsumeRetriesErrors(t *testing.T) {
 	case d := <-calls:
 		t.Errorf("unexpected delivery %d after success", d.delivered)
 	default:
+	}
+	if n := len(retries); n != 1 {
+		t.Errorf("OnRetry called %d times, want once", n)
+	} else if r := <-retries; r != "error" {
+		t.Errorf("OnRetry reason %q, want \"error\"", r)
 	}
 }
 

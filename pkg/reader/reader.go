@@ -130,7 +130,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		MaxAckPending: 1024,
 		MaxDeliver:    -1,
 	}, queue.HandlerFunc(r.handle), queue.ConsumeConfig{
-		Workers: r.cfg.Workers, DrainTimeout: r.cfg.DrainTimeout, Logger: r.logger,
+		Workers: r.cfg.Workers, DrainTimeout: r.cfg.DrainTimeout, Logger: r.logger, OnRetry: r.cfg.Metrics.Retry,
 	})
 	r.logger.InfoContext(context.WithoutCancel(ctx), "reader stopped", "chunks", r.chunks.Load())
 	return err
