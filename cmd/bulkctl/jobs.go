@@ -47,6 +47,15 @@ func remoteCommand(ctx context.Context, e *env, fs *flag.FlagSet, c *common, arg
 	return s, pos, nil
 }
 
+// getJob asks the coordinator for one job's record.
+func getJob(ctx context.Context, s *session, id string) (*queue.Job, error) {
+	var job queue.Job
+	if err := call(ctx, s.nc, queue.SubjectAPIJob, &queue.JobRequest{V: queue.MessageVersion, JobID: id}, &job); err != nil {
+		return nil, err
+	}
+	return &job, nil
+}
+
 // call sends an API request to the coordinator and decodes its answer.
 func call(ctx context.Context, nc *nats.Conn, subject string, req, reply any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -120,8 +129,8 @@ func runJob(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer s.close()
-	var job queue.Job
-	if err := call(ctx, s.nc, queue.SubjectAPIJob, &queue.JobRequest{V: queue.MessageVersion, JobID: pos[0]}, &job); err != nil {
+	job, err := getJob(ctx, s, pos[0])
+	if err != nil {
 		return err
 	}
 	if *watch && !queue.Final(job.State) {
@@ -131,7 +140,7 @@ func runJob(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := call(ctx, s.nc, queue.SubjectAPIJob, &queue.JobRequest{V: queue.MessageVersion, JobID: pos[0]}, &job); err != nil {
+		if job, err = getJob(ctx, s, pos[0]); err != nil {
 			return err
 		}
 	}
@@ -140,7 +149,7 @@ func runJob(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "job       %s (%s)\n", job.ID, job.Kind)
 	fmt.Fprintf(e.stdout, "state     %s\n", job.State)
-	fmt.Fprintf(e.stdout, "what      %s\n", jobSubject(&job))
+	fmt.Fprintf(e.stdout, "what      %s\n", jobSubject(job))
 	fmt.Fprintf(e.stdout, "created   %s\n", job.Created.Local().Format(time.RFC3339))
 	if !job.Started.IsZero() {
 		fmt.Fprintf(e.stdout, "started   %s\n", job.Started.Local().Format(time.RFC3339))
@@ -169,8 +178,8 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer s.close()
-	var job queue.Job
-	if err := call(ctx, s.nc, queue.SubjectAPIJob, &queue.JobRequest{V: queue.MessageVersion, JobID: pos[0]}, &job); err != nil {
+	job, err := getJob(ctx, s, pos[0])
+	if err != nil {
 		return err
 	}
 	if queue.Final(job.State) {

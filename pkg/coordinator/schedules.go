@@ -54,6 +54,17 @@ func (e *badRequestError) Unwrap() []error { return []error{e.err, queue.ErrBadM
 func badRequest(err error) error { return &badRequestError{err: err} }
 
 // scheduleKV returns the schedules bucket.
+// namedSchedule decodes a request naming one schedule and returns the
+// schedules bucket with the name.
+func (c *Coordinator) namedSchedule(ctx context.Context, data []byte) (jetstream.KeyValue, string, error) {
+	name, err := scheduleRequest(data)
+	if err != nil {
+		return nil, "", err
+	}
+	kv, err := c.scheduleKV(ctx)
+	return kv, name, err
+}
+
 func (c *Coordinator) scheduleKV(ctx context.Context) (jetstream.KeyValue, error) {
 	kv, err := c.js.KeyValue(ctx, queue.BucketSchedules)
 	if err != nil {
@@ -161,11 +172,7 @@ func scheduleRequest(data []byte) (string, error) {
 }
 
 func (c *Coordinator) apiScheduleGet(ctx context.Context, data []byte) (any, error) {
-	name, err := scheduleRequest(data)
-	if err != nil {
-		return nil, err
-	}
-	kv, err := c.scheduleKV(ctx)
+	kv, name, err := c.namedSchedule(ctx, data)
 	if err != nil {
 		return nil, err
 	}
@@ -191,11 +198,7 @@ func (c *Coordinator) apiScheduleResume(ctx context.Context, data []byte) (any, 
 }
 
 func (c *Coordinator) apiScheduleRm(ctx context.Context, data []byte) (any, error) {
-	name, err := scheduleRequest(data)
-	if err != nil {
-		return nil, err
-	}
-	kv, err := c.scheduleKV(ctx)
+	kv, name, err := c.namedSchedule(ctx, data)
 	if err != nil {
 		return nil, err
 	}
@@ -214,11 +217,7 @@ func (c *Coordinator) apiScheduleRm(ctx context.Context, data []byte) (any, erro
 // changeSchedule applies change to the named schedule's record, retrying
 // when the scheduler or another client updates it meanwhile.
 func (c *Coordinator) changeSchedule(ctx context.Context, data []byte, what string, change func(*queue.Schedule)) (any, error) {
-	name, err := scheduleRequest(data)
-	if err != nil {
-		return nil, err
-	}
-	kv, err := c.scheduleKV(ctx)
+	kv, name, err := c.namedSchedule(ctx, data)
 	if err != nil {
 		return nil, err
 	}
