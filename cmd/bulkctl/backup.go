@@ -26,6 +26,16 @@ type backupResult struct {
 	Seconds     float64 `json:"seconds"`
 	MBps        float64 `json:"mb_per_s"`
 	Ratio       float64 `json:"ratio"`
+	Mode        string  `json:"mode"`
+	Reason      string  `json:"reason"`
+	// Files mode.
+	Files          int      `json:"files,omitempty"`
+	NewFiles       int      `json:"new_files,omitempty"`
+	ChangedFiles   int      `json:"changed_files,omitempty"`
+	UnchangedFiles int      `json:"unchanged_files,omitempty"`
+	ReadBytes      int64    `json:"read_bytes,omitempty"`
+	Warnings       int      `json:"warnings,omitempty"`
+	WarningList    []string `json:"warning_list,omitempty"`
 }
 
 func runBackup(ctx context.Context, e *env, args []string) error {
@@ -34,6 +44,9 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("backup", &c)
 	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
 	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
+	mode := fs.String("mode", plan.ModeAuto, "auto, volume (a file or block device) or files (a directory, file by file)")
+	threshold := fs.Int64("files-threshold", plan.DefaultFilesThreshold,
+		"auto mode backs up a directory holding more files than this through its block device, when it is a mounted filesystem's root")
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -46,6 +59,14 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	}
 	if _, err := chunk.ParseLevel(*level); err != nil {
 		return usageError("--level: %v", err)
+	}
+	switch *mode {
+	case plan.ModeAuto, plan.ModeVolume, plan.ModeFiles:
+	default:
+		return usageError("--mode %q: want auto, volume or files", *mode)
+	}
+	if *threshold <= 0 {
+		return usageError("--files-threshold must be positive")
 	}
 	repo, err := repoArg(c.repo)
 	if err != nil {
@@ -63,7 +84,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	jobID := newJobID()
 	req := &queue.BackupRequest{
 		V: queue.MessageVersion, JobID: jobID, Source: src, Repo: repo,
-		ChunkSize: int64(chunkSize), Level: *level,
+		ChunkSize: int64(chunkSize), Level: *level, Mode: *mode, FilesThreshold: *threshold,
 	}
 	ev, err := s.run(ctx, queue.SubjectRequestBackup, req, jobID, e.stderr)
 	if err != nil {
@@ -77,6 +98,8 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		SnapshotID: ev.SnapshotID, JobID: jobID, Source: src.String(),
 		SourceBytes: st.SourceBytes, StoredBytes: st.StoredBytes, NewBytes: st.NewBytes,
 		Chunks: st.Chunks, ZeroChunks: st.ZeroChunks, NewChunks: st.NewChunks, Seconds: st.Seconds,
+		Mode: ev.Mode, Reason: ev.Reason, Files: st.Files, NewFiles: st.NewFiles, ChangedFiles: st.ChangedFiles,
+		UnchangedFiles: st.UnchangedFiles, ReadBytes: st.ReadBytes, Warnings: st.Warnings, WarningList: ev.Warnings,
 	}
 	if st.Seconds > 0 {
 		res.MBps = float64(st.SourceBytes) / 1e6 / st.Seconds
@@ -85,11 +108,42 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		res.Ratio = float64(st.SourceBytes) / float64(st.StoredBytes)
 	}
 	if c.json {
-		return json.NewEncoder(e.stdout).Encode(res)
+		if err := json.NewEncoder(e.stdout).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printBackup(e, &res)
 	}
+	if res.Warnings > 0 {
+		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("snapshot %s saved with %d warnings (files not read, changed while read, or skipped)", res.SnapshotID, res.Warnings)}
+	}
+	return nil
+}
+
+func printBackup(e *env, res *backupResult) {
 	fmt.Fprintf(e.stdout, "snapshot %s saved\n", res.SnapshotID)
-	fmt.Fprintf(e.stdout, "  source  %s: %s in %d chunks (%d all-zero, not stored)\n", res.Source, config.FormatBytes(res.SourceBytes), res.Chunks, res.ZeroChunks)
+	fmt.Fprintf(e.stdout, "  mode    %s: %s\n", res.Mode, res.Reason)
+	if res.Mode == plan.ModeFiles {
+		fmt.Fprintf(e.stdout, "  files   %d: %d new, %d changed, %d unchanged; %s read of %s\n", res.Files, res.NewFiles,
+			res.ChangedFiles, res.UnchangedFiles, config.FormatBytes(res.ReadBytes), config.FormatBytes(res.SourceBytes))
+	} else {
+		fmt.Fprintf(e.stdout, "  source  %s: %s in %d chunks (%d all-zero, not stored)\n", res.Source, config.FormatBytes(res.SourceBytes), res.Chunks, res.ZeroChunks)
+	}
 	fmt.Fprintf(e.stdout, "  stored  %s (%s new in %d chunks), ratio %.2fx\n", config.FormatBytes(res.StoredBytes), config.FormatBytes(res.NewBytes), res.NewChunks, res.Ratio)
 	fmt.Fprintf(e.stdout, "  time    %.2fs, %.0f MB/s\n", res.Seconds, res.MBps)
-	return nil
+	printWarnings(e, res.Warnings, res.WarningList)
+}
+
+// printWarnings lists a job's warnings on stderr.
+func printWarnings(e *env, n int, list []string) {
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(e.stderr, "warnings (%d):\n", n)
+	for _, w := range list {
+		fmt.Fprintf(e.stderr, "  %s\n", w)
+	}
+	if n > len(list) {
+		fmt.Fprintf(e.stderr, "  ... and %d more (bulkctl ls shows them)\n", n-len(list))
+	}
 }

@@ -21,15 +21,19 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitWarnings: the job completed, but some files were not backed up
+	// or restored as they are (listed on stderr).
+	exitWarnings = 3
 )
 
 const usage = `bulkctl: high-speed bulk backup through a worker fleet
 
 Usage:
-  bulkctl backup SOURCE -r REPO [--json] [--chunk-size 4MiB] [--level fastest]
-  bulkctl restore SNAPSHOT TARGET... -r REPO [--overwrite]
+  bulkctl backup SOURCE -r REPO [--mode auto|volume|files] [--json] [--chunk-size 4MiB] [--level fastest]
+  bulkctl restore SNAPSHOT TARGET... -r REPO [--path SUB/PATH]... [--overwrite]
   bulkctl verify SNAPSHOT -r REPO [--compare SOURCE]
   bulkctl snapshots -r REPO [--json]
+  bulkctl ls SNAPSHOT [PATH] -r REPO [--json]
 
 With a running coordinator (--nats URL or BULK_NATS):
   bulkctl jobs [--state running] [--limit 20] [--json]
@@ -44,6 +48,14 @@ With a running coordinator (--nats URL or BULK_NATS):
 REPO is a directory, file://PATH or s3://BUCKET/PREFIX (S3 endpoint and keys
 from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); BULK_REPO
 sets it. SNAPSHOT is an ID, a unique ID prefix, or "latest".
+
+SOURCE is a volume (an image file or block device) or a directory. In auto
+mode a directory is backed up file by file, unless it holds more than
+--files-threshold files and is the root of a mounted filesystem whose device
+can be read: then the device is backed up as a volume.
+
+Exit status: 0 done, 1 failed, 2 bad usage, 3 done with warnings (files
+that could not be read, changed while read, or were skipped; listed).
 
 Without --nats the fleet runs in this process. With --nats URL (or
 BULK_NATS) the job goes to a running coordinator and SOURCE and TARGET are
@@ -62,6 +74,7 @@ var commands = map[string]command{
 	"restore":   {run: runRestore},
 	"verify":    {run: runVerify},
 	"snapshots": {run: runSnapshots},
+	"ls":        {run: runLs},
 	"jobs":      {run: runJobs},
 	"job":       {run: runJob},
 	"cancel":    {run: runCancel},

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -16,14 +18,18 @@ type restoreResult struct {
 	JobID      string   `json:"job_id"`
 	Targets    []string `json:"targets"`
 	Bytes      int64    `json:"bytes"`
+	Files      int      `json:"files,omitempty"`
 	Seconds    float64  `json:"seconds"`
 	MBps       float64  `json:"mb_per_s"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
 
 func runRestore(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("restore", &c)
 	overwrite := fs.Bool("overwrite", false, "replace existing target files")
+	var paths stringList
+	fs.Var(&paths, "path", "restore only this file or directory of a files-mode snapshot (repeatable)")
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -40,7 +46,13 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer s.close()
-	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: newJobID(), Repo: repo, Snapshot: pos[0], Overwrite: *overwrite}
+	for i, p := range paths {
+		paths[i] = strings.Trim(path.Clean("/"+p), "/")
+		if paths[i] == "" {
+			paths[i] = "."
+		}
+	}
+	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: newJobID(), Repo: repo, Snapshot: pos[0], Overwrite: *overwrite, Paths: paths}
 	res := restoreResult{JobID: req.JobID}
 	for _, arg := range pos[1:] {
 		t, err := s.endpoint(arg)
@@ -58,15 +70,34 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		return errors.New(ev.Error)
 	}
 	res.SnapshotID, res.Bytes, res.Seconds = ev.SnapshotID, ev.Stats.SourceBytes*int64(len(req.Targets)), ev.Stats.Seconds
+	res.Files, res.Warnings = ev.Stats.Files, ev.Warnings
 	if res.Seconds > 0 {
 		res.MBps = float64(res.Bytes) / 1e6 / res.Seconds
 	}
 	if c.json {
-		return json.NewEncoder(e.stdout).Encode(res)
+		if err := json.NewEncoder(e.stdout).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		for _, t := range res.Targets {
+			fmt.Fprintf(e.stdout, "restored snapshot %s to %s\n", res.SnapshotID, t)
+		}
+		if res.Files > 0 {
+			fmt.Fprintf(e.stdout, "  %d files, ", res.Files)
+		} else {
+			fmt.Fprint(e.stdout, "  ")
+		}
+		fmt.Fprintf(e.stdout, "%s in %.2fs, %.0f MB/s\n", config.FormatBytes(res.Bytes), res.Seconds, res.MBps)
+		printWarnings(e, ev.Stats.Warnings, res.Warnings)
 	}
-	for _, t := range res.Targets {
-		fmt.Fprintf(e.stdout, "restored snapshot %s to %s\n", res.SnapshotID, t)
+	if ev.Stats.Warnings > 0 {
+		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("restored with %d warnings (entries not restored)", ev.Stats.Warnings)}
 	}
-	fmt.Fprintf(e.stdout, "  %s in %.2fs, %.0f MB/s\n", config.FormatBytes(res.Bytes), res.Seconds, res.MBps)
 	return nil
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

@@ -204,6 +204,7 @@ func (c *Coordinator) publishEvent(ctx context.Context, job *queue.Job, message 
 	ev := &queue.Event{
 		V: queue.MessageVersion, JobID: job.ID, Kind: job.Kind, State: job.State, Time: time.Now().UTC(),
 		Progress: job.Progress, SnapshotID: job.SnapshotID, Error: job.Error, Message: message, Stats: job.Stats,
+		Mode: job.Mode, Reason: job.Reason, Warnings: job.Warnings,
 	}
 	if _, err := c.js.Publish(ctx, queue.EventSubject(job.ID), queue.Encode(ev)); err != nil {
 		c.logger.WarnContext(ctx, "publish event", "job_id", job.ID, "err", err)
@@ -452,14 +453,19 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 }
 
 // waitForReader asks the readers of host to stat path ("" only checks one
-// is there), retrying until one answers or ReaderTimeout passes.
-func (jr *jobRun) waitForReader(ctx context.Context, host, path string) (*queue.StatReply, error) {
+// is there; countLimit > 0 also counts a directory's files), retrying until
+// one answers or ReaderTimeout passes.
+func (jr *jobRun) waitForReader(ctx context.Context, host, path string, countLimit int64) (*queue.StatReply, error) {
 	deadline := time.Now().Add(jr.c.cfg.ReaderTimeout)
 	announced := false
 	for {
-		reqCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		timeout := 10 * time.Second
+		if countLimit > 0 {
+			timeout = 5 * time.Minute // counting a large tree takes a while
+		}
+		reqCtx, cancel := context.WithTimeout(ctx, timeout)
 		msg, err := jr.c.nc.RequestWithContext(reqCtx, queue.StatSubject(host),
-			queue.Encode(&queue.StatRequest{V: queue.MessageVersion, Path: path}))
+			queue.Encode(&queue.StatRequest{V: queue.MessageVersion, Path: path, CountLimit: countLimit}))
 		cancel()
 		if err == nil {
 			var reply queue.StatReply

@@ -119,7 +119,7 @@ func (jr *jobRun) record(d *queue.Done) bool {
 		return false
 	}
 	jr.done[u] = d
-	if d.Error == "" && (d.Op == queue.OpRead || d.Op == queue.WriteChunk) {
+	if d.Error == "" && (d.Op == queue.OpRead || d.Op == queue.WriteChunk || d.Op == queue.WriteExtents) {
 		jr.job.Progress.ChunksDone++
 		jr.job.Progress.BytesDone += d.Length
 	}
@@ -147,9 +147,13 @@ func (jr *jobRun) purge(ctx context.Context, completions bool) {
 	}
 }
 
+// publishFunc sends the work item of one unit; attempt counts how often it
+// was sent before, msgID deduplicates it.
+type publishFunc func(ctx context.Context, u unit, attempt int, msgID string) error
+
 // phase publishes units, keeping at most Window outstanding, and returns
 // when each has completed. publish sends one unit's work item.
-func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(ctx context.Context, u unit, msgID string) error) error {
+func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish publishFunc) error {
 	cfg := jr.c.cfg
 	next, stop := iter.Pull(units)
 	defer stop()
@@ -158,7 +162,7 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish func(
 	send := func(u unit, attempt int) error {
 		msgID := fmt.Sprintf("%s.%s.%d.%d.e%d.a%d", jr.job.ID, u.op, u.target, u.index, jr.job.Epoch, attempt)
 		f := &flight{published: time.Now(), attempt: attempt}
-		if err := publish(ctx, u, msgID); err != nil {
+		if err := publish(ctx, u, attempt, msgID); err != nil {
 			if ctx.Err() != nil || !isTransient(err) {
 				return fmt.Errorf("publish %s %d: %w", u.op, u.index, err)
 			}
@@ -291,12 +295,39 @@ func (jr *jobRun) progress(ctx context.Context) {
 	}
 }
 
-// backup drives a backup job to a committed snapshot.
+// backup drives a backup job to a committed snapshot: it decides how to read
+// the source (once: a resumed job keeps its mode), then runs a volume or a
+// files backup and commits the manifest it yields.
 func (jr *jobRun) backup(ctx context.Context) (err error) {
 	req := jr.job.Backup
-	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path)
-	if err != nil {
-		return err
+	readPath := req.Source.Path
+	if jr.job.Mode == "" {
+		threshold := cmpOr(req.FilesThreshold, plan.DefaultFilesThreshold)
+		var limit int64
+		if cmpOr(req.Mode, plan.ModeAuto) == plan.ModeAuto {
+			limit = threshold
+		}
+		stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path, limit)
+		if err != nil {
+			return err
+		}
+		choice, err := plan.ChooseMode(req.Mode, req.Source.String(), plan.SourceFacts{
+			Kind: stat.Kind, Files: stat.Files, MountRoot: stat.MountRoot, Device: stat.Device,
+		}, threshold)
+		if err != nil {
+			return err
+		}
+		jr.job.Mode, jr.job.Reason, jr.job.Device = choice.Mode, choice.Reason, choice.Device
+		jr.logger.InfoContext(ctx, "backup mode chosen", "mode", choice.Mode, "reason", choice.Reason)
+	}
+	if jr.job.Device != "" {
+		readPath = jr.job.Device
+	}
+	var stat *queue.StatReply
+	if jr.job.Mode == plan.ModeVolume {
+		if stat, err = jr.waitForReader(ctx, req.Source.Host, readPath, 0); err != nil {
+			return err
+		}
 	}
 	repo, err := jr.c.cfg.Repos.Get(ctx, req.Repo, true) // only once the source is known good
 	if err != nil {
@@ -312,14 +343,35 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 	if jr.job.SnapshotID == "" {
 		jr.job.SnapshotID = repository.NewSnapshotID()
 	}
-	n := plan.Count(stat.Size, req.ChunkSize)
-	jr.job.Progress = queue.Progress{ChunksTotal: n, BytesTotal: stat.Size}
-	if err := jr.c.saveJob(ctx, jr.job); err != nil {
+	var snap *manifest.Snapshot
+	if jr.job.Mode == plan.ModeFiles {
+		snap, err = jr.backupFiles(ctx, repo)
+	} else {
+		snap, err = jr.backupVolume(ctx, repo, stat, readPath)
+	}
+	if err != nil {
+		jr.purge(context.WithoutCancel(ctx), ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled))
 		return err
 	}
-	jr.purge(ctx, false) // work of an earlier epoch is re-published below
-	if err := jr.follow(ctx); err != nil {
-		return err
+	jr.job.State = queue.StateCommitting
+	jr.rate()
+	jr.c.publishEvent(ctx, jr.job, "")
+	if err := repo.SaveSnapshot(ctx, snap); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	jr.job.Stats = snap.Stats
+	jr.purge(ctx, true)
+	return nil
+}
+
+// backupVolume reads the volume at readPath chunk by chunk and returns its
+// manifest.
+func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository, stat *queue.StatReply, readPath string) (*manifest.Snapshot, error) {
+	req := jr.job.Backup
+	n := plan.Count(stat.Size, req.ChunkSize)
+	jr.job.Progress = queue.Progress{ChunksTotal: n, BytesTotal: stat.Size}
+	if err := jr.start(ctx); err != nil {
+		return nil, err
 	}
 	all := func(yield func(unit) bool) {
 		for i := range n {
@@ -328,12 +380,12 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 			}
 		}
 	}
-	parent := jr.parent(ctx, repo)
+	parent := jr.parent(ctx, repo, manifest.ModeVolume)
 	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
-	err = jr.phase(ctx, all, func(ctx context.Context, u unit, msgID string) error {
+	err := jr.phase(ctx, all, func(ctx context.Context, u unit, _ int, msgID string) error {
 		r := plan.At(u.index, stat.Size, req.ChunkSize)
 		item := &queue.ReadItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path,
+			V: queue.MessageVersion, JobID: jr.job.ID, Path: readPath,
 			Index: r.Index, Offset: r.Offset, Length: r.Length, Repo: req.Repo,
 		}
 		if parent != nil && u.index < len(parent.Chunks) {
@@ -345,25 +397,25 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 		return err
 	})
 	if err != nil {
-		jr.purge(context.WithoutCancel(ctx), ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled))
-		return err
+		return nil, err
 	}
-
-	jr.job.State = queue.StateCommitting
-	jr.rate()
-	jr.c.publishEvent(ctx, jr.job, "")
-	snap := jr.manifest(stat, n)
-	if err := repo.SaveSnapshot(ctx, snap); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	jr.job.Stats = snap.Stats
-	jr.purge(ctx, true)
-	return nil
+	return jr.manifest(stat, n), nil
 }
 
-// parent returns the newest snapshot of the same source with the same chunk
-// size, whose chunks a reader can recognise by hash alone, or nil.
-func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository) *manifest.Snapshot {
+// start saves the job's plan and begins following its completions, after
+// removing work an earlier epoch left (it is published again).
+func (jr *jobRun) start(ctx context.Context) error {
+	if err := jr.c.saveJob(ctx, jr.job); err != nil {
+		return err
+	}
+	jr.purge(ctx, false)
+	return jr.follow(ctx)
+}
+
+// parent returns the newest snapshot of the same source in the same mode,
+// or nil. A volume's parent must also have the same chunk size, so that a
+// reader can recognise its chunks by hash alone.
+func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository, mode string) *manifest.Snapshot {
 	req := jr.job.Backup
 	snaps, err := repo.Snapshots(ctx)
 	if err != nil {
@@ -372,7 +424,8 @@ func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository) *mani
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
 		s := snaps[i]
-		if s.Host == req.Source.Host && s.Path == req.Source.Path && s.ChunkSize == req.ChunkSize && s.ID != jr.job.SnapshotID {
+		if s.Host == req.Source.Host && s.Path == req.Source.Path && s.Mode == mode && s.ID != jr.job.SnapshotID &&
+			(mode == manifest.ModeFiles || s.ChunkSize == req.ChunkSize) {
 			jr.logger.InfoContext(ctx, "incremental backup", "parent", s.ID)
 			return s
 		}
@@ -385,7 +438,7 @@ func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
 	req := jr.job.Backup
 	snap := &manifest.Snapshot{
 		Version: manifest.Version, ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
-		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind,
+		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind, Device: jr.job.Device,
 		Size: stat.Size, ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 		Chunks: make([]manifest.Chunk, n),
 	}
@@ -429,19 +482,21 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	}
 	jr.job.SnapshotID = snap.ID
 	for _, t := range req.Targets {
-		if _, err := jr.waitForReader(ctx, t.Host, ""); err != nil {
+		if _, err := jr.waitForReader(ctx, t.Host, "", 0); err != nil {
 			return err
 		}
 	}
+	if snap.Mode == manifest.ModeFiles {
+		return jr.restoreFiles(ctx, snap)
+	}
+	if len(req.Paths) > 0 {
+		return fmt.Errorf("snapshot %s is a volume; --path selects files of a files-mode snapshot", snap.ID)
+	}
 	jr.job.Progress = queue.Progress{ChunksTotal: len(snap.Chunks) * len(req.Targets), BytesTotal: snap.Size * int64(len(req.Targets))}
-	if err := jr.c.saveJob(ctx, jr.job); err != nil {
+	if err := jr.start(ctx); err != nil {
 		return err
 	}
-	jr.purge(ctx, false)
-	if err := jr.follow(ctx); err != nil {
-		return err
-	}
-	publish := func(ctx context.Context, u unit, msgID string) error {
+	publish := func(ctx context.Context, u unit, _ int, msgID string) error {
 		t := req.Targets[u.target]
 		item := &queue.WriteItem{
 			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.op, Target: u.target, Path: t.Path,
@@ -484,7 +539,7 @@ func (jr *jobRun) restore(ctx context.Context) error {
 			jr.purge(endCtx, ended)
 			if ended { // remove partial files; best effort, nobody waits for it
 				for t := range req.Targets {
-					_ = publish(endCtx, unit{op: queue.WriteAbort, target: t}, fmt.Sprintf("%s.abort.%d", jr.job.ID, t))
+					_ = publish(endCtx, unit{op: queue.WriteAbort, target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t))
 				}
 			}
 			return err

@@ -1,8 +1,10 @@
 // Package manifest defines a snapshot's manifest: what was backed up (source,
 // host, mode, size), how (chunk size, hash, compression) and where each chunk's
-// bytes lie. Encode and Decode give its versioned JSON form; Validate checks
-// that a manifest describes a whole, consistent volume before anything trusts
-// it. docs/format.md specifies the schema.
+// bytes lie: at fixed offsets of a volume (volume mode), or as extents of the
+// files of a tree (files mode). Encode and Decode give its versioned JSON
+// form; Validate checks that a manifest is whole and consistent, and that no
+// path in it can reach outside a restore target, before anything trusts it.
+// docs/format.md specifies the schema.
 package manifest
 
 import (
@@ -16,18 +18,20 @@ import (
 )
 
 // Version is the manifest schema version this package writes. Decode reads
-// every version up to it and rejects newer ones.
-const Version = 1
+// every version up to it and rejects newer ones. Version 2 added files mode.
+const Version = 2
 
 // Modes of backup.
 const (
-	ModeVolume = "volume"
+	ModeVolume = "volume" // the bytes of one file or block device
+	ModeFiles  = "files"  // a directory tree, file by file
 )
 
-// Source kinds for volume mode.
+// Source kinds.
 const (
-	KindFile   = "file"   // a regular file holding an image
-	KindDevice = "device" // a block device
+	KindFile   = "file"   // a regular file holding an image (volume mode)
+	KindDevice = "device" // a block device (volume mode)
+	KindDir    = "dir"    // a directory (files mode)
 )
 
 // Snapshot is one committed backup. A snapshot exists in a repository whole
@@ -47,7 +51,14 @@ type Snapshot struct {
 	Compression string    `json:"compression"`
 	Level       string    `json:"level"`
 	Chunks      []Chunk   `json:"chunks"`
-	Stats       Stats     `json:"stats"`
+	// Files lists a files-mode snapshot's entries in walk order (a
+	// directory before what it holds); Size is then the bytes of their
+	// content and Chunks the distinct chunks their extents name.
+	Files []Entry `json:"files,omitempty"`
+	// Device is the block device a directory was backed up through, when
+	// automatic mode choice read its filesystem as a volume.
+	Device string `json:"device,omitempty"`
+	Stats  Stats  `json:"stats"`
 }
 
 // Chunk locates one chunk of the source. A zero chunk (all bytes zero) has no
@@ -77,6 +88,17 @@ type Stats struct {
 	ZeroChunks int     `json:"zero_chunks"`
 	NewChunks  int     `json:"new_chunks"`
 	Seconds    float64 `json:"seconds"`
+	// Files mode: entries of each kind of change against the parent
+	// snapshot (new, changed, unchanged regular files) and files listed
+	// with a warning (unreadable, changed while read, skipped specials).
+	Files          int `json:"files,omitempty"`
+	NewFiles       int `json:"new_files,omitempty"`
+	ChangedFiles   int `json:"changed_files,omitempty"`
+	UnchangedFiles int `json:"unchanged_files,omitempty"`
+	Warnings       int `json:"warnings,omitempty"`
+	// ReadBytes is what readers read: less than SourceBytes when
+	// unchanged files were skipped.
+	ReadBytes int64 `json:"read_bytes,omitempty"`
 }
 
 // ErrInvalid is wrapped by every validation and decoding error.
@@ -114,8 +136,12 @@ func (s *Snapshot) Validate() error {
 		return bad("version %d is not supported (this build reads 1 to %d)", s.Version, Version)
 	case s.ID == "":
 		return bad("empty id")
+	case s.Mode == ModeFiles:
+		return s.validateFiles(bad)
 	case s.Mode != ModeVolume:
 		return bad("unknown mode %q", s.Mode)
+	case len(s.Files) > 0:
+		return bad("a volume snapshot lists files")
 	case s.Hash != "sha256":
 		return bad("unknown hash %q", s.Hash)
 	case s.Size < 0:

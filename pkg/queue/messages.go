@@ -92,6 +92,11 @@ type BackupRequest struct {
 	ChunkSize int64 `json:"chunk_size,omitempty"`
 	// Level is fastest (default), default, better or best.
 	Level string `json:"level,omitempty"`
+	// Mode is auto (default), volume or files; see plan.ChooseMode.
+	Mode string `json:"mode,omitempty"`
+	// FilesThreshold is how many files make auto mode read a mounted
+	// filesystem's device instead; 0 means plan.DefaultFilesThreshold.
+	FilesThreshold int64 `json:"files_threshold,omitempty"`
 	// ReplyTo, if set, receives a JobAccepted message.
 	ReplyTo string `json:"reply_to,omitempty"`
 }
@@ -107,8 +112,11 @@ type RestoreRequest struct {
 	Snapshot string     `json:"snapshot"` // ID, unique prefix or "latest"
 	Targets  []Endpoint `json:"targets"`
 	// Overwrite allows writing over an existing regular file.
-	Overwrite bool   `json:"overwrite,omitempty"`
-	ReplyTo   string `json:"reply_to,omitempty"`
+	Overwrite bool `json:"overwrite,omitempty"`
+	// Paths, for a files-mode snapshot, restores only these entries and
+	// what lies under them (relative to the snapshot's root).
+	Paths   []string `json:"paths,omitempty"`
+	ReplyTo string   `json:"reply_to,omitempty"`
 }
 
 func (r *RestoreRequest) version() int { return r.V }
@@ -171,7 +179,19 @@ type Job struct {
 	Epoch    int            `json:"epoch"`
 	Progress Progress       `json:"progress"`
 	Stats    manifest.Stats `json:"stats"`
+	// Mode is how a backup reads its source and Reason why; Device is the
+	// block device read instead of a directory, if any.
+	Mode   string `json:"mode,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Device string `json:"device,omitempty"`
+	// Warnings lists what a job that succeeded could not do (files not
+	// read, changed while read, skipped), at most MaxWarnings of them;
+	// Stats.Warnings counts them all.
+	Warnings []string `json:"warnings,omitempty"`
 }
+
+// MaxWarnings bounds the warnings a job record and its events carry.
+const MaxWarnings = 100
 
 func (j *Job) version() int { return j.V }
 
@@ -197,8 +217,11 @@ type Event struct {
 	SnapshotID string    `json:"snapshot_id,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	// Message says what a running job is waiting for, if anything.
-	Message string         `json:"message,omitempty"`
-	Stats   manifest.Stats `json:"stats"`
+	Message  string         `json:"message,omitempty"`
+	Stats    manifest.Stats `json:"stats"`
+	Mode     string         `json:"mode,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
 }
 
 func (e *Event) version() int { return e.V }
@@ -219,9 +242,36 @@ type ReadItem struct {
 	// it done at once: unchanged data never travels or is compressed again.
 	ParentHash   string `json:"parent_hash,omitempty"`
 	ParentStored int64  `json:"parent_stored,omitempty"`
+	// Pieces, in files mode, are the file pieces that make up the chunk,
+	// laid end to end; Path is then the tree's root.
+	Pieces []Piece `json:"pieces,omitempty"`
 }
 
 func (r *ReadItem) version() int { return r.V }
+
+// Piece is Length bytes at Offset of the file Path (relative to the tree's
+// root), with the size, mtime and inode its scan saw.
+type Piece struct {
+	Path   string `json:"p"`
+	Offset int64  `json:"o,omitempty"`
+	Length int64  `json:"n"`
+	Size   int64  `json:"s"`
+	MTime  int64  `json:"m"`
+	Inode  uint64 `json:"i,omitempty"`
+}
+
+// ScanItem asks the reader of a host to list a tree (files mode). The
+// reader answers with Done messages: OpScanPart ones carrying the entries
+// in batches (Target is the attempt, Index the batch), then one OpScan
+// naming how many batches that attempt sent.
+type ScanItem struct {
+	V       int    `json:"v"`
+	JobID   string `json:"job_id"`
+	Path    string `json:"path"`
+	Attempt int    `json:"attempt"`
+}
+
+func (r *ScanItem) version() int { return r.V }
 
 // Write operations of a restore, in the order the coordinator issues them
 // for each target.
@@ -230,6 +280,13 @@ const (
 	WriteChunk   = "chunk"   // fetch, verify and write one chunk
 	WriteFinish  = "finish"  // flush the target to stable storage
 	WriteAbort   = "abort"   // remove the partial file of a failed restore
+
+	// Steps of a files-mode restore, in order.
+	WriteEntries  = "entries"  // create directories and partial files
+	WriteExtents  = "extents"  // fetch, verify one chunk, write its extents
+	WriteMetadata = "metadata" // set owner, mode, times; move files into place; make symlinks
+	WriteLinks    = "links"    // make hard links
+	WriteDirs     = "dirs"     // set directories' owner, mode and times; flush
 )
 
 // WriteItem asks the reader of a host to do one step of a restore.
@@ -249,9 +306,23 @@ type WriteItem struct {
 	Length int64  `json:"length,omitempty"`
 	Hash   string `json:"hash,omitempty"`
 	Zero   bool   `json:"zero,omitempty"`
+	// Files mode: the target is a directory (also for abort), Entries the
+	// entries a step handles, Parts where a chunk's bytes go.
+	Tree    bool             `json:"tree,omitempty"`
+	Entries []manifest.Entry `json:"entries,omitempty"`
+	Parts   []TreePart       `json:"parts,omitempty"`
 }
 
 func (w *WriteItem) version() int { return w.V }
+
+// TreePart says that Length bytes at ChunkOffset of a chunk belong at
+// FileOffset of the file Path (relative to the restore target).
+type TreePart struct {
+	Path        string `json:"p"`
+	FileOffset  int64  `json:"fo,omitempty"`
+	ChunkOffset int64  `json:"co,omitempty"`
+	Length      int64  `json:"n"`
+}
 
 // Done records the completion (or permanent failure) of one piece of work:
 // a chunk stored (backup) or a write step done (restore).
@@ -272,11 +343,28 @@ type Done struct {
 	Device bool `json:"device,omitempty"`
 	// Error, when set, fails the job: the work cannot succeed by retrying.
 	Error string `json:"error,omitempty"`
+	// Files mode: a batch of scanned entries (OpScanPart), the number of
+	// batches of a finished scan (OpScan), what went wrong with single
+	// files (OpScan, OpProblems), none of which fails the job. Attempt
+	// names the scan attempt whose batches an OpScan completes.
+	Entries  []manifest.Entry `json:"entries,omitempty"`
+	Batches  int              `json:"batches,omitempty"`
+	Attempt  int              `json:"attempt,omitempty"`
+	Problems []FileProblem    `json:"problems,omitempty"`
 	// Worker names who did it, for logs.
 	Worker string `json:"worker,omitempty"`
 }
 
 func (d *Done) version() int { return d.V }
+
+// FileProblem is a file a backup could not read (Unread) or whose content
+// is suspect, with why; Path is relative to the tree's root, or a quoted
+// absolute name when it cannot be recorded.
+type FileProblem struct {
+	Path   string `json:"path"`
+	Unread bool   `json:"unread,omitempty"`
+	Error  string `json:"error"`
+}
 
 // DoneMsgID is the deduplication ID of a completion.
 func DoneMsgID(d *Done) string {
@@ -287,6 +375,9 @@ func DoneMsgID(d *Done) string {
 type StatRequest struct {
 	V    int    `json:"v"`
 	Path string `json:"path"`
+	// CountLimit, for a directory, asks to count its files up to one past
+	// this limit and to say whether it is a mounted filesystem's root.
+	CountLimit int64 `json:"count_limit,omitempty"`
 }
 
 func (r *StatRequest) version() int { return r.V }
@@ -295,8 +386,12 @@ func (r *StatRequest) version() int { return r.V }
 type StatReply struct {
 	V     int    `json:"v"`
 	Size  int64  `json:"size"`
-	Kind  string `json:"kind,omitempty"` // manifest.KindFile or manifest.KindDevice
+	Kind  string `json:"kind,omitempty"` // a manifest.Kind*
 	Error string `json:"error,omitempty"`
+	// Directory facts asked for by CountLimit (see plan.SourceFacts).
+	Files     int64  `json:"files,omitempty"`
+	MountRoot bool   `json:"mount_root,omitempty"`
+	Device    string `json:"device,omitempty"`
 }
 
 func (r *StatReply) version() int { return r.V }

@@ -44,7 +44,15 @@ const (
 const (
 	OpRead  = "read"  // read a chunk of a source (backup)
 	OpWrite = "write" // write chunks to a target (restore)
+	OpScan  = "scan"  // list a tree (files-mode backup)
+
+	// Completions of a scan and of file problems (bulk.done.<job> only).
+	OpScanPart = "scanpart"
+	OpProblems = "problems"
 )
+
+// ScanSubject is where the scan of a files-mode backup is published.
+func ScanSubject(host, jobID string) string { return "bulk.work.scan." + host + "." + jobID }
 
 // ReadSubject is where read work for host's job is published.
 func ReadSubject(host, jobID string) string { return "bulk.work.read." + host + "." + jobID }

@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -142,15 +143,37 @@ func (r *Reader) handleStat(m *nats.Msg) {
 	if err := queue.Decode(m.Data, &req); err != nil {
 		reply.Error = err.Error()
 	} else if req.Path != "" {
-		vol, err := source.OpenVolume(req.Path)
-		if err != nil {
-			reply.Error = err.Error()
-		} else {
-			reply.Size, reply.Kind = vol.Size(), vol.Kind()
-			vol.Close()
-		}
+		r.stat(&req, &reply)
 	}
 	_ = m.Respond(queue.Encode(&reply))
+}
+
+// stat describes a source: a volume's size and kind, or a directory and,
+// when asked, the facts automatic mode choice needs.
+func (r *Reader) stat(req *queue.StatRequest, reply *queue.StatReply) {
+	if fi, err := os.Stat(req.Path); err == nil && fi.IsDir() {
+		reply.Kind = manifest.KindDir
+		if req.CountLimit <= 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if reply.Files, err = source.CountFiles(ctx, req.Path, req.CountLimit); err != nil {
+			reply.Error = fmt.Sprintf("count files in %s: %v", req.Path, err)
+			return
+		}
+		if reply.MountRoot, reply.Device, err = source.MountDevice(req.Path); err != nil {
+			r.logger.Warn("mount table not readable; treating the directory as not a mount root", "err", err)
+		}
+		return
+	}
+	vol, err := source.OpenVolume(req.Path)
+	if err != nil {
+		reply.Error = err.Error()
+		return
+	}
+	reply.Size, reply.Kind = vol.Size(), vol.Kind()
+	vol.Close()
 }
 
 // status is this reader's heartbeat.
@@ -176,6 +199,12 @@ func (r *Reader) handle(ctx context.Context, msg jetstream.Msg) (err error) {
 			return queue.Permanent(err)
 		}
 		return r.read(ctx, msg, &item)
+	case queue.OpScan:
+		var item queue.ScanItem
+		if err := queue.Decode(msg.Data(), &item); err != nil {
+			return queue.Permanent(err)
+		}
+		return r.scan(ctx, msg, &item)
 	case queue.OpWrite:
 		var item queue.WriteItem
 		if err := queue.Decode(msg.Data(), &item); err != nil {
@@ -205,7 +234,12 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 	defer r.release(buf)
 	r.bytes.Add(item.Length)
 	start := time.Now()
-	err := readChunk(item.Path, buf, item.Offset)
+	var err error
+	if len(item.Pieces) > 0 {
+		err = r.readPieces(ctx, item, buf)
+	} else {
+		err = readChunk(item.Path, buf, item.Offset)
+	}
 	m.Stage("read", start)
 	if err != nil {
 		m.Error("read")
@@ -253,6 +287,93 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 	}
 	return publishWithBackoff(ctx, r.js, out, msgID, msg)
 }
+
+// readPieces fills buf with a files-mode chunk's pieces. Files that cannot
+// be read or changed are reported (before the chunk itself completes, so the
+// coordinator has them when it commits), not failed: the backup goes on.
+func (r *Reader) readPieces(ctx context.Context, item *queue.ReadItem, buf []byte) error {
+	pieces := make([]source.FilePiece, len(item.Pieces))
+	var sum int64
+	for i, p := range item.Pieces {
+		pieces[i] = source.FilePiece{Path: p.Path, Offset: p.Offset, Length: p.Length, Size: p.Size, MTime: p.MTime, Inode: p.Inode}
+		sum += p.Length
+	}
+	if sum != item.Length {
+		return fmt.Errorf("chunk %d: pieces hold %d bytes, the item says %d", item.Index, sum, item.Length)
+	}
+	problems, err := source.ReadPieces(item.Path, pieces, buf)
+	if err != nil || len(problems) == 0 {
+		return err
+	}
+	d := &queue.Done{JobID: item.JobID, Op: queue.OpProblems, Index: item.Index}
+	for _, p := range problems {
+		d.Problems = append(d.Problems, queue.FileProblem{Path: p.Path, Unread: p.Unread, Error: p.Err})
+		r.logger.WarnContext(ctx, "file problem", "job_id", item.JobID, "path", p.Path, "err", p.Err)
+	}
+	return r.publishDone(ctx, d)
+}
+
+// scanBatchBytes bounds the encoded entries of one scan batch, well inside
+// a NATS message.
+const scanBatchBytes = 256 << 10
+
+// scan lists a tree and reports it in batches, then how many batches the
+// scan sent. A scan that fails (the root is gone or not a directory) fails
+// the job; single entries that cannot be read are part of the listing.
+func (r *Reader) scan(ctx context.Context, msg jetstream.Msg, item *queue.ScanItem) error {
+	var (
+		batch    []manifest.Entry
+		bytes    int
+		batches  int
+		problems []queue.FileProblem
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		d := &queue.Done{JobID: item.JobID, Op: queue.OpScanPart, Target: item.Attempt, Index: batches, Entries: batch}
+		if err := r.publishDone(ctx, d); err != nil {
+			return &publishError{err}
+		}
+		batches++
+		batch, bytes = nil, 0
+		_ = msg.InProgress() // a large tree takes longer than the ack wait
+		return nil
+	}
+	emit := func(e manifest.Entry) error {
+		batch = append(batch, e)
+		bytes += 160 + len(e.Path) + len(e.Target) + len(e.LinkTo) + len(e.Warning)
+		r.bytes.Add(1)
+		if bytes >= scanBatchBytes {
+			return flush()
+		}
+		return nil
+	}
+	warn := func(w string) {
+		if len(problems) < queue.MaxWarnings {
+			problems = append(problems, queue.FileProblem{Path: "", Error: w})
+		}
+	}
+	err := source.ScanTree(ctx, item.Path, emit, warn)
+	if err == nil {
+		err = flush()
+	}
+	var pe *publishError
+	if err != nil {
+		if ctx.Err() != nil || errors.As(err, &pe) {
+			return err // redelivered: the scan runs again
+		}
+		return r.fail(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpScan, Error: err.Error()})
+	}
+	return r.publishDone(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpScan, Batches: batches, Attempt: item.Attempt, Problems: problems})
+}
+
+// publishError is a failure to record work done, worth retrying, as opposed
+// to a failure of the work itself.
+type publishError struct{ err error }
+
+func (e *publishError) Error() string { return e.err.Error() }
+func (e *publishError) Unwrap() error { return e.err }
 
 func readChunk(path string, buf []byte, off int64) error {
 	vol, err := source.OpenVolume(path)
@@ -347,7 +468,26 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 			done.Error = err.Error()
 			return r.fail(ctx, done)
 		}
+	case queue.WriteEntries, queue.WriteExtents, queue.WriteMetadata, queue.WriteLinks, queue.WriteDirs:
+		done.Length = 0 // progress counts the file bytes written
+		for _, p := range item.Parts {
+			done.Length += p.Length
+		}
+		if err := r.writeTree(ctx, item); err != nil {
+			if isPermanentWrite(err) {
+				done.Error = err.Error()
+				return r.fail(ctx, done)
+			}
+			return err
+		}
 	case queue.WriteAbort:
+		if item.Tree {
+			err := restore.Tree{Path: item.Path, JobID: item.JobID}.Abort()
+			if err != nil {
+				r.logger.WarnContext(ctx, "abort restore", "job_id", item.JobID, "err", err)
+			}
+			return nil
+		}
 		if err := restore.Abort(t); err != nil {
 			r.logger.WarnContext(ctx, "abort restore", "job_id", item.JobID, "err", err)
 		}
@@ -356,6 +496,63 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 		return queue.Permanent(fmt.Errorf("unknown write op %q", item.Op))
 	}
 	return r.publishDone(ctx, done)
+}
+
+// writeTree performs one step of a files-mode restore.
+func (r *Reader) writeTree(ctx context.Context, item *queue.WriteItem) error {
+	t := restore.Tree{Path: item.Path, JobID: item.JobID, Overwrite: item.Overwrite}
+	switch item.Op {
+	case queue.WriteEntries:
+		return t.CreateEntries(item.Entries)
+	case queue.WriteMetadata:
+		return t.SetMetadata(item.Entries)
+	case queue.WriteLinks:
+		return t.MakeLinks(item.Entries)
+	case queue.WriteDirs:
+		return t.SetDirs(item.Entries)
+	}
+	id, err := chunk.ParseID(item.Hash)
+	if err != nil {
+		return queue.Permanent(err)
+	}
+	repo, err := r.cfg.Repos.Get(ctx, item.Repo, false)
+	if err != nil {
+		return err // retried: the repository may be briefly unreachable
+	}
+	parts := make([]restore.Part, len(item.Parts))
+	for i, p := range item.Parts {
+		parts[i] = restore.Part{Path: p.Path, FileOffset: p.FileOffset, ChunkOffset: p.ChunkOffset, Length: p.Length}
+	}
+	defer r.cfg.Metrics.Begin("write")()
+	start := time.Now()
+	buf := r.buffer(item.Length)[:0]
+	buf, err = t.WriteExtents(ctx, repo, id, item.Length, parts, buf)
+	r.release(buf)
+	r.cfg.Metrics.Stage("write", start)
+	if err != nil {
+		r.cfg.Metrics.Error("write")
+		return err
+	}
+	r.cfg.Metrics.Chunk("written", item.Length)
+	r.bytes.Add(item.Length)
+	return nil
+}
+
+// isPermanentWrite reports whether a restore step failed in a way retrying
+// cannot fix: corrupt or missing data, a full disk, a target in the way or
+// unsafe, a malformed item.
+func isPermanentWrite(err error) bool {
+	return errors.Is(err, chunk.ErrCorrupt) || errors.Is(err, os.ErrNotExist) || isNoSpace(err) ||
+		errors.Is(err, restore.ErrExists) || errors.Is(err, restore.ErrUnsafePath) ||
+		errors.Is(err, os.ErrPermission) || queue.IsPermanent(err) || !errors.Is(err, context.Canceled) && isLocalFSError(err)
+}
+
+// isLocalFSError reports an error from the target's filesystem (as opposed
+// to the repository or NATS), which a retry would meet again.
+func isLocalFSError(err error) bool {
+	var pe *os.PathError
+	var le *os.LinkError
+	return errors.As(err, &pe) || errors.As(err, &le)
 }
 
 func isNoSpace(err error) bool {

@@ -65,6 +65,9 @@ func Snapshot(ctx context.Context, repo *repository.Repository, snap *manifest.S
 		workers = runtime.GOMAXPROCS(0)
 	}
 	var vol *source.Volume
+	if opts.Compare != "" && snap.Mode != manifest.ModeVolume {
+		return nil, fmt.Errorf("verify: --compare checks volume snapshots; snapshot %s is a %s backup (restore it and compare the trees)", snap.ID, snap.Mode)
+	}
 	if opts.Compare != "" {
 		var err error
 		if vol, err = source.OpenVolume(opts.Compare); err != nil {

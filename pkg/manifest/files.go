@@ -1,0 +1,260 @@
+package manifest
+
+import (
+	"fmt"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+)
+
+// Entry types of a files-mode snapshot.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+	// TypeSpecial is a socket, device or FIFO: recorded, never restored.
+	TypeSpecial = "special"
+)
+
+// Entry is one file, directory or link of a tree.
+type Entry struct {
+	// Path is relative to the backed-up directory, slash-separated and
+	// clean; "." is the directory itself, always the first entry.
+	Path string `json:"path"`
+	Type string `json:"type"`
+	// Mode holds the permission bits and the setuid, setgid and sticky
+	// bits, as in chmod(2): 07777 at most.
+	Mode uint32 `json:"mode"`
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
+	// MTime is the modification time in nanoseconds since the Unix epoch.
+	MTime int64 `json:"mtime"`
+	// Size is a regular file's length in bytes.
+	Size int64 `json:"size,omitempty"`
+	// Inode and Links are the file's inode number and link count when it
+	// was read; an unchanged size, mtime and inode let the next backup
+	// reuse the content without reading it.
+	Inode uint64 `json:"inode,omitempty"`
+	Links uint64 `json:"nlink,omitempty"`
+	// Target is a symlink's target, stored as is (never followed).
+	Target string `json:"target,omitempty"`
+	// LinkTo names an earlier regular file this one is a hard link of. The
+	// entry still carries the content, so it can be restored alone.
+	LinkTo string `json:"link_to,omitempty"`
+	// Content is where a regular file's bytes lie, in order.
+	Content []Extent `json:"content,omitempty"`
+	// Warning says what went wrong backing this entry up: it could not be
+	// read (Unread, no content), changed while being read (content as
+	// read), or is a special file that is not restored.
+	Warning string `json:"warning,omitempty"`
+	Unread  bool   `json:"unread,omitempty"`
+}
+
+// Extent is Length bytes of a chunk's raw data, starting at Offset.
+type Extent struct {
+	Chunk  int   `json:"c"`
+	Offset int64 `json:"o"`
+	Length int64 `json:"n"`
+}
+
+// CheckPath returns an error unless p can name an entry: relative, clean,
+// valid UTF-8, without "..", NUL or an empty element. "." names the root.
+// Restores rely on it: no such path leaves the restore target.
+func CheckPath(p string) error {
+	switch {
+	case p == ".":
+		return nil
+	case p == "":
+		return fmt.Errorf("empty path")
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("path %q is absolute", p)
+	case !utf8.ValidString(p) || strings.ContainsRune(p, 0):
+		return fmt.Errorf("path %q is not valid UTF-8 text", p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("path %q is not clean", p)
+	}
+	for _, elem := range strings.Split(p, "/") {
+		if elem == ".." || elem == "." {
+			return fmt.Errorf("path %q has a %q element", p, elem)
+		}
+	}
+	return nil
+}
+
+// Parent returns the path of the directory holding p ("." for a top-level
+// entry).
+func Parent(p string) string { return path.Dir(p) }
+
+// validateFiles checks a files-mode snapshot: every path safe and unique,
+// every entry's parent an earlier directory entry (so no entry is written
+// through a symlink or file), hard links naming earlier files, and every
+// extent inside its chunk with the extents of a file adding up to its size.
+func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
+	switch {
+	case s.Version < 2:
+		return bad("files mode needs manifest version 2, not %d", s.Version)
+	case s.ID == "":
+		return bad("empty id")
+	case s.Hash != "sha256":
+		return bad("unknown hash %q", s.Hash)
+	case len(s.Files) == 0 || s.Files[0].Path != "." || s.Files[0].Type != TypeDir:
+		return bad("the first entry must be the directory \".\"")
+	}
+	if err := plan.CheckChunkSize(s.ChunkSize); err != nil {
+		return bad("%v", err)
+	}
+	for i, c := range s.Chunks {
+		switch {
+		case c.Offset != 0 || c.Length <= 0 || c.Length > s.ChunkSize:
+			return bad("chunk %d: offset %d and length %d (files-mode chunks start at 0 and hold 1 to %d bytes)", i, c.Offset, c.Length, s.ChunkSize)
+		case c.Zero && (c.Hash != "" || c.StoredSize != 0):
+			return bad("zero chunk %d has a hash or stored size", i)
+		case c.Zero:
+			continue
+		}
+		if _, err := chunk.ParseID(c.Hash); err != nil {
+			return bad("chunk %d: %v", i, err)
+		}
+		if c.StoredSize <= 0 {
+			return bad("chunk %d: stored size %d", i, c.StoredSize)
+		}
+	}
+	types := make(map[string]string, len(s.Files))
+	hardLinkable := make(map[string]bool)
+	var size int64
+	for i, e := range s.Files {
+		if err := CheckPath(e.Path); err != nil {
+			return bad("entry %d: %v", i, err)
+		}
+		if _, dup := types[e.Path]; dup {
+			return bad("entry %d: %q listed twice", i, e.Path)
+		}
+		if i > 0 {
+			if e.Path == "." {
+				return bad("entry %d: \".\" is not first", i)
+			}
+			if t := types[Parent(e.Path)]; t != TypeDir {
+				if t == "" {
+					return bad("entry %d: %q comes before its directory", i, e.Path)
+				}
+				return bad("entry %d: %q lies under a %s, not a directory", i, e.Path, t)
+			}
+		}
+		types[e.Path] = e.Type
+		if e.Mode > 0o7777 {
+			return bad("entry %q: mode %o has more than permission bits", e.Path, e.Mode)
+		}
+		if e.Type != TypeFile && (len(e.Content) > 0 || e.Size != 0 || e.LinkTo != "" || e.Unread) {
+			return bad("entry %q: a %s has no content", e.Path, e.Type)
+		}
+		switch e.Type {
+		case TypeDir, TypeSpecial:
+			if e.Target != "" {
+				return bad("entry %q: a %s has no link target", e.Path, e.Type)
+			}
+		case TypeSymlink:
+			if e.Target == "" || strings.ContainsRune(e.Target, 0) {
+				return bad("entry %q: symlink without a valid target", e.Path)
+			}
+		case TypeFile:
+			if err := s.validateFile(e, hardLinkable); err != nil {
+				return bad("entry %q: %v", e.Path, err)
+			}
+			if e.LinkTo == "" {
+				hardLinkable[e.Path] = true
+				if !e.Unread {
+					size += e.Size
+				}
+			}
+		default:
+			return bad("entry %q: unknown type %q", e.Path, e.Type)
+		}
+	}
+	if size != s.Size {
+		return bad("size %d, but the files hold %d bytes", s.Size, size)
+	}
+	return nil
+}
+
+func (s *Snapshot) validateFile(e Entry, hardLinkable map[string]bool) error {
+	switch {
+	case e.Target != "":
+		return fmt.Errorf("a file has no link target")
+	case e.Size < 0:
+		return fmt.Errorf("negative size %d", e.Size)
+	case e.LinkTo != "" && !hardLinkable[e.LinkTo]:
+		return fmt.Errorf("hard link to %q, which is not an earlier regular file", e.LinkTo)
+	case e.Unread && len(e.Content) > 0:
+		return fmt.Errorf("unread, yet with content")
+	case e.Unread:
+		return nil
+	}
+	var sum int64
+	for _, x := range e.Content {
+		if x.Chunk < 0 || x.Chunk >= len(s.Chunks) {
+			return fmt.Errorf("extent names chunk %d of %d", x.Chunk, len(s.Chunks))
+		}
+		if x.Offset < 0 || x.Length <= 0 || x.Offset+x.Length > s.Chunks[x.Chunk].Length {
+			return fmt.Errorf("extent [%d,+%d) outside chunk %d of %d bytes", x.Offset, x.Length, x.Chunk, s.Chunks[x.Chunk].Length)
+		}
+		sum += x.Length
+	}
+	if sum != e.Size {
+		return fmt.Errorf("extents hold %d bytes, the file %d", sum, e.Size)
+	}
+	return nil
+}
+
+// Select returns the entries of a files-mode snapshot at or under any of
+// paths, with the directories that lead to them, in manifest order. It fails
+// naming a path that matches nothing.
+func (s *Snapshot) Select(paths []string) ([]Entry, error) {
+	if len(paths) == 0 {
+		return s.Files, nil
+	}
+	want := make(map[string]bool)
+	for _, p := range paths {
+		if err := CheckPath(p); err != nil {
+			return nil, err
+		}
+		want[p] = true
+	}
+	found := make(map[string]bool)
+	keep := make(map[string]bool)
+	under := func(p string) (string, bool) {
+		for q := p; ; q = Parent(q) {
+			if want[q] {
+				return q, true
+			}
+			if q == "." {
+				return "", false
+			}
+		}
+	}
+	for _, e := range s.Files {
+		if q, ok := under(e.Path); ok {
+			found[q] = true
+			for a := e.Path; !keep[a]; a = Parent(a) {
+				keep[a] = true
+				if a == "." {
+					break
+				}
+			}
+		}
+	}
+	for _, p := range paths {
+		if !found[p] {
+			return nil, fmt.Errorf("path %q is not in snapshot %s", p, s.ID)
+		}
+	}
+	var out []Entry
+	for _, e := range s.Files {
+		if keep[e.Path] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,238 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+)
+
+// ScanTree walks the directory root in a fixed order (names sorted, each
+// directory before what it holds) and calls emit with one entry per file,
+// directory, symlink or special file, metadata filled in and no content.
+// A regular file with more than one link that was seen before under another
+// name gets LinkTo. Symlinks are recorded, never followed. What cannot be
+// recorded faithfully is still reported: a directory that cannot be listed
+// is emitted with a Warning, a special file with a Warning saying it is
+// skipped, and a name that is not UTF-8 text (which the manifest cannot
+// hold) is passed to warn instead.
+func ScanTree(ctx context.Context, root string, emit func(manifest.Entry) error, warn func(string)) error {
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("scan %s: not a directory", root)
+	}
+	s := &scanner{ctx: ctx, emit: emit, warn: warn, links: make(map[[2]uint64]string)}
+	return s.walk(root, ".", fi)
+}
+
+type scanner struct {
+	ctx   context.Context
+	emit  func(manifest.Entry) error
+	warn  func(string)
+	links map[[2]uint64]string // (device, inode) of multiply-linked files seen
+}
+
+func (s *scanner) walk(abs, rel string, fi fs.FileInfo) error {
+	if err := s.ctx.Err(); err != nil {
+		return err
+	}
+	e := EntryOf(rel, fi)
+	if e.Type == manifest.TypeSymlink {
+		target, err := os.Readlink(abs)
+		if err != nil {
+			e.Type, e.Warning = manifest.TypeSpecial, fmt.Sprintf("symlink not readable: %v", err)
+		}
+		e.Target = target
+	}
+	if e.Type == manifest.TypeFile && e.Links > 1 {
+		st := fi.Sys().(*syscall.Stat_t)
+		key := [2]uint64{uint64(st.Dev), st.Ino}
+		if first, ok := s.links[key]; ok {
+			e.LinkTo = first
+		} else {
+			s.links[key] = rel
+		}
+	}
+	if e.Type != manifest.TypeDir {
+		return s.emit(e)
+	}
+	names, err := readNames(abs)
+	if err != nil {
+		e.Warning = fmt.Sprintf("directory not listed: %v", err)
+	}
+	if err := s.emit(e); err != nil || names == nil {
+		return err
+	}
+	for _, name := range names {
+		childAbs, childRel := filepath.Join(abs, name), path.Join(rel, name)
+		if err := manifest.CheckPath(childRel); err != nil {
+			s.warn(fmt.Sprintf("%s: skipped: %v", strconv.Quote(filepath.Join(abs, name)), err))
+			continue
+		}
+		cfi, err := os.Lstat(childAbs)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing: it is not part of the tree any more
+		}
+		if err != nil {
+			if err := s.emit(manifest.Entry{Path: childRel, Type: manifest.TypeSpecial, Warning: fmt.Sprintf("not readable: %v", err)}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.walk(childAbs, childRel, cfi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+// EntryOf describes a file from its lstat information, without content.
+func EntryOf(rel string, fi fs.FileInfo) manifest.Entry {
+	st := fi.Sys().(*syscall.Stat_t)
+	e := manifest.Entry{
+		Path: rel, Mode: st.Mode & 0o7777, UID: int(st.Uid), GID: int(st.Gid),
+		MTime: st.Mtim.Nano(), Inode: st.Ino, Links: uint64(st.Nlink),
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		e.Type, e.Size = manifest.TypeFile, fi.Size()
+	case m.IsDir():
+		e.Type, e.Inode, e.Links = manifest.TypeDir, 0, 0
+	case m&fs.ModeSymlink != 0:
+		e.Type, e.Inode, e.Links = manifest.TypeSymlink, 0, 0
+	default:
+		e.Type, e.Inode, e.Links = manifest.TypeSpecial, 0, 0
+		e.Warning = fmt.Sprintf("%s skipped: only files, directories and symlinks are backed up", describe(m))
+	}
+	return e
+}
+
+func describe(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "special file"
+}
+
+// FilePiece is a piece of a file to read into a pack, with what the scan
+// saw of the file, to notice that it changed since.
+type FilePiece struct {
+	Path   string // relative to the tree's root
+	Offset int64
+	Length int64
+	Size   int64
+	MTime  int64
+	Inode  uint64
+}
+
+// FileProblem says why a file's piece in a pack is missing (Unread: its
+// bytes are zeros) or suspect (it changed since the scan or while it was
+// read: its bytes are what was read).
+type FileProblem struct {
+	Path   string
+	Unread bool
+	Err    string
+}
+
+// ReadPieces reads pieces of files under root into buf, one after another
+// (len(buf) is the sum of their lengths). A file that cannot be opened or
+// read leaves zeros and an Unread problem; a file whose size, mtime or inode
+// differ from the scan, or change during the read, gives a problem but
+// keeps what was read. Only a failure to open root itself is an error:
+// then no piece can be read.
+func ReadPieces(root string, pieces []FilePiece, buf []byte) ([]FileProblem, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("open tree %s: %w", root, err)
+	}
+	defer r.Close()
+	var problems []FileProblem
+	var at int64
+	for _, p := range pieces {
+		slot := buf[at : at+p.Length]
+		at += p.Length
+		if problem := readPiece(r, p, slot); problem != nil {
+			problems = append(problems, *problem)
+		}
+	}
+	return problems, nil
+}
+
+func readPiece(r *os.Root, p FilePiece, slot []byte) *FileProblem {
+	unread := func(err error) *FileProblem {
+		clear(slot)
+		return &FileProblem{Path: p.Path, Unread: true, Err: fmt.Sprintf("not readable: %v", err)}
+	}
+	f, err := r.OpenFile(p.Path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME, 0)
+	if errors.Is(err, syscall.EPERM) { // O_NOATIME needs ownership (or root)
+		f, err = r.OpenFile(p.Path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return unread(err)
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return unread(err)
+	}
+	if !before.Mode().IsRegular() {
+		return unread(fmt.Errorf("no longer a regular file (%s)", before.Mode().Type()))
+	}
+	n, err := f.ReadAt(slot, p.Offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return unread(err)
+	}
+	clear(slot[n:])
+	after, err := f.Stat()
+	if err != nil {
+		return unread(err)
+	}
+	b, a := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t)
+	switch {
+	case b.Size != p.Size || b.Mtim.Nano() != p.MTime || b.Ino != p.Inode:
+		return &FileProblem{Path: p.Path, Err: "changed since the scan (size, mtime or inode differ); content as read"}
+	case a.Size != b.Size || a.Mtim.Nano() != b.Mtim.Nano():
+		return &FileProblem{Path: p.Path, Err: "changed while being read; content as read"}
+	case int64(n) < p.Length:
+		return &FileProblem{Path: p.Path, Err: "shorter than scanned; content as read"}
+	}
+	return nil
+}
