@@ -28,6 +28,8 @@ type backupResult struct {
 	Ratio       float64 `json:"ratio"`
 	Mode        string  `json:"mode"`
 	Reason      string  `json:"reason"`
+	// Device is the block device read for a directory, if any.
+	Device string `json:"device,omitempty"`
 	// Files mode.
 	Files          int      `json:"files,omitempty"`
 	NewFiles       int      `json:"new_files,omitempty"`
@@ -98,7 +100,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		SnapshotID: ev.SnapshotID, JobID: jobID, Source: src.String(),
 		SourceBytes: st.SourceBytes, StoredBytes: st.StoredBytes, NewBytes: st.NewBytes,
 		Chunks: st.Chunks, ZeroChunks: st.ZeroChunks, NewChunks: st.NewChunks, Seconds: st.Seconds,
-		Mode: ev.Mode, Reason: ev.Reason, Files: st.Files, NewFiles: st.NewFiles, ChangedFiles: st.ChangedFiles,
+		Mode: ev.Mode, Reason: ev.Reason, Device: ev.Device, Files: st.Files, NewFiles: st.NewFiles, ChangedFiles: st.ChangedFiles,
 		UnchangedFiles: st.UnchangedFiles, ReadBytes: st.ReadBytes, Warnings: st.Warnings, WarningList: ev.Warnings,
 	}
 	if st.Seconds > 0 {

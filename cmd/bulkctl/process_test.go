@@ -152,6 +152,13 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 // startExe is startProc for the executable at path.
 func startExe(t *testing.T, name, path string, args ...string) *proc {
 	t.Helper()
+	return startExeWith(t, name, path, nil, args...)
+}
+
+// startExeWith is startExe with setup, if not nil, applied to the command
+// before it starts (to run it as another user, say).
+func startExeWith(t *testing.T, name, path string, setup func(*exec.Cmd), args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
 	logFile, err := os.Create(p.logPath)
 	if err != nil {
@@ -159,6 +166,9 @@ func startExe(t *testing.T, name, path string, args ...string) *proc {
 	}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if setup != nil {
+		setup(p.cmd)
+	}
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
 		t.Fatalf("start %s: %v", name, err)

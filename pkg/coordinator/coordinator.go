@@ -204,7 +204,7 @@ func (c *Coordinator) publishEvent(ctx context.Context, job *queue.Job, message 
 	ev := &queue.Event{
 		V: queue.MessageVersion, JobID: job.ID, Kind: job.Kind, State: job.State, Time: time.Now().UTC(),
 		Progress: job.Progress, SnapshotID: job.SnapshotID, Error: job.Error, Message: message, Stats: job.Stats,
-		Mode: job.Mode, Reason: job.Reason, Warnings: job.Warnings,
+		Mode: job.Mode, Reason: job.Reason, Device: job.Device, Warnings: job.Warnings,
 	}
 	if _, err := c.js.Publish(ctx, queue.EventSubject(job.ID), queue.Encode(ev)); err != nil {
 		c.logger.WarnContext(ctx, "publish event", "job_id", job.ID, "err", err)

@@ -221,6 +221,7 @@ type Event struct {
 	Stats    manifest.Stats `json:"stats"`
 	Mode     string         `json:"mode,omitempty"`
 	Reason   string         `json:"reason,omitempty"`
+	Device   string         `json:"device,omitempty"`
 	Warnings []string       `json:"warnings,omitempty"`
 }
 
