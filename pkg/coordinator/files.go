@@ -75,7 +75,7 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		}
 	}
 	snap := &manifest.Snapshot{
-		Version: manifest.Version, ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
+		Version: manifest.VersionFor(manifest.ModeFiles), ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
 		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeFiles, SourceKind: manifest.KindDir,
 		ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 	}

@@ -437,7 +437,7 @@ func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository, mode 
 func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
 	req := jr.job.Backup
 	snap := &manifest.Snapshot{
-		Version: manifest.Version, ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
+		Version: manifest.VersionFor(manifest.ModeVolume), ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
 		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind, Device: jr.job.Device,
 		Size: stat.Size, ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 		Chunks: make([]manifest.Chunk, n),

@@ -17,9 +17,20 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 )
 
-// Version is the manifest schema version this package writes. Decode reads
-// every version up to it and rejects newer ones. Version 2 added files mode.
+// Version is the newest manifest schema version this package reads and
+// writes. Decode reads every version up to it and rejects newer ones.
+// Version 2 added files mode; see VersionFor.
 const Version = 2
+
+// VersionFor returns the version a snapshot of mode is written with: 2 for
+// files mode, 1 for volumes, so that readers that only know version 1 can
+// still restore every volume snapshot.
+func VersionFor(mode string) int {
+	if mode == ModeFiles {
+		return 2
+	}
+	return 1
+}
 
 // Modes of backup.
 const (
