@@ -352,9 +352,9 @@ func TestBadInput(t *testing.T) {
 			code: exitError, want: []string{missing, "no such file"},
 		},
 		{
-			name: "directory source",
-			args: []string{"backup", dir, "-r", repo},
-			code: exitError, want: []string{dir, "directory", "volume mode"},
+			name: "directory source in volume mode",
+			args: []string{"backup", dir, "-r", repo, "--mode", "volume"},
+			code: exitError, want: []string{dir, "directory", "volume mode", "--mode files"},
 		},
 		{
 			name: "repository under a regular file",

@@ -38,7 +38,7 @@ func runSnapshots(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	snaps, err := repo.Snapshots(ctx)
+	snaps, err := repo.SnapshotHeaders(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,6 @@ func runSnapshots(ctx context.Context, e *env, args []string) error {
 func entryOf(s *manifest.Snapshot) snapshotEntry {
 	return snapshotEntry{
 		ID: s.ID, Time: s.Time, Host: s.Host, Path: s.Path, Mode: s.Mode, Size: s.Size,
-		StoredBytes: s.Stats.StoredBytes, Chunks: len(s.Chunks), ChunkSize: s.ChunkSize,
+		StoredBytes: s.Stats.StoredBytes, Chunks: s.Stats.Chunks, ChunkSize: s.ChunkSize,
 	}
 }

@@ -417,7 +417,7 @@ func (jr *jobRun) start(ctx context.Context) error {
 // reader can recognise its chunks by hash alone.
 func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository, mode string) *manifest.Snapshot {
 	req := jr.job.Backup
-	snaps, err := repo.Snapshots(ctx)
+	snaps, err := repo.SnapshotHeaders(ctx)
 	if err != nil {
 		jr.logger.WarnContext(ctx, "no parent snapshot: listing failed", "err", err)
 		return nil
@@ -426,8 +426,13 @@ func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository, mode 
 		s := snaps[i]
 		if s.Host == req.Source.Host && s.Path == req.Source.Path && s.Mode == mode && s.ID != jr.job.SnapshotID &&
 			(mode == manifest.ModeFiles || s.ChunkSize == req.ChunkSize) {
+			full, err := repo.LoadSnapshot(ctx, s.ID)
+			if err != nil {
+				jr.logger.WarnContext(ctx, "no parent snapshot: loading it failed", "parent", s.ID, "err", err)
+				return nil
+			}
 			jr.logger.InfoContext(ctx, "incremental backup", "parent", s.ID)
-			return s
+			return full
 		}
 	}
 	return nil

@@ -135,6 +135,30 @@ func Decode(data []byte) (*Snapshot, error) {
 	return &s, nil
 }
 
+// DecodeHeader parses what describes a snapshot (ID, time, source, mode,
+// sizes, stats) and skips its chunks and files, which is much cheaper for a
+// large tree. Nothing else is validated: load the whole manifest with
+// Decode before trusting it to restore.
+func DecodeHeader(data []byte) (*Snapshot, error) {
+	var h struct {
+		Snapshot
+		Chunks skip `json:"chunks"` // shadows Snapshot.Chunks
+		Files  skip `json:"files"`
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if h.Version < 1 || h.Version > Version || h.ID == "" {
+		return nil, fmt.Errorf("%w: snapshot %q of version %d", ErrInvalid, h.ID, h.Version)
+	}
+	return &h.Snapshot, nil
+}
+
+// skip is a JSON value that is read past and dropped.
+type skip struct{}
+
+func (*skip) UnmarshalJSON([]byte) error { return nil }
+
 // Validate checks that the manifest is of a known version and describes the
 // whole source: chunks in order, contiguous, of the chunk size but for a
 // shorter last one, each with a valid hash unless it is a zero chunk.

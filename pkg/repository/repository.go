@@ -220,6 +220,16 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 
 // LoadSnapshot reads and validates the snapshot with the exact id.
 func (r *Repository) LoadSnapshot(ctx context.Context, id string) (*manifest.Snapshot, error) {
+	return r.loadSnapshot(ctx, id, manifest.Decode)
+}
+
+// LoadSnapshotHeader reads what describes the snapshot with the exact id,
+// without its chunks and files (manifest.DecodeHeader).
+func (r *Repository) LoadSnapshotHeader(ctx context.Context, id string) (*manifest.Snapshot, error) {
+	return r.loadSnapshot(ctx, id, manifest.DecodeHeader)
+}
+
+func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func([]byte) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
 	if !validSnapshotID(id) {
 		return nil, fmt.Errorf("snapshot %q: %w", id, ErrSnapshotNotFound)
 	}
@@ -238,7 +248,7 @@ func (r *Repository) LoadSnapshot(ctx context.Context, id string) (*manifest.Sna
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
-	s, err := manifest.Decode(js)
+	s, err := decode(js)
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
@@ -267,13 +277,23 @@ func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
 
 // Snapshots loads every snapshot, oldest first.
 func (r *Repository) Snapshots(ctx context.Context) ([]*manifest.Snapshot, error) {
+	return r.snapshots(ctx, r.LoadSnapshot)
+}
+
+// SnapshotHeaders loads what describes every snapshot, oldest first, without
+// their chunks and files: enough to list them or pick one.
+func (r *Repository) SnapshotHeaders(ctx context.Context) ([]*manifest.Snapshot, error) {
+	return r.snapshots(ctx, r.LoadSnapshotHeader)
+}
+
+func (r *Repository) snapshots(ctx context.Context, load func(context.Context, string) (*manifest.Snapshot, error)) ([]*manifest.Snapshot, error) {
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	snaps := make([]*manifest.Snapshot, 0, len(ids))
 	for _, id := range ids {
-		s, err := r.LoadSnapshot(ctx, id)
+		s, err := load(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -287,16 +307,16 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*manifest.Snapshot, error
 // "latest" (the newest snapshot by Time, ties broken by the greater ID).
 func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Snapshot, error) {
 	if ref == "latest" {
-		snaps, err := r.Snapshots(ctx)
+		snaps, err := r.SnapshotHeaders(ctx)
 		if err != nil {
 			return nil, err
 		}
 		if len(snaps) == 0 {
 			return nil, fmt.Errorf("latest: repository %s has no snapshots: %w", r.Location(), ErrSnapshotNotFound)
 		}
-		return slices.MaxFunc(snaps, func(a, b *manifest.Snapshot) int {
+		return r.LoadSnapshot(ctx, slices.MaxFunc(snaps, func(a, b *manifest.Snapshot) int {
 			return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
-		}), nil
+		}).ID)
 	}
 	if ref == "" {
 		return nil, fmt.Errorf("empty snapshot reference: %w", ErrSnapshotNotFound)
