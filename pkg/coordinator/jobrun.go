@@ -205,8 +205,16 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish publi
 			if d.Error != "" {
 				return fmt.Errorf("%s %d: %s", d.Op, d.Index, d.Error)
 			}
-			delete(outstanding, unitOf(d))
 			lastDone = time.Now()
+			if d.Op == queue.OpScanPart {
+				// A scan reports as it goes: a large tree's scan is alive
+				// as long as batches come, however long it takes.
+				if f := outstanding[unit{op: queue.OpScan}]; f != nil && f.attempt == d.Target {
+					f.published = lastDone
+				}
+				continue
+			}
+			delete(outstanding, unitOf(d))
 			if err := fill(); err != nil {
 				return err
 			}
