@@ -45,6 +45,10 @@ const MaxDeliver = 8
 // the job after 10m) with a less precise error.
 const DefaultStoreTimeout = 5 * time.Minute
 
+// errJobEnded means a chunk's job ended while the chunk waited for the
+// repository.
+var errJobEnded = errors.New("the job has ended")
+
 // Retry delays while the repository fails: doubling from the first to the
 // last, so a worker notices a recovery within storeRetryMax.
 const (
@@ -231,6 +235,9 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	c.inFlight.Add(1)
 	err = c.storeRetrying(ctx, msg, job, done)
 	c.inFlight.Add(-1)
+	if errors.Is(err, errJobEnded) {
+		return err // as above: nobody waits for its completions
+	}
 	if err != nil && !queue.IsPermanent(err) {
 		if md, mdErr := msg.Metadata(); mdErr == nil && md.NumDelivered >= MaxDeliver {
 			err = queue.Permanent(fmt.Errorf("chunk %d of job %s: giving up after %d attempts: %w", index, jobID, md.NumDelivered, err))
@@ -290,6 +297,9 @@ func (c *Compressor) storeRetrying(ctx context.Context, msg jetstream.Msg, job *
 			c.cfg.Metrics.Error("store_timeout")
 			return queue.Permanent(fmt.Errorf("repository %s unavailable for %s, past the compressor's store timeout (%s): %w",
 				job.repo, waited.Round(time.Second), c.cfg.StoreTimeout, err))
+		}
+		if j, jobErr := c.job(ctx, done.JobID); jobErr == nil && queue.Final(j.state) {
+			return queue.Permanent(fmt.Errorf("job %s is %s: %w", done.JobID, j.state, errJobEnded)) // cancelled or failed meanwhile
 		}
 		c.logger.WarnContext(ctx, "repository unavailable; retrying", "job_id", done.JobID, "index", done.Index,
 			"repo", job.repo, "attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
