@@ -18,6 +18,7 @@ type options struct {
 	name    string
 	workers int
 	drain   time.Duration
+	storeTO time.Duration
 }
 
 func flags() (*flag.FlagSet, *options) {
@@ -27,6 +28,8 @@ func flags() (*flag.FlagSet, *options) {
 	fs.StringVar(&o.name, "name", "", "name in logs and completions (default HOST-PID)")
 	fs.IntVar(&o.workers, "workers", 0, "chunks compressed at once (default: one per CPU)")
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long in-flight chunks may finish after SIGTERM")
+	fs.DurationVar(&o.storeTO, "store-timeout", compressor.DefaultStoreTimeout,
+		"how long a chunk is retried while the repository is unreachable before it, and its job, fail")
 	return fs, o
 }
 
@@ -46,6 +49,7 @@ func run(ctx context.Context, args []string) error {
 	m := metrics.New("compressor")
 	comp, err := compressor.New(nc, compressor.Config{
 		Name: o.name, Workers: o.workers, Repos: service.Repos(o.S3Endpoint), Logger: logger, DrainTimeout: o.drain, Metrics: m,
+		StoreTimeout: o.storeTO,
 	})
 	if err != nil {
 		return err

@@ -30,10 +30,31 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
 )
 
 // MaxDeliver is how often a raw chunk is tried before the job is failed.
+// Failures of the repository do not count: a worker retries those in place
+// (see Config.StoreTimeout).
 const MaxDeliver = 8
+
+// DefaultStoreTimeout is Config.StoreTimeout's default: long enough to ride
+// out a restart of the object store or a network blip, short enough that a
+// job whose repository is gone fails well before the coordinator's own
+// limits (its chunk timeout re-issues work after 2m, its stall timeout fails
+// the job after 10m) with a less precise error.
+const DefaultStoreTimeout = 5 * time.Minute
+
+// errJobEnded means a chunk's job ended while the chunk waited for the
+// repository.
+var errJobEnded = errors.New("the job has ended")
+
+// Retry delays while the repository fails: doubling from the first to the
+// last, so a worker notices a recovery within storeRetryMax.
+const (
+	storeRetryMin = 250 * time.Millisecond
+	storeRetryMax = 5 * time.Second
+)
 
 // Config configures a Compressor.
 type Config struct {
@@ -51,6 +72,12 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Metrics, if set, records chunks, bytes and stage durations.
 	Metrics *metrics.Metrics
+	// StoreTimeout bounds how long a worker retries one chunk while the
+	// repository fails (unreachable, refusing requests). The worker keeps
+	// the message meanwhile, so an outage spends none of its deliveries;
+	// past the limit the chunk fails, and with it the job, with an error
+	// naming the repository. 0 means DefaultStoreTimeout.
+	StoreTimeout time.Duration
 }
 
 func (c *Config) validate() error {
@@ -62,6 +89,12 @@ func (c *Config) validate() error {
 	}
 	if c.Workers < 0 {
 		return fmt.Errorf("compressor: Workers %d must be positive", c.Workers)
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
+	if c.StoreTimeout < 0 {
+		return fmt.Errorf("compressor: StoreTimeout %s must be positive", c.StoreTimeout)
 	}
 	if c.Name == "" {
 		host, _ := os.Hostname()
@@ -200,8 +233,11 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 		return queue.Permanent(fmt.Errorf("job %s is %s", jobID, job.state))
 	}
 	c.inFlight.Add(1)
-	err = c.store(ctx, msg, job, done)
+	err = c.storeRetrying(ctx, msg, job, done)
 	c.inFlight.Add(-1)
+	if errors.Is(err, errJobEnded) {
+		return err // as above: nobody waits for its completions
+	}
 	if err != nil && !queue.IsPermanent(err) {
 		if md, mdErr := msg.Metadata(); mdErr == nil && md.NumDelivered >= MaxDeliver {
 			err = queue.Permanent(fmt.Errorf("chunk %d of job %s: giving up after %d attempts: %w", index, jobID, md.NumDelivered, err))
@@ -231,6 +267,52 @@ func (c *Compressor) status() queue.WorkerStatus {
 	return queue.WorkerStatus{
 		ID: c.cfg.Name, Role: queue.RoleCompressor, Host: host, Started: c.started, Workers: c.cfg.Workers,
 		InFlight: c.inFlight.Load(), Chunks: c.chunks.Load(), Bytes: c.bytes.Load(),
+	}
+}
+
+// storeRetrying stores one chunk, retrying in place while the repository
+// fails, with a growing delay, until it succeeds or has failed for
+// StoreTimeout; then the error is permanent and names the repository. While
+// it waits it tells the server the message is in progress, so the message
+// is neither redelivered nor counted against MaxDeliver: every other worker
+// would fail on it the same way. A staged chunk that is not found and
+// refused credentials are not outages; they go the usual way (nak and
+// redeliver, perhaps to a compressor with working credentials).
+func (c *Compressor) storeRetrying(ctx context.Context, msg jetstream.Msg, job *jobInfo, done *queue.Done) error {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		err := c.store(ctx, msg, job, done)
+		if err == nil {
+			if attempt > 1 {
+				c.logger.InfoContext(ctx, "repository reachable again", "job_id", done.JobID, "index", done.Index,
+					"repo", job.repo, "attempt", attempt, "waited", time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if queue.IsPermanent(err) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrAccessDenied) || ctx.Err() != nil {
+			return err
+		}
+		waited := time.Since(start)
+		if waited >= c.cfg.StoreTimeout {
+			c.cfg.Metrics.Error("store_timeout")
+			return queue.Permanent(fmt.Errorf("repository %s unavailable for %s, past the compressor's store timeout (%s): %w",
+				job.repo, waited.Round(time.Second), c.cfg.StoreTimeout, err))
+		}
+		if j, jobErr := c.job(ctx, done.JobID); jobErr == nil && queue.Final(j.state) {
+			return queue.Permanent(fmt.Errorf("job %s is %s: %w", done.JobID, j.state, errJobEnded)) // cancelled or failed meanwhile
+		}
+		c.logger.WarnContext(ctx, "repository unavailable; retrying", "job_id", done.JobID, "index", done.Index,
+			"repo", job.repo, "attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
+		c.cfg.Metrics.Retry("store")
+		if ipErr := msg.InProgress(); ipErr != nil {
+			c.logger.DebugContext(ctx, "extend ack wait", "job_id", done.JobID, "err", ipErr)
+		}
+		delay := min(storeRetryMax, storeRetryMin<<min(attempt-1, 10), c.cfg.StoreTimeout-waited)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
 	}
 }
 

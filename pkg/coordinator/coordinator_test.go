@@ -43,18 +43,26 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
+	return setupWith(t, coordinator.Config{ReaderTimeout: readerTimeout})
+}
+
+// setupWith is setup with the coordinator configured by cfg; without
+// cfg.Repos, repositories are directories.
+func setupWith(t *testing.T, cfg coordinator.Config) *bundle {
+	t.Helper()
 	b, err := broker.Start(broker.Config{StoreDir: t.TempDir(), InProcessOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Shutdown)
-	bb := &bundle{
-		broker: b,
-		repos: repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
+	bb := &bundle{broker: b, repos: cfg.Repos}
+	if bb.repos == nil {
+		bb.repos = repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 			return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
-		}),
+		})
 	}
-	c, err := coordinator.New(bb.connect(t, "coordinator"), coordinator.Config{Repos: bb.repos, ReaderTimeout: readerTimeout})
+	cfg.Repos = bb.repos
+	c, err := coordinator.New(bb.connect(t, "coordinator"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

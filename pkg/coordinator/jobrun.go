@@ -250,8 +250,8 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish publi
 }
 
 // stallHint says which part of the fleet a stalled job is waiting for: a
-// host whose reader no longer answers, or else the compressors (backup) or
-// the readers' writes (restore).
+// host whose reader no longer answers, a repository that does not answer,
+// or else the compressors (backup) or the readers' writes (restore).
 func (jr *jobRun) stallHint(ctx context.Context) string {
 	var hosts []string
 	if b := jr.job.Backup; b != nil {
@@ -273,10 +273,32 @@ func (jr *jobRun) stallHint(ctx context.Context) string {
 			return fmt.Sprintf("the reader of host %q is gone (it does not answer: %v); start `reader --host %s` again and resubmit", host, err, host)
 		}
 	}
-	if jr.job.Kind == queue.KindBackup {
-		return "the reader answers: are the compressors running?"
+	repo, who := "", "the compressors cannot store chunks"
+	if b := jr.job.Backup; b != nil {
+		repo = b.Repo
 	}
-	return "the readers answer but complete nothing"
+	if r := jr.job.Restore; r != nil {
+		repo, who = r.Repo, "the readers cannot fetch chunks"
+	}
+	if err := jr.probeRepo(ctx, repo); err != nil {
+		return fmt.Sprintf("the repository %s does not answer (%v): %s", repo, err, who)
+	}
+	if jr.job.Kind == queue.KindBackup {
+		return "the reader and the repository answer: are the compressors running?"
+	}
+	return "the readers and the repository answer but complete nothing"
+}
+
+// probeRepo checks, within a few seconds, that the repository answers.
+func (jr *jobRun) probeRepo(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	repo, err := jr.c.cfg.Repos.Get(ctx, name, false)
+	if err != nil {
+		return err
+	}
+	_, err = repo.Store().Stat(ctx, repository.ConfigKey)
+	return err
 }
 
 // rate updates the job's throughput and ETA.
