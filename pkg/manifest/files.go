@@ -123,7 +123,7 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 		}
 	}
 	types := make(map[string]string, len(s.Files))
-	hardLinkable := make(map[string]bool)
+	hardLinkable := make(map[string]int64) // regular files a hard link may name, with their size
 	var size int64
 	for i, e := range s.Files {
 		if err := CheckPath(e.Path); err != nil {
@@ -164,7 +164,7 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 				return bad("entry %q: %v", e.Path, err)
 			}
 			if e.LinkTo == "" {
-				hardLinkable[e.Path] = true
+				hardLinkable[e.Path] = e.Size
 				if !e.Unread {
 					size += e.Size
 				}
@@ -179,14 +179,17 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 	return nil
 }
 
-func (s *Snapshot) validateFile(e Entry, hardLinkable map[string]bool) error {
+func (s *Snapshot) validateFile(e Entry, hardLinkable map[string]int64) error {
+	size, linkable := hardLinkable[e.LinkTo]
 	switch {
 	case e.Target != "":
 		return fmt.Errorf("a file has no link target")
 	case e.Size < 0:
 		return fmt.Errorf("negative size %d", e.Size)
-	case e.LinkTo != "" && !hardLinkable[e.LinkTo]:
+	case e.LinkTo != "" && !linkable:
 		return fmt.Errorf("hard link to %q, which is not an earlier regular file", e.LinkTo)
+	case e.LinkTo != "" && e.Size != size && !e.Unread:
+		return fmt.Errorf("hard link of %d bytes to %q of %d", e.Size, e.LinkTo, size)
 	case e.Unread && len(e.Content) > 0:
 		return fmt.Errorf("unread, yet with content")
 	case e.Unread:

@@ -215,9 +215,15 @@ func TestValidateFiles(t *testing.T) {
 			entry(t, s, "a/big").Size--
 			s.Size--
 		}, "extents hold 5000 bytes, the file 4999"},
-		{"hard link extents short of size", func(t *testing.T, s *manifest.Snapshot) {
+		{"hard link of another size than its file", func(t *testing.T, s *manifest.Snapshot) {
 			entry(t, s, "a/hard").Size = 11
-		}, "extents hold 10 bytes"},
+		}, "hard link of 11 bytes"},
+		{"hard link extents short of size", func(t *testing.T, s *manifest.Snapshot) {
+			e := entry(t, s, "a/hard")
+			e.Content = e.Content[:len(e.Content):len(e.Content)]
+			e.Content = append([]manifest.Extent(nil), e.Content...)
+			e.Content[len(e.Content)-1].Length--
+		}, "extents hold 9 bytes"},
 		{"negative file size", func(t *testing.T, s *manifest.Snapshot) {
 			entry(t, s, "a/sub/d").Size = -1
 		}, "negative size"},

@@ -108,3 +108,35 @@ func ExampleDecode() {
 	fmt.Println(s.ID, len(s.Chunks), err)
 	// Output: x 0 <nil>
 }
+
+func TestDecodeHeader(t *testing.T) {
+	t.Parallel()
+	s := sample()
+	data, err := manifest.Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := manifest.DecodeHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ID != s.ID || h.Host != s.Host || h.Size != s.Size || !h.Time.Equal(s.Time) || h.Chunks != nil || h.Files != nil {
+		t.Errorf("header %+v: want the sample's ID, host, size and time, without chunks or files", h)
+	}
+	for _, bad := range []string{`{"version":9,"id":"x"}`, `{"version":1}`, `{"version":1,"id":"x","chunks":{`, `[]`} {
+		if _, err := manifest.DecodeHeader([]byte(bad)); !errors.Is(err, manifest.ErrInvalid) {
+			t.Errorf("DecodeHeader(%s) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestVersionFor(t *testing.T) {
+	t.Parallel()
+	// Volumes stay at version 1 so that readers of version 1 restore them.
+	if v := manifest.VersionFor(manifest.ModeVolume); v != 1 {
+		t.Errorf("volume snapshots are written as version %d, want 1", v)
+	}
+	if v := manifest.VersionFor(manifest.ModeFiles); v != 2 || v > manifest.Version {
+		t.Errorf("files snapshots are written as version %d, want 2 (newest %d)", v, manifest.Version)
+	}
+}

@@ -11,11 +11,11 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/safefs"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
@@ -164,9 +164,9 @@ func (t Tree) CreateEntries(entries []manifest.Entry) error {
 			if e.LinkTo != "" {
 				continue // made in MakeLinks
 			}
-			f, err := r.OpenFile(t.partial(e.Path), os.O_WRONLY|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+			f, err := t.createPartial(r, e)
 			if err != nil {
-				return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+				return err
 			}
 			// Setting the size never drops data: a repeated step finds the
 			// size already set.
@@ -187,6 +187,61 @@ func (t Tree) CreateEntries(entries []manifest.Entry) error {
 }
 
 func (t Tree) join(p string) string { return filepath.Join(t.Path, filepath.FromSlash(p)) }
+
+// createPartial opens e's partial file for writing, creating it if needed.
+// A partial file left by an earlier run of the same step is reused only if
+// it is one this restore made (see ownPartial); anything else found under
+// its name (a symlink, a hard link to a file elsewhere, another user's
+// file) is removed and the partial file created afresh, so nothing is ever
+// written through it.
+func (t Tree) createPartial(r *os.Root, e manifest.Entry) (*os.File, error) {
+	part := t.partial(e.Path)
+	f, err := safefs.Open(r, part, os.O_WRONLY, 0)
+	if err == nil {
+		if ownPartial(f, e) == nil {
+			return f, nil
+		}
+		f.Close()
+	}
+	if err := r.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("restore %s: remove stale %s: %w", t.join(e.Path), part, err)
+	}
+	f, err = safefs.Open(r, part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+	}
+	return f, nil
+}
+
+// openPartial opens e's partial file, checking it is the one this restore
+// made.
+func (t Tree) openPartial(r *os.Root, e manifest.Entry, flag int) (*os.File, error) {
+	f, err := safefs.Open(r, t.partial(e.Path), flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+	}
+	if err := ownPartial(f, e); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+	}
+	return f, nil
+}
+
+// ownPartial checks that f can be a partial file this restore made: a
+// regular file with a single link, owned by this process's user (or, once
+// SetMetadata has given it away, by the entry's). A hard link to a file
+// elsewhere or a file another user planted fails, and is never written to,
+// chmod-ed or moved into place.
+func ownPartial(f *os.File, e manifest.Entry) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Uid != uint32(os.Geteuid()) && int(st.Uid) != e.UID {
+		return fmt.Errorf("%w: %s is not the partial file this restore created (mode %o, %d links, owner %d)", ErrUnsafePath, f.Name(), st.Mode, st.Nlink, st.Uid)
+	}
+	return nil
+}
 
 func (t Tree) makeDir(r *os.Root, p string) error {
 	fi, err := r.Lstat(p)
@@ -258,9 +313,9 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 		if err := g.check(p.Path); err != nil {
 			return buf, err
 		}
-		f, err := r.OpenFile(t.partial(p.Path), os.O_WRONLY|unix.O_NOFOLLOW, 0)
+		f, err := t.openPartial(r, manifest.Entry{Path: p.Path, UID: -1}, os.O_WRONLY)
 		if err != nil {
-			return buf, fmt.Errorf("restore %s: %w", t.join(p.Path), err)
+			return buf, err
 		}
 		_, err = f.WriteAt(buf[p.ChunkOffset:p.ChunkOffset+p.Length], p.FileOffset)
 		if cerr := f.Close(); err == nil {
@@ -302,23 +357,22 @@ func (t Tree) SetMetadata(entries []manifest.Entry) error {
 
 func (t Tree) finishFile(r *os.Root, e manifest.Entry) error {
 	part := t.partial(e.Path)
-	f, err := r.OpenFile(part, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := r.Lstat(part); errors.Is(err, fs.ErrNotExist) {
 		if _, err := r.Lstat(e.Path); err == nil {
 			return nil // moved into place before
 		}
 		return fmt.Errorf("restore %s: partial file is missing", t.join(e.Path))
 	}
+	f, err := t.openPartial(r, e, os.O_RDONLY)
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		return err
 	}
 	err = setOwnerMode(int(f.Fd()), e)
+	if err == nil {
+		err = safefs.SetTimes(f, e.MTime)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		mtime := time.Unix(0, e.MTime)
-		err = r.Chtimes(part, mtime, mtime)
 	}
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
@@ -452,17 +506,18 @@ func (t Tree) SetDirs(entries []manifest.Entry) error {
 		if err := g.check(e.Path); err != nil {
 			return err
 		}
-		d, err := r.OpenFile(e.Path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_DIRECTORY, 0)
+		// Opened without following a symlink: a real directory, and
+		// everything below goes through its descriptor.
+		d, err := safefs.Open(r, e.Path, os.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
 		}
 		err = setOwnerMode(int(d.Fd()), e)
+		if err == nil {
+			err = safefs.SetTimes(d, e.MTime)
+		}
 		if cerr := d.Close(); err == nil {
 			err = cerr
-		}
-		if err == nil { // opened without following: a real directory
-			mtime := time.Unix(0, e.MTime)
-			err = r.Chtimes(e.Path, mtime, mtime)
 		}
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)

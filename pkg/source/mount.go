@@ -110,6 +110,9 @@ var errEnough = errors.New("enough")
 // than limit of them (then it returns limit+1). Unreadable directories are
 // count as one entry.
 func CountFiles(ctx context.Context, dir string, limit int64) (int64, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return 0, fmt.Errorf("count files: %w", err)
+	}
 	var n int64
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if ctx.Err() != nil {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bulkbackup/bulkbackup/pkg/internal/safefs"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 )
 
@@ -28,7 +29,7 @@ import (
 // skipped, and a name that is not UTF-8 text (which the manifest cannot
 // hold) is passed to warn instead.
 func ScanTree(ctx context.Context, root string, emit func(manifest.Entry) error, warn func(string)) error {
-	fi, err := os.Lstat(root)
+	fi, err := os.Stat(root) // the root may be a symlink to the tree; nothing below is followed
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
@@ -201,9 +202,9 @@ func readPiece(r *os.Root, p FilePiece, slot []byte) *FileProblem {
 		clear(slot)
 		return &FileProblem{Path: p.Path, Unread: true, Err: fmt.Sprintf("not readable: %v", err)}
 	}
-	f, err := r.OpenFile(p.Path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME, 0)
+	f, err := safefs.Open(r, p.Path, os.O_RDONLY|unix.O_NOATIME, 0)
 	if errors.Is(err, syscall.EPERM) { // O_NOATIME needs ownership (or root)
-		f, err = r.OpenFile(p.Path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		f, err = safefs.Open(r, p.Path, os.O_RDONLY, 0)
 	}
 	if err != nil {
 		return unread(err)
@@ -228,6 +229,8 @@ func readPiece(r *os.Root, p FilePiece, slot []byte) *FileProblem {
 	b, a := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t)
 	switch {
 	case b.Size != p.Size || b.Mtim.Nano() != p.MTime || b.Ino != p.Inode:
+		// A file saved by writing a new one and renaming it over the old
+		// (most editors do) has a new inode: what is there now is read.
 		return &FileProblem{Path: p.Path, Err: "changed since the scan (size, mtime or inode differ); content as read"}
 	case a.Size != b.Size || a.Mtim.Nano() != b.Mtim.Nano():
 		return &FileProblem{Path: p.Path, Err: "changed while being read; content as read"}
