@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // category is the kind of a file, which decides its share of a corpus.
@@ -103,11 +104,18 @@ func defaultRoots() []root {
 	return roots
 }
 
+// fileID identifies a file's inode: hard links to one file are one file.
+type fileID struct{ dev, ino uint64 }
+
 // scan lists the regular files under roots, each once, classified, with
-// its selection key. Unreadable directories are skipped: the corpus takes
-// what this machine offers.
+// its selection key. Of several hard links to one file (git's commands in
+// /usr/lib/git-core are one binary) only the first is listed: the image
+// stages files as hard links, and mkfs stores a linked file once, so a
+// second name would take no space and unbalance the budget. Unreadable
+// directories are skipped: the corpus takes what this machine offers.
 func scan(roots []root, seed int64) []candidate {
 	seen := make(map[string]bool)
+	inodes := make(map[fileID]bool)
 	var out []candidate
 	for _, r := range roots {
 		skip := make(map[string]bool, len(r.skip))
@@ -139,6 +147,13 @@ func scan(roots []root, seed int64) []candidate {
 				return nil
 			}
 			seen[path] = true
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				id := fileID{dev: uint64(st.Dev), ino: st.Ino}
+				if inodes[id] {
+					return nil
+				}
+				inodes[id] = true
+			}
 			cat := r.cat
 			if compressedExt[ext] {
 				cat = catCompressed
