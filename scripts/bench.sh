@@ -176,8 +176,13 @@ VOL=
 VOL_BYTES=0
 VOL_DATA=
 
+# corpus_stamp: a digest of scripts/mkcorpus, kept beside each cached image
+# and tree (NAME.stamp), so that a change to how they are made rebuilds them.
+corpus_stamp() { cat "$ROOT"/scripts/mkcorpus/*.go | sha256sum | cut -c1-16; }
+
 # make_volume builds the ext4 image once (scripts/mkcorpus image); later runs
-# reuse it. BENCH_VOL names another image instead.
+# reuse it while scripts/mkcorpus is unchanged (corpus_stamp). BENCH_VOL
+# names another image instead.
 make_volume() {
 	if [[ -n $BENCH_VOL ]]; then
 		VOL=$BENCH_VOL
@@ -186,11 +191,13 @@ make_volume() {
 	else
 		VOL=$BENCH_DIR/ext4-$BENCH_SIZE-seed$BENCH_SEED.img
 		VOL_DATA="ext4 $BENCH_SIZE"
-		if [[ -s $VOL ]]; then
+		if [[ -s $VOL && $(cat "$VOL.stamp" 2>/dev/null) == "$(corpus_stamp)" ]]; then
 			log "reusing $VOL"
 		else
 			log "building the $BENCH_SIZE ext4 image $VOL (scripts/mkcorpus image)"
+			rm -f "$VOL" "$VOL.stamp"
 			"$BIN/mkcorpus" image -size "$BENCH_SIZE" -seed "$BENCH_SEED" -o "$VOL" 2>&1 | sed 's/^/  /' >&2
+			corpus_stamp >"$VOL.stamp"
 		fi
 	fi
 	VOL_BYTES=$(stat -c %s "$VOL")
@@ -439,7 +446,7 @@ bench_ceiling() {
 	M_WALL=$(calc "$VOL_BYTES / ($best * 1e6)" 3) M_MEDIAN='' M_CPU='' M_RSS_MIB=''
 	M_WALLS=[$(awk -v b="$VOL_BYTES" '/^BenchmarkCompressCeiling/ { for (i = 2; i <= NF; i++) if ($i == "MB/s") { printf "%s%.3f", sep, b / ($(i-1) * 1e6); sep = "," } }' "$out")]
 	add_row vol/ceiling "$VOL_DATA" "in-memory ceiling: chunk.Sum + Seal, $(nproc) goroutines (Go benchmark)" "$VOL_BYTES" "" "" '{}'
-	grep '^Benchmark' "$out" >>"$GO_BENCH" || true
+	cat "$out" >>"$GO_BENCH"
 }
 
 # The pkg/chunk micro-benchmarks: Seal per level and size, Sum, Open. They

@@ -17,15 +17,18 @@ TREE_BYTES=0
 TREE_DATA=
 VS_TREE='{"zstd":"tree/tar-zstd","restic":"tree/restic","borg":"tree/borg"}'
 
-# make_tree builds the tree once; later runs reuse it (mkcorpus renames it
-# into place only when complete).
+# make_tree builds the tree once; later runs reuse it while scripts/mkcorpus
+# is unchanged (corpus_stamp; mkcorpus renames it into place only when
+# complete).
 make_tree() {
 	TREE=$BENCH_DIR/tree-$BENCH_TREE_FILES-seed$BENCH_SEED
-	if [[ -d $TREE ]]; then
+	if [[ -d $TREE && $(cat "$TREE.stamp" 2>/dev/null) == "$(corpus_stamp)" ]]; then
 		log "reusing $TREE"
 	else
 		log "building a $BENCH_TREE_FILES-file tree at $TREE (scripts/mkcorpus tree)"
+		rm -rf "$TREE" "$TREE.stamp"
 		"$BIN/mkcorpus" tree -files "$BENCH_TREE_FILES" -seed "$BENCH_SEED" -o "$TREE" 2>&1 | sed 's/^/  /' >&2
+		corpus_stamp >"$TREE.stamp"
 	fi
 	TREE_BYTES=$(tree_bytes "$TREE")
 	TREE_DATA="tree $BENCH_TREE_FILES files"
