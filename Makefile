@@ -10,7 +10,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./scripts/mkvolume
+	$(GO) build -o $(BIN)/ ./cmd/... ./scripts/mkvolume ./scripts/mkcorpus
 
 # demo: make a sample volume, back it up through the in-process fleet, restore
 # it, verify it against the source, and print throughput and ratio.

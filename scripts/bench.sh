@@ -1,444 +1,562 @@
 #!/usr/bin/env bash
-# bench.sh: end-to-end benchmark of bulkbackup against a zstd baseline.
+# bench.sh: the benchmark suite of issue #6: bulkbackup against zstd,
+# restic and Borg on the same data, in one run, so the ratios compare.
 #
 #   bash scripts/bench.sh                  # from the repository root (make bench)
+#   BENCH_QUICK=1 bash scripts/bench.sh    # small sizes, one run: checks the suite end to end
 #   BENCH_SIZE=4GiB BENCH_DIR=/mnt/fast/bench bash scripts/bench.sh
 #
-# Environment:
-#   BENCH_DIR          work directory (default: .bench/ in the repository, gitignored)
-#   BENCH_SIZE         size of the generated sample volume (default 1GiB)
-#   BENCH_SEED         mkvolume seed (default 1)
-#   BENCH_COMPRESSORS  --compressors for bulkctl (default: bulkctl's, one per CPU)
-#   BENCH_SWEEP        chunk sizes of the sweep in MiB (default "1 2 4 8 16 32")
-#   BENCH_RUNS         runs per measurement; the fastest is reported (default 3)
+# Environment (BENCH_QUICK=1 changes the defaults marked "quick"):
+#   BENCH_DIR          work directory (default .bench/ in the repository, gitignored)
+#   BENCH_SIZE         size of the ext4 volume image (default 2GiB; quick 256MiB)
+#   BENCH_VOL          an existing image to use instead (e.g. a copy of a real disk)
+#   BENCH_SEED         selection and generator seed of the image and tree (default 1)
+#   BENCH_RUNS         runs per measurement; the fastest is reported (default 3; quick 1)
+#   BENCH_CACHE        warm (default): inputs read into the page cache before each run;
+#                      cold: page cache dropped before each run (needs root)
+#   BENCH_SECTIONS     what to run, in order (default
+#                      "volume processes scaling sweep tree memory go")
+#   BENCH_PEERS        peer tools to compare with (default "restic borg"; "" for none)
+#   BENCH_RESTIC       a restic binary to use (default: restic on PATH, else Debian's,
+#                      else restic $BENCH_RESTIC_VERSION built from the Go module proxy)
+#   BENCH_RESTIC_VERSION  the version built when needed (default v0.18.1)
+#   BENCH_COMPRESSORS  --compressors of the embedded fleet (default: bulkctl's, one per CPU)
+#   BENCH_FLEET_COMPRESSORS  compressor processes of the process fleet (default 2)
+#   BENCH_SCALE        compressor counts of the scaling curve, GOMAXPROCS=1 each (default "1 2")
+#   BENCH_SWEEP        chunk sizes of the sweep in MiB (default "1 2 4 8 16 32"; quick "4 16")
+#   BENCH_MEM_SIZES    volume sizes of the memory section (default "1GiB 8GiB"; quick "512MiB 1GiB":
+#                      both above the process fleet's 256 MiB in-flight bound)
+#   BENCH_TREE_FILES   files in the tree (default 100000; quick 2000)
 #
-# What it measures, all on the same mixed volume (text, binary, zeros, random;
-# see pkg/volgen), in one run so the numbers are comparable:
-#   a. zstd -T0 -1 compress and zstd -d decompress: the baseline every other
-#      number is divided by. Same data, same disk, all cores.
-#   b. bulkctl backup into a fresh directory repository through the embedded
-#      fleet (coordinator, reader, compressors on an in-process NATS server),
-#      default settings.
-#   c. bulkctl restore of that snapshot to a file, and bulkctl verify.
-#   d. a second, incremental backup of the unchanged volume into the same repo.
-#   e. a chunk-size sweep: one backup per chunk size, each into a fresh repo.
-#   f. the pkg/chunk micro-benchmarks (Seal per level and size, Sum, Open).
+# Sections (functions below; each adds rows to the one results table):
+#   volume     on the ext4 image (built once by scripts/mkcorpus: real files of
+#              this machine, ~25% free, ~10% incompressible): zstd -T0 -1 and
+#              zstd -d (the baselines), restic --compression auto, Borg
+#              --compression zstd,3, the in-memory ceiling (BenchmarkCompressCeiling
+#              in pkg/fleet on the same image), bulkctl backup through the embedded
+#              fleet (default settings, directory repository), restore, verify,
+#              and an incremental backup of the unchanged image
+#   processes  the same backup through separate processes: a coordinator with its
+#              embedded NATS server, a reader, BENCH_FLEET_COMPRESSORS compressors
+#              (scripts/bench/fleet.sh), first and incremental
+#   scaling    the process fleet with compressors limited to one CPU each
+#              (GOMAXPROCS=1), for each count in BENCH_SCALE
+#   sweep      one embedded backup per chunk size
+#   tree       the same peers and tar | zstd on a BENCH_TREE_FILES-file tree
+#              (scripts/bench/tree.sh); bulkctl once it has --mode files
+#   memory     peak RSS of a backup (embedded, and each process of the fleet) of
+#              generated volumes without zero regions of each BENCH_MEM_SIZES size
+#   go         the pkg/chunk micro-benchmarks (Seal per level and size, Sum, Open)
 #
-# Wall-clock time, peak RSS and CPU time come from /usr/bin/time -f '%e %M %U %S'
-# around the whole command (process start, embedded server, job, commit);
-# bulkctl --json also reports the job's own seconds, shown as a second MB/s
-# column. Every measurement runs BENCH_RUNS times and the fastest run is
-# reported: other work on the machine (a shared 2-core CI box is noisy) can
-# only add time, so the minimum is the best estimate of what the code does
-# alone. results.json keeps every run's wall time, so the spread is visible.
-#
-# The page cache cannot be dropped portably (and not at all without root), so
-# it is made warm instead: right before every run, the run's inputs (the
-# volume, the .zst file, the repository) are read once, so every contender
-# reads from memory. Once is not enough: some VMs (this project's CI among
-# them) proactively page out memory idle for ~30 s (DAMON reclaim), which
-# silently turns a "warm" volume cold between measurements. Each run also
-# starts with `sync`, so no contender pays for an earlier one's dirty pages.
-# The results say so too.
+# Every command is timed whole under /usr/bin/time (wall, peak RSS, CPU);
+# bulkctl --json also reports the job's own seconds (the "MB/s (job)"
+# column). Every measurement runs BENCH_RUNS times and the fastest run is
+# reported: other work on a shared machine only adds time. results.json keeps
+# every run's time and the median.
 #
 # Output: one Markdown table on stdout and in $BENCH_DIR/results.md (with the
-# micro-benchmarks appended), and the raw figures in $BENCH_DIR/results.json.
+# issue's targets, notes and the Go benchmarks), the same as JSON in
+# $BENCH_DIR/results.json, logs in $BENCH_DIR/logs/. See docs/benchmarks.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+	: "${BENCH_SIZE:=256MiB}" "${BENCH_RUNS:=1}" "${BENCH_SWEEP:=4 16}"
+	: "${BENCH_MEM_SIZES:=512MiB 1GiB}" "${BENCH_TREE_FILES:=2000}"
+fi
 BENCH_DIR=${BENCH_DIR:-$ROOT/.bench}
-BENCH_SIZE=${BENCH_SIZE:-1GiB}
+BENCH_SIZE=${BENCH_SIZE:-2GiB}
+BENCH_VOL=${BENCH_VOL:-}
 BENCH_SEED=${BENCH_SEED:-1}
-BENCH_COMPRESSORS=${BENCH_COMPRESSORS:-}
-BENCH_SWEEP=${BENCH_SWEEP:-1 2 4 8 16 32}
 BENCH_RUNS=${BENCH_RUNS:-3}
+BENCH_CACHE=${BENCH_CACHE:-warm}
+BENCH_SECTIONS=${BENCH_SECTIONS:-volume processes scaling sweep tree memory go}
+BENCH_PEERS=${BENCH_PEERS-restic borg}
+BENCH_RESTIC=${BENCH_RESTIC:-}
+BENCH_RESTIC_VERSION=${BENCH_RESTIC_VERSION:-v0.18.1}
+BENCH_COMPRESSORS=${BENCH_COMPRESSORS:-}
+BENCH_FLEET_COMPRESSORS=${BENCH_FLEET_COMPRESSORS:-2}
+BENCH_SCALE=${BENCH_SCALE:-1 2}
+BENCH_SWEEP=${BENCH_SWEEP:-1 2 4 8 16 32}
+BENCH_MEM_SIZES=${BENCH_MEM_SIZES:-1GiB 8GiB}
+BENCH_TREE_FILES=${BENCH_TREE_FILES:-100000}
 
-BULKCTL=$ROOT/bin/bulkctl
-MKVOLUME=$ROOT/bin/mkvolume
-VOL=$BENCH_DIR/vol-$BENCH_SIZE-seed$BENCH_SEED.img
+BIN=$ROOT/bin
 LOGS=$BENCH_DIR/logs
-ROWS_MD=$BENCH_DIR/rows.md       # table rows, filled by add_row
-ROWS_JSON=$BENCH_DIR/rows.jsonl  # one JSON object per row
-NOTES=$BENCH_DIR/notes.md        # lines printed under the table
+ROWS=$BENCH_DIR/rows.jsonl   # one JSON object per table row (add_row)
+NOTES=$BENCH_DIR/notes.txt   # lines printed under the table (note)
+GO_BENCH=$BENCH_DIR/go-bench.txt
+WARM=()                      # inputs of the next measurement, for prepare_cache
+
+# shellcheck source=scripts/bench/lib.sh
+source "$ROOT/scripts/bench/lib.sh"
+# shellcheck source=scripts/bench/fleet.sh
+source "$ROOT/scripts/bench/fleet.sh"
+# shellcheck source=scripts/bench/tree.sh
+source "$ROOT/scripts/bench/tree.sh"
+# shellcheck source=scripts/bench/report.sh
+source "$ROOT/scripts/bench/report.sh"
 
 # The embedded broker's max payload (pkg/broker.DefaultMaxPayload); the reader
 # stages a chunk through the repository when it is longer than this minus
 # 4 KiB of headroom (pkg/reader), i.e. from 8 MiB up.
 NATS_MAX_PAYLOAD=$((8 << 20))
 
-HAVE_ZSTD=1
-HAVE_TIME=1
-HAVE_JQ=1
-
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-note() { printf -- '- %s\n' "$*" >>"$NOTES"; }
-
-# ensure_tool CMD PACKAGE: succeed if CMD is on PATH, installing PACKAGE with
-# apt-get when missing and running as root; fail otherwise (the caller decides
-# what to do without it).
-ensure_tool() {
-	local cmd=$1 pkg=$2
-	command -v "$cmd" >/dev/null 2>&1 && return 0
-	if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-		log "$cmd missing and not root (or no apt-get): not installing $pkg"
-		return 1
-	fi
-	log "installing $pkg"
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >"$LOGS/apt-$pkg.log" 2>&1; then
-		apt-get update >>"$LOGS/apt-$pkg.log" 2>&1 || true
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >>"$LOGS/apt-$pkg.log" 2>&1 || return 1
-	fi
-	command -v "$cmd" >/dev/null 2>&1
-}
-
-setup_tools() {
-	ensure_tool zstd zstd || HAVE_ZSTD=0
-	# /usr/bin/time, not the shell keyword: it reports peak RSS.
-	[[ -x /usr/bin/time ]] || ensure_tool /usr/bin/time time || HAVE_TIME=0
-	ensure_tool jq jq || HAVE_JQ=0
-	((HAVE_TIME)) || log "no /usr/bin/time: wall clock from date, peak RSS not measured"
-}
-
-build() {
-	log "building bin/bulkctl and bin/mkvolume"
-	mkdir -p "$ROOT/bin"
-	go build -o "$BULKCTL" ./cmd/bulkctl
-	go build -o "$MKVOLUME" ./scripts/mkvolume
-}
-
-# make_volume generates the sample volume once; later runs reuse it (the same
-# size and seed always give the same bytes).
-make_volume() {
-	if [[ -s $VOL ]]; then
-		log "reusing $VOL"
-		return
-	fi
-	log "generating $BENCH_SIZE volume (seed $BENCH_SEED) at $VOL"
-	"$MKVOLUME" -size "$BENCH_SIZE" -seed "$BENCH_SEED" -o "$VOL.tmp" >&2
-	mv "$VOL.tmp" "$VOL"
-}
-
-# warm PATH...: read files (directories recursively) into the page cache, so
-# the next run starts warm. Dropping the cache instead is not portable and
-# needs root.
-warm() {
-	local p
-	for p; do
-		[[ -e $p ]] && find "$p" -type f -exec cat {} + >/dev/null
-	done
-	return 0
-}
-
-# --- small helpers ----------------------------------------------------------
-
-calc() { awk "BEGIN { x = $1; printf \"%.${2:-2}f\", x }"; }
-
-# mbps BYTES SECONDS: throughput in MB/s (10^6 bytes, as bulkctl reports).
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", b / 1e6 / s; else printf "0" }'; }
-
-# div A B: A/B with two decimals, "n/a" when B is not positive.
-div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else printf "n/a" }'; }
-
-# jget FILE KEY: a top-level field of a one-object JSON file.
-jget() {
-	if ((HAVE_JQ)); then
-		jq -r ".$2" "$1"
-	else
-		sed -n "s/.*\"$2\":\(\"\([^\"]*\)\"\|\([^,}]*\)\).*/\2\3/p" "$1"
-	fi
-}
-
-# jnum VALUE: a JSON number, or null when VALUE is not numeric.
-jnum() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && printf '%s' "$1" || printf 'null'; }
-
-# measure NAME OUT PREP CMD...: run CMD BENCH_RUNS times, each after the shell
-# function PREP (":" for none; e.g. removing the repository so every run
-# starts fresh), reading the paths in WARM into the page cache, and `sync`;
-# stdout to OUT.i and stderr to logs/NAME.i.log.
-# Reports the run with the shortest wall-clock time: M_WALL (seconds), M_RSS_MIB
-# (peak RSS; n/a without /usr/bin/time), M_CPU (user+sys seconds), M_OUT (its
-# stdout), and M_WALLS (every run's seconds, a JSON array). M_LAST_OUT is the
-# last run's stdout: the one whose side effects (a snapshot) still exist.
-measure() {
-	local name=$1 out=$2 prep=$3
-	shift 3
-	local i tf err wall rss user sys results=()
-	for ((i = 1; i <= BENCH_RUNS; i++)); do
-		tf=$LOGS/$name.$i.time err=$LOGS/$name.$i.log
-		"$prep"
-		warm "${WARM[@]}"
-		sync
-		if ((HAVE_TIME)); then
-			/usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$out.$i" 2>"$err" ||
-				die "$name failed (exit $?); see $err"
-			read -r wall rss user sys < <(tail -n 1 "$tf")
-			rss=$(calc "$rss / 1024" 0)
-		else
-			local t0 t1
-			t0=$(date +%s.%N)
-			"$@" >"$out.$i" 2>"$err" || die "$name failed (exit $?); see $err"
-			t1=$(date +%s.%N)
-			wall=$(calc "$t1 - $t0" 2) rss=n/a user=0 sys=0
-		fi
-		log "$name run $i/$BENCH_RUNS: ${wall}s, peak RSS $rss MiB, CPU ${user}s user + ${sys}s sys"
-		results+=("$wall $rss $(calc "$user + $sys" 2) $i")
-	done
-	local best
-	best=$(printf '%s\n' "${results[@]}" | sort -n -k1,1 | head -n 1)
-	read -r M_WALL M_RSS_MIB M_CPU i <<<"$best"
-	M_OUT=$out.$i
-	M_LAST_OUT=$out.$BENCH_RUNS
-	M_WALLS=[$(printf '%s\n' "${results[@]}" | cut -d' ' -f1 | paste -sd,)]
-}
-
-# add_row CONTENDER WALL_MBPS JOB_MBPS RATIO RSS_MIB VS_ZSTD [EXTRA_JSON]:
-# one line of the results table (with the fastest run's CPU time), and its
-# JSON twin.
-add_row() {
-	local extra=${7:-}
-	printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$5" "$6" "$M_CPU" >>"$ROWS_MD"
-	printf '{"contender":"%s","mb_per_s_wall":%s,"mb_per_s_job":%s,"ratio":%s,"peak_rss_mib":%s,"mb_per_s_vs_zstd":%s%s}\n' \
-		"$1" "$(jnum "$2")" "$(jnum "$3")" "$(jnum "$4")" "$(jnum "$5")" "$(jnum "$6")" "${extra:+,$extra}" >>"$ROWS_JSON"
-}
-
-# vs_zstd MBPS BASELINE_MBPS: throughput as a multiple of the baseline's.
-vs_zstd() { ((HAVE_ZSTD)) && div "$1" "$2" || printf 'n/a'; }
+# What a backup row is compared with: each baseline's row on the same data.
+VS_VOL='{"zstd":"vol/zstd","restic":"vol/restic","borg":"vol/borg","ceiling":"vol/ceiling"}'
+VS_RESTORE='{"zstd":"vol/zstd-d"}'
 
 BULK_FLAGS=()
 [[ -n $BENCH_COMPRESSORS ]] && BULK_FLAGS+=(--compressors "$BENCH_COMPRESSORS")
 
-# --- measurements -----------------------------------------------------------
+# --- setup ------------------------------------------------------------------
 
-ZSTD_C_MBPS=0
-ZSTD_D_MBPS=0
+HAVE_RESTIC=0
+HAVE_BORG=0
+RESTIC=
+RESTIC_VERSION=n/a
+BORG_VERSION=n/a
 
-# timing_json: the JSON fields every row carries about the fastest run.
-timing_json() { printf '"wall_s":%s,"cpu_s":%s,"wall_s_runs":%s' "$M_WALL" "$(jnum "$M_CPU")" "$M_WALLS"; }
+# setup_tools installs what is missing: zstd (the baseline), /usr/bin/time
+# (peak RSS), jq (the report) are required; the peers are optional, each
+# skipped with a note when it cannot be installed.
+setup_tools() {
+	ensure_tool zstd zstd || die "zstd is required (the baseline) and could not be installed"
+	ensure_tool /usr/bin/time time || die "/usr/bin/time is required (peak RSS) and could not be installed"
+	ensure_tool jq jq || die "jq is required (the report) and could not be installed"
+	local peer
+	for peer in $BENCH_PEERS; do
+		case $peer in
+		restic) setup_restic ;;
+		borg) setup_borg ;;
+		*) die "BENCH_PEERS: unknown peer $peer (want restic, borg)" ;;
+		esac
+	done
+}
 
-# a. The baseline: what one well-tuned compressor does with every core of this
-# machine on the same data, reading and writing the same disk. zstd -1 is the
-# level closest to our default (klauspost zstd "fastest"). Note that zstd
-# writes through the page cache without fsync, while the directory repository
-# fsyncs every chunk it stores.
-bench_zstd() {
-	if ((!HAVE_ZSTD)); then
-		note "zstd not installed (not root): baseline skipped, no ratios to it"
+# setup_restic: BENCH_RESTIC, else restic on PATH, else Debian's (0.14 has
+# --compression), else a newer one built from the Go module proxy.
+setup_restic() {
+	if [[ -n $BENCH_RESTIC ]]; then
+		RESTIC=$BENCH_RESTIC
+	elif command -v restic >/dev/null 2>&1 || apt_install restic; then
+		RESTIC=$(command -v restic)
+	else
+		RESTIC=$(build_restic "$BENCH_RESTIC_VERSION") || RESTIC=
+	fi
+	if [[ -z $RESTIC ]] || ! "$RESTIC" version >/dev/null 2>&1; then
+		note "restic: not installed (apt-get and the Go module build failed; see logs/); its rows are missing."
 		return
 	fi
-	local zf=$BENCH_DIR/vol.zst out=$BENCH_DIR/vol.zstd-restored stored
+	RESTIC_VERSION=$("$RESTIC" version | awk '{ print $2 }')
+	if ! "$RESTIC" backup --help 2>&1 | grep -q -- '--compression'; then
+		note "restic $RESTIC_VERSION has no --compression (0.14 or newer needed): restic skipped."
+		return
+	fi
+	HAVE_RESTIC=1
+}
+
+setup_borg() {
+	if ! ensure_tool borg borgbackup; then
+		note "Borg: not installed (apt-get install borgbackup failed; see logs/); its rows are missing."
+		return
+	fi
+	BORG_VERSION=$(borg --version | awk '{ print $2 }')
+	HAVE_BORG=1
+}
+
+build() {
+	log "building bin/: bulkctl, coordinator, reader, compressor, mkvolume, mkcorpus"
+	go build -o "$BIN/" ./cmd/... ./scripts/mkvolume ./scripts/mkcorpus
+}
+
+VOL=
+VOL_BYTES=0
+VOL_DATA=
+
+# corpus_stamp: a digest of scripts/mkcorpus, kept beside each cached image
+# and tree (NAME.stamp), so that a change to how they are made rebuilds them.
+corpus_stamp() { cat "$ROOT"/scripts/mkcorpus/*.go | sha256sum | cut -c1-16; }
+
+# make_volume builds the ext4 image once (scripts/mkcorpus image); later runs
+# reuse it while scripts/mkcorpus is unchanged (corpus_stamp). BENCH_VOL
+# names another image instead.
+make_volume() {
+	if [[ -n $BENCH_VOL ]]; then
+		VOL=$BENCH_VOL
+		VOL_DATA="$(basename "$VOL")"
+		[[ -s $VOL ]] || die "BENCH_VOL=$VOL: no such file"
+	else
+		VOL=$BENCH_DIR/ext4-$BENCH_SIZE-seed$BENCH_SEED.img
+		VOL_DATA="ext4 $BENCH_SIZE"
+		if [[ -s $VOL && $(cat "$VOL.stamp" 2>/dev/null) == "$(corpus_stamp)" ]]; then
+			log "reusing $VOL"
+		else
+			log "building the $BENCH_SIZE ext4 image $VOL (scripts/mkcorpus image)"
+			rm -f "$VOL" "$VOL.stamp"
+			"$BIN/mkcorpus" image -size "$BENCH_SIZE" -seed "$BENCH_SEED" -o "$VOL" 2>&1 | sed 's/^/  /' >&2
+			corpus_stamp >"$VOL.stamp"
+		fi
+	fi
+	VOL_BYTES=$(stat -c %s "$VOL")
+	local desc="Volume: $VOL_DATA, $VOL_BYTES bytes"
+	if command -v dumpe2fs >/dev/null 2>&1 && dumpe2fs -h "$VOL" >"$LOGS/dumpe2fs.txt" 2>/dev/null; then
+		desc+=", ext4 $(awk -F: '/^Block count/ { n = $2 } /^Free blocks/ { f = $2 } END { printf "%.1f%% free", 100 * f / n }' "$LOGS/dumpe2fs.txt")"
+	fi
+	if [[ -s $VOL.manifest ]]; then
+		desc+=$(awk -F'\t' -v size="$VOL_BYTES" -v m="$VOL.manifest" '{ b[$1] += $2; n++ } END {
+			printf ", %d files: ", n
+			split("binary library source doc log compressed", order, " ")
+			for (i = 1; i <= 6; i++) { printf "%s%s %.1f%%", sep, order[i], 100 * b[order[i]] / size; sep = ", " }
+			printf " of the image (manifest: %s)", m }' "$VOL.manifest")
+	fi
+	note "$desc."
+}
+
+# --- the volume -------------------------------------------------------------
+
+fresh_zstd_restored() { rm -f "$BENCH_DIR"/vol.zstd-restored.*; }
+
+# The baseline: one well-tuned compressor on all cores of this machine,
+# reading and writing the same disk. zstd -1 is the level closest to our
+# default (klauspost zstd "fastest"). zstd writes through the page cache
+# without fsync, while the directory repository fsyncs every chunk.
+bench_zstd() {
+	local zf=$BENCH_DIR/vol.zst
 	WARM=("$VOL")
 	measure zstd-compress "$zf" : zstd -q -T0 -1 -c "$VOL"
-	stored=$(stat -c %s "$M_OUT")
-	ZSTD_C_MBPS=$(mbps "$VOL_BYTES" "$M_WALL")
-	add_row "zstd -T0 -1 (compress)" "$ZSTD_C_MBPS" "-" "$(div "$VOL_BYTES" "$stored")" "$M_RSS_MIB" "1.00" \
-		"$(timing_json),\"stored_bytes\":$stored"
-
+	add_row vol/zstd "$VOL_DATA" "zstd -T0 -1 -c VOL > file" "$VOL_BYTES" "$(stat -c %s "$M_OUT")" "" '{}'
 	WARM=("$M_OUT")
-	ZSTD_RESTORED=$out
-	measure zstd-decompress "$out" drop_zstd_restored zstd -q -d -c "$M_OUT"
-	ZSTD_D_MBPS=$(mbps "$VOL_BYTES" "$M_WALL")
-	add_row "zstd -d (restore baseline)" "$ZSTD_D_MBPS" "-" "-" "$M_RSS_MIB" "1.00" "$(timing_json)"
-	rm -f "$zf".* "$out".*
+	measure zstd-decompress "$BENCH_DIR/vol.zstd-restored" fresh_zstd_restored zstd -q -d -c "$M_OUT"
+	add_row vol/zstd-d "$VOL_DATA" "zstd -d -c file > out (restore baseline)" "$VOL_BYTES" "" "" '{}'
+	rm -f "$zf".* "$BENCH_DIR"/vol.zstd-restored.*
 }
 
-# drop_zstd_restored removes earlier decompressed copies: 1 GiB each.
-drop_zstd_restored() { rm -f "$ZSTD_RESTORED".*; }
-
-# backup NAME REPO CHUNK_SIZE PREP: measure bulkctl backup (the volume warm).
-backup() {
-	local name=$1 repo=$2 cs=$3 prep=$4
-	WARM=("$VOL")
-	[[ -d $repo ]] && WARM+=("$repo")
-	measure "$name" "$LOGS/$name.json" "$prep" "$BULKCTL" backup "$VOL" -r "$repo" --json \
-		--chunk-size "$cs" --level fastest "${BULK_FLAGS[@]}"
+# Peers back up SOURCE (the image as one file, or the tree) into a fresh
+# repository on the same disk each run; the repository is created before
+# the timer starts. restic always encrypts (it has no other mode); Borg runs
+# with --encryption none, its fastest, like bulkbackup, which does not
+# encrypt. Their caches live under BENCH_DIR, fresh every run, as for a
+# first backup.
+PEER_REPO=
+PEER_CACHE=
+fresh_restic() {
+	rm -rf "$PEER_REPO" "$PEER_CACHE"
+	RESTIC_PASSWORD=bench "$RESTIC" -r "$PEER_REPO" --cache-dir "$PEER_CACHE" init >>"$LOGS/restic-init.log" 2>&1 ||
+		die "restic init failed; see $LOGS/restic-init.log"
+}
+fresh_borg() {
+	rm -rf "$PEER_REPO" "$PEER_CACHE"
+	BORG_BASE_DIR=$PEER_CACHE borg init --encryption none "$PEER_REPO" >>"$LOGS/borg-init.log" 2>&1 ||
+		die "borg init failed; see $LOGS/borg-init.log"
 }
 
-# backup_row CONTENDER: the table row for the backup just measured.
-backup_row() {
-	local js=$M_OUT seconds stored wall_mbps
-	seconds=$(jget "$js" seconds)
-	stored=$(jget "$js" stored_bytes)
-	wall_mbps=$(mbps "$VOL_BYTES" "$M_WALL")
-	add_row "$1" "$wall_mbps" "$(mbps "$VOL_BYTES" "$seconds")" "$(div "$VOL_BYTES" "$stored")" "$M_RSS_MIB" \
-		"$(vs_zstd "$wall_mbps" "$ZSTD_C_MBPS")" \
-		"$(timing_json),\"job_s\":$(jnum "$seconds"),\"stored_bytes\":$(jnum "$stored"),\"new_bytes\":$(jnum "$(jget "$js" new_bytes)"),\"chunks\":$(jnum "$(jget "$js" chunks)"),\"zero_chunks\":$(jnum "$(jget "$js" zero_chunks)")"
+# peer_restic SECTION SOURCE BYTES DATA / peer_borg ...: one peer's row.
+peer_restic() {
+	local section=$1 src=$2 bytes=$3 data=$4
+	PEER_REPO=$BENCH_DIR/repo-restic PEER_CACHE=$BENCH_DIR/cache-restic
+	WARM=("$src")
+	measure "$section-restic" "$LOGS/$section-restic.out" fresh_restic \
+		env RESTIC_PASSWORD=bench "$RESTIC" -r "$PEER_REPO" --cache-dir "$PEER_CACHE" \
+		backup --compression auto --host bench -q "$src"
+	add_row "$section/restic" "$data" "restic $RESTIC_VERSION backup --compression auto" "$bytes" \
+		"$(dir_bytes "$PEER_REPO")" "" '{}'
+	rm -rf "$PEER_REPO" "$PEER_CACHE"
+}
+peer_borg() {
+	local section=$1 src=$2 bytes=$3 data=$4
+	PEER_REPO=$BENCH_DIR/repo-borg PEER_CACHE=$BENCH_DIR/cache-borg
+	WARM=("$src")
+	measure "$section-borg" "$LOGS/$section-borg.out" fresh_borg \
+		env BORG_BASE_DIR="$PEER_CACHE" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes \
+		borg create --compression zstd,3 "$PEER_REPO::bench" "$src"
+	add_row "$section/borg" "$data" "borg $BORG_VERSION create --compression zstd,3" "$bytes" \
+		"$(dir_bytes "$PEER_REPO")" "" '{}'
+	rm -rf "$PEER_REPO" "$PEER_CACHE"
 }
 
 REPO=$BENCH_DIR/repo
 RESTORED=$BENCH_DIR/restored.img
 SNAP=
-FIRST_WALL=0
-INCR_SPEEDUP=
-
 fresh_repo() { rm -rf "$REPO"; }
 fresh_restore() { rm -f "$RESTORED"; }
 
-# b. The product's default path on one machine: the whole command, including
-# starting the embedded NATS server and fleet, planning, reading, compressing,
-# fsyncing each chunk into the directory repository, and committing. Each run
-# starts from an empty repository.
-bench_backup() {
-	backup backup "$REPO" 4MiB fresh_repo
-	FIRST_WALL=$M_WALL
-	backup_row "bulkctl backup (4 MiB default, fresh repo)"
-	SNAP=$(jget "$M_LAST_OUT" snapshot_id) # the last run's repository is the one left
+# backup_row ID NAME VS [EXTRA]: the row of the bulkctl backup just measured
+# into REPO.
+backup_row() {
+	add_row "$1" "$VOL_DATA" "$2" "$VOL_BYTES" "$(dir_bytes "$REPO")" "$(jget "$M_OUT" seconds)" "$3" "${4:-"{}"}"
 }
 
-# c. Restore checks each chunk's hash and writes it back at its offset; verify
-# reads back and checks every stored chunk without writing. Both compare with
-# zstd -d, the baseline's way back. The restored file is compared with the
-# source afterwards (not timed): a fast wrong restore is worthless.
-bench_restore_verify() {
-	local seconds wall_mbps
+# The product's default path on one machine: the whole command, including
+# starting the embedded NATS server and fleet, planning, reading,
+# compressing, fsyncing each chunk into the directory repository, and
+# committing; each run into an empty repository. Then restore (each chunk's
+# hash checked, written at its offset, compared with the source afterwards,
+# untimed: a fast wrong restore is worthless), verify (every stored chunk
+# read back and checked), and an incremental backup of the unchanged image
+# into the same repository (read and hash only; nothing new stored).
+bench_ours() {
+	local first
+	WARM=("$VOL")
+	measure backup "$LOGS/backup.json" fresh_repo "$BIN/bulkctl" backup "$VOL" -r "$REPO" --json "${BULK_FLAGS[@]}"
+	first=$M_WALL
+	backup_row vol/backup "bulkctl backup (embedded fleet, defaults)" "$VS_VOL"
+	SNAP=$(jget "$M_LAST_OUT" snapshot_id) # the last run's repository is the one left
+
 	WARM=("$REPO")
-	measure restore "$LOGS/restore.json" fresh_restore "$BULKCTL" restore "$SNAP" "$RESTORED" -r "$REPO" --json "${BULK_FLAGS[@]}"
-	seconds=$(jget "$M_OUT" seconds)
-	wall_mbps=$(mbps "$VOL_BYTES" "$M_WALL")
-	add_row "bulkctl restore (to a file)" "$wall_mbps" "$(mbps "$VOL_BYTES" "$seconds")" "-" "$M_RSS_MIB" \
-		"$(vs_zstd "$wall_mbps" "$ZSTD_D_MBPS")" "$(timing_json),\"job_s\":$(jnum "$seconds")"
+	measure restore "$LOGS/restore.json" fresh_restore "$BIN/bulkctl" restore "$SNAP" "$RESTORED" -r "$REPO" --json \
+		"${BULK_FLAGS[@]}"
+	add_row vol/restore "$VOL_DATA" "bulkctl restore (to a file)" "$VOL_BYTES" "" "$(jget "$M_OUT" seconds)" "$VS_RESTORE"
 	cmp -s "$VOL" "$RESTORED" || die "restored volume differs from the source: $RESTORED"
-	note "restore output compared with the source byte for byte: identical"
+	note "bulkctl restore output compared with the source byte for byte: identical."
 	rm -f "$RESTORED"
 
-	measure verify "$LOGS/verify.json" : "$BULKCTL" verify "$SNAP" -r "$REPO" --json
+	measure verify "$LOGS/verify.json" : "$BIN/bulkctl" verify "$SNAP" -r "$REPO" --json
 	[[ $(jget "$M_OUT" ok) == true ]] || die "verify reported damage; see $M_OUT"
-	seconds=$(jget "$M_OUT" seconds)
-	wall_mbps=$(mbps "$VOL_BYTES" "$M_WALL")
-	add_row "bulkctl verify" "$wall_mbps" "$(mbps "$VOL_BYTES" "$seconds")" "-" "$M_RSS_MIB" \
-		"$(vs_zstd "$wall_mbps" "$ZSTD_D_MBPS")" "$(timing_json),\"job_s\":$(jnum "$seconds")"
-}
+	add_row vol/verify "$VOL_DATA" "bulkctl verify" "$VOL_BYTES" "" "$(jget "$M_OUT" seconds)" "$VS_RESTORE"
 
-# d. The unchanged volume again, into the same repository: every chunk is
-# still read and hashed, but none needs compressing or writing (its
-# content-addressed key exists; the reader also knows the previous snapshot's
-# hashes and need not send an unchanged chunk at all). This is the daily
-# backup of a volume that did not change. Repeating it is harmless: each run
-# adds a snapshot, no chunk.
-bench_incremental() {
-	backup backup-incremental "$REPO" 4MiB :
-	backup_row "bulkctl backup, incremental (unchanged)"
-	INCR_SPEEDUP=$(div "$FIRST_WALL" "$M_WALL")
-	note "incremental backup speed-up vs the first backup (fastest runs): ${INCR_SPEEDUP}x; new bytes stored: $(jget "$M_OUT" new_bytes)"
+	WARM=("$VOL" "$REPO")
+	measure incremental "$LOGS/incremental.json" : "$BIN/bulkctl" backup "$VOL" -r "$REPO" --json "${BULK_FLAGS[@]}"
+	add_row vol/incr "$VOL_DATA" "bulkctl backup, incremental (unchanged)" "$VOL_BYTES" "" "$(jget "$M_OUT" seconds)" '{}' \
+		"{\"speedup_vs_first\":$(jnum "$(div "$first" "$M_WALL")"),\"new_bytes\":$(jnum "$(jget "$M_OUT" new_bytes)")}"
 	rm -rf "$REPO"
 }
 
-# e. Chunk size trades per-chunk overhead (a message, an fsync'd object, a
-# manifest entry, an ack) against parallelism and memory in flight. Chunks of
-# 8 MiB and more do not fit in one NATS message and are staged through the
-# repository (written once raw, read back by the compressor, deleted).
-SWEEP_REPO=
-fresh_sweep_repo() { rm -rf "$SWEEP_REPO"; }
-bench_sweep() {
-	local mib label
-	for mib in $BENCH_SWEEP; do
-		SWEEP_REPO=$BENCH_DIR/repo-sweep-${mib}MiB
-		backup "sweep-${mib}MiB" "$SWEEP_REPO" "${mib}MiB" fresh_sweep_repo
-		label="sweep: backup ${mib} MiB chunks"
-		if ((mib * 1048576 > NATS_MAX_PAYLOAD - 4096)); then
-			label+=" (staged)"
+# fleet_backup ID NAME: measure `bulkctl backup --nats` through the process
+# fleet that is up, each run into an empty repository, and add its row. The
+# row's peak RSS is the largest of any one process (the fleet's and the
+# client's); each process's own peak is in the JSON (rss_procs).
+fleet_backup() {
+	local id=$1 name=$2 rss_procs
+	WARM=("$VOL")
+	measure "${id//\//-}" "$LOGS/${id//\//-}.json" fresh_repo \
+		"$BIN/bulkctl" backup "$FLEET_HOST:$VOL" -r "$REPO" --nats "$FLEET_URL" --json
+	rss_procs=$(fleet_rss_json)
+	M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
+	backup_row "$id" "$name" "$VS_VOL" "{\"rss_procs\":$rss_procs}"
+}
+
+# The same backup through separate processes, the deployed topology on one
+# machine: every raw chunk crosses a TCP connection to the NATS server and
+# another to a compressor. Then the incremental backup through a fresh
+# fleet, so that its processes' peak RSS is the incremental's own.
+bench_processes() {
+	local first rss_procs
+	fleet_up "$BENCH_FLEET_COMPRESSORS"
+	fleet_backup vol/procs "bulkctl backup --nats: coordinator, reader, $BENCH_FLEET_COMPRESSORS compressors (processes)"
+	first=$M_WALL
+	fleet_down
+	fleet_up "$BENCH_FLEET_COMPRESSORS"
+	WARM=("$VOL" "$REPO")
+	measure procs-incremental "$LOGS/procs-incremental.json" : \
+		"$BIN/bulkctl" backup "$FLEET_HOST:$VOL" -r "$REPO" --nats "$FLEET_URL" --json
+	rss_procs=$(fleet_rss_json)
+	M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
+	add_row vol/procs-incr "$VOL_DATA" "bulkctl backup --nats, incremental (unchanged)" "$VOL_BYTES" "" \
+		"$(jget "$M_OUT" seconds)" '{}' "{\"speedup_vs_first\":$(jnum "$(div "$first" "$M_WALL")"),\"rss_procs\":$rss_procs}"
+	fleet_down
+	rm -rf "$REPO"
+}
+
+# Scaling: compressors limited to one CPU each, 1, 2, ... of them. On a
+# machine with few CPUs the reader, NATS server and coordinator share them
+# with the compressors, so the curve shows this machine, not the design's
+# bound (see the model in docs/benchmarks.md).
+bench_scaling() {
+	local n base='' first=''
+	for n in $BENCH_SCALE; do
+		fleet_up "$n" 1
+		fleet_backup "scale/$n" "processes: $n compressor(s), GOMAXPROCS=1 each"
+		fleet_down
+		rm -rf "$REPO"
+		if [[ -z $base ]]; then
+			base=$M_WALL first=$n
+		else
+			note "Scaling: $n compressors with GOMAXPROCS=1 each ran at $(div "$base" "$M_WALL")× the throughput of $first."
 		fi
-		backup_row "$label"
-		rm -rf "$SWEEP_REPO"
 	done
 }
 
-# f. Per-core building blocks: zstd Seal per level and chunk size, SHA-256
-# Sum, Open (decompress + verify). These bound what one compressor core can do;
-# note Seal's input (a repeated log line, random and zero bytes) compresses
-# far faster than the volume does, so the "CPU s" of the zstd row above is the
-# better per-core figure for this data.
-GO_BENCH=$BENCH_DIR/go-bench.txt
+# Chunk size trades per-chunk overhead (a message, an fsync'd object, a
+# manifest entry, an ack) against parallelism and memory in flight. Chunks
+# of 8 MiB and more do not fit in one NATS message and are staged through
+# the repository (written once raw, read back by the compressor, deleted).
+bench_sweep() {
+	local mib label
+	for mib in $BENCH_SWEEP; do
+		WARM=("$VOL")
+		measure "sweep-${mib}MiB" "$LOGS/sweep-${mib}MiB.json" fresh_repo \
+			"$BIN/bulkctl" backup "$VOL" -r "$REPO" --json --chunk-size "${mib}MiB" "${BULK_FLAGS[@]}"
+		label="sweep: bulkctl backup --chunk-size ${mib}MiB"
+		((mib * 1048576 > NATS_MAX_PAYLOAD - 4096)) && label+=" (staged)"
+		backup_row "sweep/${mib}MiB" "$label" "$VS_VOL"
+		rm -rf "$REPO"
+	done
+}
+
+# Memory: peak RSS of a backup should not grow with the volume (chunks in
+# flight are bounded). Generated volumes without zero regions, so no chunk
+# is skipped and the file has no holes; one run each (peak RSS, not speed,
+# is the point), through the embedded fleet and through the processes.
+bench_memory() {
+	local size vol bytes data
+	for size in $BENCH_MEM_SIZES; do
+		vol=$BENCH_DIR/mem-$size-seed$BENCH_SEED.img
+		if [[ ! -s $vol ]]; then
+			log "generating $vol (mkvolume, no zero regions)"
+			"$BIN/mkvolume" -size "$size" -seed "$BENCH_SEED" -mix 35,25,0,15 -o "$vol.tmp" >&2
+			mv "$vol.tmp" "$vol"
+		fi
+		bytes=$(stat -c %s "$vol")
+		data="mkvolume $size, no zeros"
+		WARM=("$vol")
+		MEASURE_RUNS=1 measure "mem-$size" "$LOGS/mem-$size.json" fresh_repo \
+			"$BIN/bulkctl" backup "$vol" -r "$REPO" --json "${BULK_FLAGS[@]}"
+		add_row "mem/$size/embedded" "$data" "bulkctl backup (embedded fleet)" "$bytes" "$(dir_bytes "$REPO")" \
+			"$(jget "$M_OUT" seconds)" '{}'
+		rm -rf "$REPO"
+
+		fleet_up "$BENCH_FLEET_COMPRESSORS"
+		MEASURE_RUNS=1 measure "mem-$size-procs" "$LOGS/mem-$size-procs.json" fresh_repo \
+			"$BIN/bulkctl" backup "$FLEET_HOST:$vol" -r "$REPO" --nats "$FLEET_URL" --json
+		local rss_procs
+		rss_procs=$(fleet_rss_json)
+		M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
+		add_row "mem/$size/procs" "$data" "bulkctl backup --nats, $BENCH_FLEET_COMPRESSORS compressors (largest process)" \
+			"$bytes" "$(dir_bytes "$REPO")" "$(jget "$M_OUT" seconds)" '{}' "{\"rss_procs\":$rss_procs}"
+		note "Memory, $data: peak RSS per process $(jq -c . <<<"$rss_procs") MiB (process fleet); embedded fleet in its row."
+		fleet_down
+		rm -rf "$REPO"
+	done
+}
+
+# The in-memory ceiling (target 2): BenchmarkCompressCeiling hashes and
+# seals the image's chunks, already in memory, at the same level and chunk
+# size with one goroutine per CPU, and nothing else. Its best MB/s becomes a
+# row (no RSS or CPU: it runs inside go test, which also loads the image).
+bench_ceiling() {
+	local out=$LOGS/ceiling.txt best
+	log "go test -bench BenchmarkCompressCeiling ./pkg/fleet/ on $VOL"
+	BULK_BENCH_VOLUME=$VOL go test -run '^$' -bench '^BenchmarkCompressCeiling$' -benchtime 2x \
+		-count "$BENCH_RUNS" ./pkg/fleet/ >"$out" 2>&1 || die "BenchmarkCompressCeiling failed; see $out"
+	best=$(awk '/^BenchmarkCompressCeiling/ { for (i = 2; i <= NF; i++) if ($i == "MB/s" && $(i-1) > m) m = $(i-1) } END { print m + 0 }' "$out")
+	[[ $best != 0 ]] || die "no MB/s in $out"
+	M_WALL=$(calc "$VOL_BYTES / ($best * 1e6)" 3) M_MEDIAN='' M_CPU='' M_RSS_MIB=''
+	M_WALLS=[$(awk -v b="$VOL_BYTES" '/^BenchmarkCompressCeiling/ { for (i = 2; i <= NF; i++) if ($i == "MB/s") { printf "%s%.3f", sep, b / ($(i-1) * 1e6); sep = "," } }' "$out")]
+	add_row vol/ceiling "$VOL_DATA" "in-memory ceiling: chunk.Sum + Seal, $(nproc) goroutines (Go benchmark)" "$VOL_BYTES" "" "" '{}'
+	cat "$out" >>"$GO_BENCH"
+}
+
+# The pkg/chunk micro-benchmarks: Seal per level and size, Sum, Open. They
+# bound what one compressor core can do; Seal's input (a repeated log line,
+# random and zero bytes) compresses far faster than real data.
 bench_go() {
 	log "go test -bench ./pkg/chunk/"
-	if ! go test -run '^$' -bench . -benchtime 20x ./pkg/chunk/ >"$GO_BENCH" 2>&1; then
-		note "go test -bench ./pkg/chunk/ failed; output below"
-	fi
+	go test -run '^$' -bench . -benchtime 20x ./pkg/chunk/ >>"$GO_BENCH" 2>&1 ||
+		note "go test -bench ./pkg/chunk/ failed; output in the Go benchmarks below"
 }
 
-# go_bench_json: the micro-benchmarks as JSON objects {name, mb_per_s, ns_per_op}.
-go_bench_json() {
-	awk '/^Benchmark/ {
-		mb = "null"; ns = "null"
-		for (i = 2; i <= NF; i++) { if ($i == "MB/s") mb = $(i-1); if ($i == "ns/op") ns = $(i-1) }
-		printf "%s{\"name\":\"%s\",\"mb_per_s\":%s,\"ns_per_op\":%s}", sep, $1, mb, ns; sep = ","
-	}' "$GO_BENCH"
-}
+# --- main -------------------------------------------------------------------
 
-# --- report -----------------------------------------------------------------
-
-report() {
-	local md=$BENCH_DIR/results.md json=$BENCH_DIR/results.json
-	local model go_version date commit
-	model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
-	go_version=$(go version)
-	# The code measured: the commit, and whether the working tree differed.
+# meta_json: the machine, the code, the settings and the tool versions.
+meta_json() {
+	local commit
 	commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 	git diff --quiet HEAD 2>/dev/null || commit+=" (working tree modified)"
-	date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-	{
-		printf '# bulkbackup benchmark, %s\n\n' "$date"
-		printf 'Machine: %s CPUs (%s), %s. Code: %s. Volume: %s (%s bytes, mkvolume seed %s).\n\n' \
-			"$(nproc)" "${model:-unknown CPU}" "$go_version" "$commit" "$BENCH_SIZE" "$VOL_BYTES" "$BENCH_SEED"
-		printf '| contender | MB/s (wall) | MB/s (job) | ratio | peak RSS MiB | MB/s vs zstd | CPU s |\n'
-		printf '|---|---:|---:|---:|---:|---:|---:|\n'
-		cat "$ROWS_MD"
-		printf '\n'
-		printf -- '- MB/s = 10^6 bytes of source per second; wall = the whole command under /usr/bin/time, job = the seconds bulkctl --json reports.\n'
-		printf -- '- ratio = source bytes / stored bytes. MB/s vs zstd: backups against zstd -T0 -1, restore and verify against zstd -d.\n'
-		printf -- '- Warm cache: the inputs of every run (volume, .zst file, repository) were read right before it, then sync; the page cache was not dropped.\n'
-		printf -- '- Each figure is the fastest of %s runs by wall clock (other load only adds time); results.json has every run. CPU s = user + sys seconds of that run (all threads).\n' "$BENCH_RUNS"
-		cat "$NOTES"
-	} >"$md"
-	cat "$md"
-	{
-		printf '\n## pkg/chunk micro-benchmarks\n\n```\n$ go test -run %s -bench . -benchtime 20x ./pkg/chunk/\n' "'^\$'"
-		cat "$GO_BENCH"
-		printf '```\n'
-	} >>"$md"
-
-	{
-		printf '{"date":"%s","nproc":%s,"cpu":"%s","go":"%s","commit":"%s","volume":{"size":"%s","bytes":%s,"seed":%s},' \
-			"$date" "$(nproc)" "$model" "$go_version" "$commit" "$BENCH_SIZE" "$VOL_BYTES" "$BENCH_SEED"
-		printf '"warm_cache":true,"runs":%s,"incremental_speedup":%s,' "$BENCH_RUNS" "$(jnum "$INCR_SPEEDUP")"
-		printf '"rows":[%s],' "$(paste -sd, "$ROWS_JSON")"
-		printf '"go_bench":[%s]}\n' "$(go_bench_json)"
-	} >"$json.tmp"
-	if ((HAVE_JQ)); then
-		jq . "$json.tmp" >"$json" && rm -f "$json.tmp"
-	else
-		mv "$json.tmp" "$json"
-	fi
-	log "wrote $md and $json"
+	jq -n \
+		--arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg commit "$commit" --arg go "$(go version)" \
+		--argjson nproc "$(nproc)" --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+		--arg mem "$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" --arg kernel "$(uname -sr)" \
+		--arg disk "$(df -T "$BENCH_DIR" | awk 'NR == 2 { print $1 " (" $2 ")" }')" \
+		--arg zstd "$(zstd --version | grep -o 'v[0-9.]*' | head -n 1)" --arg restic "$RESTIC_VERSION" --arg borg "$BORG_VERSION" \
+		--arg vol "$VOL" --argjson vol_bytes "$VOL_BYTES" --arg cache "$BENCH_CACHE" --argjson drop "$DROP_CACHES" \
+		--argjson runs "$BENCH_RUNS" --arg sections "$BENCH_SECTIONS" --arg quick "${BENCH_QUICK:-0}" \
+		--arg load_start "$LOAD_START" --arg load_end "$(cut -d' ' -f1-3 /proc/loadavg)" \
+		--argjson seconds "$((SECONDS - START))" --argjson section_seconds "$SECTION_SECONDS" \
+		'{date: $date, commit: $commit, go: $go,
+		  machine: {nproc: $nproc, cpu: $cpu, mem_gib: $mem, kernel: $kernel, disk: $disk},
+		  versions: {zstd: $zstd, restic: $restic, borg: $borg},
+		  settings: {runs: $runs, cache: $cache, quick: $quick, sections: $sections},
+		  volume: {path: $vol, bytes: $vol_bytes},
+		  drop_caches_possible: ($drop == 1), load_start: $load_start, load_end: $load_end,
+		  seconds: $seconds, section_seconds: $section_seconds}'
 }
 
+cleanup() { fleet_down; }
+
 main() {
+	START=$SECONDS
+	mkdir -p "$BENCH_DIR"
 	rm -rf "$LOGS"
-	mkdir -p "$BENCH_DIR" "$LOGS"
-	: >"$ROWS_MD"
-	: >"$ROWS_JSON"
+	mkdir -p "$LOGS"
+	: >"$ROWS"
 	: >"$NOTES"
+	: >"$GO_BENCH"
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+
+	# A BULK_* variable in the caller's environment (BULK_NATS above all)
+	# would send the embedded-fleet runs elsewhere or change their settings.
+	local v
+	for v in $(compgen -e); do
+		if [[ $v == BULK_* ]]; then
+			log "unsetting $v for the benchmark"
+			unset "$v"
+		fi
+	done
+
+	check_drop_caches
+	case $BENCH_CACHE in
+	warm) ;;
+	cold) ((DROP_CACHES)) || die "BENCH_CACHE=cold: cannot write /proc/sys/vm/drop_caches here (not root, or not allowed in this VM)" ;;
+	*) die "BENCH_CACHE=$BENCH_CACHE: want warm or cold" ;;
+	esac
+	if [[ $BENCH_CACHE == warm ]]; then
+		note "Warm cache: each run's inputs were read right before it, then sync; the page cache was not dropped (dropping it $( ((DROP_CACHES)) && echo "works here: BENCH_CACHE=cold does it" || echo "is not possible here"))."
+	else
+		note "Cold cache: the page cache was dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before each run."
+	fi
+
 	setup_tools
 	build
 	make_volume
-	VOL_BYTES=$(stat -c %s "$VOL")
-	WARM=()
+
 	# Other work on the machine skews every figure; record how busy it was.
-	LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
+	LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 	if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN { exit !(l + 0 > n / 2) }'; then
 		log "warning: load average $LOAD_START on $(nproc) CPUs; other work will skew the figures"
-		note "warning: the machine was busy at the start (load average $LOAD_START on $(nproc) CPUs)"
+		note "Warning: the machine was busy at the start (load average $LOAD_START on $(nproc) CPUs)."
 	fi
 
-	bench_zstd
-	bench_backup
-	bench_restore_verify
-	bench_incremental
-	bench_sweep
-	note "load average (1, 5, 15 min) at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
-	bench_go
+	local section t0
+	SECTION_SECONDS='{}'
+	for section in $BENCH_SECTIONS; do
+		t0=$SECONDS
+		log "--- section $section"
+		case $section in
+		volume)
+			bench_zstd
+			bench_ceiling
+			if ((HAVE_RESTIC)); then peer_restic vol "$VOL" "$VOL_BYTES" "$VOL_DATA"; fi
+			if ((HAVE_BORG)); then peer_borg vol "$VOL" "$VOL_BYTES" "$VOL_DATA"; fi
+			bench_ours
+			;;
+		processes) bench_processes ;;
+		scaling) bench_scaling ;;
+		sweep) bench_sweep ;;
+		tree) bench_tree ;;
+		memory) bench_memory ;;
+		go) bench_go ;;
+		*) die "BENCH_SECTIONS: unknown section $section" ;;
+		esac
+		SECTION_SECONDS=$(jq -c --arg s "$section" --argjson t "$((SECONDS - t0))" '. + {($s): $t}' <<<"$SECTION_SECONDS")
+	done
+	note "× zstd: backups against zstd -T0 -1 (the tree: tar | zstd -T0 -1), restore and verify against zstd -d; × restic, × Borg, × ceiling: against those rows on the same data. Peak RSS of the process rows: the largest single process (each process's in results.json, rss_procs)."
+	note "Each figure is the fastest of $BENCH_RUNS run(s) by wall clock (memory rows: one run); results.json has every run's time and the median."
+	note "Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg). Suite time: $((SECONDS - START)) s."
+	META=$(meta_json)
 	report
 }
 

@@ -16,22 +16,33 @@ import (
 
 const benchVolume = 256 << 20
 
-func benchSource(b *testing.B) string {
+// benchSource returns the volume the benchmarks read and its size: the
+// file named by $BULK_BENCH_VOLUME (scripts/bench.sh passes its ext4 image,
+// so the ceiling is measured on the same data as the backups), else a
+// generated 256 MiB volume.
+func benchSource(b *testing.B) (string, int64) {
 	b.Helper()
+	if path := os.Getenv("BULK_BENCH_VOLUME"); path != "" {
+		fi, err := os.Stat(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return path, fi.Size()
+	}
 	path := filepath.Join(b.TempDir(), "vol.img")
 	if err := volgen.WriteFile(b.Context(), path, benchVolume, volgen.Options{Seed: 1}); err != nil {
 		b.Fatal(err)
 	}
-	return path
+	return path, benchVolume
 }
 
 // BenchmarkFleetBackup is the whole path in one process: reader, NATS,
 // compressors, a directory repository. Each iteration backs up into a fresh
 // repository, so every chunk is compressed and written.
 func BenchmarkFleetBackup(b *testing.B) {
-	src := benchSource(b)
+	src, size := benchSource(b)
 	bnd := setup(b, storeurl.S3Options{})
-	b.SetBytes(benchVolume)
+	b.SetBytes(size)
 	b.ReportAllocs()
 	for b.Loop() {
 		repo := filepath.Join(b.TempDir(), "repo")
@@ -45,7 +56,8 @@ func BenchmarkFleetBackup(b *testing.B) {
 // against: the same chunks, already in memory, hashed and sealed at the
 // same level by one goroutine per CPU, with nothing else.
 func BenchmarkCompressCeiling(b *testing.B) {
-	data, err := os.ReadFile(benchSource(b))
+	src, _ := benchSource(b)
+	data, err := os.ReadFile(src)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,0 +1,132 @@
+# shellcheck shell=bash
+# fleet.sh: the process fleet of scripts/bench.sh. Sourced, not run.
+#
+# The same topology as scripts/fleet-up.sh, made lighter so that what is
+# measured is the services, not a cluster: one coordinator embedding its
+# NATS server (its default; one process is the whole control plane), one
+# reader, N compressors, each a separate process on this machine, and a
+# directory repository (as in the embedded-fleet rows, so the two compare).
+# fleet-up.sh's 3 replicated NATS nodes and MinIO would add replication and
+# S3 to the figures.
+#
+# Globals: BIN (the binaries), BENCH_DIR, LOGS. Sets FLEET_URL and
+# FLEET_PIDS / FLEET_NAMES while a fleet is up.
+
+FLEET_PIDS=()
+FLEET_NAMES=()
+FLEET_URL=
+FLEET_HOST=bench # the reader's host name: sources are bench:/path
+FLEET_DIR=
+
+# free_port prints a TCP port on 127.0.0.1 nobody listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 100); do
+		p=$((20000 + RANDOM % 12000))
+		if ! (: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# fleet_start NAME [VAR=VALUE...] -- CMD...: run CMD in the background with
+# the variables in its environment, output to FLEET_DIR/NAME.log.
+fleet_start() {
+	local name=$1 vars=()
+	shift
+	while [[ $1 != -- ]]; do
+		vars+=("$1")
+		shift
+	done
+	shift
+	env ${vars[@]+"${vars[@]}"} "$@" </dev/null >>"$FLEET_DIR/$name.log" 2>&1 &
+	FLEET_PIDS+=("$!")
+	FLEET_NAMES+=("$name")
+}
+
+# fleet_wait_logged NAME MESSAGE: wait until NAME's JSON log has MESSAGE;
+# fail when it exits first or after 60 s.
+fleet_wait_logged() {
+	local name=$1 msg=$2 i pid deadline=$((SECONDS + 60))
+	until grep -q "\"msg\":\"$msg\"" "$FLEET_DIR/$name.log" 2>/dev/null; do
+		for i in "${!FLEET_NAMES[@]}"; do
+			[[ ${FLEET_NAMES[$i]} == "$name" ]] && pid=${FLEET_PIDS[$i]}
+		done
+		kill -0 "$pid" 2>/dev/null || die "fleet: $name exited; see $FLEET_DIR/$name.log"
+		((SECONDS < deadline)) || die "fleet: $name not serving after 60 s; see $FLEET_DIR/$name.log"
+		sleep 0.1
+	done
+}
+
+# fleet_up N [GOMAXPROCS]: start a coordinator (embedded NATS), a reader and
+# N compressors; with GOMAXPROCS, each compressor gets it in its
+# environment (1 = one CPU each; a compressor runs one worker per
+# GOMAXPROCS by default). Logs in logs/fleet-LABEL/.
+fleet_up() {
+	local n=$1 procs=${2:-} port i cvars=()
+	((${#FLEET_PIDS[@]} == 0)) || die "fleet_up: a fleet is already up"
+	FLEET_DIR=$LOGS/fleet-$n${procs:+-gomaxprocs$procs}
+	rm -rf "$FLEET_DIR"
+	mkdir -p "$FLEET_DIR/data"
+	port=$(free_port) || die "no free port for NATS"
+	FLEET_URL=nats://127.0.0.1:$port
+	log "process fleet: coordinator (NATS on :$port), reader, $n compressor(s)${procs:+ with GOMAXPROCS=$procs}"
+	fleet_start coordinator -- "$BIN/coordinator" --listen "127.0.0.1:$port" --data "$FLEET_DIR/data" \
+		--log-format json --log-level info
+	fleet_wait_logged coordinator "coordinator serving"
+	fleet_start reader -- "$BIN/reader" --nats "$FLEET_URL" --host "$FLEET_HOST" --log-format json
+	[[ -n $procs ]] && cvars=("GOMAXPROCS=$procs")
+	for ((i = 1; i <= n; i++)); do
+		fleet_start "compressor-$i" ${cvars[@]+"${cvars[@]}"} -- \
+			"$BIN/compressor" --nats "$FLEET_URL" --name "compressor-$i" --log-format json
+	done
+	fleet_wait_logged reader "reader serving"
+	for ((i = 1; i <= n; i++)); do
+		fleet_wait_logged "compressor-$i" "compressor serving"
+	done
+}
+
+# fleet_down: SIGTERM every fleet process (they drain), SIGKILL what is left
+# after 40 s. Only the PIDs this script started are touched.
+fleet_down() {
+	local pid deadline=$((SECONDS + 40))
+	((${#FLEET_PIDS[@]} > 0)) || return 0
+	for pid in "${FLEET_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${FLEET_PIDS[@]}"; do
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	FLEET_PIDS=()
+	FLEET_NAMES=()
+}
+
+# fleet_cpu_ticks: user + system clock ticks the fleet's processes have
+# used so far (0 with no fleet); measure adds the difference to its CPU.
+fleet_cpu_ticks() {
+	local pid sum=0 stat f
+	for pid in ${FLEET_PIDS[@]+"${FLEET_PIDS[@]}"}; do
+		stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		stat=${stat##*) } # fields after the command name, from field 3 (state)
+		read -r -a f <<<"$stat"
+		sum=$((sum + f[11] + f[12])) # utime, stime: fields 14 and 15
+	done
+	printf '%s\n' "$sum"
+}
+
+# fleet_rss_json: each fleet process's peak RSS so far in MiB (VmHWM), as a
+# JSON object {"coordinator": 80, "reader": 60, "compressor-1": 150, ...}.
+fleet_rss_json() {
+	local i kib args=()
+	for i in "${!FLEET_PIDS[@]}"; do
+		kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/${FLEET_PIDS[$i]}/status" 2>/dev/null || echo 0)
+		args+=("${FLEET_NAMES[$i]}" "$((kib / 1024))")
+	done
+	printf '%s\n' "${args[@]}" | jq -Rn '[inputs] | [range(0; length; 2) as $i | {(.[$i]): (.[$i + 1] | tonumber)}] | add // {}'
+}

@@ -1,0 +1,83 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # globals set here are read by bench.sh
+# tree.sh: the file-tree section of scripts/bench.sh. Sourced, not run.
+#
+# Issue #6 measures the same contenders on a tree of BENCH_TREE_FILES files
+# (default 100,000) built by scripts/mkcorpus from this machine's files.
+# The baselines are `tar -cf - DIR | zstd -T0 -1`, restic and Borg; bulkctl
+# backs the tree up with `--mode files`, measured only when this build's
+# `bulkctl backup -h` lists that flag (file mode is being added on another
+# branch), so the section runs unchanged before and after it lands.
+#
+# Globals: BIN, BENCH_DIR, BENCH_TREE_FILES, BENCH_SEED, HAVE_RESTIC,
+# HAVE_BORG, and the peer functions of bench.sh (peer_restic, peer_borg).
+
+TREE=
+TREE_BYTES=0
+TREE_DATA=
+VS_TREE='{"zstd":"tree/tar-zstd","restic":"tree/restic","borg":"tree/borg"}'
+
+# make_tree builds the tree once; later runs reuse it while scripts/mkcorpus
+# is unchanged (corpus_stamp; mkcorpus renames it into place only when
+# complete).
+make_tree() {
+	TREE=$BENCH_DIR/tree-$BENCH_TREE_FILES-seed$BENCH_SEED
+	if [[ -d $TREE && $(cat "$TREE.stamp" 2>/dev/null) == "$(corpus_stamp)" ]]; then
+		log "reusing $TREE"
+	else
+		log "building a $BENCH_TREE_FILES-file tree at $TREE (scripts/mkcorpus tree)"
+		rm -rf "$TREE" "$TREE.stamp"
+		"$BIN/mkcorpus" tree -files "$BENCH_TREE_FILES" -seed "$BENCH_SEED" -o "$TREE" 2>&1 | sed 's/^/  /' >&2
+		corpus_stamp >"$TREE.stamp"
+	fi
+	TREE_BYTES=$(tree_bytes "$TREE")
+	TREE_DATA="tree $BENCH_TREE_FILES files"
+	note "Tree: $TREE_DATA, $TREE_BYTES bytes in $(find "$TREE" -type d | wc -l) directories (manifest: $TREE.manifest)."
+}
+
+# bulkctl_has_files_mode: this build's bulkctl backs up file trees.
+bulkctl_has_files_mode() { "$BIN/bulkctl" backup -h 2>&1 | grep -q -- '-mode'; }
+
+# The baseline: the whole tree through tar into one zstd stream, on all
+# cores. tar reads files one by one; zstd compresses in parallel.
+bench_tree_tar_zstd() {
+	WARM=("$TREE")
+	# shellcheck disable=SC2016 # $1 is the inner shell's
+	measure tree-tar-zstd "$BENCH_DIR/tree.tar.zst" : \
+		bash -c 'tar -cf - -C "$1" . | zstd -q -T0 -1 -c' tar-zstd "$TREE"
+	add_row tree/tar-zstd "$TREE_DATA" "tar -cf - | zstd -T0 -1" "$TREE_BYTES" "$(stat -c %s "$M_OUT")" "" '{}'
+	rm -f "$BENCH_DIR"/tree.tar.zst.*
+}
+
+# bulkctl on the tree: a first backup into a fresh repository, then the
+# unchanged tree again into the same one (target 7: >= 20x faster).
+TREE_REPO=
+fresh_tree_repo() { rm -rf "$TREE_REPO"; }
+bench_tree_bulkctl() {
+	local first
+	TREE_REPO=$BENCH_DIR/repo-tree
+	WARM=("$TREE")
+	measure tree-backup "$LOGS/tree-backup.json" fresh_tree_repo "$BIN/bulkctl" backup "$TREE" --mode files \
+		-r "$TREE_REPO" --json "${BULK_FLAGS[@]}"
+	first=$M_WALL
+	add_row tree/backup "$TREE_DATA" "bulkctl backup --mode files (embedded fleet)" "$TREE_BYTES" \
+		"$(dir_bytes "$TREE_REPO")" "$(jget "$M_OUT" seconds)" "$VS_TREE"
+	WARM=("$TREE" "$TREE_REPO")
+	measure tree-incremental "$LOGS/tree-incremental.json" : "$BIN/bulkctl" backup "$TREE" --mode files \
+		-r "$TREE_REPO" --json "${BULK_FLAGS[@]}"
+	add_row tree/incr "$TREE_DATA" "bulkctl backup --mode files, incremental (unchanged)" "$TREE_BYTES" \
+		"" "$(jget "$M_OUT" seconds)" '{}' "{\"speedup_vs_first\":$(jnum "$(div "$first" "$M_WALL")")}"
+	rm -rf "$TREE_REPO"
+}
+
+bench_tree() {
+	make_tree
+	bench_tree_tar_zstd
+	if ((HAVE_RESTIC)); then peer_restic tree "$TREE" "$TREE_BYTES" "$TREE_DATA"; fi
+	if ((HAVE_BORG)); then peer_borg tree "$TREE" "$TREE_BYTES" "$TREE_DATA"; fi
+	if bulkctl_has_files_mode; then
+		bench_tree_bulkctl
+	else
+		note "bulkctl on the tree: not measured, this build's \`bulkctl backup\` has no --mode (file mode is not merged yet)."
+	fi
+}
