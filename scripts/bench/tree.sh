@@ -36,7 +36,8 @@ make_tree() {
 }
 
 # bulkctl_has_files_mode: this build's bulkctl backs up file trees.
-bulkctl_has_files_mode() { "$BIN/bulkctl" backup -h 2>&1 | grep -q -- '-mode'; }
+# (-h exits 2, which pipefail would pass on.)
+bulkctl_has_files_mode() { { "$BIN/bulkctl" backup -h 2>&1 || true; } | grep -q -- '-mode'; }
 
 # The baseline: the whole tree through tar into one zstd stream, on all
 # cores. tar reads files one by one; zstd compresses in parallel.
@@ -61,14 +62,28 @@ bench_tree_bulkctl() {
 		-r "$TREE_REPO" --json "${BULK_FLAGS[@]}"
 	first=$M_WALL
 	add_row tree/backup "$TREE_DATA" "bulkctl backup --mode files (embedded fleet)" "$TREE_BYTES" \
-		"$(dir_bytes "$TREE_REPO")" "$(jget "$M_OUT" seconds)" "$VS_TREE"
+		"$(dir_bytes "$TREE_REPO")" "$(jget "$M_OUT" seconds)" "$VS_TREE" "$(files_per_s)"
 	WARM=("$TREE" "$TREE_REPO")
 	measure tree-incremental "$LOGS/tree-incremental.json" : "$BIN/bulkctl" backup "$TREE" --mode files \
 		-r "$TREE_REPO" --json "${BULK_FLAGS[@]}"
 	add_row tree/incr "$TREE_DATA" "bulkctl backup --mode files, incremental (unchanged)" "$TREE_BYTES" \
-		"" "$(jget "$M_OUT" seconds)" '{}' "{\"speedup_vs_first\":$(jnum "$(div "$first" "$M_WALL")")}"
-	rm -rf "$TREE_REPO"
+		"" "$(jget "$M_OUT" seconds)" '{}' \
+		"$(files_per_s | jq -c --argjson s "$(jnum "$(div "$first" "$M_WALL")")" '. + {speedup_vs_first: $s}')"
+	TREE_OUT=$BENCH_DIR/tree-restored
+	WARM=("$TREE_REPO")
+	measure tree-restore "$LOGS/tree-restore.json" fresh_tree_out "$BIN/bulkctl" restore latest "$TREE_OUT" \
+		-r "$TREE_REPO" --json "${BULK_FLAGS[@]}"
+	diff -r --no-dereference -q "$TREE" "$TREE_OUT" >/dev/null || die "the restored tree differs from $TREE"
+	add_row tree/restore "$TREE_DATA" "bulkctl restore (whole tree)" "$TREE_BYTES" "" \
+		"$(jget "$M_OUT" seconds)" '{}' "$(files_per_s)"
+	rm -rf "$TREE_REPO" "$TREE_OUT"
 }
+
+# files_per_s: the tree's files per second of the measurement just made, as
+# a JSON object for add_row's EXTRA.
+files_per_s() { jq -cn --argjson f "$(calc "$BENCH_TREE_FILES / $M_WALL" 0)" '{files_per_s: $f}'; }
+TREE_OUT=
+fresh_tree_out() { rm -rf "$TREE_OUT"; }
 
 bench_tree() {
 	make_tree
