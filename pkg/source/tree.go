@@ -29,15 +29,20 @@ import (
 // skipped, and a name that is not UTF-8 text (which the manifest cannot
 // hold) is passed to warn instead.
 func ScanTree(ctx context.Context, root string, emit func(manifest.Entry) error, warn func(string)) error {
-	fi, err := os.Stat(root) // the root may be a symlink to the tree; nothing below is followed
+	dir, err := os.Open(root) // the root may be a symlink to the tree; nothing below is followed
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
-	if !fi.IsDir() {
+	defer dir.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(dir.Fd()), &st); err != nil {
+		return fmt.Errorf("scan %s: %w", root, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("scan %s: not a directory", root)
 	}
 	s := &scanner{ctx: ctx, emit: emit, warn: warn, links: make(map[[2]uint64]string)}
-	return s.walk(root, ".", fi)
+	return s.dir(dir, root, ".", statOf(&st))
 }
 
 type scanner struct {
@@ -47,107 +52,147 @@ type scanner struct {
 	links map[[2]uint64]string // (device, inode) of multiply-linked files seen
 }
 
-func (s *scanner) walk(abs, rel string, fi fs.FileInfo) error {
+// dir emits the open directory dir and walks what it holds. Children are
+// examined relative to dir's descriptor (fstatat, readlinkat, openat), which
+// spares the kernel a path lookup from the root for every entry and never
+// follows a symlink.
+func (s *scanner) dir(dir *os.File, abs, rel string, st stat) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	e := EntryOf(rel, fi)
-	if e.Type == manifest.TypeSymlink {
-		target, err := os.Readlink(abs)
-		if err != nil {
-			e.Type, e.Warning = manifest.TypeSpecial, fmt.Sprintf("symlink not readable: %v", err)
-		}
-		e.Target = target
-	}
-	if e.Type == manifest.TypeFile && e.Links > 1 {
-		st := fi.Sys().(*syscall.Stat_t)
-		key := [2]uint64{uint64(st.Dev), st.Ino}
-		if first, ok := s.links[key]; ok {
-			e.LinkTo = first
-		} else {
-			s.links[key] = rel
-		}
-	}
-	if e.Type != manifest.TypeDir {
-		return s.emit(e)
-	}
-	names, err := readNames(abs)
+	e := entryOfStat(rel, st)
+	names, err := dir.Readdirnames(-1)
 	if err != nil {
 		e.Warning = fmt.Sprintf("directory not listed: %v", err)
+		return s.emit(e)
 	}
-	if err := s.emit(e); err != nil || names == nil {
+	if err := s.emit(e); err != nil {
 		return err
 	}
+	slices.Sort(names)
+	fd := int(dir.Fd())
 	for _, name := range names {
 		childAbs, childRel := filepath.Join(abs, name), path.Join(rel, name)
 		if err := manifest.CheckPath(childRel); err != nil {
-			s.warn(fmt.Sprintf("%s: skipped: %v", strconv.Quote(filepath.Join(abs, name)), err))
+			s.warn(fmt.Sprintf("%s: skipped: %v", strconv.Quote(childAbs), err))
 			continue
 		}
-		cfi, err := os.Lstat(childAbs)
-		if errors.Is(err, fs.ErrNotExist) {
+		var ust unix.Stat_t
+		err := unix.Fstatat(fd, name, &ust, unix.AT_SYMLINK_NOFOLLOW)
+		if errors.Is(err, unix.ENOENT) {
 			continue // removed since the listing: it is not part of the tree any more
 		}
 		if err != nil {
-			if err := s.emit(manifest.Entry{Path: childRel, Type: manifest.TypeSpecial, Warning: fmt.Sprintf("not readable: %v", err)}); err != nil {
+			if err := s.unreadable(childRel, err); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := s.walk(childAbs, childRel, cfi); err != nil {
+		cst := statOf(&ust)
+		if cst.mode&unix.S_IFMT == unix.S_IFDIR {
+			cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				ce := entryOfStat(childRel, cst)
+				ce.Warning = fmt.Sprintf("directory not listed: open %s: %v", childAbs, err)
+				if err := s.emit(ce); err != nil {
+					return err
+				}
+				continue
+			}
+			child := os.NewFile(uintptr(cfd), childAbs)
+			err = s.dir(child, childAbs, childRel, cst)
+			child.Close()
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.leaf(fd, name, childRel, cst); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+func (s *scanner) unreadable(rel string, err error) error {
+	return s.emit(manifest.Entry{Path: rel, Type: manifest.TypeSpecial, Warning: fmt.Sprintf("not readable: %v", err)})
+}
+
+// leaf emits a file, symlink or special file of the directory dirFD.
+func (s *scanner) leaf(dirFD int, name, rel string, st stat) error {
+	e := entryOfStat(rel, st)
+	switch {
+	case e.Type == manifest.TypeSymlink:
+		buf := make([]byte, max(st.size+1, 256))
+		n, err := unix.Readlinkat(dirFD, name, buf)
+		if err != nil || n == len(buf) {
+			e.Type, e.Warning = manifest.TypeSpecial, fmt.Sprintf("symlink not readable: %v", err)
+		} else {
+			e.Target = string(buf[:n])
+		}
+	case e.Type == manifest.TypeFile && e.Links > 1:
+		key := [2]uint64{st.dev, st.ino}
+		if first, ok := s.links[key]; ok {
+			e.LinkTo = first
+		} else {
+			s.links[key] = rel
+		}
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	if names == nil {
-		names = []string{}
-	}
-	return names, nil
+	return s.emit(e)
 }
 
 // EntryOf describes a file from its lstat information, without content.
 func EntryOf(rel string, fi fs.FileInfo) manifest.Entry {
 	st := fi.Sys().(*syscall.Stat_t)
-	e := manifest.Entry{
-		Path: rel, Mode: st.Mode & 0o7777, UID: int(st.Uid), GID: int(st.Gid),
-		MTime: st.Mtim.Nano(), Inode: st.Ino, Links: uint64(st.Nlink),
+	return entryOfStat(rel, stat{
+		mode: st.Mode, uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano(),
+		dev: st.Dev, ino: st.Ino, nlink: st.Nlink, size: st.Size,
+	})
+}
+
+// stat is what a scan keeps of a file's status.
+type stat struct {
+	mode, uid, gid  uint32
+	mtime           int64
+	dev, ino, nlink uint64
+	size            int64
+}
+
+func statOf(st *unix.Stat_t) stat {
+	return stat{
+		mode: st.Mode, uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano(),
+		dev: st.Dev, ino: st.Ino, nlink: st.Nlink, size: st.Size,
 	}
-	switch m := fi.Mode(); {
-	case m.IsRegular():
-		e.Type, e.Size = manifest.TypeFile, fi.Size()
-	case m.IsDir():
+}
+
+func entryOfStat(rel string, st stat) manifest.Entry {
+	e := manifest.Entry{
+		Path: rel, Mode: st.mode & 0o7777, UID: int(st.uid), GID: int(st.gid),
+		MTime: st.mtime, Inode: st.ino, Links: st.nlink,
+	}
+	switch st.mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		e.Type, e.Size = manifest.TypeFile, st.size
+	case unix.S_IFDIR:
 		e.Type, e.Inode, e.Links = manifest.TypeDir, 0, 0
-	case m&fs.ModeSymlink != 0:
+	case unix.S_IFLNK:
 		e.Type, e.Inode, e.Links = manifest.TypeSymlink, 0, 0
 	default:
 		e.Type, e.Inode, e.Links = manifest.TypeSpecial, 0, 0
-		e.Warning = fmt.Sprintf("%s skipped: only files, directories and symlinks are backed up", describe(m))
+		e.Warning = fmt.Sprintf("%s skipped: only files, directories and symlinks are backed up", describeType(st.mode))
 	}
 	return e
 }
 
-func describe(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSocket != 0:
+func describeType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFSOCK:
 		return "socket"
-	case m&fs.ModeNamedPipe != 0:
+	case unix.S_IFIFO:
 		return "FIFO"
-	case m&fs.ModeCharDevice != 0:
+	case unix.S_IFCHR:
 		return "character device"
-	case m&fs.ModeDevice != 0:
+	case unix.S_IFBLK:
 		return "block device"
 	}
 	return "special file"
