@@ -345,7 +345,9 @@ func TestFaultTreeReaderKilledInScan(t *testing.T) {
 	stop(t, comp, e.reader, e.coord)
 
 	// The listing came from a scan the coordinator re-issued.
-	if attempts := w.scanAttempts(); len(attempts) == 0 || attempts[0] < 1 {
+	attempts := w.scanAttempts()
+	t.Logf("scan batches: %d before the kill, %d in all; scans completed with attempts %v", partsAtKill, w.count(queue.OpScanPart), attempts)
+	if len(attempts) == 0 || attempts[0] < 1 {
 		t.Errorf("scans completed with attempts %v, want the first a re-issued one (attempt 1 or more)", attempts)
 	}
 	reissued := false
