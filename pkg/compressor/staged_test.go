@@ -31,8 +31,10 @@ func (lostAck) DoubleAck(context.Context) error { return nats.ErrConnectionClose
 // completion, and loses the acknowledgement: the staged object must still be
 // there for the redelivery, which stores the chunk again and, once its
 // acknowledgement is confirmed, deletes the object. The compressor used to
-// delete it before acknowledging, and the redelivery failed with "staged
-// chunk ... not found" until it ran out of deliveries and failed the job.
+// delete it before recording the completion and acknowledging, so every
+// redelivery failed with "staged chunk ... not found"; killed before the
+// completion was recorded, the chunk failed after its deliveries, and the
+// job with it.
 func TestStagedChunkSurvivesLostAck(t *testing.T) {
 	t.Parallel()
 	br, err := broker.Start(broker.Config{StoreDir: t.TempDir(), InProcessOnly: true})
