@@ -76,18 +76,32 @@ func newFaultEnv(t *testing.T, repo string, coordArgs ...string) *faultEnv {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
+	dir := t.TempDir()
+	size := faultVolumeSize()
+	vol := writeVolume(t, filepath.Join(dir, "vol.img"), size, 31)
+	nonZero := nonZeroChunks(t, vol, faultChunkSize)
+	if nonZero < 16 {
+		t.Fatalf("only %d of %d chunks are not all zeros: too few to strike mid-way", nonZero, size/faultChunkSize)
+	}
+	e := newFaultFleet(t, dir, repo, coordArgs...)
+	e.vol, e.size, e.nonZero = vol, size, nonZero
+	return e
+}
+
+// newFaultFleet starts, for a test whose files are in dir, a coordinator
+// (with coordArgs) and a reader for faultHost, and connects the test's
+// client. It starts no compressor; repo "" means a directory in dir.
+func newFaultFleet(t *testing.T, dir, repo string, coordArgs ...string) *faultEnv {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the fleet's binaries")
+	}
 	binaries(t)
-	e := &faultEnv{dir: t.TempDir(), coordArg: coordArgs}
+	e := &faultEnv{dir: dir, coordArg: coordArgs}
 	e.dataDir = filepath.Join(e.dir, "jetstream")
 	e.repo = repo
 	if e.repo == "" {
 		e.repo = filepath.Join(e.dir, "repo")
-	}
-	e.size = faultVolumeSize()
-	e.vol = writeVolume(t, filepath.Join(e.dir, "vol.img"), e.size, 31)
-	e.nonZero = nonZeroChunks(t, e.vol, faultChunkSize)
-	if e.nonZero < 16 {
-		t.Fatalf("only %d of %d chunks are not all zeros: too few to strike mid-way", e.nonZero, e.size/faultChunkSize)
 	}
 	e.coord, e.url = startCoordinator(t, e.dataDir, coordArgs...)
 	e.reader = startProc(t, "reader", "reader", "--nats", e.url, "--host", faultHost, "--log-format", "json")
@@ -217,26 +231,40 @@ func nonZeroChunks(t *testing.T, path string, n int) int {
 
 // doneWatch counts a job's completions as they are recorded on its done
 // subject: stored chunks, each counted once, in all and per compressor,
-// and the completions that stored a chunk again.
+// the completions that stored a chunk again, and every completion by op.
 type doneWatch struct {
 	mu       sync.Mutex
 	stored   map[int]bool
 	repeats  map[int]int // chunk index -> completions after its first
 	byWorker map[string]int
+	ops      map[string]int // op -> completions, failed ones included
+	scans    []int          // Attempt of each completed scan
 	failed   []string
 	changed  chan struct{} // closed and replaced at each new completion
 }
 
 func watchDone(t *testing.T, nc *nats.Conn, jobID string) *doneWatch {
 	t.Helper()
-	w := &doneWatch{stored: make(map[int]bool), repeats: make(map[int]int), byWorker: make(map[string]int), changed: make(chan struct{})}
+	w := &doneWatch{
+		stored: make(map[int]bool), repeats: make(map[int]int), byWorker: make(map[string]int), ops: make(map[string]int),
+		changed: make(chan struct{}),
+	}
 	sub, err := nc.Subscribe(queue.DoneSubject(jobID), func(m *nats.Msg) {
 		var d queue.Done
-		if queue.Decode(m.Data, &d) != nil || d.Op != queue.OpRead {
+		if queue.Decode(m.Data, &d) != nil {
 			return
 		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		w.ops[d.Op]++
+		if d.Op == queue.OpScan && d.Error == "" {
+			w.scans = append(w.scans, d.Attempt)
+		}
+		if d.Op != queue.OpRead {
+			close(w.changed)
+			w.changed = make(chan struct{})
+			return
+		}
 		switch {
 		case d.Error != "":
 			w.failed = append(w.failed, fmt.Sprintf("chunk %d: %s", d.Index, d.Error))
@@ -285,6 +313,40 @@ func (w *doneWatch) until(t *testing.T, n int) {
 			t.Fatalf("only %d stored chunks done after 60s, waiting for %d", got, n)
 		}
 	}
+}
+
+// count returns how many completions of op were recorded.
+func (w *doneWatch) count(op string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ops[op]
+}
+
+// waitCount waits until at least n completions of op are recorded, at most
+// 60s.
+func (w *doneWatch) waitCount(t *testing.T, op string, n int) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		w.mu.Lock()
+		got, changed := w.ops[op], w.changed
+		w.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("only %d completions of %s after 60s, waiting for %d", got, op, n)
+		}
+	}
+}
+
+// scanAttempts returns the attempt of each completed scan, in order.
+func (w *doneWatch) scanAttempts() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.scans)
 }
 
 // counts returns the stored chunks done in all and by worker.

@@ -6,7 +6,11 @@
 // only if not does it compress (zstd) and write it. It then records the
 // completion on the done stream and only after that acknowledges the raw
 // message, so a worker killed at any point loses nothing: the message is
-// redelivered and the content-addressed write is repeated harmlessly. On
+// redelivered and the content-addressed write is repeated harmlessly. A
+// chunk too large for a message arrives staged in the repository; its
+// staged object is deleted only once the server has confirmed the
+// acknowledgement, since a redelivery before that needs it (what a worker
+// killed in between leaves, the coordinator removes when the job ends). On
 // shutdown it stops pulling and lets in-flight chunks finish (drain); what it
 // had pulled but not started is handed back at once.
 package compressor
@@ -258,7 +262,29 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	c.chunks.Add(1)
 	c.bytes.Add(done.Length)
+	if staged := h.Get(queue.HeaderStaged); staged != "" {
+		c.deleteStaged(ctx, msg, job, staged)
+	}
 	return nil
+}
+
+// deleteStaged deletes a stored chunk's staged object once the server has
+// confirmed the raw message's acknowledgement: until then the message may
+// be redelivered, and the redelivery needs the object. If the
+// acknowledgement is not confirmed the object stays; the coordinator
+// removes a job's staged objects when the job ends.
+func (c *Compressor) deleteStaged(ctx context.Context, msg jetstream.Msg, job *jobInfo, key string) {
+	if err := msg.DoubleAck(ctx); err != nil {
+		c.logger.WarnContext(ctx, "ack not confirmed; staged chunk kept", "key", key, "err", err)
+		return
+	}
+	repo, err := c.cfg.Repos.Get(ctx, job.repo, false)
+	if err == nil {
+		err = repo.Store().Delete(ctx, key)
+	}
+	if err != nil {
+		c.logger.WarnContext(ctx, "delete staged chunk", "key", key, "err", err)
+	}
 }
 
 // status is this compressor's heartbeat.
@@ -372,11 +398,6 @@ func (c *Compressor) store(ctx context.Context, msg jetstream.Msg, job *jobInfo,
 		m.Chunk("deduplicated", done.Length)
 	}
 	done.StoredSize = size
-	if staged != "" {
-		if err := repo.Store().Delete(ctx, staged); err != nil {
-			c.logger.WarnContext(ctx, "delete staged chunk", "key", staged, "err", err)
-		}
-	}
 	c.logger.DebugContext(ctx, "chunk stored", "job_id", done.JobID, "chunk_id", done.Hash, "bytes", done.Length, "new", done.New)
 	return nil
 }

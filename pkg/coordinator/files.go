@@ -41,7 +41,8 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	}
 	parent := jr.parent(ctx, repo, manifest.ModeFiles)
 	fp := planFiles(entries, parent, req.ChunkSize)
-	jr.job.Progress = queue.Progress{ChunksTotal: len(fp.packs), BytesTotal: fp.readBytes}
+	// A resumed job has counted the packs it replayed as done.
+	jr.job.Progress.ChunksTotal, jr.job.Progress.BytesTotal = len(fp.packs), fp.readBytes
 	jr.logger.InfoContext(ctx, "tree scanned", "entries", len(entries), "new", fp.newFiles, "changed", fp.changed,
 		"unchanged", fp.unchanged, "chunks", len(fp.packs), "read_bytes", fp.readBytes)
 	if err := jr.c.saveJob(ctx, jr.job); err != nil {

@@ -364,7 +364,12 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() {
-		if err != nil && ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled) {
+		// Once the job has ended, however it ended, nothing needs its staged
+		// chunks: a failed job leaves those not yet stored, and a compressor
+		// stopped between acknowledging a stored one and deleting it leaves
+		// that one, even in a job that succeeded. A job interrupted by
+		// shutdown resumes and may need them.
+		if ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled) {
 			if n, derr := repo.DeleteStaging(context.WithoutCancel(ctx), jr.job.ID); derr != nil || n > 0 {
 				jr.logger.InfoContext(ctx, "removed staged chunks of the ended job", "count", n, "err", derr)
 			}

@@ -194,6 +194,28 @@ func TestStagedChunks(t *testing.T) {
 	if ev = b.restore(t, repo, "latest", out); ev.State != queue.StateSucceeded {
 		t.Fatalf("restore %s: %s", ev.State, ev.Error)
 	}
+
+	// A compressor stopped between acknowledging a staged chunk and
+	// deleting it leaves the staged object; the coordinator removes it when
+	// the job ends, also when the job succeeds.
+	id := uuid.NewString()
+	leftover := filepath.Join(repo, filepath.FromSlash(repository.StagingKey(id, 99)))
+	if err := os.MkdirAll(filepath.Dir(leftover), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leftover, []byte("raw chunk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ev = b.do(t, queue.SubjectRequestBackup, &queue.BackupRequest{
+		V: queue.MessageVersion, JobID: id, Source: queue.Endpoint{Host: b.fleet.Host(), Path: src},
+		Repo: repo, ChunkSize: 16 << 20,
+	}, id)
+	if ev.State != queue.StateSucceeded {
+		t.Fatalf("second backup %s: %s", ev.State, ev.Error)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Errorf("staged object %s left after its job succeeded (%v)", leftover, err)
+	}
 	a, _ := os.ReadFile(src)
 	c, _ := os.ReadFile(out)
 	if !bytes.Equal(a, c) {

@@ -15,7 +15,9 @@ import (
 // nil acks (so return nil only once the work is durable), an error made by
 // Permanent terminates the message, one made by RetryAfter naks it with that
 // delay, and any other error naks it with a backoff growing with the number
-// of deliveries. Handle must honour ctx's cancellation.
+// of deliveries. A handler with work that must wait until the message can no
+// longer be redelivered may acknowledge it itself (msg.DoubleAck) and return
+// nil; the loop then leaves it. Handle must honour ctx's cancellation.
 type Handler interface {
 	Handle(ctx context.Context, msg jetstream.Msg) error
 }
@@ -159,7 +161,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 
 func settle(ctx context.Context, msg jetstream.Msg, err error, cfg ConsumeConfig, logger *slog.Logger) {
 	if err == nil {
-		if ackErr := msg.Ack(); ackErr != nil {
+		if ackErr := msg.Ack(); ackErr != nil && !errors.Is(ackErr, jetstream.ErrMsgAlreadyAckd) {
 			logger.WarnContext(ctx, "ack", "subject", msg.Subject(), "err", ackErr)
 		}
 		return

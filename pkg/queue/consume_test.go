@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,6 +208,48 @@ func TestConsumeAcksOnNil(t *testing.T) {
 		}
 	}
 	b.waitEmpty(t) // acked messages leave a work queue
+}
+
+// TestConsumeHandlerAcks lets a handler acknowledge its message itself
+// (to act once the message can no longer come back): the loop leaves it
+// acknowledged, without a warning about acknowledging it again.
+func TestConsumeHandlerAcks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var log syncBuffer
+	acked := make(chan error, 1)
+	b.consume(t, queue.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
+		acked <- msg.DoubleAck(ctx)
+		return nil
+	}), queue.ConsumeConfig{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	b.publish(t, "one")
+	if err := receive(t, acked, "the handler's acknowledgement"); err != nil {
+		t.Fatalf("DoubleAck: %v", err)
+	}
+	b.waitEmpty(t)
+	b.publish(t, "two") // the loop has settled "one" once "two" is handled
+	receive(t, acked, "the second message")
+	if strings.Contains(log.String(), "ack") {
+		t.Errorf("the loop logged about the acknowledged message:\n%s", log.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
 
 func TestConsumeTerminatesPermanentErrors(t *testing.T) {

@@ -160,7 +160,9 @@ func StagingKey(jobID string, index int) string {
 
 // DeleteStaging removes what a job staged (raw chunks too large for a
 // message) and returns how many objects it removed. Compressors delete each
-// staged chunk once stored; this clears what a failed job left behind.
+// staged chunk once stored and acknowledged; this clears, when a job ends,
+// what it left behind: chunks a failed job never stored, and those whose
+// compressor stopped between acknowledging and deleting them.
 func (r *Repository) DeleteStaging(ctx context.Context, jobID string) (int, error) {
 	n := 0
 	for info, err := range r.st.List(ctx, StagingPrefix+jobID+"/") {
