@@ -19,7 +19,8 @@ const DefaultFilesThreshold = 100_000
 type SourceFacts struct {
 	// Kind is "file", "device" or "dir" (the manifest's source kinds).
 	Kind string
-	// Files counts a directory's entries, up to one past the threshold.
+	// Files counts a directory's entries, up to one past the threshold;
+	// it is only needed (and counted) when Device is set.
 	Files int64
 	// MountRoot reports that the directory is the root of a mounted
 	// filesystem; Device is that filesystem's block device when the reader
@@ -71,14 +72,15 @@ func ChooseMode(requested, path string, f SourceFacts, threshold int64) (Choice,
 	if !isDir {
 		return Choice{Mode: ModeVolume, Reason: fmt.Sprintf("%s is a %s: volume mode", path, f.Kind)}, nil
 	}
-	if f.Files <= threshold {
-		return Choice{Mode: ModeFiles, Reason: fmt.Sprintf("%s holds %d files, not more than %d: files mode", path, f.Files, threshold)}, nil
-	}
+	// Only a mounted filesystem's root with a readable device can go
+	// through the device, so only then are its files worth counting.
 	switch {
 	case !f.MountRoot:
-		return Choice{Mode: ModeFiles, Reason: fmt.Sprintf("%s holds more than %d files but is not the root of a mounted filesystem: files mode", path, threshold)}, nil
+		return Choice{Mode: ModeFiles, Reason: fmt.Sprintf("%s is a directory, not the root of a mounted filesystem: files mode", path)}, nil
 	case f.Device == "":
-		return Choice{Mode: ModeFiles, Reason: fmt.Sprintf("%s holds more than %d files, but the block device of its filesystem cannot be read here: files mode", path, threshold)}, nil
+		return Choice{Mode: ModeFiles, Reason: fmt.Sprintf("%s is the root of a mounted filesystem whose block device cannot be read here: files mode", path)}, nil
+	case f.Files <= threshold:
+		return Choice{Mode: ModeFiles, Reason: fmt.Sprintf("%s holds %d files, not more than %d: files mode", path, f.Files, threshold)}, nil
 	}
 	return Choice{Mode: ModeVolume, Device: f.Device, Reason: fmt.Sprintf("%s holds more than %d files and is the root of the filesystem on %s: volume mode through the device", path, threshold, f.Device)}, nil
 }

@@ -38,8 +38,8 @@ func TestChooseMode(t *testing.T) {
 		{"auto dir under threshold", plan.ModeAuto, dir(10, true, dev), threshold, plan.ModeFiles, "", []string{path, "10 files", "1000"}, false},
 		{"auto dir at threshold", plan.ModeAuto, dir(threshold, true, dev), threshold, plan.ModeFiles, "", []string{"1000 files", "not more than 1000"}, false},
 		{"auto dir over threshold on a readable mount root", plan.ModeAuto, dir(threshold+1, true, dev), threshold, plan.ModeVolume, dev, []string{path, "more than 1000", dev, "root"}, false},
-		{"auto dir over threshold not a mount root", plan.ModeAuto, dir(threshold+1, false, ""), threshold, plan.ModeFiles, "", []string{path, "more than 1000", "not the root"}, false},
-		{"auto dir over threshold, device not readable", plan.ModeAuto, dir(threshold+1, true, ""), threshold, plan.ModeFiles, "", []string{path, "more than 1000", "cannot be read"}, false},
+		{"auto dir over threshold not a mount root", plan.ModeAuto, dir(threshold+1, false, ""), threshold, plan.ModeFiles, "", []string{path, "not the root"}, false},
+		{"auto dir over threshold, device not readable", plan.ModeAuto, dir(threshold+1, true, ""), threshold, plan.ModeFiles, "", []string{path, "cannot be read"}, false},
 		{"auto default threshold under", plan.ModeAuto, dir(plan.DefaultFilesThreshold, true, dev), 0, plan.ModeFiles, "", []string{"not more than 100000"}, false},
 		{"auto default threshold over", plan.ModeAuto, dir(plan.DefaultFilesThreshold+1, true, dev), -1, plan.ModeVolume, dev, []string{"more than 100000", dev}, false},
 		// Explicit volume mode.

@@ -156,14 +156,16 @@ func (r *Reader) stat(req *queue.StatRequest, reply *queue.StatReply) {
 		if req.CountLimit <= 0 {
 			return
 		}
+		if reply.MountRoot, reply.Device, err = source.MountDevice(req.Path); err != nil {
+			r.logger.Warn("mount table not readable; treating the directory as not a mount root", "err", err)
+		}
+		if reply.Device == "" {
+			return // files mode whatever the count (plan.ChooseMode): do not walk the tree twice
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if reply.Files, err = source.CountFiles(ctx, req.Path, req.CountLimit); err != nil {
 			reply.Error = fmt.Sprintf("count files in %s: %v", req.Path, err)
-			return
-		}
-		if reply.MountRoot, reply.Device, err = source.MountDevice(req.Path); err != nil {
-			r.logger.Warn("mount table not readable; treating the directory as not a mount root", "err", err)
 		}
 		return
 	}
