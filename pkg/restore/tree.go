@@ -142,6 +142,9 @@ func (t Tree) CreateEntries(entries []manifest.Entry) error {
 	}
 	defer r.Close()
 	g := t.guard(r)
+	dirs := safefs.NewDirs(r)
+	defer dirs.Close()
+	made := map[string]bool{".": true} // directories known to exist
 	for _, e := range entries {
 		if err := g.check(e.Path); err != nil {
 			return err
@@ -149,8 +152,11 @@ func (t Tree) CreateEntries(entries []manifest.Entry) error {
 		if e.Path == "." {
 			continue
 		}
-		if err := r.MkdirAll(path.Dir(e.Path), 0o700); err != nil {
-			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		if dir := path.Dir(e.Path); !made[dir] {
+			if err := r.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+			}
+			made[dir] = true
 		}
 		switch e.Type {
 		case manifest.TypeDir:
@@ -164,7 +170,7 @@ func (t Tree) CreateEntries(entries []manifest.Entry) error {
 			if e.LinkTo != "" {
 				continue // made in MakeLinks
 			}
-			f, err := t.createPartial(r, e)
+			f, err := t.createPartial(r, dirs, e)
 			if err != nil {
 				return err
 			}
@@ -194,10 +200,13 @@ func (t Tree) join(p string) string { return filepath.Join(t.Path, filepath.From
 // its name (a symlink, a hard link to a file elsewhere, another user's
 // file) is removed and the partial file created afresh, so nothing is ever
 // written through it.
-func (t Tree) createPartial(r *os.Root, e manifest.Entry) (*os.File, error) {
+func (t Tree) createPartial(r *os.Root, dirs *safefs.Dirs, e manifest.Entry) (*os.File, error) {
 	part := t.partial(e.Path)
-	f, err := safefs.Open(r, part, os.O_WRONLY, 0)
+	f, err := dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
+		return f, nil // the usual case: a new file
+	}
+	if f, err = dirs.Open(part, os.O_WRONLY, 0); err == nil {
 		if ownPartial(f, e) == nil {
 			return f, nil
 		}
@@ -206,7 +215,7 @@ func (t Tree) createPartial(r *os.Root, e manifest.Entry) (*os.File, error) {
 	if err := r.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("restore %s: remove stale %s: %w", t.join(e.Path), part, err)
 	}
-	f, err = safefs.Open(r, part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err = dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
 	}
@@ -215,8 +224,8 @@ func (t Tree) createPartial(r *os.Root, e manifest.Entry) (*os.File, error) {
 
 // openPartial opens e's partial file, checking it is the one this restore
 // made.
-func (t Tree) openPartial(r *os.Root, e manifest.Entry, flag int) (*os.File, error) {
-	f, err := safefs.Open(r, t.partial(e.Path), flag, 0)
+func (t Tree) openPartial(dirs *safefs.Dirs, e manifest.Entry, flag int) (*os.File, error) {
+	f, err := dirs.Open(t.partial(e.Path), flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
 	}
@@ -306,6 +315,8 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 	}
 	defer r.Close()
 	g := t.guard(r)
+	dirs := safefs.NewDirs(r)
+	defer dirs.Close()
 	for _, p := range parts {
 		if p.ChunkOffset < 0 || p.Length < 0 || p.ChunkOffset+p.Length > length || p.FileOffset < 0 {
 			return buf, fmt.Errorf("restore %s: piece [%d,+%d) outside chunk %s", t.join(p.Path), p.ChunkOffset, p.Length, id)
@@ -313,7 +324,7 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 		if err := g.check(p.Path); err != nil {
 			return buf, err
 		}
-		f, err := t.openPartial(r, manifest.Entry{Path: p.Path, UID: -1}, os.O_WRONLY)
+		f, err := t.openPartial(dirs, manifest.Entry{Path: p.Path, UID: -1}, os.O_WRONLY)
 		if err != nil {
 			return buf, err
 		}
@@ -338,13 +349,15 @@ func (t Tree) SetMetadata(entries []manifest.Entry) error {
 	}
 	defer r.Close()
 	g := t.guard(r)
+	dirs := safefs.NewDirs(r)
+	defer dirs.Close()
 	for _, e := range entries {
 		if err := g.check(e.Path); err != nil {
 			return err
 		}
 		switch {
 		case e.Type == manifest.TypeFile && e.LinkTo == "":
-			err = t.finishFile(r, e)
+			err = t.finishFile(r, dirs, e)
 		case e.Type == manifest.TypeSymlink:
 			err = t.makeSymlink(r, e)
 		}
@@ -355,7 +368,7 @@ func (t Tree) SetMetadata(entries []manifest.Entry) error {
 	return nil
 }
 
-func (t Tree) finishFile(r *os.Root, e manifest.Entry) error {
+func (t Tree) finishFile(r *os.Root, dirs *safefs.Dirs, e manifest.Entry) error {
 	part := t.partial(e.Path)
 	if _, err := r.Lstat(part); errors.Is(err, fs.ErrNotExist) {
 		if _, err := r.Lstat(e.Path); err == nil {
@@ -363,7 +376,7 @@ func (t Tree) finishFile(r *os.Root, e manifest.Entry) error {
 		}
 		return fmt.Errorf("restore %s: partial file is missing", t.join(e.Path))
 	}
-	f, err := t.openPartial(r, e, os.O_RDONLY)
+	f, err := t.openPartial(dirs, e, os.O_RDONLY)
 	if err != nil {
 		return err
 	}
@@ -499,6 +512,8 @@ func (t Tree) SetDirs(entries []manifest.Entry) error {
 	}
 	defer r.Close()
 	g := t.guard(r)
+	dirs := safefs.NewDirs(r)
+	defer dirs.Close()
 	for _, e := range entries {
 		if e.Type != manifest.TypeDir {
 			continue
@@ -508,7 +523,7 @@ func (t Tree) SetDirs(entries []manifest.Entry) error {
 		}
 		// Opened without following a symlink: a real directory, and
 		// everything below goes through its descriptor.
-		d, err := safefs.Open(r, e.Path, os.O_RDONLY|unix.O_DIRECTORY, 0)
+		d, err := dirs.Open(e.Path, os.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bulkbackup/bulkbackup/pkg/internal/safefs"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 )
 
@@ -233,53 +234,31 @@ func ReadPieces(root string, pieces []FilePiece, buf []byte) ([]FileProblem, err
 		return nil, fmt.Errorf("open tree %s: %w", root, err)
 	}
 	defer r.Close()
-	dirs := make(map[string]*os.File)
-	defer func() {
-		for _, d := range dirs {
-			d.Close()
-		}
-	}()
-	dirOf := func(p string) (int, error) {
-		name := path.Dir(p)
-		d, ok := dirs[name]
-		if !ok {
-			var err error
-			if d, err = r.Open(name); err != nil {
-				return -1, err
-			}
-			dirs[name] = d
-		}
-		return int(d.Fd()), nil
-	}
+	dirs := safefs.NewDirs(r)
+	defer dirs.Close()
 	var problems []FileProblem
 	var at int64
 	for _, p := range pieces {
 		slot := buf[at : at+p.Length]
 		at += p.Length
-		if problem := readPiece(dirOf, p, slot); problem != nil {
+		if problem := readPiece(dirs, p, slot); problem != nil {
 			problems = append(problems, *problem)
 		}
 	}
 	return problems, nil
 }
 
-func readPiece(dirOf func(string) (int, error), p FilePiece, slot []byte) *FileProblem {
+func readPiece(dirs *safefs.Dirs, p FilePiece, slot []byte) *FileProblem {
 	unread := func(err error) *FileProblem {
 		clear(slot)
 		return &FileProblem{Path: p.Path, Unread: true, Err: fmt.Sprintf("not readable: %v", err)}
 	}
-	dirFD, err := dirOf(p.Path)
+	fd, err := dirs.OpenFD(p.Path, unix.O_RDONLY|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership (or root)
+		fd, err = dirs.OpenFD(p.Path, unix.O_RDONLY, 0)
+	}
 	if err != nil {
 		return unread(err)
-	}
-	const flags = unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC
-	name := path.Base(p.Path)
-	fd, err := unix.Openat(dirFD, name, flags|unix.O_NOATIME, 0)
-	if err == unix.EPERM { // O_NOATIME needs ownership (or root)
-		fd, err = unix.Openat(dirFD, name, flags, 0)
-	}
-	if err != nil {
-		return unread(&os.PathError{Op: "open", Path: p.Path, Err: err})
 	}
 	defer unix.Close(fd)
 	var before, after unix.Stat_t
