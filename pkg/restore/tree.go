@@ -66,25 +66,40 @@ func (t Tree) tag() string {
 	return ".bulkpart-" + hex.EncodeToString(sum[:4])
 }
 
-// open opens the target as a root all access goes through.
-func (t Tree) open() (*os.Root, error) {
+// target is the target opened for one step: all access goes through its
+// root, every entry's path is checked by its guard, and the directories the
+// step touches stay open in dirs.
+type target struct {
+	*os.Root
+	*guard
+	dirs *safefs.Dirs
+}
+
+// open opens the target for one step.
+func (t Tree) open() (*target, error) {
 	r, err := os.OpenRoot(t.Path)
 	if err != nil {
 		return nil, fmt.Errorf("restore to %s: %w", t.Path, err)
 	}
-	return r, nil
+	return &target{Root: r, guard: t.guard(r), dirs: safefs.NewDirs(r)}, nil
+}
+
+// Close releases the step's directories and root.
+func (tg *target) Close() error {
+	tg.dirs.Close()
+	return tg.Root.Close()
 }
 
 // guard checks entry paths against the target: each safe by itself, and
 // every directory leading to it either absent or a real directory.
 type guard struct {
-	root *os.Root
-	t    Tree
-	dirs map[string]bool // directories checked to be real ones
+	root    *os.Root
+	t       Tree
+	checked map[string]bool // directories checked to be real ones
 }
 
 func (t Tree) guard(r *os.Root) *guard {
-	return &guard{root: r, t: t, dirs: map[string]bool{".": true}}
+	return &guard{root: r, t: t, checked: map[string]bool{".": true}}
 }
 
 func (g *guard) check(p string) error {
@@ -92,7 +107,7 @@ func (g *guard) check(p string) error {
 		return fmt.Errorf("%w: %v", ErrUnsafePath, err)
 	}
 	for _, dir := range ancestors(p) {
-		if g.dirs[dir] {
+		if g.checked[dir] {
 			continue
 		}
 		fi, err := g.root.Lstat(dir)
@@ -106,7 +121,7 @@ func (g *guard) check(p string) error {
 		case !fi.IsDir():
 			return fmt.Errorf("%w: %s lies under %s, which is not a directory", ErrUnsafePath, p, dir)
 		}
-		g.dirs[dir] = true
+		g.checked[dir] = true
 	}
 	return nil
 }
@@ -141,12 +156,9 @@ func (t Tree) CreateEntries(entries []manifest.Entry) error {
 		return err
 	}
 	defer r.Close()
-	g := t.guard(r)
-	dirs := safefs.NewDirs(r)
-	defer dirs.Close()
 	made := map[string]bool{".": true} // directories known to exist
 	for _, e := range entries {
-		if err := g.check(e.Path); err != nil {
+		if err := r.check(e.Path); err != nil {
 			return err
 		}
 		if e.Path == "." {
@@ -170,7 +182,7 @@ func (t Tree) CreateEntries(entries []manifest.Entry) error {
 			if e.LinkTo != "" {
 				continue // made in MakeLinks
 			}
-			f, err := t.createPartial(r, dirs, e)
+			f, err := t.createPartial(r, e)
 			if err != nil {
 				return err
 			}
@@ -200,13 +212,13 @@ func (t Tree) join(p string) string { return filepath.Join(t.Path, filepath.From
 // its name (a symlink, a hard link to a file elsewhere, another user's
 // file) is removed and the partial file created afresh, so nothing is ever
 // written through it.
-func (t Tree) createPartial(r *os.Root, dirs *safefs.Dirs, e manifest.Entry) (*os.File, error) {
+func (t Tree) createPartial(r *target, e manifest.Entry) (*os.File, error) {
 	part := t.partial(e.Path)
-	f, err := dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := r.dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		return f, nil // the usual case: a new file
 	}
-	if f, err = dirs.Open(part, os.O_WRONLY, 0); err == nil {
+	if f, err = r.dirs.Open(part, os.O_WRONLY, 0); err == nil {
 		if ownPartial(f, e) == nil {
 			return f, nil
 		}
@@ -215,7 +227,7 @@ func (t Tree) createPartial(r *os.Root, dirs *safefs.Dirs, e manifest.Entry) (*o
 	if err := r.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("restore %s: remove stale %s: %w", t.join(e.Path), part, err)
 	}
-	f, err = dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err = r.dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
 	}
@@ -224,8 +236,8 @@ func (t Tree) createPartial(r *os.Root, dirs *safefs.Dirs, e manifest.Entry) (*o
 
 // openPartial opens e's partial file, checking it is the one this restore
 // made.
-func (t Tree) openPartial(dirs *safefs.Dirs, e manifest.Entry, flag int) (*os.File, error) {
-	f, err := dirs.Open(t.partial(e.Path), flag, 0)
+func (t Tree) openPartial(r *target, e manifest.Entry, flag int) (*os.File, error) {
+	f, err := r.dirs.Open(t.partial(e.Path), flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
 	}
@@ -252,7 +264,7 @@ func ownPartial(f *os.File, e manifest.Entry) error {
 	return nil
 }
 
-func (t Tree) makeDir(r *os.Root, p string) error {
+func (t Tree) makeDir(r *target, p string) error {
 	fi, err := r.Lstat(p)
 	switch {
 	case err == nil && fi.IsDir():
@@ -274,7 +286,7 @@ func (t Tree) makeDir(r *os.Root, p string) error {
 
 // checkFree fails if something other than what Overwrite may replace is at
 // p: a directory never is replaced by a file.
-func (t Tree) checkFree(r *os.Root, p string) error {
+func (t Tree) checkFree(r *target, p string) error {
 	fi, err := r.Lstat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -314,17 +326,14 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 		return buf, err
 	}
 	defer r.Close()
-	g := t.guard(r)
-	dirs := safefs.NewDirs(r)
-	defer dirs.Close()
 	for _, p := range parts {
 		if p.ChunkOffset < 0 || p.Length < 0 || p.ChunkOffset+p.Length > length || p.FileOffset < 0 {
 			return buf, fmt.Errorf("restore %s: piece [%d,+%d) outside chunk %s", t.join(p.Path), p.ChunkOffset, p.Length, id)
 		}
-		if err := g.check(p.Path); err != nil {
+		if err := r.check(p.Path); err != nil {
 			return buf, err
 		}
-		f, err := t.openPartial(dirs, manifest.Entry{Path: p.Path, UID: -1}, os.O_WRONLY)
+		f, err := t.openPartial(r, manifest.Entry{Path: p.Path, UID: -1}, os.O_WRONLY)
 		if err != nil {
 			return buf, err
 		}
@@ -348,16 +357,13 @@ func (t Tree) SetMetadata(entries []manifest.Entry) error {
 		return err
 	}
 	defer r.Close()
-	g := t.guard(r)
-	dirs := safefs.NewDirs(r)
-	defer dirs.Close()
 	for _, e := range entries {
-		if err := g.check(e.Path); err != nil {
+		if err := r.check(e.Path); err != nil {
 			return err
 		}
 		switch {
 		case e.Type == manifest.TypeFile && e.LinkTo == "":
-			err = t.finishFile(r, dirs, e)
+			err = t.finishFile(r, e)
 		case e.Type == manifest.TypeSymlink:
 			err = t.makeSymlink(r, e)
 		}
@@ -368,7 +374,7 @@ func (t Tree) SetMetadata(entries []manifest.Entry) error {
 	return nil
 }
 
-func (t Tree) finishFile(r *os.Root, dirs *safefs.Dirs, e manifest.Entry) error {
+func (t Tree) finishFile(r *target, e manifest.Entry) error {
 	part := t.partial(e.Path)
 	if _, err := r.Lstat(part); errors.Is(err, fs.ErrNotExist) {
 		if _, err := r.Lstat(e.Path); err == nil {
@@ -376,7 +382,7 @@ func (t Tree) finishFile(r *os.Root, dirs *safefs.Dirs, e manifest.Entry) error 
 		}
 		return fmt.Errorf("restore %s: partial file is missing", t.join(e.Path))
 	}
-	f, err := t.openPartial(dirs, e, os.O_RDONLY)
+	f, err := t.openPartial(r, e, os.O_RDONLY)
 	if err != nil {
 		return err
 	}
@@ -419,7 +425,7 @@ func setOwnerMode(fd int, e manifest.Entry) error {
 	return nil
 }
 
-func (t Tree) makeSymlink(r *os.Root, e manifest.Entry) error {
+func (t Tree) makeSymlink(r *target, e manifest.Entry) error {
 	if target, err := r.Readlink(e.Path); err == nil && target == e.Target {
 		return t.symlinkMetadata(r, e) // made before
 	}
@@ -436,7 +442,7 @@ func (t Tree) makeSymlink(r *os.Root, e manifest.Entry) error {
 }
 
 // symlinkMetadata sets a symlink's owner and times, not its target's.
-func (t Tree) symlinkMetadata(r *os.Root, e manifest.Entry) error {
+func (t Tree) symlinkMetadata(r *target, e manifest.Entry) error {
 	if os.Geteuid() == 0 {
 		if err := r.Lchown(e.Path, e.UID, e.GID); err != nil {
 			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
@@ -446,7 +452,7 @@ func (t Tree) symlinkMetadata(r *os.Root, e manifest.Entry) error {
 }
 
 // utimesNoFollow sets p's times without following it if it is a symlink.
-func (t Tree) utimesNoFollow(r *os.Root, p string, mtime int64) error {
+func (t Tree) utimesNoFollow(r *target, p string, mtime int64) error {
 	d, err := r.Open(path.Dir(p))
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", t.join(p), err)
@@ -467,15 +473,14 @@ func (t Tree) MakeLinks(entries []manifest.Entry) error {
 		return err
 	}
 	defer r.Close()
-	g := t.guard(r)
 	for _, e := range entries {
 		if e.Type != manifest.TypeFile || e.LinkTo == "" {
 			continue
 		}
-		if err := g.check(e.Path); err != nil {
+		if err := r.check(e.Path); err != nil {
 			return err
 		}
-		if err := g.check(e.LinkTo); err != nil {
+		if err := r.check(e.LinkTo); err != nil {
 			return err
 		}
 		if same(r, e.Path, e.LinkTo) {
@@ -494,7 +499,7 @@ func (t Tree) MakeLinks(entries []manifest.Entry) error {
 	return nil
 }
 
-func same(r *os.Root, a, b string) bool {
+func same(r *target, a, b string) bool {
 	fa, err := r.Lstat(a)
 	if err != nil {
 		return false
@@ -511,19 +516,16 @@ func (t Tree) SetDirs(entries []manifest.Entry) error {
 		return err
 	}
 	defer r.Close()
-	g := t.guard(r)
-	dirs := safefs.NewDirs(r)
-	defer dirs.Close()
 	for _, e := range entries {
 		if e.Type != manifest.TypeDir {
 			continue
 		}
-		if err := g.check(e.Path); err != nil {
+		if err := r.check(e.Path); err != nil {
 			return err
 		}
 		// Opened without following a symlink: a real directory, and
 		// everything below goes through its descriptor.
-		d, err := dirs.Open(e.Path, os.O_RDONLY|unix.O_DIRECTORY, 0)
+		d, err := r.dirs.Open(e.Path, os.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
 		}
