@@ -33,7 +33,9 @@ type testBundle struct {
 	chunks   []restore.Chunk // every chunk, zero ones included
 }
 
-func setup(t *testing.T) *testBundle {
+// newRepo creates a directory repository and a sealer to fill it with,
+// returning the repository's directory too.
+func newRepo(t *testing.T) (*repository.Repository, *chunk.Sealer, string) {
 	t.Helper()
 	root := t.TempDir()
 	st, err := dirstore.New(root)
@@ -48,6 +50,12 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return repo, sealer, root
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	repo, sealer, root := newRepo(t)
 	b := &testBundle{repo: repo, repoRoot: root, dir: t.TempDir(), want: make([]byte, volSize)}
 	for i := range nChunks {
 		off := int64(i) * chunkSize

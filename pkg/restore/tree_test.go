@@ -3,6 +3,7 @@ package restore_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,7 +18,6 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/restore"
-	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
 )
 
 const treeChunkSize = 4096
@@ -48,19 +48,7 @@ type treeBundle struct {
 // are set from data.
 func treeSetup(t *testing.T, entries []manifest.Entry, data map[string][]byte) *treeBundle {
 	t.Helper()
-	root := t.TempDir()
-	st, err := dirstore.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := repository.Open(t.Context(), st, repository.OpenOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := chunk.NewSealer(chunk.LevelFastest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, sealer, _ := newRepo(t)
 	b := &treeBundle{repo: repo, base: t.TempDir(), entries: slices.Clone(entries), data: data}
 	var files []string
 	var sizes []int64
@@ -299,24 +287,21 @@ func partials(t *testing.T, dir string) []string {
 	return out
 }
 
+// TestTreeRestore restores the sample tree through every step, once, and
+// with every step run twice, as a redelivered work item does: the result is
+// the same.
 func TestTreeRestore(t *testing.T) {
 	t.Parallel()
-	b := sampleSetup(t)
-	tr := b.tree("target")
-	unlockDirs(t, tr.Path)
-	b.restoreTree(t, tr, 1)
-	b.checkTree(t, tr.Path, b.entries)
-}
-
-// TestTreeRestoreStepsTwice runs every step twice, as a redelivered work
-// item does: the result is the same.
-func TestTreeRestoreStepsTwice(t *testing.T) {
-	t.Parallel()
-	b := sampleSetup(t)
-	tr := b.tree("target")
-	unlockDirs(t, tr.Path)
-	b.restoreTree(t, tr, 2)
-	b.checkTree(t, tr.Path, b.entries)
+	for _, runs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("steps run %d times", runs), func(t *testing.T) {
+			t.Parallel()
+			b := sampleSetup(t)
+			tr := b.tree("target")
+			unlockDirs(t, tr.Path)
+			b.restoreTree(t, tr, runs)
+			b.checkTree(t, tr.Path, b.entries)
+		})
+	}
 }
 
 // TestTreeRestoreIntoExistingDir restores into a directory that exists,
