@@ -114,6 +114,7 @@ func (jr *jobRun) scanned() ([]manifest.Entry, []queue.FileProblem, error) {
 			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, final.Batches)
 		}
 		entries = append(entries, part.Entries...)
+		part.Entries = nil // one copy of a large listing is enough
 	}
 	if len(entries) == 0 || entries[0].Path != "." {
 		return nil, nil, errors.New("scan: the listing does not start with the tree's root")

@@ -330,31 +330,16 @@ func (jr *jobRun) progress(ctx context.Context) {
 // files backup and commits the manifest it yields.
 func (jr *jobRun) backup(ctx context.Context) (err error) {
 	req := jr.job.Backup
-	readPath := req.Source.Path
-	if jr.job.Mode == "" {
-		threshold := cmpOr(req.FilesThreshold, plan.DefaultFilesThreshold)
-		var limit int64
-		if cmpOr(req.Mode, plan.ModeAuto) == plan.ModeAuto {
-			limit = threshold
-		}
-		stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path, limit)
-		if err != nil {
-			return err
-		}
-		choice, err := plan.ChooseMode(req.Mode, req.Source.String(), plan.SourceFacts{
-			Kind: stat.Kind, Files: stat.Files, MountRoot: stat.MountRoot, Device: stat.Device,
-		}, threshold)
-		if err != nil {
-			return err
-		}
-		jr.job.Mode, jr.job.Reason, jr.job.Device = choice.Mode, choice.Reason, choice.Device
-		jr.logger.InfoContext(ctx, "backup mode chosen", "mode", choice.Mode, "reason", choice.Reason)
-	}
-	if jr.job.Device != "" {
-		readPath = jr.job.Device
-	}
 	var stat *queue.StatReply
-	if jr.job.Mode == plan.ModeVolume {
+	if jr.job.Mode == "" {
+		if stat, err = jr.chooseMode(ctx); err != nil {
+			return err
+		}
+	}
+	readPath := cmpOr(jr.job.Device, req.Source.Path)
+	if jr.job.Mode == plan.ModeVolume && (stat == nil || jr.job.Device != "") {
+		// A resumed job, or a directory read through its device: the
+		// choice's stat did not describe what is read.
 		if stat, err = jr.waitForReader(ctx, req.Source.Host, readPath, 0); err != nil {
 			return err
 		}
@@ -397,6 +382,31 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 	jr.job.Stats = snap.Stats
 	jr.purge(ctx, true)
 	return nil
+}
+
+// chooseMode decides once how the job reads its source (plan.ChooseMode)
+// and records it in the job; it returns the reader's description of the
+// source.
+func (jr *jobRun) chooseMode(ctx context.Context) (*queue.StatReply, error) {
+	req := jr.job.Backup
+	threshold := cmpOr(req.FilesThreshold, plan.DefaultFilesThreshold)
+	var limit int64
+	if cmpOr(req.Mode, plan.ModeAuto) == plan.ModeAuto {
+		limit = threshold
+	}
+	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path, limit)
+	if err != nil {
+		return nil, err
+	}
+	choice, err := plan.ChooseMode(req.Mode, req.Source.String(), plan.SourceFacts{
+		Kind: stat.Kind, Files: stat.Files, MountRoot: stat.MountRoot, Device: stat.Device,
+	}, threshold)
+	if err != nil {
+		return nil, err
+	}
+	jr.job.Mode, jr.job.Reason, jr.job.Device = choice.Mode, choice.Reason, choice.Device
+	jr.logger.InfoContext(ctx, "backup mode chosen", "mode", choice.Mode, "reason", choice.Reason)
+	return stat, nil
 }
 
 // backupVolume reads the volume at readPath chunk by chunk and returns its
