@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -138,15 +136,6 @@ func (s *scanner) leaf(dirFD int, name, rel string, st stat) error {
 		}
 	}
 	return s.emit(e)
-}
-
-// EntryOf describes a file from its lstat information, without content.
-func EntryOf(rel string, fi fs.FileInfo) manifest.Entry {
-	st := fi.Sys().(*syscall.Stat_t)
-	return entryOfStat(rel, stat{
-		mode: st.Mode, uid: st.Uid, gid: st.Gid, mtime: st.Mtim.Nano(),
-		dev: st.Dev, ino: st.Ino, nlink: st.Nlink, size: st.Size,
-	})
 }
 
 // stat is what a scan keeps of a file's status.

@@ -296,8 +296,8 @@ func pieceOf(t *testing.T, root, rel string, off, length int64) source.FilePiece
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := source.EntryOf(rel, fi)
-	return source.FilePiece{Path: rel, Offset: off, Length: length, Size: e.Size, MTime: e.MTime, Inode: e.Inode}
+	st := fi.Sys().(*syscall.Stat_t)
+	return source.FilePiece{Path: rel, Offset: off, Length: length, Size: fi.Size(), MTime: st.Mtim.Nano(), Inode: st.Ino}
 }
 
 func pattern(n int, seed byte) []byte {
