@@ -7,6 +7,10 @@
 //     holes in a new file.
 //  2. WriteChunk fetches a chunk, checks it against its hash, and writes it
 //     at its offset; chunks are written in parallel and in any order.
+//     Given an aligned buffer (directio.Alloc) it writes around the page
+//     cache (O_DIRECT): a restored volume is not read back, and a multi-GB
+//     write through the cache costs a copy per byte, evicts what the host
+//     had cached, and leaves Finish's fsync all of it to wait for.
 //  3. Finish flushes the data to stable storage and renames the partial file
 //     into place, so a target path holds either nothing new or the whole
 //     restored volume.
@@ -21,6 +25,7 @@ import (
 	"path/filepath"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
 
@@ -130,12 +135,7 @@ func WriteChunk(ctx context.Context, repo *repository.Repository, t Target, c Ch
 			return buf, fmt.Errorf("restore %s at %d: chunk %s holds %d bytes, the manifest says %d", t.Path, c.Offset, c.ID, len(data), c.Length)
 		}
 	}
-	f, err := os.OpenFile(t.writePath(), os.O_WRONLY, 0)
-	if err != nil {
-		return buf, fmt.Errorf("restore %s: %w", t.Path, err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(data, c.Offset); err != nil {
+	if err := directio.WriteAt(t.writePath(), data, c.Offset); err != nil {
 		return buf, fmt.Errorf("restore %s: write at %d: %w", t.Path, c.Offset, err)
 	}
 	return buf, nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/restore"
 	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
@@ -151,6 +152,37 @@ func TestRestoreFile(t *testing.T) {
 	prepare(t, tg)
 	checkMissing(t, tg.Path) // nothing at the target before Finish
 	b.write(t, tg, b.chunks)
+	restoreFile(t, b, tg)
+}
+
+// TestRestoreFileDirect restores from an aligned buffer, as the reader
+// does: the chunks are written directly (O_DIRECT), except the short last
+// one, which goes through the page cache.
+func TestRestoreFileDirect(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	prepare(t, tg)
+	buf := directio.Alloc(chunkSize)[:0]
+	for _, c := range b.chunks {
+		if c.Zero {
+			continue
+		}
+		var err error
+		if buf, err = restore.WriteChunk(t.Context(), b.repo, tg, c, buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+		if want := c.Length%directio.Align == 0; directio.Aligned(buf, c.Offset) != want {
+			t.Fatalf("chunk at %d: aligned %v after WriteChunk, want %v (the buffer was reallocated)", c.Offset, !want, want)
+		}
+	}
+	restoreFile(t, b, tg)
+}
+
+// restoreFile finishes a file target whose chunks are written and checks
+// the result.
+func restoreFile(t *testing.T, b *testBundle, tg restore.Target) {
+	t.Helper()
 	if err := restore.Finish(tg); err != nil {
 		t.Fatal(err)
 	}
