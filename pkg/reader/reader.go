@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -86,6 +87,7 @@ type Reader struct {
 	cfg    Config
 	logger *slog.Logger
 	bufs   sync.Pool
+	gate   *rawGate
 
 	// chunks and bytes count the chunks read or written; inFlight what is
 	// being handled now. They feed the reader's heartbeat.
@@ -105,7 +107,7 @@ func New(nc *nats.Conn, cfg Config) (*Reader, error) {
 	}
 	machine, _ := os.Hostname()
 	return &Reader{
-		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host),
+		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host), gate: newRawGate(),
 		id: fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()),
 	}, nil
 }
@@ -222,7 +224,7 @@ func (r *Reader) buffer(n int64) []byte {
 	if b, ok := r.bufs.Get().(*[]byte); ok && int64(cap(*b)) >= n {
 		return (*b)[:n]
 	}
-	return make([]byte, n)
+	return directio.Alloc(int(n)) // aligned, so restores can write it directly
 }
 
 func (r *Reader) release(b []byte) { r.bufs.Put(&b) }
@@ -287,7 +289,7 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 	if msgID == "" {
 		msgID = fmt.Sprintf("%s.%d.%d", item.JobID, item.Index, item.Attempt)
 	}
-	return publishWithBackoff(ctx, r.js, out, msgID, msg)
+	return r.publishRaw(ctx, out, msgID, msg)
 }
 
 // readPieces fills buf with a files-mode chunk's pieces. Files that cannot
@@ -387,13 +389,71 @@ func readChunk(path string, buf []byte, off int64) error {
 	return err
 }
 
-// publishWithBackoff publishes a raw chunk, waiting while the raw queue is
-// full. It keeps the work item alive meanwhile.
-func publishWithBackoff(ctx context.Context, js jetstream.JetStream, out *nats.Msg, msgID string, work jetstream.Msg) error {
-	delay := 5 * time.Millisecond
-	lastProgress := time.Now()
+// rawGate paces one reader's publishes to the raw queue while it is full.
+// A refused publish has already carried the whole chunk to the server, so
+// rather than every worker retrying its chunk, one worker at a time waits
+// for room by asking how full the stream is (a small request) and then
+// publishes; the others queue behind it without sending anything.
+type rawGate struct {
+	turn    chan struct{} // holds a token while a worker waits for room
+	waiting atomic.Int32  // workers queued or waiting
+}
+
+func newRawGate() *rawGate { return &rawGate{turn: make(chan struct{}, 1)} }
+
+// enter waits for this worker's turn, keeping its work item alive.
+func (g *rawGate) enter(ctx context.Context, keepAlive *keeper) error {
+	tick := time.NewTicker(keepAliveEvery)
+	defer tick.Stop()
 	for {
-		_, err := js.PublishMsg(ctx, out, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(queue.StreamRaw))
+		select {
+		case g.turn <- struct{}{}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			keepAlive.tick()
+		}
+	}
+}
+
+func (g *rawGate) leave() { <-g.turn }
+
+// publishRaw publishes a raw chunk, waiting while the raw queue is full or
+// the server briefly unreachable. It keeps the work item alive meanwhile.
+func (r *Reader) publishRaw(ctx context.Context, out *nats.Msg, msgID string, work jetstream.Msg) error {
+	keepAlive := keeper{work: work, last: time.Now()}
+	if r.gate.waiting.Load() == 0 { // nobody is waiting for room: try at once
+		err := r.publishOnce(ctx, out, msgID, &keepAlive)
+		if !errors.Is(err, errRawFull) {
+			return err
+		}
+	}
+	r.gate.waiting.Add(1)
+	defer r.gate.waiting.Add(-1)
+	if err := r.gate.enter(ctx, &keepAlive); err != nil {
+		return err
+	}
+	defer r.gate.leave()
+	for {
+		if err := waitForRoom(ctx, r.js, msgSize(out), &keepAlive); err != nil {
+			return err
+		}
+		if err := r.publishOnce(ctx, out, msgID, &keepAlive); !errors.Is(err, errRawFull) {
+			return err
+		}
+	}
+}
+
+// errRawFull reports that the raw queue refused a chunk for lack of room.
+var errRawFull = errors.New("raw queue full")
+
+// publishOnce publishes out, retrying with backoff only while the server
+// does not answer; a full raw queue is returned as errRawFull.
+func (r *Reader) publishOnce(ctx context.Context, out *nats.Msg, msgID string, keepAlive *keeper) error {
+	delay := 5 * time.Millisecond
+	for {
+		_, err := r.js.PublishMsg(ctx, out, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(queue.StreamRaw))
 		if err == nil {
 			return nil
 		}
@@ -401,22 +461,94 @@ func publishWithBackoff(ctx context.Context, js jetstream.JetStream, out *nats.M
 			return ctx.Err()
 		}
 		var apiErr *jetstream.APIError
-		full := errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum")
+		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "maximum") {
+			return errRawFull
+		}
 		transient := errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
 			errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
-		if !full && !transient {
+		if !transient {
 			return fmt.Errorf("publish %s: %w", out.Subject, err)
 		}
-		if time.Since(lastProgress) > 15*time.Second {
-			_ = work.InProgress()
-			lastProgress = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
+		keepAlive.tick()
+		if err := sleep(ctx, delay); err != nil {
+			return err
 		}
 		delay = min(2*delay, 250*time.Millisecond)
+	}
+}
+
+// Polling bounds of waitForRoom: the first check comes soon (a compressor
+// finishes a chunk every few milliseconds), later ones no more often than a
+// chunk is likely to be freed.
+const (
+	roomPollMin = time.Millisecond
+	roomPollMax = 20 * time.Millisecond
+)
+
+// waitForRoom returns once the raw stream has room for a message of n
+// bytes, or when its state cannot be read (the publish that follows then
+// reports what is wrong).
+func waitForRoom(ctx context.Context, js jetstream.JetStream, n int, keepAlive *keeper) error {
+	stream, err := js.Stream(ctx, queue.StreamRaw)
+	if err != nil {
+		return nil
+	}
+	delay := roomPollMin
+	for {
+		keepAlive.tick()
+		if err := sleep(ctx, delay); err != nil {
+			return err
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return nil
+		}
+		if max := info.Config.MaxBytes; max <= 0 || info.State.Bytes+uint64(n) <= uint64(max) {
+			return nil
+		}
+		delay = min(2*delay, roomPollMax)
+	}
+}
+
+// msgSize estimates what a message takes of a stream's byte limit: its
+// payload, subject and headers.
+func msgSize(m *nats.Msg) int {
+	n := len(m.Subject) + len(m.Data) + 64
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// keeper tells the server a work item is still being worked on while its
+// chunk waits for room, so that it is not redelivered meanwhile.
+type keeper struct {
+	work jetstream.Msg
+	last time.Time
+}
+
+// keepAliveEvery is how often a waiting work item is reported in progress,
+// well inside the work consumer's AckWait.
+const keepAliveEvery = 15 * time.Second
+
+func (k *keeper) tick() {
+	if time.Since(k.last) > keepAliveEvery {
+		_ = k.work.InProgress()
+		k.last = time.Now()
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
