@@ -29,6 +29,7 @@ type common struct {
 	json                                bool
 	compressors                         int
 	rawMaxBytes, maxPayload             config.Size
+	rawViaNATS                          bool
 }
 
 // newFlagSet returns a command's flag set with the shared flags, so one
@@ -45,9 +46,10 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	c.rawMaxBytes = 64 << 20
 	fs.StringVar(&c.natsURL, "nats", "", "URL of a running coordinator's NATS; empty runs the fleet in this process")
 	fs.IntVar(&c.compressors, "compressors", 0, "compressor workers of the in-process fleet (default: one per CPU)")
-	fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet")
+	fs.BoolVar(&c.rawViaNATS, "raw-via-nats", false, "in-process fleet: send raw chunks through the NATS raw queue, as separate processes do, instead of handing them over in memory")
+	fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet's raw queue (with --raw-via-nats)")
 	c.maxPayload = broker.DefaultMaxPayload
-	fs.Var(&c.maxPayload, "max-payload", "largest NATS message of the in-process fleet; larger chunks are staged in the repository")
+	fs.Var(&c.maxPayload, "max-payload", "largest NATS message of the in-process fleet; with --raw-via-nats larger chunks are staged in the repository")
 	return fs
 }
 
@@ -86,7 +88,7 @@ func openSession(ctx context.Context, c *common, stderr io.Writer) (*session, er
 			return nil, err
 		}
 		s.fleet, err = fleet.Start(ctx, fleet.Config{
-			Dir: s.tmpDir, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes), MaxPayload: int32(c.maxPayload),
+			Dir: s.tmpDir, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes), MaxPayload: int32(c.maxPayload), RawViaNATS: c.rawViaNATS,
 			Repos: service.Repos(c.s3Endpoint), Logger: logger,
 		})
 		if err != nil {

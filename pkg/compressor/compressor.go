@@ -13,6 +13,11 @@
 // killed in between leaves, the coordinator removes when the job ends). On
 // shutdown it stops pulling and lets in-flight chunks finish (drain); what it
 // had pulled but not started is handed back at once.
+//
+// A reader in the same process (the single-machine fleet) hands its chunks
+// over with Handoff instead: the same work, without the chunk's copies
+// through the NATS server; the reader acknowledges its read work item only
+// once Handoff has stored the chunk and published the completion.
 package compressor
 
 import (
@@ -120,6 +125,7 @@ type Compressor struct {
 	jobs    map[string]*jobInfo
 	sealers sync.Map // chunk.Level -> *chunk.Sealer
 	bufs    sync.Pool
+	slots   chan struct{} // bounds Handoff to Workers chunks at once
 
 	// chunks and bytes count what this compressor completed; inFlight
 	// what it holds now. They feed its heartbeat.
@@ -144,7 +150,7 @@ func New(nc *nats.Conn, cfg Config) (*Compressor, error) {
 		return nil, fmt.Errorf("compressor: %w", err)
 	}
 	return &Compressor{
-		js: js, cfg: cfg, jobs: make(map[string]*jobInfo),
+		js: js, cfg: cfg, jobs: make(map[string]*jobInfo), slots: make(chan struct{}, cfg.Workers),
 		logger: cfg.Logger.With("component", "compressor", "worker", cfg.Name),
 	}, nil
 }
@@ -221,31 +227,101 @@ func (c *Compressor) sealer(level chunk.Level) (*chunk.Sealer, error) {
 	return actual.(*chunk.Sealer), nil
 }
 
+// rawChunk is one raw chunk to store: from the raw queue, or handed over
+// in memory by a reader in the same process.
+type rawChunk struct {
+	jobID string
+	index int
+	// data is the chunk's bytes; nil when it is staged.
+	data []byte
+	// staged is the repository key of a chunk too large for a message.
+	staged string
+	// length is the raw message's length header, checked against what
+	// arrived; "" for a chunk handed over in memory.
+	length string
+	// inProgress tells the raw queue the chunk is still being worked on;
+	// nil for a chunk handed over in memory (its reader keeps its own work
+	// item alive).
+	inProgress func() error
+}
+
 func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	h := msg.Headers()
-	jobID := h.Get(queue.HeaderJob)
 	index, err := strconv.Atoi(h.Get(queue.HeaderIndex))
-	if err != nil || jobID == "" {
+	rc := &rawChunk{
+		jobID: h.Get(queue.HeaderJob), index: index, data: msg.Data(),
+		staged: h.Get(queue.HeaderStaged), length: h.Get(queue.HeaderLength), inProgress: msg.InProgress,
+	}
+	if err != nil || rc.jobID == "" {
 		return queue.Permanent(fmt.Errorf("raw chunk on %s without job or index headers", msg.Subject()))
 	}
-	done := &queue.Done{V: queue.MessageVersion, JobID: jobID, Op: queue.OpRead, Index: index, Worker: c.cfg.Name}
-	job, err := c.job(ctx, jobID)
+	job, err := c.runningJob(ctx, rc.jobID)
 	if err != nil {
 		return err
 	}
-	if queue.Final(job.state) {
-		return queue.Permanent(fmt.Errorf("job %s is %s", jobID, job.state))
-	}
-	c.inFlight.Add(1)
-	err = c.storeRetrying(ctx, msg, job, done)
-	c.inFlight.Add(-1)
-	if errors.Is(err, errJobEnded) {
-		return err // as above: nobody waits for its completions
-	}
+	done, err := c.process(ctx, rc, job)
 	if err != nil && !queue.IsPermanent(err) {
 		if md, mdErr := msg.Metadata(); mdErr == nil && md.NumDelivered >= MaxDeliver {
-			err = queue.Permanent(fmt.Errorf("chunk %d of job %s: giving up after %d attempts: %w", index, jobID, md.NumDelivered, err))
+			err = queue.Permanent(fmt.Errorf("chunk %d of job %s: giving up after %d attempts: %w", index, rc.jobID, md.NumDelivered, err))
 		}
+	}
+	if err := c.complete(ctx, done, err); err != nil {
+		return err
+	}
+	if rc.staged != "" {
+		c.deleteStaged(ctx, msg, job, rc.staged)
+	}
+	return nil
+}
+
+// Handoff stores a raw chunk handed over in memory by a reader in the same
+// process, which saves the chunk's trip through the NATS server: the same
+// work as for a chunk from the raw queue, on one of Workers slots, and
+// the completion is published before Handoff returns. data is not kept.
+// An error means the chunk was not stored; when it is permanent the job
+// has been failed.
+func (c *Compressor) Handoff(ctx context.Context, jobID string, index int, data []byte) error {
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	job, err := c.runningJob(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	done, err := c.process(ctx, &rawChunk{jobID: jobID, index: index, data: data}, job)
+	return c.complete(ctx, done, err)
+}
+
+// runningJob returns the job a chunk belongs to; an error that is
+// permanent when the job is gone or has ended (its chunks are not stored).
+func (c *Compressor) runningJob(ctx context.Context, id string) (*jobInfo, error) {
+	job, err := c.job(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if queue.Final(job.state) {
+		return nil, queue.Permanent(fmt.Errorf("job %s is %s", id, job.state))
+	}
+	return job, nil
+}
+
+// process stores one raw chunk of a running job.
+func (c *Compressor) process(ctx context.Context, rc *rawChunk, job *jobInfo) (*queue.Done, error) {
+	done := &queue.Done{V: queue.MessageVersion, JobID: rc.jobID, Op: queue.OpRead, Index: rc.index, Worker: c.cfg.Name}
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	return done, c.storeRetrying(ctx, rc, job, done)
+}
+
+// complete records the outcome of processing a chunk: its completion, or
+// for a permanent failure the error that fails the job. A job that ended
+// while the chunk waited needs neither.
+func (c *Compressor) complete(ctx context.Context, done *queue.Done, err error) error {
+	if errors.Is(err, errJobEnded) {
+		return err // nobody waits for its completions
 	}
 	if queue.IsPermanent(err) {
 		done.Error = err.Error()
@@ -262,9 +338,6 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	c.chunks.Add(1)
 	c.bytes.Add(done.Length)
-	if staged := h.Get(queue.HeaderStaged); staged != "" {
-		c.deleteStaged(ctx, msg, job, staged)
-	}
 	return nil
 }
 
@@ -304,10 +377,10 @@ func (c *Compressor) status() queue.WorkerStatus {
 // would fail on it the same way. A staged chunk that is not found and
 // refused credentials are not outages; they go the usual way (nak and
 // redeliver, perhaps to a compressor with working credentials).
-func (c *Compressor) storeRetrying(ctx context.Context, msg jetstream.Msg, job *jobInfo, done *queue.Done) error {
+func (c *Compressor) storeRetrying(ctx context.Context, rc *rawChunk, job *jobInfo, done *queue.Done) error {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		err := c.store(ctx, msg, job, done)
+		err := c.store(ctx, rc, job, done)
 		if err == nil {
 			if attempt > 1 {
 				c.logger.InfoContext(ctx, "repository reachable again", "job_id", done.JobID, "index", done.Index,
@@ -330,8 +403,10 @@ func (c *Compressor) storeRetrying(ctx context.Context, msg jetstream.Msg, job *
 		c.logger.WarnContext(ctx, "repository unavailable; retrying", "job_id", done.JobID, "index", done.Index,
 			"repo", job.repo, "attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
 		c.cfg.Metrics.Retry("store")
-		if ipErr := msg.InProgress(); ipErr != nil {
-			c.logger.DebugContext(ctx, "extend ack wait", "job_id", done.JobID, "err", ipErr)
+		if rc.inProgress != nil {
+			if ipErr := rc.inProgress(); ipErr != nil {
+				c.logger.DebugContext(ctx, "extend ack wait", "job_id", done.JobID, "err", ipErr)
+			}
 		}
 		delay := min(storeRetryMax, storeRetryMin<<min(attempt-1, 10), c.cfg.StoreTimeout-waited)
 		select {
@@ -343,19 +418,18 @@ func (c *Compressor) storeRetrying(ctx context.Context, msg jetstream.Msg, job *
 }
 
 // store hashes, deduplicates, seals and writes one chunk, filling in done.
-func (c *Compressor) store(ctx context.Context, msg jetstream.Msg, job *jobInfo, done *queue.Done) error {
+func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done *queue.Done) error {
 	repo, err := c.cfg.Repos.Get(ctx, job.repo, false)
 	if err != nil {
 		return fmt.Errorf("repository %s: %w", job.repo, err)
 	}
-	raw := msg.Data()
-	staged := msg.Headers().Get(queue.HeaderStaged)
-	if staged != "" {
-		if raw, err = repo.Store().Get(ctx, staged); err != nil {
-			return fmt.Errorf("staged chunk %s: %w", staged, err)
+	raw := rc.data
+	if rc.staged != "" {
+		if raw, err = repo.Store().Get(ctx, rc.staged); err != nil {
+			return fmt.Errorf("staged chunk %s: %w", rc.staged, err)
 		}
 	}
-	if want := msg.Headers().Get(queue.HeaderLength); want != strconv.Itoa(len(raw)) {
+	if want := rc.length; want != "" && want != strconv.Itoa(len(raw)) {
 		return queue.Permanent(fmt.Errorf("chunk %d: %d bytes arrived, header says %s", done.Index, len(raw), want))
 	}
 	m := c.cfg.Metrics

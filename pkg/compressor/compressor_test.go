@@ -38,6 +38,7 @@ type bundle struct {
 	job   *queue.Job
 	done  *nats.Subscription
 	log   *syncBuffer
+	comp  *compressor.Compressor
 }
 
 func setup(t *testing.T, storeTimeout time.Duration) *bundle {
@@ -100,6 +101,7 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.comp = c
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() { stopped <- c.Run(ctx) }()
@@ -235,6 +237,75 @@ func TestStoreRetryStopsWhenJobEnds(t *testing.T) {
 	t.Logf("the worker gave up %s after the job was cancelled", time.Since(start).Round(time.Millisecond))
 	if msg, err := b.done.NextMsg(100 * time.Millisecond); err == nil {
 		t.Errorf("a completion was published for the cancelled job: %s", msg.Data)
+	}
+}
+
+// TestHandoff stores chunks handed over in memory, as a reader in the same
+// process does: stored and completed before Handoff returns, refused for a
+// job that is unknown or has ended, and failing the job (a completion with
+// the error) when the repository stays away past the store timeout.
+func TestHandoff(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Minute)
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	id := chunk.Sum(data)
+	if err := b.comp.Handoff(t.Context(), b.job.ID, 3, data); err != nil {
+		t.Fatalf("Handoff: %v", err)
+	}
+	if _, ok, err := b.repo.ChunkSize(t.Context(), id); err != nil || !ok {
+		t.Fatalf("chunk %s not in the repository when Handoff returned: %v", id, err)
+	}
+	d := b.nextDone(t)
+	if d.Error != "" || !d.New || d.Index != 3 || d.Hash != id.String() || d.Length != int64(len(data)) {
+		t.Fatalf("completion %+v, want chunk 3 (%s) newly stored", d, id)
+	}
+
+	// The same chunk again is deduplicated.
+	if err := b.comp.Handoff(t.Context(), b.job.ID, 4, data); err != nil {
+		t.Fatalf("second Handoff: %v", err)
+	}
+	if d := b.nextDone(t); d.New || d.Index != 4 || d.Hash != id.String() {
+		t.Fatalf("completion %+v, want chunk 4 deduplicated", d)
+	}
+
+	// A job the compressor has not seen yet, already cancelled (a job's
+	// state is cached for a moment, so a running job's cancellation is
+	// noticed a little later; TestStoreRetryStopsWhenJobEnds covers that).
+	cancelled := *b.job
+	cancelled.ID, cancelled.State = "job2", queue.StateCancelled
+	if _, err := b.kv.Put(t.Context(), cancelled.ID, queue.Encode(&cancelled)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, job string }{
+		{"unknown job", "nope"},
+		{"cancelled job", cancelled.ID},
+	} {
+		sub, err := b.js.Conn().SubscribeSync(queue.DoneSubject(tt.job))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		err = b.comp.Handoff(t.Context(), tt.job, 5, data)
+		if err == nil || !queue.IsPermanent(err) {
+			t.Errorf("%s: Handoff = %v, want a permanent error", tt.name, err)
+		}
+		if msg, err := sub.NextMsg(100 * time.Millisecond); err == nil {
+			t.Errorf("%s: a completion was published: %s", tt.name, msg.Data)
+		}
+	}
+}
+
+func TestHandoffStoreTimeoutFailsJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2*time.Second)
+	b.minio.Stop()
+	err := b.comp.Handoff(t.Context(), b.job.ID, 0, []byte("raw bytes that cannot be stored"))
+	if err == nil || !queue.IsPermanent(err) || !strings.Contains(err.Error(), b.job.Backup.Repo) {
+		t.Fatalf("Handoff = %v, want a permanent error naming the repository", err)
+	}
+	if d := b.nextDone(t); !strings.Contains(d.Error, "store timeout") {
+		t.Errorf("completion error %q, want the store timeout", d.Error)
 	}
 }
 

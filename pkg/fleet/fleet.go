@@ -1,8 +1,10 @@
 // Package fleet runs a whole bulkbackup fleet in one process: an embedded
 // NATS server with JetStream, the coordinator, a reader for this host and a
 // pool of compressors, all talking over the same subjects a distributed
-// fleet uses. It is bulkctl's default when no NATS URL is given, and the
-// fleet of the demo and the integration tests.
+// fleet uses, except that the reader hands raw chunks to the compressors in
+// memory rather than through the raw queue (Config.RawViaNATS). It is
+// bulkctl's default when no NATS URL is given, and the fleet of the demo
+// and the integration tests.
 package fleet
 
 import (
@@ -41,6 +43,11 @@ type Config struct {
 	RawMaxBytes int64
 	// MaxPayload bounds one NATS message; 0 means broker.DefaultMaxPayload.
 	MaxPayload int32
+	// RawViaNATS sends raw chunks from the reader to the compressors
+	// through the NATS raw queue, as a fleet of separate processes does.
+	// By default they are handed over in memory, which saves every raw
+	// byte its copies through the server.
+	RawViaNATS bool
 	// Repos opens repositories; required.
 	Repos *repository.Cache
 	// Coordinator overrides coordinator settings (Repos, Logger and Streams
@@ -132,17 +139,6 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, errors.Join(err, f.Close())
 	}
 
-	if nc, err = connect("reader"); err != nil {
-		f.Close()
-		return nil, err
-	}
-	rd, err := reader.New(nc, reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: cfg.Repos, Logger: logger, Metrics: cfg.Metrics})
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.spawn(func() error { return rd.Run(runCtx) })
-
 	if nc, err = connect("compressor"); err != nil {
 		f.Close()
 		return nil, err
@@ -153,6 +149,21 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, err
 	}
 	f.spawn(func() error { return comp.Run(runCtx) })
+
+	if nc, err = connect("reader"); err != nil {
+		f.Close()
+		return nil, err
+	}
+	rc := reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: cfg.Repos, Logger: logger, Metrics: cfg.Metrics}
+	if !cfg.RawViaNATS {
+		rc.Handoff = comp.Handoff
+	}
+	rd, err := reader.New(nc, rc)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.spawn(func() error { return rd.Run(runCtx) })
 	return f, nil
 }
 

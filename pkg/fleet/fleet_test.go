@@ -188,7 +188,7 @@ func TestFullRawQueue(t *testing.T) {
 	if err := volgen.WriteFile(t.Context(), src, 24<<20+777, volgen.Options{Seed: 11}); err != nil {
 		t.Fatal(err)
 	}
-	b := setupFleet(t, storeurl.S3Options{}, fleet.Config{MaxPayload: 1 << 20, RawMaxBytes: 2 << 20, Readers: 8, Compressors: 1})
+	b := setupFleet(t, storeurl.S3Options{}, fleet.Config{MaxPayload: 1 << 20, RawMaxBytes: 2 << 20, Readers: 8, Compressors: 1, RawViaNATS: true})
 	repo := filepath.Join(dir, "repo")
 	ev := b.backup(t, src, repo, 512<<10)
 	if ev.State != queue.StateSucceeded {
@@ -211,7 +211,7 @@ func TestStagedChunks(t *testing.T) {
 	if err := volgen.WriteFile(t.Context(), src, 40<<20+3, volgen.Options{Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	b := setup(t, storeurl.S3Options{})
+	b := setupFleet(t, storeurl.S3Options{}, fleet.Config{RawViaNATS: true})
 	repo := filepath.Join(dir, "repo")
 	ev := b.backup(t, src, repo, 16<<20)
 	if ev.State != queue.StateSucceeded {

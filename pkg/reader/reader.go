@@ -9,7 +9,8 @@
 // previous snapshot (incremental backups read and hash, but send nothing),
 // any other travels to the compressors as one message on the raw
 // queue, or, when it is larger than a message may be, is staged as an object
-// in the repository and the message names it. When the raw queue is full
+// in the repository and the message names it; in a single-process fleet it
+// is handed to the compressor in memory (Config.Handoff). When the raw queue is full
 // (the fleet's in-flight bound) the publish is retried with backoff: that is
 // the flow control that keeps memory bounded whatever the volume's size. A
 // read item is acknowledged only after its chunk is accepted by the raw
@@ -59,7 +60,14 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Metrics, if set, records chunks, bytes and stage durations.
 	Metrics *metrics.Metrics
+	// Handoff, if set, stores a raw chunk in this process (a compressor's
+	// Handoff) instead of sending it through the raw queue, and returns
+	// once the chunk is stored and its completion published.
+	Handoff Handoff
 }
+
+// Handoff stores one raw chunk of a job; data is not kept after it returns.
+type Handoff func(ctx context.Context, jobID string, index int, data []byte) error
 
 func (c *Config) validate() error {
 	if err := queue.CheckToken("host", c.Host); err != nil {
@@ -259,6 +267,10 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 			JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length,
 			Hash: item.ParentHash, StoredSize: item.ParentStored,
 		})
+	}
+	if r.cfg.Handoff != nil {
+		m.Chunk("sent", item.Length) // to the compressor, in memory
+		return r.cfg.Handoff(ctx, item.JobID, item.Index, buf)
 	}
 	out := nats.NewMsg(queue.RawSubject(item.JobID))
 	out.Header.Set(queue.HeaderJob, item.JobID)
