@@ -322,6 +322,15 @@ bench_ours() {
 	add_row vol/incr "$VOL_DATA" "bulkctl backup, incremental (unchanged)" "$VOL_BYTES" "" "$(jget "$M_OUT" seconds)" '{}' \
 		"{\"speedup_vs_first\":$(jnum "$(div "$first" "$M_WALL")"),\"new_bytes\":$(jnum "$(jget "$M_OUT" new_bytes)")}"
 	rm -rf "$REPO"
+
+	# The first backup again with the raw chunks through the embedded NATS
+	# server's raw queue, as between separate processes, instead of handed
+	# from reader to compressor in memory: what the hop costs, same data.
+	WARM=("$VOL")
+	measure backup-nats "$LOGS/backup-nats.json" fresh_repo "$BIN/bulkctl" backup "$VOL" -r "$REPO" --json \
+		--raw-via-nats "${BULK_FLAGS[@]}"
+	backup_row vol/backup-nats "bulkctl backup --raw-via-nats (embedded fleet, raw chunks through NATS)" "$VS_VOL"
+	rm -rf "$REPO"
 }
 
 # fleet_backup ID NAME: measure `bulkctl backup --nats` through the process
@@ -380,16 +389,18 @@ bench_scaling() {
 }
 
 # Chunk size trades per-chunk overhead (a message, an fsync'd object, a
-# manifest entry, an ack) against parallelism and memory in flight. Chunks
-# of 8 MiB and more do not fit in one NATS message and are staged through
-# the repository (written once raw, read back by the compressor, deleted).
+# manifest entry, an ack) against parallelism and memory in flight. The
+# sweep sends raw chunks through NATS (--raw-via-nats), as a fleet of
+# processes does, so that it also compares the two transports: chunks of
+# 8 MiB and more do not fit in one NATS message and are staged through the
+# repository (written once raw, read back by the compressor, deleted).
 bench_sweep() {
 	local mib label
 	for mib in $BENCH_SWEEP; do
 		WARM=("$VOL")
 		measure "sweep-${mib}MiB" "$LOGS/sweep-${mib}MiB.json" fresh_repo \
-			"$BIN/bulkctl" backup "$VOL" -r "$REPO" --json --chunk-size "${mib}MiB" "${BULK_FLAGS[@]}"
-		label="sweep: bulkctl backup --chunk-size ${mib}MiB"
+			"$BIN/bulkctl" backup "$VOL" -r "$REPO" --json --raw-via-nats --chunk-size "${mib}MiB" "${BULK_FLAGS[@]}"
+		label="sweep: bulkctl backup --raw-via-nats --chunk-size ${mib}MiB"
 		((mib * 1048576 > NATS_MAX_PAYLOAD - 4096)) && label+=" (staged)"
 		backup_row "sweep/${mib}MiB" "$label" "$VS_VOL"
 		rm -rf "$REPO"
