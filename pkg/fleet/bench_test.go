@@ -1,9 +1,11 @@
 package fleet_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -87,4 +89,38 @@ func BenchmarkCompressCeiling(b *testing.B) {
 		}
 		wg.Wait()
 	}
+}
+
+// BenchmarkTreeIncremental backs up an unchanged tree again: the scan, the
+// comparison with the parent snapshot and the new manifest, no file read.
+// The tree is $BULK_BENCH_TREE (scripts/bench.sh passes its tree), else
+// 5,000 generated files. It reports files per second.
+func BenchmarkTreeIncremental(b *testing.B) {
+	src := os.Getenv("BULK_BENCH_TREE")
+	if src == "" {
+		src = b.TempDir()
+		for i := range 5000 {
+			dir := filepath.Join(src, fmt.Sprintf("d%03d", i%100))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), []byte(strings.Repeat("x", i%4096)), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	bnd := setup(b, storeurl.S3Options{})
+	repo := filepath.Join(b.TempDir(), "repo")
+	first := bnd.backupFiles(b, src, repo)
+	if first.State != queue.StateSucceeded {
+		b.Fatalf("first backup %s: %s", first.State, first.Error)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		ev := bnd.backupFiles(b, src, repo)
+		if ev.State != queue.StateSucceeded || ev.Stats.NewBytes != 0 {
+			b.Fatalf("unchanged backup %s: %s, %d new bytes", ev.State, ev.Error, ev.Stats.NewBytes)
+		}
+	}
+	b.ReportMetric(float64(first.Stats.Files)*float64(b.N)/b.Elapsed().Seconds(), "files/s")
 }
