@@ -26,7 +26,7 @@ func flags() (*flag.FlagSet, *options) {
 	fs := flag.NewFlagSet("reader", flag.ContinueOnError)
 	o.Register(fs, service.DefaultNATSURL, "URL of the NATS server or cluster")
 	fs.StringVar(&o.host, "host", "", "host name this reader serves: letters, digits, - and _ (default: this machine's short host name)")
-	fs.IntVar(&o.workers, "workers", 4, "chunks read or written at once")
+	fs.IntVar(&o.workers, "workers", reader.DefaultWorkers, "chunks read or written at once")
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long in-flight work may finish after SIGTERM")
 	return fs, o
 }

@@ -45,11 +45,19 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/source"
 )
 
+// DefaultWorkers is a reader's default concurrency. A restore's direct
+// writes wait on the disk, and a backup's reads on a compressor, so it is
+// well above the CPU count: on the benchmark machine (2 CPUs, virtio disk) a
+// 2 GiB restore ran at about 1,150 MB/s with 4 workers, 1,280 with 8 and
+// 1,400 with 12, and the backup did not change.
+const DefaultWorkers = 12
+
 // Config configures a Reader.
 type Config struct {
 	// Host is the name this reader serves; work for HOST:PATH comes here.
 	Host string
-	// Workers is how many chunks are read or written at once; 0 means 4.
+	// Workers is how many chunks are read or written at once; 0 means
+	// DefaultWorkers.
 	Workers int
 	// Repos opens repositories (restore, staging). Required.
 	Repos *repository.Cache
@@ -77,7 +85,7 @@ func (c *Config) validate() error {
 		return errors.New("reader: Config.Repos is required")
 	}
 	if c.Workers == 0 {
-		c.Workers = 4
+		c.Workers = DefaultWorkers
 	}
 	if c.Workers < 0 {
 		return fmt.Errorf("reader: Workers %d must be positive", c.Workers)
