@@ -135,6 +135,15 @@ func Decode(data []byte) (*Snapshot, error) {
 	return &s, nil
 }
 
+// EncodeHeader returns the JSON form of what describes a snapshot: its
+// manifest without chunks and files, which DecodeHeader reads. It does not
+// validate; encode the manifest itself with Encode, which does.
+func EncodeHeader(s *Snapshot) ([]byte, error) {
+	h := *s
+	h.Chunks, h.Files = nil, nil
+	return json.Marshal(&h)
+}
+
 // DecodeHeader parses what describes a snapshot (ID, time, source, mode,
 // sizes, stats) and skips its chunks and files, which is much cheaper for a
 // large tree. Nothing else is validated: load the whole manifest with

@@ -29,6 +29,7 @@ const (
 	ConfigKey        = "config"
 	ChunksPrefix     = "chunks/"
 	SnapshotsPrefix  = "snapshots/"
+	HeadersPrefix    = "headers/"
 	StagingPrefix    = "staging/"
 	snapshotSealerLv = chunk.LevelDefault
 )
@@ -184,6 +185,10 @@ func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {
 
 func snapshotKey(id string) string { return SnapshotsPrefix + id }
 
+// headerKey is where a snapshot's header (its manifest without chunks and
+// files) is kept, so that listing snapshots does not read whole manifests.
+func headerKey(id string) string { return HeadersPrefix + id }
+
 // NewSnapshotID returns a fresh random snapshot ID: 32 hex digits.
 func NewSnapshotID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
 
@@ -209,9 +214,18 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 	case !errors.Is(err, ErrSnapshotNotFound):
 		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}
+	header, err := manifest.EncodeHeader(s)
+	if err != nil {
+		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+	}
 	sealer, err := r.snapshotSealer()
 	if err != nil {
 		return err
+	}
+	// The header first: a snapshot exists once its manifest does, and a
+	// header left by a commit that stopped in between names no snapshot.
+	if err := r.st.Put(ctx, headerKey(s.ID), sealer.Seal(nil, chunk.Sum(header), header)); err != nil {
+		return fmt.Errorf("save snapshot %s: header: %w", s.ID, err)
 	}
 	obj := sealer.Seal(nil, chunk.Sum(js), js)
 	if err := r.st.Put(ctx, snapshotKey(s.ID), obj); err != nil {
@@ -226,8 +240,17 @@ func (r *Repository) LoadSnapshot(ctx context.Context, id string) (*manifest.Sna
 }
 
 // LoadSnapshotHeader reads what describes the snapshot with the exact id,
-// without its chunks and files (manifest.DecodeHeader).
+// without its chunks and files (manifest.DecodeHeader): from its header
+// object, or, when that is missing (snapshots written before headers were)
+// or cannot be read, from the manifest itself. It does not check that the
+// manifest exists; list snapshots with SnapshotIDs.
 func (r *Repository) LoadSnapshotHeader(ctx context.Context, id string) (*manifest.Snapshot, error) {
+	if !validSnapshotID(id) {
+		return nil, fmt.Errorf("snapshot %q: %w", id, ErrSnapshotNotFound)
+	}
+	if h, err := r.openSnapshot(ctx, headerKey(id), id, manifest.DecodeHeader); err == nil {
+		return h, nil
+	}
 	return r.loadSnapshot(ctx, id, manifest.DecodeHeader)
 }
 
@@ -235,7 +258,13 @@ func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func([]
 	if !validSnapshotID(id) {
 		return nil, fmt.Errorf("snapshot %q: %w", id, ErrSnapshotNotFound)
 	}
-	obj, err := r.st.Get(ctx, snapshotKey(id))
+	return r.openSnapshot(ctx, snapshotKey(id), id, decode)
+}
+
+// openSnapshot reads the sealed manifest (or header) of snapshot id under
+// key and decodes it.
+func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode func([]byte) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
+	obj, err := r.st.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
 	}

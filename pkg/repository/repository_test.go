@@ -101,6 +101,7 @@ func runRepositoryTests(t *testing.T, newEnv func(t *testing.T) env) {
 		{"LatestEmpty", testLatestEmpty},
 		{"ForeignObjects", testForeignObjects},
 		{"CorruptSnapshot", testCorruptSnapshot},
+		{"SnapshotHeaders", testSnapshotHeaders},
 		{"DeleteStaging", testDeleteStaging},
 	}
 	for _, tt := range tests {
@@ -582,6 +583,67 @@ func testCorruptSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
 	// A damaged snapshot is not replaced by saving under its ID.
 	if err := r.SaveSnapshot(ctx, snapshot(id, "job-1", t0)); err == nil {
 		t.Error("SaveSnapshot over a damaged snapshot succeeded")
+	}
+}
+
+// testSnapshotHeaders lists snapshots from their header objects, which
+// spares reading whole manifests, and falls back to the manifest where a
+// header is missing (written before headers were) or damaged; a header
+// without its manifest (a commit that stopped in between) is no snapshot.
+func testSnapshotHeaders(t *testing.T, newEnv func(t *testing.T) env) {
+	e := newEnv(t)
+	r := openRepo(t, e.st, true)
+	ctx := t.Context()
+	saved := map[string]*manifest.Snapshot{}
+	for i, id := range []string{"a0", "b0", "c0"} {
+		s := snapshot(id, "job-"+id, t0.Add(time.Duration(i)*time.Hour))
+		if err := r.SaveSnapshot(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		saved[id] = s
+	}
+	// An interrupted commit of d0: its header, no manifest.
+	orphan := snapshot("d0", "job-d0", t0.Add(5*time.Hour))
+	if err := r.SaveSnapshot(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Delete(ctx, repository.SnapshotsPrefix+"d0"); err != nil {
+		t.Fatal(err)
+	}
+
+	steps := []struct {
+		name   string
+		damage func()
+	}{
+		{"from the headers, a manifest damaged", func() {
+			e.rewrite(t, repository.SnapshotsPrefix+"a0", func(b []byte) []byte { b[len(b)-2] ^= 0x10; return b })
+		}},
+		{"a header missing", func() {
+			if err := e.st.Delete(ctx, repository.HeadersPrefix+"b0"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a header damaged", func() {
+			e.rewrite(t, repository.HeadersPrefix+"c0", func(b []byte) []byte { b[len(b)-2] ^= 0x10; return b })
+		}},
+	}
+	for _, step := range steps {
+		step.damage()
+		got, err := r.SnapshotHeaders(ctx)
+		if err != nil {
+			t.Fatalf("%s: SnapshotHeaders: %v", step.name, err)
+		}
+		var ids []string
+		for _, h := range got {
+			ids = append(ids, h.ID)
+			want := saved[h.ID]
+			if want == nil || !h.Time.Equal(want.Time) || h.Stats != want.Stats || h.JobID != want.JobID || h.Chunks != nil {
+				t.Errorf("%s: header %+v does not describe snapshot %+v without its chunks", step.name, h, want)
+			}
+		}
+		if !slices.Equal(ids, []string{"a0", "b0", "c0"}) {
+			t.Errorf("%s: SnapshotHeaders lists %v, want [a0 b0 c0]", step.name, ids)
+		}
 	}
 }
 
