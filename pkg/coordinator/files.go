@@ -27,6 +27,11 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		return nil, err
 	}
 	jr.c.publishEvent(ctx, jr.job, "scanning "+req.Source.String())
+	// Which snapshot is the parent does not depend on the scan, and loading
+	// a large tree's manifest takes about as long as scanning the tree:
+	// both at once.
+	parentc := make(chan *manifest.Snapshot, 1)
+	go func() { parentc <- jr.parent(ctx, repo, manifest.ModeFiles) }()
 	err := jr.phase(ctx, single(unit{op: queue.OpScan}), func(ctx context.Context, _ unit, attempt int, msgID string) error {
 		item := &queue.ScanItem{V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt}
 		_, err := jr.c.js.Publish(ctx, queue.ScanSubject(req.Source.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
@@ -39,8 +44,7 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	if err != nil {
 		return nil, err
 	}
-	parent := jr.parent(ctx, repo, manifest.ModeFiles)
-	fp := planFiles(entries, parent, req.ChunkSize)
+	fp := planFiles(entries, <-parentc, req.ChunkSize)
 	// A resumed job has counted the packs it replayed as done.
 	jr.job.Progress.ChunksTotal, jr.job.Progress.BytesTotal = len(fp.packs), fp.readBytes
 	jr.logger.InfoContext(ctx, "tree scanned", "entries", len(entries), "new", fp.newFiles, "changed", fp.changed,
