@@ -36,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/bufpool"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -123,8 +124,8 @@ type Compressor struct {
 
 	jobsMu  sync.Mutex
 	jobs    map[string]*jobInfo
-	sealers sync.Map // chunk.Level -> *chunk.Sealer
-	bufs    sync.Pool
+	sealers sync.Map      // chunk.Level -> *chunk.Sealer
+	bufs    *bufpool.Pool // sealed chunks on their way to the repository
 	slots   chan struct{} // bounds Handoff to Workers chunks at once
 
 	// chunks and bytes count what this compressor completed; inFlight
@@ -151,6 +152,7 @@ func New(nc *nats.Conn, cfg Config) (*Compressor, error) {
 	}
 	return &Compressor{
 		js: js, cfg: cfg, jobs: make(map[string]*jobInfo), slots: make(chan struct{}, cfg.Workers),
+		bufs:   bufpool.New(cfg.Workers, nil),
 		logger: cfg.Logger.With("component", "compressor", "worker", cfg.Name),
 	}, nil
 }
@@ -448,19 +450,15 @@ func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done
 		if err != nil {
 			return queue.Permanent(err)
 		}
-		bp, _ := c.bufs.Get().(*[]byte)
-		if bp == nil {
-			bp = new([]byte)
-		}
 		start = time.Now()
-		sealed := sealer.Seal((*bp)[:0], id, raw)
+		// Sized for the worst case, stored raw, so that it never grows.
+		sealed := sealer.Seal(c.bufs.Get(chunk.HeaderSize + len(raw))[:0], id, raw)
 		m.Stage("compress", start)
 		start = time.Now()
 		err = repo.PutChunk(ctx, id, sealed)
 		m.Stage("put", start)
 		size = int64(len(sealed))
-		*bp = sealed
-		c.bufs.Put(bp)
+		c.bufs.Put(sealed)
 		if err != nil {
 			m.Error("put")
 			return err

@@ -28,7 +28,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/bufpool"
 	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
@@ -102,7 +102,7 @@ type Reader struct {
 	js     jetstream.JetStream
 	cfg    Config
 	logger *slog.Logger
-	bufs   sync.Pool
+	bufs   *bufpool.Pool // chunk buffers, aligned so restores write them directly
 	gate   *rawGate
 
 	// chunks and bytes count the chunks read or written; inFlight what is
@@ -124,7 +124,8 @@ func New(nc *nats.Conn, cfg Config) (*Reader, error) {
 	machine, _ := os.Hostname()
 	return &Reader{
 		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host), gate: newRawGate(),
-		id: fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()),
+		bufs: bufpool.New(cfg.Workers, directio.Alloc),
+		id:   fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()),
 	}, nil
 }
 
@@ -236,14 +237,9 @@ func (r *Reader) handle(ctx context.Context, msg jetstream.Msg) (err error) {
 	}
 }
 
-func (r *Reader) buffer(n int64) []byte {
-	if b, ok := r.bufs.Get().(*[]byte); ok && int64(cap(*b)) >= n {
-		return (*b)[:n]
-	}
-	return directio.Alloc(int(n)) // aligned, so restores can write it directly
-}
+func (r *Reader) buffer(n int64) []byte { return r.bufs.Get(int(n)) }
 
-func (r *Reader) release(b []byte) { r.bufs.Put(&b) }
+func (r *Reader) release(b []byte) { r.bufs.Put(b) }
 
 // read reads one chunk and hands it on. Errors reading the source fail the
 // job (a Done with Error) rather than retrying forever.
