@@ -41,8 +41,9 @@ func (f *Flags) Parse(fs *flag.FlagSet, args []string) (*slog.Logger, error) {
 // Main runs a service binary: run gets the arguments and a context that
 // SIGINT or SIGTERM cancels (the service then drains and returns). The
 // process exits 0 on success, 2 after -h, and 1 with one line naming the
-// error otherwise.
+// error otherwise. The garbage collector is tuned first (TuneGC).
 func Main(name string, run func(ctx context.Context, args []string) error) {
+	TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()

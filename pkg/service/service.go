@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -176,4 +177,22 @@ func Run(ctx context.Context, metricsAddr string, m *metrics.Metrics, nc *nats.C
 		err = herr
 	}
 	return err
+}
+
+// DefaultGCPercent is the garbage collector's target (GOGC) of the
+// bulkbackup binaries unless GOGC is set. Their memory is mostly a few
+// long-lived chunk buffers, and they allocate little else (a 2 GiB backup
+// allocates about 50 MB), so collecting once garbage reaches half the live
+// heap rather than all of it costs no measurable CPU, and keeps peak memory
+// near what the in-flight chunks need. On the benchmark machine the peak RSS
+// of an 8 GiB backup was 1.33-1.35x that of a 1 GiB one with the default
+// of 100 (the longer run reaches the collector's full headroom, the shorter
+// one does not) and 1.17-1.25x with 50, CPU time unchanged.
+const DefaultGCPercent = 50
+
+// TuneGC applies DefaultGCPercent unless the environment sets GOGC.
+func TuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(DefaultGCPercent)
+	}
 }
