@@ -485,7 +485,8 @@ func TestFilesPartialRestore(t *testing.T) {
 	}
 }
 
-func connect(t *testing.T, f *fleet.Fleet, repos *repository.Cache) *bundle {
+// connect returns a test client of a running fleet.
+func connect(t testing.TB, f *fleet.Fleet, repos *repository.Cache) *bundle {
 	t.Helper()
 	nc, err := f.Connect("test")
 	if err != nil {

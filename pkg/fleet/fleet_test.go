@@ -45,7 +45,6 @@ func setupFleet(t testing.TB, s3 storeurl.S3Options, cfg fleet.Config) *bundle {
 	if cfg.Compressors == 0 {
 		cfg.Compressors = 2
 	}
-	repos := cfg.Repos
 	f, err := fleet.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -55,16 +54,7 @@ func setupFleet(t testing.TB, s3 storeurl.S3Options, cfg fleet.Config) *bundle {
 			t.Errorf("fleet close: %v", err)
 		}
 	})
-	nc, err := f.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &bundle{fleet: f, js: js, repos: repos}
+	return connect(t, f, cfg.Repos)
 }
 
 // do submits a request and waits for the job's final event.

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -76,13 +75,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	nc, err := f.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	b := &bundle{fleet: f, js: js, repos: repos}
+	b := connect(t, f, repos)
 
 	before := scrape(t, srv.URL)
 	if got := sum(before, "bulk_chunks_total", nil); got != 0 {
