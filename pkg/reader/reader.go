@@ -7,17 +7,18 @@
 // passes it on: an all-zero chunk is reported done at once (it is never
 // stored), so is a chunk that hashes to the same chunk in the source's
 // previous snapshot (incremental backups read and hash, but send nothing),
-// any other travels to the compressors as one message on the raw
-// queue, or, when it is larger than a message may be, is staged as an object
-// in the repository and the message names it; in a single-process fleet it
-// is handed to the compressor in memory (Config.Handoff). When the raw queue is full
-// (the fleet's in-flight bound) the publish is retried with backoff: that is
-// the flow control that keeps memory bounded whatever the volume's size. A
-// read item is acknowledged only after its chunk is accepted by the raw
-// queue.
+// any other travels to the compressors as one message on the raw queue, or,
+// when it is larger than a message may be, is staged as an object in the
+// repository and the message names it. When the raw queue is full (the
+// fleet's in-flight bound) the reader waits for room: that is the flow
+// control that keeps memory bounded whatever the volume's size. A read item
+// is acknowledged only after its chunk is accepted by the raw queue. In a
+// single-process fleet the chunk is instead handed to a compressor in memory
+// (Config.Handoff), and the read item acknowledged once it is stored.
 //
 // For a restore it takes write work items: prepare the target, write
-// verified chunks at their offsets, finish (flush and move into place).
+// verified chunks at their offsets (directly, around the page cache, where
+// the file system allows), finish (flush and move into place).
 package reader
 
 import (
