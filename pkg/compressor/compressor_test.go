@@ -1,13 +1,11 @@
 package compressor_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +35,7 @@ type bundle struct {
 	repo  *repository.Repository
 	job   *queue.Job
 	done  *nats.Subscription
-	log   *syncBuffer
+	log   *testenv.LogBuffer
 	comp  *compressor.Compressor
 }
 
@@ -61,7 +59,7 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 		return nc
 	}
 	nc := connect("test")
-	b := &bundle{minio: m, log: &syncBuffer{}}
+	b := &bundle{minio: m, log: &testenv.LogBuffer{}}
 	if b.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
@@ -307,22 +305,4 @@ func TestHandoffStoreTimeoutFailsJob(t *testing.T) {
 	if d := b.nextDone(t); !strings.Contains(d.Error, "store timeout") {
 		t.Errorf("completion error %q, want the store timeout", d.Error)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }

@@ -115,7 +115,6 @@ func BenchmarkTreeIncremental(b *testing.B) {
 	if first.State != queue.StateSucceeded {
 		b.Fatalf("first backup %s: %s", first.State, first.Error)
 	}
-	b.ResetTimer()
 	for b.Loop() {
 		ev := bnd.backupFiles(b, src, repo)
 		if ev.State != queue.StateSucceeded || ev.Stats.NewBytes != 0 {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
@@ -216,7 +216,7 @@ func TestConsumeAcksOnNil(t *testing.T) {
 func TestConsumeHandlerAcks(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	var log syncBuffer
+	var log testenv.LogBuffer
 	acked := make(chan error, 1)
 	b.consume(t, queue.HandlerFunc(func(ctx context.Context, msg jetstream.Msg) error {
 		acked <- msg.DoubleAck(ctx)
@@ -232,24 +232,6 @@ func TestConsumeHandlerAcks(t *testing.T) {
 	if strings.Contains(log.String(), "ack") {
 		t.Errorf("the loop logged about the acknowledged message:\n%s", log.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 func TestConsumeTerminatesPermanentErrors(t *testing.T) {
