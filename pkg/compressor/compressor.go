@@ -55,6 +55,12 @@ const MaxDeliver = 8
 // the job after 10m) with a less precise error.
 const DefaultStoreTimeout = 5 * time.Minute
 
+// chunksPerWorker is how many chunks a compressor holds per worker: one
+// being hashed or compressed, the other being written to the repository
+// and recorded, so the CPU does not idle while a write waits for the disk
+// or S3.
+const chunksPerWorker = 2
+
 // errJobEnded means a chunk's job ended while the chunk waited for the
 // repository.
 var errJobEnded = errors.New("the job has ended")
@@ -71,7 +77,9 @@ type Config struct {
 	// Name identifies this compressor in logs and completions; defaults to
 	// the host name and process ID.
 	Name string
-	// Workers is how many chunks are compressed at once; 0 means one per CPU.
+	// Workers is how many chunks are hashed and compressed at once; 0
+	// means one per CPU. Up to twice as many are in flight: while a chunk
+	// is written and recorded, the next one is compressed.
 	Workers int
 	// Repos opens repositories. Required.
 	Repos *repository.Cache
@@ -126,7 +134,8 @@ type Compressor struct {
 	jobs    map[string]*jobInfo
 	sealers sync.Map      // chunk.Level -> *chunk.Sealer
 	bufs    *bufpool.Pool // sealed chunks on their way to the repository
-	slots   chan struct{} // bounds Handoff to Workers chunks at once
+	slots   chan struct{} // bounds Handoff to the chunks in flight
+	cpu     chan struct{} // bounds hashing and compressing to Workers chunks
 
 	// chunks and bytes count what this compressor completed; inFlight
 	// what it holds now. They feed its heartbeat.
@@ -151,8 +160,10 @@ func New(nc *nats.Conn, cfg Config) (*Compressor, error) {
 		return nil, fmt.Errorf("compressor: %w", err)
 	}
 	return &Compressor{
-		js: js, cfg: cfg, jobs: make(map[string]*jobInfo), slots: make(chan struct{}, cfg.Workers),
-		bufs:   bufpool.New(cfg.Workers, nil),
+		js: js, cfg: cfg, jobs: make(map[string]*jobInfo),
+		slots:  make(chan struct{}, chunksPerWorker*cfg.Workers),
+		cpu:    make(chan struct{}, cfg.Workers),
+		bufs:   bufpool.New(chunksPerWorker*cfg.Workers, nil),
 		logger: cfg.Logger.With("component", "compressor", "worker", cfg.Name),
 	}, nil
 }
@@ -174,7 +185,7 @@ func (c *Compressor) Run(ctx context.Context) error {
 		MaxAckPending: 4096,
 		MaxDeliver:    MaxDeliver,
 	}, queue.HandlerFunc(c.handle), queue.ConsumeConfig{
-		Workers: c.cfg.Workers, Prefetch: 2 * c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger, OnRetry: c.cfg.Metrics.Retry,
+		Workers: chunksPerWorker * c.cfg.Workers, Prefetch: chunksPerWorker * c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger, OnRetry: c.cfg.Metrics.Retry,
 	})
 	c.logger.InfoContext(context.WithoutCancel(ctx), "compressor stopped", "chunks", c.chunks.Load())
 	return err
@@ -278,8 +289,8 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 
 // Handoff stores a raw chunk handed over in memory by a reader in the same
 // process, which saves the chunk's trip through the NATS server: the same
-// work as for a chunk from the raw queue, on one of Workers slots, and
-// the completion is published before Handoff returns. data is not kept.
+// work as for a chunk from the raw queue, with the same bounds, and the
+// completion is published before Handoff returns. data is not kept.
 // An error means the chunk was not stored; when it is permanent the job
 // has been failed.
 func (c *Compressor) Handoff(ctx context.Context, jobID string, index int, data []byte) error {
@@ -436,9 +447,13 @@ func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done
 	}
 	m := c.cfg.Metrics
 	defer m.Begin("compress")()
+	if err := c.acquireCPU(ctx); err != nil {
+		return err
+	}
 	start := time.Now()
 	id := chunk.Sum(raw)
 	m.Stage("hash", start)
+	c.releaseCPU()
 	done.Hash, done.Length = id.String(), int64(len(raw))
 	size, ok, err := repo.ChunkSize(ctx, id)
 	if err != nil {
@@ -450,10 +465,14 @@ func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done
 		if err != nil {
 			return queue.Permanent(err)
 		}
+		if err := c.acquireCPU(ctx); err != nil {
+			return err
+		}
 		start = time.Now()
 		// Sized for the worst case, stored raw, so that it never grows.
 		sealed := sealer.Seal(c.bufs.Get(chunk.HeaderSize + len(raw))[:0], id, raw)
 		m.Stage("compress", start)
+		c.releaseCPU()
 		start = time.Now()
 		err = repo.PutChunk(ctx, id, sealed)
 		m.Stage("put", start)
@@ -473,6 +492,18 @@ func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done
 	c.logger.DebugContext(ctx, "chunk stored", "job_id", done.JobID, "chunk_id", done.Hash, "bytes", done.Length, "new", done.New)
 	return nil
 }
+
+// acquireCPU waits for one of the Workers turns to hash or compress.
+func (c *Compressor) acquireCPU(ctx context.Context) error {
+	select {
+	case c.cpu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Compressor) releaseCPU() { <-c.cpu }
 
 func (c *Compressor) publishDone(ctx context.Context, d *queue.Done) error {
 	if _, err := c.js.Publish(ctx, queue.DoneSubject(d.JobID), queue.Encode(d), jetstream.WithMsgID(queue.DoneMsgID(d))); err != nil {

@@ -200,6 +200,38 @@ func TestStoreRetriedUntilRepositoryReturns(t *testing.T) {
 	}
 }
 
+// TestChunkInFlightWhileAnotherWaitsForStore checks that a worker's CPU is
+// not held by a chunk waiting for the repository: with one worker and the
+// repository away, a second chunk is hashed and reaches the store too, and
+// both are stored once it returns.
+func TestChunkInFlightWhileAnotherWaitsForStore(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Minute)
+	b.minio.Stop()
+	errs := make(chan error, 2)
+	var ids []chunk.ID
+	for index := range 2 {
+		data := make([]byte, 1<<20)
+		rand.Read(data)
+		ids = append(ids, chunk.Sum(data))
+		go func() { errs <- b.comp.Handoff(t.Context(), b.job.ID, index, data) }()
+	}
+	for index := range 2 {
+		b.waitLog(t, "index="+strconv.Itoa(index)+" repo="+b.job.Backup.Repo) // retrying, as nothing was stored
+	}
+	b.minio.Start(t)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Handoff: %v", err)
+		}
+	}
+	for _, id := range ids {
+		if _, ok, err := b.repo.ChunkSize(t.Context(), id); err != nil || !ok {
+			t.Errorf("chunk %s not in the repository: %v", id, err)
+		}
+	}
+}
+
 func TestStoreTimeoutFailsChunk(t *testing.T) {
 	t.Parallel()
 	const limit = 2 * time.Second
