@@ -54,6 +54,26 @@ func BenchmarkFleetBackup(b *testing.B) {
 	}
 }
 
+// BenchmarkVolumeIncremental backs up an unchanged volume again: every
+// chunk is read and hashed, compared with the parent snapshot's, and
+// nothing is compressed or stored.
+func BenchmarkVolumeIncremental(b *testing.B) {
+	src, size := benchSource(b)
+	bnd := setup(b, storeurl.S3Options{})
+	repo := filepath.Join(b.TempDir(), "repo")
+	if ev := bnd.backup(b, src, repo, plan.DefaultChunkSize); ev.State != queue.StateSucceeded {
+		b.Fatalf("first backup %s: %s", ev.State, ev.Error)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		ev := bnd.backup(b, src, repo, plan.DefaultChunkSize)
+		if ev.State != queue.StateSucceeded || ev.Stats.NewBytes != 0 {
+			b.Fatalf("unchanged backup %s: %s, %d new bytes", ev.State, ev.Error, ev.Stats.NewBytes)
+		}
+	}
+}
+
 // BenchmarkCompressCeiling is the in-memory ceiling the fleet is measured
 // against: the same chunks, already in memory, hashed and sealed at the
 // same level by one goroutine per CPU, with nothing else.
