@@ -198,7 +198,7 @@ func (f *Fleet) Close() error {
 	for _, nc := range f.conns {
 		nc.Close()
 	}
-	f.broker.Shutdown()
+	f.broker.ShutdownPrivate()
 	f.errMu.Lock()
 	defer f.errMu.Unlock()
 	return f.err
