@@ -74,6 +74,30 @@ func BenchmarkVolumeIncremental(b *testing.B) {
 	}
 }
 
+// BenchmarkFleetRestore restores a volume from a directory repository to
+// a file: every chunk read, decompressed, checked against its hash and
+// written (directly, around the page cache) at its offset.
+func BenchmarkFleetRestore(b *testing.B) {
+	src, size := benchSource(b)
+	bnd := setup(b, storeurl.S3Options{})
+	repo := filepath.Join(b.TempDir(), "repo")
+	ev := bnd.backup(b, src, repo, plan.DefaultChunkSize)
+	if ev.State != queue.StateSucceeded {
+		b.Fatalf("backup %s: %s", ev.State, ev.Error)
+	}
+	target := filepath.Join(b.TempDir(), "restored.img")
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := os.Remove(target); err != nil && !os.IsNotExist(err) {
+			b.Fatal(err)
+		}
+		if ev := bnd.restore(b, repo, ev.SnapshotID, target); ev.State != queue.StateSucceeded {
+			b.Fatalf("restore %s: %s", ev.State, ev.Error)
+		}
+	}
+}
+
 // BenchmarkCompressCeiling is the in-memory ceiling the fleet is measured
 // against: the same chunks, already in memory, hashed and sealed at the
 // same level by one goroutine per CPU, with nothing else.
