@@ -1,9 +1,11 @@
 // Package directio writes file data around the page cache (O_DIRECT).
 //
-// A restore writes a whole volume once and does not read it back; through
-// the page cache every byte is copied into memory the kernel must first
-// find, then written back later, and the final fsync waits for all of it.
-// Direct writes go from the caller's buffer to the disk. They need the
+// A restore writes a whole volume once and does not read it back, and a
+// backup writes chunks into a directory repository that it does not read
+// back either; through the page cache every byte is copied into memory the
+// kernel must first find, then written back later, and the final fsync
+// waits for all of it. Direct writes go from the caller's buffer to the
+// disk. They need the
 // buffer's address, the file offset and the length to be multiples of the
 // device's logical block size; Align covers every common one.
 package directio
@@ -11,6 +13,7 @@ package directio
 import (
 	"errors"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -60,4 +63,62 @@ func write(path string, b []byte, off int64, flag int) error {
 		err = cerr
 	}
 	return err
+}
+
+// minDirectFile is the smallest file WriteFile writes directly: below it
+// the page cache costs little, and the tail written through it would be
+// most of the file.
+const minDirectFile = 64 << 10
+
+// WriteFile writes b at the start of the empty file f: the largest aligned
+// prefix directly when b's address is aligned and the file system allows
+// it, the rest (less than Align bytes) through the page cache. The caller
+// still fsyncs f: direct writes skip the page cache, not the file system's
+// metadata or the disk's cache.
+func WriteFile(f *os.File, b []byte) error {
+	n := len(b) / Align * Align
+	if n >= minDirectFile && Aligned(b[:n], 0) {
+		err := writeDirect(f, b[:n])
+		if err == nil {
+			_, err = f.WriteAt(b[n:], int64(n))
+			return err
+		}
+		if !errors.Is(err, unix.EINVAL) { // EINVAL: no direct I/O on this file system
+			return err
+		}
+	}
+	_, err := f.WriteAt(b, 0)
+	return err
+}
+
+// writeDirect writes b at offset 0 of f with O_DIRECT set on f for the
+// duration of the write.
+func writeDirect(f *os.File, b []byte) error {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if err := setDirect(conn, true); err != nil {
+		return err
+	}
+	_, err = f.WriteAt(b, 0)
+	return errors.Join(err, setDirect(conn, false))
+}
+
+// setDirect sets or clears O_DIRECT on an open file.
+func setDirect(conn syscall.RawConn, on bool) error {
+	var err error
+	cerr := conn.Control(func(fd uintptr) {
+		var flags int
+		if flags, err = unix.FcntlInt(fd, unix.F_GETFL, 0); err != nil {
+			return
+		}
+		if on {
+			flags |= unix.O_DIRECT
+		} else {
+			flags &^= unix.O_DIRECT
+		}
+		_, err = unix.FcntlInt(fd, unix.F_SETFL, flags)
+	})
+	return errors.Join(cerr, err)
 }

@@ -2,6 +2,7 @@ package directio_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -146,4 +147,70 @@ func residentPages(t *testing.T, path string, size int) int {
 		n += int(v & 1)
 	}
 	return n
+}
+
+// TestWriteFile writes files of several lengths from aligned and unaligned
+// buffers and checks their bytes; where the file system does direct I/O,
+// a large file from an aligned buffer must have gone around the page cache
+// but for its unaligned tail.
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	direct := fs.Type != unix.TMPFS_MAGIC
+	aligned := directio.Alloc(1<<20 + 3*directio.Align)
+	for i := range aligned {
+		aligned[i] = byte(i%253 + 1)
+	}
+	tests := []struct {
+		name   string
+		b      []byte
+		direct bool // written around the page cache where the file system allows it
+		cached int  // pages it may then leave in the page cache (its tail)
+	}{
+		{"empty", aligned[:0], false, 0},
+		{"small", aligned[:5000], false, 0},
+		{"aligned length", aligned[:1<<20], true, 0},
+		{"aligned with a tail", aligned[:1<<20+1234], true, 1},
+		{"unaligned address", aligned[1 : 1+1<<20], false, 0},
+	}
+	for i, tt := range tests {
+		path := filepath.Join(dir, fmt.Sprint(i))
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = directio.WriteFile(f, tt.b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatalf("%s: WriteFile: %v", tt.name, err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, tt.b) {
+			t.Errorf("%s: the file holds %d bytes that differ from the %d written", tt.name, len(got), len(tt.b))
+		}
+		if direct && tt.direct {
+			// Read back above, but by then its pages were written directly;
+			// check a second file written the same way and not read.
+			path2 := path + ".unread"
+			f, err := os.Create(path2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := directio.WriteFile(f, tt.b); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if n := residentPages(t, path2, len(tt.b)); n > tt.cached {
+				t.Errorf("%s: %d pages of %d bytes are in the page cache, want at most %d", tt.name, n, len(tt.b), tt.cached)
+			}
+		}
+	}
 }

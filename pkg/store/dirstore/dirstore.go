@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 )
 
@@ -262,9 +263,11 @@ func canHold(dir, prefix string) bool {
 	return dir == "" || strings.HasPrefix(dir+"/", prefix) || strings.HasPrefix(prefix, dir+"/")
 }
 
-// writeSyncClose writes data to f, fsyncs and closes it.
+// writeSyncClose writes data to the empty file f, around the page cache
+// where it can (nothing reads a chunk back soon after a backup wrote it),
+// fsyncs and closes it.
 func writeSyncClose(f *os.File, data []byte) error {
-	_, err := f.Write(data)
+	err := directio.WriteFile(f, data)
 	if err == nil {
 		err = f.Sync()
 	}
