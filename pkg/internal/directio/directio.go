@@ -5,9 +5,9 @@
 // back either; through the page cache every byte is copied into memory the
 // kernel must first find, then written back later, and the final fsync
 // waits for all of it. Direct writes go from the caller's buffer to the
-// disk. They need the
-// buffer's address, the file offset and the length to be multiples of the
-// device's logical block size; Align covers every common one.
+// disk. They need the buffer's address, the file offset and the length to
+// be multiples of the device's logical block size; Align covers every
+// common one.
 package directio
 
 import (
