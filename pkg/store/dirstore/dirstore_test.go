@@ -1,6 +1,7 @@
 package dirstore_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storetest"
@@ -162,5 +164,43 @@ func TestPutPermissionDenied(t *testing.T) {
 	err := s.Put(t.Context(), "chunks/ab/abcd", []byte("data"))
 	if !errors.Is(err, store.ErrAccessDenied) {
 		t.Errorf("Put into a read-only store: error = %v, want %v", err, store.ErrAccessDenied)
+	}
+}
+
+// TestPutNoSpace fills a small file system: a Put that does not fit fails
+// with store.ErrNoSpace, leaves no temporary file, and what was stored
+// before stays readable. The objects are large and aligned, as chunks are,
+// so the direct-write path is the one that runs out of space (tmpfs takes
+// direct writes since Linux 6.6; before, the buffered fallback runs).
+func TestPutNoSpace(t *testing.T) {
+	mnt := t.TempDir()
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=4m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs here: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", mnt, err)
+		}
+	})
+	s, err := dirstore.New(filepath.Join(mnt, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := directio.Alloc(1 << 20)
+	for i := range first {
+		first[i] = byte(i % 251)
+	}
+	if err := s.Put(t.Context(), "chunks/aa/first", first); err != nil {
+		t.Fatalf("first Put: %v", err)
+	}
+	err = s.Put(t.Context(), "chunks/bb/second", directio.Alloc(8<<20))
+	if !errors.Is(err, store.ErrNoSpace) || !strings.Contains(err.Error(), "chunks/bb/second") {
+		t.Fatalf("Put of 8 MiB into 4 MiB: error = %v, want %v naming the key", err, store.ErrNoSpace)
+	}
+	if entries, err := os.ReadDir(filepath.Join(s.Location(), "chunks", "bb")); err != nil || len(entries) != 0 {
+		t.Errorf("after the failed Put the directory holds %v (%v), want nothing", entries, err)
+	}
+	if got, err := s.Get(t.Context(), "chunks/aa/first"); err != nil || !bytes.Equal(got, first) {
+		t.Errorf("the first object after the failed Put: %d bytes, %v", len(got), err)
 	}
 }
