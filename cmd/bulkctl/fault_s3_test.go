@@ -145,6 +145,46 @@ func TestFaultS3Down(t *testing.T) {
 	stop(t, comp1, comp2, e.reader, e.coord)
 }
 
+// TestFaultS3DownInProcess stops MinIO for good under a backup of bulkctl's
+// own in-process fleet: the backup fails once --store-timeout has passed,
+// with an error naming the repository, and exits 1.
+func TestFaultS3DownInProcess(t *testing.T) {
+	const storeTimeout = 3 * time.Second
+	if testing.Short() {
+		t.Skip("runs bulkctl and MinIO")
+	}
+	m := startMinIO(t)
+	t.Setenv("AWS_ENDPOINT_URL", "http://"+m.addr)
+	t.Setenv("AWS_ACCESS_KEY_ID", m.user)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", m.password)
+	t.Setenv("AWS_REGION", "us-east-1")
+	vol := writeVolume(t, filepath.Join(t.TempDir(), "vol.img"), 512<<20, 41)
+	backup := startProc(t, "bulkctl-backup", "bulkctl", "backup", vol, "-r", faultBucketRepo,
+		"--chunk-size", "1MiB", "--store-timeout", storeTimeout.String(), "--log-level", "debug")
+	backup.waitLog(t, "chunk stored")
+	m.stop(t)
+	stoppedAt := time.Now()
+	select {
+	case <-backup.done:
+	case <-time.After(faultJobTimeout):
+		t.Fatalf("bulkctl backup still running %s after minio stopped", faultJobTimeout)
+	}
+	after := time.Since(stoppedAt)
+	out := backup.log()
+	if code := backup.cmd.ProcessState.ExitCode(); code != exitError {
+		t.Errorf("bulkctl backup exited %d, want %d; output:\n%s", code, exitError, out)
+	}
+	for _, want := range []string{"repository " + faultBucketRepo + " unavailable", "store timeout (3s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bulkctl backup's output does not say %q", want)
+		}
+	}
+	if after < storeTimeout {
+		t.Errorf("the backup failed %s after minio stopped, before its store timeout of %s", after.Round(time.Millisecond), storeTimeout)
+	}
+	t.Logf("bulkctl backup failed %s after minio stopped", after.Round(time.Millisecond))
+}
+
 // storeRetries returns how often compressor p logged that it retries a
 // chunk because the repository failed, and the longest it logged having
 // waited for a chunk that it then stored.

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
+	"github.com/bulkbackup/bulkbackup/pkg/compressor"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -30,6 +31,7 @@ type common struct {
 	compressors                         int
 	rawMaxBytes, maxPayload             config.Size
 	rawViaNATS                          bool
+	storeTimeout                        time.Duration
 }
 
 // newFlagSet returns a command's flag set with the shared flags, so one
@@ -50,6 +52,8 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet's raw queue (with --raw-via-nats)")
 	c.maxPayload = broker.DefaultMaxPayload
 	fs.Var(&c.maxPayload, "max-payload", "largest NATS message of the in-process fleet; with --raw-via-nats larger chunks are staged in the repository")
+	fs.DurationVar(&c.storeTimeout, "store-timeout", compressor.DefaultStoreTimeout,
+		"in-process fleet: how long a chunk is retried while the repository is unreachable before it, and the backup, fail")
 	return fs
 }
 
@@ -89,7 +93,7 @@ func openSession(ctx context.Context, c *common, stderr io.Writer) (*session, er
 		}
 		s.fleet, err = fleet.Start(ctx, fleet.Config{
 			Dir: s.tmpDir, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes), MaxPayload: int32(c.maxPayload), RawViaNATS: c.rawViaNATS,
-			Repos: service.Repos(c.s3Endpoint), Logger: logger,
+			StoreTimeout: c.storeTimeout, Repos: service.Repos(c.s3Endpoint), Logger: logger,
 		})
 		if err != nil {
 			s.close()

@@ -48,6 +48,9 @@ type Config struct {
 	// By default they are handed over in memory, which saves every raw
 	// byte its copies through the server.
 	RawViaNATS bool
+	// StoreTimeout bounds how long the compressor retries a chunk while
+	// the repository fails; 0 means compressor.DefaultStoreTimeout.
+	StoreTimeout time.Duration
 	// Repos opens repositories; required.
 	Repos *repository.Cache
 	// Coordinator overrides coordinator settings (Repos, Logger and Streams
@@ -143,7 +146,9 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	comp, err := compressor.New(nc, compressor.Config{Workers: cfg.Compressors, Repos: cfg.Repos, Logger: logger, Name: "fleet-" + cfg.Host, Metrics: cfg.Metrics})
+	comp, err := compressor.New(nc, compressor.Config{
+		Workers: cfg.Compressors, Repos: cfg.Repos, Logger: logger, Name: "fleet-" + cfg.Host, Metrics: cfg.Metrics, StoreTimeout: cfg.StoreTimeout,
+	})
 	if err != nil {
 		f.Close()
 		return nil, err
