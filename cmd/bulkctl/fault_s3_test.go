@@ -29,12 +29,20 @@ func newS3FaultEnv(t *testing.T, coordArgs ...string) (*minioServer, *faultEnv) 
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries and MinIO")
 	}
+	m := startMinIOForAll(t)
+	return m, newFaultEnv(t, faultBucketRepo, coordArgs...)
+}
+
+// startMinIOForAll starts MinIO and points every process the test starts
+// at it through the environment.
+func startMinIOForAll(t *testing.T) *minioServer {
+	t.Helper()
 	m := startMinIO(t)
 	t.Setenv("AWS_ENDPOINT_URL", "http://"+m.addr)
 	t.Setenv("AWS_ACCESS_KEY_ID", m.user)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", m.password)
 	t.Setenv("AWS_REGION", "us-east-1")
-	return m, newFaultEnv(t, faultBucketRepo, coordArgs...)
+	return m
 }
 
 func TestFaultS3Outage(t *testing.T) {
@@ -153,11 +161,7 @@ func TestFaultS3DownInProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs bulkctl and MinIO")
 	}
-	m := startMinIO(t)
-	t.Setenv("AWS_ENDPOINT_URL", "http://"+m.addr)
-	t.Setenv("AWS_ACCESS_KEY_ID", m.user)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", m.password)
-	t.Setenv("AWS_REGION", "us-east-1")
+	m := startMinIOForAll(t)
 	vol := writeVolume(t, filepath.Join(t.TempDir(), "vol.img"), 512<<20, 41)
 	backup := startProc(t, "bulkctl-backup", "bulkctl", "backup", vol, "-r", faultBucketRepo,
 		"--chunk-size", "1MiB", "--store-timeout", storeTimeout.String(), "--log-level", "debug")
