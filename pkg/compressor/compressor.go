@@ -185,7 +185,7 @@ func (c *Compressor) Run(ctx context.Context) error {
 		MaxAckPending: 4096,
 		MaxDeliver:    MaxDeliver,
 	}, queue.HandlerFunc(c.handle), queue.ConsumeConfig{
-		Workers: chunksPerWorker * c.cfg.Workers, Prefetch: chunksPerWorker * c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger, OnRetry: c.cfg.Metrics.Retry,
+		Workers: chunksPerWorker * c.cfg.Workers, DrainTimeout: c.cfg.DrainTimeout, Logger: c.logger, OnRetry: c.cfg.Metrics.Retry,
 	})
 	c.logger.InfoContext(context.WithoutCancel(ctx), "compressor stopped", "chunks", c.chunks.Load())
 	return err
