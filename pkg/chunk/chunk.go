@@ -18,11 +18,18 @@ import (
 const (
 	// Magic opens every stored object.
 	Magic = "BKCH"
-	// FormatVersion is the object format this package writes and reads.
-	FormatVersion = 1
-	// HeaderSize is the size of the fixed header; an object's header may be
-	// longer when it carries an extension (reserved for encryption).
-	HeaderSize = 52
+	// FormatVersion is the object format this package writes. It reads
+	// FormatVersion1 objects too.
+	FormatVersion = 2
+	// FormatVersion1 is the first object format, whose header does not
+	// record the payload's length.
+	FormatVersion1 = 1
+	// HeaderSize is the size of the fixed header this package writes; an
+	// object's header may be longer when it carries an extension (reserved
+	// for encryption).
+	HeaderSize = 60
+	// headerSizeV1 is the fixed header of FormatVersion1 objects.
+	headerSizeV1 = 52
 	// MaxRawSize bounds the raw length an object may claim, so a corrupt
 	// header cannot make Open allocate without limit.
 	MaxRawSize = 1 << 30
@@ -161,15 +168,25 @@ func (s *Sealer) Seal(dst []byte, id ID, raw []byte) []byte {
 		dst = appendHeader(dst[:start], CompressionNone, int64(len(raw)), id)
 		dst = append(dst, raw...)
 	}
-	return dst
+	return setPayloadLen(dst, start)
 }
 
+// appendHeader appends a header whose payload length is filled in later
+// by setPayloadLen.
 func appendHeader(dst []byte, c Compression, rawLen int64, id ID) []byte {
 	dst = append(dst, Magic...)
 	dst = append(dst, FormatVersion, byte(c), EncryptionNone, HashSHA256)
 	dst = binary.LittleEndian.AppendUint32(dst, HeaderSize)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(rawLen))
-	return append(dst, id[:]...)
+	dst = append(dst, id[:]...)
+	return binary.LittleEndian.AppendUint64(dst, 0)
+}
+
+// setPayloadLen records the length of the payload that follows the header
+// starting at obj[start].
+func setPayloadLen(obj []byte, start int) []byte {
+	binary.LittleEndian.PutUint64(obj[start+52:start+60], uint64(len(obj)-start-HeaderSize))
+	return obj
 }
 
 // Header is the decoded fixed header of a stored object.
@@ -181,16 +198,40 @@ type Header struct {
 	HeaderLen   uint32
 	RawLen      int64
 	ID          ID
+	// PayloadLen is the length of the stored payload; -1 in a
+	// FormatVersion1 object, whose header does not record it.
+	PayloadLen int64
+}
+
+// Size returns the length the whole object must have, as its header
+// records it, and false when the header cannot tell (a FormatVersion1
+// object with a compressed payload).
+func (h Header) Size() (int64, bool) {
+	switch {
+	case h.PayloadLen >= 0:
+		return int64(h.HeaderLen) + h.PayloadLen, true
+	case h.Compression == CompressionNone:
+		return int64(h.HeaderLen) + h.RawLen, true
+	}
+	return 0, false
 }
 
 // ErrFormat is wrapped by errors about objects this package cannot parse.
 var ErrFormat = errors.New("chunk: invalid object format")
 
-// ParseHeader decodes and checks the header at the start of obj.
+// MaxHeaderPrefix is how many leading bytes of an object ParseHeader needs
+// at most to read its fixed header, whatever its version.
+const MaxHeaderPrefix = HeaderSize
+
+// ParseHeader decodes and checks the header at the start of obj, which may
+// be the whole object or only its first bytes (at least the fixed header:
+// MaxHeaderPrefix covers every version). It does not check the object's
+// length against the header: Open does, and so does CheckSize for a
+// caller that knows only the length.
 func ParseHeader(obj []byte) (Header, error) {
-	var h Header
-	if len(obj) < HeaderSize {
-		return h, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrFormat, len(obj), HeaderSize)
+	h := Header{PayloadLen: -1}
+	if len(obj) < headerSizeV1 {
+		return h, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrFormat, len(obj), headerSizeV1)
 	}
 	if string(obj[:4]) != Magic {
 		return h, fmt.Errorf("%w: bad magic %q", ErrFormat, obj[:4])
@@ -199,23 +240,64 @@ func ParseHeader(obj []byte) (Header, error) {
 	h.HeaderLen = binary.LittleEndian.Uint32(obj[8:12])
 	raw := binary.LittleEndian.Uint64(obj[12:20])
 	copy(h.ID[:], obj[20:52])
+	fixed := uint32(headerSizeV1)
+	switch h.Version {
+	case FormatVersion1:
+	case FormatVersion:
+		fixed = HeaderSize
+		if len(obj) < HeaderSize {
+			return h, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header", ErrFormat, len(obj), HeaderSize)
+		}
+		payload := binary.LittleEndian.Uint64(obj[52:60])
+		if payload > MaxRawSize+uint64(MaxRawSize/8) { // zstd never grows data by an eighth
+			return h, fmt.Errorf("%w: payload length %d out of range", ErrFormat, payload)
+		}
+		h.PayloadLen = int64(payload)
+	default:
+		return h, fmt.Errorf("%w: format version %d (this build reads %d and %d)", ErrFormat, h.Version, FormatVersion1, FormatVersion)
+	}
 	switch {
-	case h.Version != FormatVersion:
-		return h, fmt.Errorf("%w: format version %d (this build reads %d)", ErrFormat, h.Version, FormatVersion)
 	case h.Compression != CompressionNone && h.Compression != CompressionZstd:
 		return h, fmt.Errorf("%w: unknown compression %d", ErrFormat, h.Compression)
 	case h.Encryption != EncryptionNone:
 		return h, fmt.Errorf("%w: encryption %d is not supported by this build", ErrFormat, h.Encryption)
 	case h.HashAlg != HashSHA256:
 		return h, fmt.Errorf("%w: unknown hash algorithm %d", ErrFormat, h.HashAlg)
-	case h.HeaderLen < HeaderSize || int64(h.HeaderLen) > int64(len(obj)):
+	case h.HeaderLen < fixed || h.HeaderLen > MaxRawSize:
 		return h, fmt.Errorf("%w: header length %d out of range", ErrFormat, h.HeaderLen)
 	case raw > MaxRawSize:
 		return h, fmt.Errorf("%w: raw length %d exceeds %d", ErrFormat, raw, MaxRawSize)
+	case h.Compression == CompressionNone && h.PayloadLen >= 0 && h.PayloadLen != int64(raw):
+		return h, fmt.Errorf("%w: uncompressed payload of %d bytes for %d raw bytes", ErrFormat, h.PayloadLen, raw)
 	}
 	h.RawLen = int64(raw)
 	return h, nil
 }
+
+// CheckSize checks that an object of size bytes, whose leading bytes are
+// prefix, is as long as its header says: it catches a truncated or extended
+// object without reading it. It returns the header, and an error matching
+// ErrFormat when the header is invalid or the size is wrong. A
+// FormatVersion1 object with a compressed payload does not record its
+// length: CheckSize then returns ErrUnknownSize.
+func CheckSize(prefix []byte, size int64) (Header, error) {
+	h, err := ParseHeader(prefix)
+	if err != nil {
+		return h, err
+	}
+	want, ok := h.Size()
+	if !ok {
+		return h, ErrUnknownSize
+	}
+	if size != want {
+		return h, fmt.Errorf("%w: object holds %d bytes, its header says %d", ErrFormat, size, want)
+	}
+	return h, nil
+}
+
+// ErrUnknownSize is returned by CheckSize for an object whose header does
+// not record how long it is.
+var ErrUnknownSize = errors.New("chunk: object format 1 does not record its compressed length")
 
 // CorruptError reports a stored object that does not decode to the chunk it
 // should hold.
@@ -245,6 +327,9 @@ func sharedDecoder() *zstd.Decoder {
 		decoder, err = zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(MaxRawSize),
+			// Decode no more than the room Open gives: the header's raw
+			// length. A hostile frame cannot make it allocate more.
+			zstd.WithDecodeAllCapLimit(true),
 		)
 		if err != nil {
 			panic(fmt.Sprintf("chunk: zstd decoder with static options: %v", err))
@@ -264,6 +349,12 @@ func Open(dst []byte, want ID, obj []byte) ([]byte, error) {
 	}
 	if h.ID != want {
 		return dst, &CorruptError{ID: want, Reason: fmt.Sprintf("header names chunk %s", h.ID)}
+	}
+	if int64(h.HeaderLen) > int64(len(obj)) {
+		return dst, &CorruptError{ID: want, Reason: fmt.Sprintf("object of %d bytes is shorter than its %d-byte header", len(obj), h.HeaderLen)}
+	}
+	if size, ok := h.Size(); ok && size != int64(len(obj)) {
+		return dst, &CorruptError{ID: want, Reason: fmt.Sprintf("object holds %d bytes, its header says %d", len(obj), size)}
 	}
 	payload := obj[h.HeaderLen:]
 	start := len(dst)

@@ -2,9 +2,12 @@ package chunk_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
@@ -92,6 +95,9 @@ func TestOpenDetectsCorruption(t *testing.T) {
 		{"unknown compression", id, func(o []byte) []byte { o[5] = 7; return o }},
 		{"encrypted", id, func(o []byte) []byte { o[6] = 1; return o }},
 		{"raw length lie", id, func(o []byte) []byte { o[12]++; return o }},
+		{"payload length lie", id, func(o []byte) []byte { o[52]++; return o }},
+		{"byte appended", id, func(o []byte) []byte { return append(o, 0) }},
+		{"stored payload truncated", rndID, func(o []byte) []byte { return o[:len(o)-1] }},
 		{"header length lie", id, func(o []byte) []byte { o[8] = 0xff; o[9] = 0xff; return o }},
 		{"wrong chunk asked", chunk.Sum([]byte("other")), func(o []byte) []byte { return o }},
 	}
@@ -112,6 +118,99 @@ func TestOpenDetectsCorruption(t *testing.T) {
 				t.Fatalf("CorruptError names %s, want %s", ce.ID, tt.id)
 			}
 		})
+	}
+}
+
+// sealV1 builds an object in format version 1 (52-byte header, no payload
+// length), as repositories written before format 2 hold them.
+func sealV1(t testing.TB, s *chunk.Sealer, raw []byte) []byte {
+	t.Helper()
+	v2 := s.Seal(nil, chunk.Sum(raw), raw)
+	h, err := chunk.ParseHeader(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := append([]byte(nil), v2[:52]...)
+	v1[4] = chunk.FormatVersion1
+	binary.LittleEndian.PutUint32(v1[8:12], 52)
+	return append(v1, v2[h.HeaderLen:]...)
+}
+
+func TestOpenFormatVersion1(t *testing.T) {
+	t.Parallel()
+	s, err := chunk.NewSealer(chunk.LevelFastest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range [][]byte{textBytes(64 << 10), randomBytes(8<<10, 3), nil} {
+		obj := sealV1(t, s, raw)
+		got, err := chunk.Open(nil, chunk.Sum(raw), obj)
+		if err != nil || !bytes.Equal(got, raw) {
+			t.Fatalf("Open of a format 1 object: %v (%d bytes, want %d)", err, len(got), len(raw))
+		}
+	}
+}
+
+func TestCheckSize(t *testing.T) {
+	t.Parallel()
+	s, err := chunk.NewSealer(chunk.LevelFastest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, rnd := textBytes(64<<10), randomBytes(8<<10, 4)
+	compressed, stored := s.Seal(nil, chunk.Sum(text), text), s.Seal(nil, chunk.Sum(rnd), rnd)
+	v1compressed, v1stored := sealV1(t, s, text), sealV1(t, s, rnd)
+	tests := []struct {
+		name    string
+		obj     []byte
+		size    int64
+		wantErr error
+	}{
+		{"compressed, whole", compressed, int64(len(compressed)), nil},
+		{"compressed, truncated", compressed, int64(len(compressed)) - 1, chunk.ErrFormat},
+		{"compressed, extended", compressed, int64(len(compressed)) + 1, chunk.ErrFormat},
+		{"stored, whole", stored, int64(len(stored)), nil},
+		{"stored, truncated", stored, 100, chunk.ErrFormat},
+		{"format 1 stored, whole", v1stored, int64(len(v1stored)), nil},
+		{"format 1 stored, truncated", v1stored, int64(len(v1stored)) - 10, chunk.ErrFormat},
+		{"format 1 compressed", v1compressed, int64(len(v1compressed)), chunk.ErrUnknownSize},
+		{"header cut short", compressed[:40], int64(len(compressed)), chunk.ErrFormat},
+		{"not an object", []byte(strings.Repeat("x", 80)), 80, chunk.ErrFormat},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := tt.obj[:min(len(tt.obj), chunk.MaxHeaderPrefix)]
+			_, err := chunk.CheckSize(prefix, tt.size)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("CheckSize = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestOpenBoundsDecoding: a frame that decodes to far more than the
+// header's raw length (a zstd bomb in a hostile repository) is refused
+// without decoding it whole.
+func TestOpenBoundsDecoding(t *testing.T) { // not parallel: it counts allocations
+	s, err := chunk.NewSealer(chunk.LevelFastest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := make([]byte, 256<<20) // zeros: a 256 MiB frame of a few KiB
+	obj := s.Seal(nil, chunk.Sum(huge), huge)
+	small := []byte("claimed")
+	binary.LittleEndian.PutUint64(obj[12:20], uint64(len(small))) // the header lies: 7 raw bytes
+	id := chunk.Sum(small)
+	copy(obj[20:52], id[:])
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = chunk.Open(nil, id, obj)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, chunk.ErrCorrupt) {
+		t.Fatalf("Open of a bomb = %v, want ErrCorrupt", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("Open allocated %d MiB decoding a frame that claims %d bytes", grew>>20, len(small))
 	}
 }
 

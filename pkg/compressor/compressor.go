@@ -455,12 +455,20 @@ func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done
 	m.Stage("hash", start)
 	c.releaseCPU()
 	done.Hash, done.Length = id.String(), int64(len(raw))
-	size, ok, err := repo.ChunkSize(ctx, id)
+	stat, err := repo.StatChunk(ctx, id)
 	if err != nil {
 		m.Error("stat")
 		return err
 	}
-	if !ok {
+	size := stat.Size
+	// Only an intact object is deduplicated against: a missing,
+	// truncated or unverifiable one is stored again, so a backup never
+	// names a chunk it knows is not there whole.
+	if stat.State != repository.ChunkIntact {
+		if stat.State != repository.ChunkMissing {
+			c.logger.WarnContext(ctx, "stored chunk is not intact; storing it again", "job_id", done.JobID,
+				"chunk_id", id.String(), "state", stat.State.String(), "problem", stat.Problem)
+		}
 		sealer, err := c.sealer(job.level)
 		if err != nil {
 			return queue.Permanent(err)

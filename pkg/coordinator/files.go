@@ -30,8 +30,25 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	// Which snapshot is the parent does not depend on the scan, and loading
 	// a large tree's manifest takes about as long as scanning the tree:
 	// both at once.
-	parentc := make(chan *manifest.Snapshot, 1)
-	go func() { parentc <- jr.parent(ctx, repo, manifest.ModeFiles) }()
+	type parentPlan struct {
+		snap     *manifest.Snapshot
+		unusable map[int]bool
+	}
+	parentc := make(chan parentPlan, 1)
+	go func() {
+		p := parentPlan{snap: jr.parent(ctx, repo, manifest.ModeFiles)}
+		if p.snap != nil {
+			var err error
+			if p.unusable, err = repo.MissingChunks(ctx, p.snap.Chunks); err != nil {
+				jr.logger.WarnContext(ctx, "no parent snapshot: checking its chunks failed", "parent", p.snap.ID, "err", err)
+				p.snap = nil
+			} else if len(p.unusable) > 0 {
+				jr.logger.WarnContext(ctx, "parent snapshot names chunks that are not stored whole; their files are read again",
+					"parent", p.snap.ID, "chunks", len(p.unusable))
+			}
+		}
+		parentc <- p
+	}()
 	err := jr.phase(ctx, single(unit{op: queue.OpScan}), func(ctx context.Context, _ unit, attempt int, msgID string) error {
 		item := &queue.ScanItem{V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt}
 		_, err := jr.c.js.Publish(ctx, queue.ScanSubject(req.Source.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
@@ -44,7 +61,8 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	if err != nil {
 		return nil, err
 	}
-	fp := planFiles(entries, <-parentc, req.ChunkSize)
+	parent := <-parentc
+	fp := planFiles(entries, parent.snap, parent.unusable, req.ChunkSize)
 	// A resumed job has counted the packs it replayed as done.
 	jr.job.Progress.ChunksTotal, jr.job.Progress.BytesTotal = len(fp.packs), fp.readBytes
 	jr.logger.InfoContext(ctx, "tree scanned", "entries", len(entries), "new", fp.newFiles, "changed", fp.changed,
@@ -157,9 +175,22 @@ type filesPlan struct {
 	readBytes                    int64
 }
 
+// unusable reports whether any of a file's extents lies in a chunk of
+// unusable.
+func unusable(content []manifest.Extent, unusable map[int]bool) bool {
+	for _, x := range content {
+		if unusable[x.Chunk] {
+			return true
+		}
+	}
+	return false
+}
+
 // planFiles compares a scan with the parent snapshot (nil for none) and
-// packs what must be read into chunks of at most chunkSize.
-func planFiles(entries []manifest.Entry, parent *manifest.Snapshot, chunkSize int64) *filesPlan {
+// packs what must be read into chunks of at most chunkSize. A file whose
+// content in the parent lies in a chunk of unusableChunks (indexes into
+// parent.Chunks) is read again, however unchanged it looks.
+func planFiles(entries []manifest.Entry, parent *manifest.Snapshot, unusableChunks map[int]bool, chunkSize int64) *filesPlan {
 	fp := &filesPlan{entries: entries, parent: parent, reused: make(map[int][]manifest.Extent)}
 	before := make(map[string]*manifest.Entry)
 	if parent != nil {
@@ -176,7 +207,8 @@ func planFiles(entries []manifest.Entry, parent *manifest.Snapshot, chunkSize in
 		switch {
 		case p == nil || p.Type != manifest.TypeFile:
 			fp.newFiles++
-		case p.Size == e.Size && p.MTime == e.MTime && p.Inode == e.Inode && !p.Unread && p.Warning == "":
+		case p.Size == e.Size && p.MTime == e.MTime && p.Inode == e.Inode && !p.Unread && p.Warning == "" &&
+			!unusable(p.Content, unusableChunks):
 			fp.unchanged++
 			fp.reused[i] = p.Content
 			continue

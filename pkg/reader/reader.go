@@ -266,12 +266,18 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 		m.Chunk("zero", item.Length)
 		return r.publishDone(ctx, &queue.Done{JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length, Zero: true})
 	}
-	if item.ParentHash != "" && chunk.Sum(buf).String() == item.ParentHash {
-		m.Chunk("unchanged", item.Length)
-		return r.publishDone(ctx, &queue.Done{
-			JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length,
-			Hash: item.ParentHash, StoredSize: item.ParentStored,
-		})
+	if item.ParentHash != "" {
+		stored, err := r.unchanged(ctx, item, buf)
+		if err != nil {
+			return err
+		}
+		if stored > 0 {
+			m.Chunk("unchanged", item.Length)
+			return r.publishDone(ctx, &queue.Done{
+				JobID: item.JobID, Op: queue.OpRead, Index: item.Index, Length: item.Length,
+				Hash: item.ParentHash, StoredSize: stored,
+			})
+		}
 	}
 	if r.cfg.Handoff != nil {
 		m.Chunk("sent", item.Length) // to the compressor, in memory
@@ -307,6 +313,32 @@ func (r *Reader) read(ctx context.Context, msg jetstream.Msg, item *queue.ReadIt
 		msgID = fmt.Sprintf("%s.%d.%d", item.JobID, item.Index, item.Attempt)
 	}
 	return r.publishRaw(ctx, out, msgID, msg)
+}
+
+// unchanged reports, for a chunk whose previous snapshot named a hash, the
+// size of the stored object it may be named by again: 0 when its bytes
+// changed, or when the repository does not hold that object whole (deleted,
+// truncated): then it is sent to be stored again, rather than committed
+// unseen into the new snapshot.
+func (r *Reader) unchanged(ctx context.Context, item *queue.ReadItem, buf []byte) (int64, error) {
+	id := chunk.Sum(buf)
+	if id.String() != item.ParentHash {
+		return 0, nil
+	}
+	repo, err := r.cfg.Repos.Get(ctx, item.Repo, false)
+	if err != nil {
+		return 0, fmt.Errorf("chunk %d: %w", item.Index, err)
+	}
+	stat, err := repo.StatChunk(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("chunk %d: %w", item.Index, err)
+	}
+	if !stat.Usable(item.ParentStored) {
+		r.logger.WarnContext(ctx, "unchanged chunk is not stored whole; sending it to be stored again", "job_id", item.JobID,
+			"chunk_id", item.ParentHash, "state", stat.State.String(), "size", stat.Size, "recorded", item.ParentStored, "problem", stat.Problem)
+		return 0, nil
+	}
+	return stat.Size, nil
 }
 
 // readPieces fills buf with a files-mode chunk's pieces. Files that cannot

@@ -121,16 +121,146 @@ func ChunkKey(id chunk.ID) string {
 	return ChunksPrefix + s[:2] + "/" + s
 }
 
-// ChunkSize returns the stored size of chunk id and whether it is stored.
-func (r *Repository) ChunkSize(ctx context.Context, id chunk.ID) (int64, bool, error) {
-	info, err := r.st.Stat(ctx, ChunkKey(id))
+// ChunkState says what a repository holds under a chunk's key.
+type ChunkState int
+
+// Chunk states, from StatChunk.
+const (
+	// ChunkMissing: no object.
+	ChunkMissing ChunkState = iota + 1
+	// ChunkIntact: an object naming the chunk, exactly as long as its
+	// header records.
+	ChunkIntact
+	// ChunkDamaged: an object that cannot hold the chunk: cut short or
+	// extended, an unreadable header, or one naming another chunk.
+	ChunkDamaged
+	// ChunkUnchecked: a format 1 object with a compressed payload, whose
+	// header does not record its length; only a caller that knows the
+	// stored size from elsewhere (a manifest) can tell it is whole.
+	ChunkUnchecked
+)
+
+func (s ChunkState) String() string {
+	switch s {
+	case ChunkMissing:
+		return "missing"
+	case ChunkIntact:
+		return "intact"
+	case ChunkDamaged:
+		return "damaged"
+	case ChunkUnchecked:
+		return "unchecked"
+	}
+	return fmt.Sprintf("ChunkState(%d)", int(s))
+}
+
+// ChunkStat is what StatChunk found.
+type ChunkStat struct {
+	State ChunkState
+	// Size is the object's length (0 when missing).
+	Size int64
+	// Problem says why a damaged object is damaged.
+	Problem string
+}
+
+// Usable reports whether a backup may name the chunk without storing it
+// again: it is intact, or it is unchecked and as long as recorded, the
+// stored size a manifest gives for it (0 when none is known).
+func (s ChunkStat) Usable(recorded int64) bool {
+	return s.State == ChunkIntact || s.State == ChunkUnchecked && recorded > 0 && s.Size == recorded
+}
+
+// StatChunk reports whether chunk id is stored whole, reading only the
+// object's header and length (store.Peek): a deleted chunk is
+// ChunkMissing, a truncated one ChunkDamaged. It does not decode the data,
+// so damage inside the payload is found only by reading it (verify).
+func (r *Repository) StatChunk(ctx context.Context, id chunk.ID) (ChunkStat, error) {
+	prefix, info, err := r.st.Peek(ctx, ChunkKey(id), chunk.MaxHeaderPrefix)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return 0, false, nil
+		return ChunkStat{State: ChunkMissing}, nil
 	case err != nil:
-		return 0, false, fmt.Errorf("stat chunk %s: %w", id, err)
+		return ChunkStat{}, fmt.Errorf("stat chunk %s: %w", id, err)
 	}
-	return info.Size, true, nil
+	st := ChunkStat{State: ChunkIntact, Size: info.Size}
+	h, err := chunk.CheckSize(prefix, info.Size)
+	switch {
+	case errors.Is(err, chunk.ErrUnknownSize):
+		st.State = ChunkUnchecked
+	case err != nil:
+		st.State, st.Problem = ChunkDamaged, err.Error()
+	case h.ID != id:
+		st.State, st.Problem = ChunkDamaged, fmt.Sprintf("header names chunk %s", h.ID)
+	}
+	return st, nil
+}
+
+// statWorkers is how many chunks MissingChunks checks at once: each check
+// is one small request, mostly waiting on the store.
+const statWorkers = 16
+
+// MissingChunks checks, with StatChunk, every stored chunk of chunks (the
+// Chunks of a manifest) and returns the indexes of those a new snapshot
+// must not name without storing them again: missing, damaged, or
+// unchecked at another size than recorded. Chunks with the same hash are
+// checked once.
+func (r *Repository) MissingChunks(ctx context.Context, chunks []manifest.Chunk) (map[int]bool, error) {
+	byHash := make(map[string][]int)
+	for i, c := range chunks {
+		if !c.Zero {
+			byHash[c.Hash] = append(byHash[c.Hash], i)
+		}
+	}
+	hashes := make(chan string)
+	var (
+		mu       sync.Mutex
+		missing  = make(map[int]bool)
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(statWorkers, len(byHash)) {
+		wg.Go(func() {
+			for h := range hashes {
+				idx := byHash[h]
+				id, err := chunk.ParseID(h)
+				var st ChunkStat
+				if err == nil {
+					st, err = r.StatChunk(ctx, id)
+				}
+				mu.Lock()
+				switch {
+				case err != nil && firstErr == nil:
+					firstErr = err
+					cancel()
+				case err == nil && !st.Usable(chunks[idx[0]].StoredSize):
+					for _, i := range idx {
+						missing[i] = true
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for h := range byHash {
+		select {
+		case hashes <- h:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(hashes)
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return missing, nil
 }
 
 // PutChunk stores a sealed chunk object. Writing a chunk that is already

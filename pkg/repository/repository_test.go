@@ -3,7 +3,9 @@ package repository_test
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,7 +93,7 @@ func runRepositoryTests(t *testing.T, newEnv func(t *testing.T) env) {
 		{"Open", testOpen},
 		{"OpenRejectsConfig", testOpenRejectsConfig},
 		{"ChunkRoundTrip", testChunkRoundTrip},
-		{"ChunkSize", testChunkSize},
+		{"StatChunk", testStatChunk},
 		{"CorruptChunk", testCorruptChunk},
 		{"MissingChunk", testMissingChunk},
 		{"SnapshotRoundTrip", testSnapshotRoundTrip},
@@ -230,19 +232,95 @@ func testChunkRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 }
 
-func testChunkSize(t *testing.T, newEnv func(t *testing.T) env) {
-	r := openRepo(t, newEnv(t).st, true)
-	ctx := t.Context()
-	id, sealed := seal(t, []byte("some chunk"))
-	if size, ok, err := r.ChunkSize(ctx, id); err != nil || ok || size != 0 {
-		t.Fatalf("ChunkSize before put = %d, %v, %v; want 0, false, nil", size, ok, err)
+func testStatChunk(t *testing.T, newEnv func(t *testing.T) env) {
+	text := bytes.Repeat([]byte("compressible "), 4096)
+	cut := func(b []byte) []byte { return b[:len(b)-1] }
+	tests := []struct {
+		name      string
+		raw       []byte
+		edit      func([]byte) []byte // nil: the object is not stored
+		want      repository.ChunkState
+		usableAt0 bool // Usable with no recorded size
+	}{
+		{"missing", []byte("x"), nil, repository.ChunkMissing, false},
+		{"intact", text, func(b []byte) []byte { return b }, repository.ChunkIntact, true},
+		{"intact, stored raw", []byte("short"), func(b []byte) []byte { return b }, repository.ChunkIntact, true},
+		{"truncated", text, cut, repository.ChunkDamaged, false},
+		{"extended", text, func(b []byte) []byte { return append(b, 1) }, repository.ChunkDamaged, false},
+		{"header only", text, func(b []byte) []byte { return b[:chunk.HeaderSize] }, repository.ChunkDamaged, false},
+		{"empty file", text, func([]byte) []byte { return nil }, repository.ChunkDamaged, false},
+		{"names another chunk", text, func(b []byte) []byte { b[30] ^= 1; return b }, repository.ChunkDamaged, false},
+		{"format 1, compressed", text, formatV1, repository.ChunkUnchecked, false},
+		{"format 1, truncated raw", []byte("short"), func(b []byte) []byte { return cut(formatV1(b)) }, repository.ChunkDamaged, false},
 	}
-	if err := r.PutChunk(ctx, id, sealed); err != nil {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			r := openRepo(t, e.st, true)
+			id, sealed := seal(t, tt.raw)
+			if tt.edit != nil {
+				if err := r.PutChunk(t.Context(), id, sealed); err != nil {
+					t.Fatal(err)
+				}
+				e.rewrite(t, repository.ChunkKey(id), tt.edit)
+			}
+			st, err := r.StatChunk(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State != tt.want {
+				t.Fatalf("StatChunk = %+v, want state %s", st, tt.want)
+			}
+			if got := st.Usable(0); got != tt.usableAt0 {
+				t.Errorf("Usable(0) = %v, want %v", got, tt.usableAt0)
+			}
+			if tt.want == repository.ChunkUnchecked && !st.Usable(st.Size) || st.Usable(st.Size+1) && st.State != repository.ChunkIntact {
+				t.Errorf("an unchecked chunk must be usable exactly at its recorded size: %+v", st)
+			}
+		})
+	}
+	t.Run("MissingChunks", func(t *testing.T) {
+		e := newEnv(t)
+		r := openRepo(t, e.st, true)
+		var chunks []manifest.Chunk
+		for i := range 6 {
+			id, sealed := seal(t, bytes.Repeat([]byte{byte(i)}, 5000+i))
+			if err := r.PutChunk(t.Context(), id, sealed); err != nil {
+				t.Fatal(err)
+			}
+			chunks = append(chunks, manifest.Chunk{Hash: id.String(), Length: int64(5000 + i), StoredSize: int64(len(sealed))})
+		}
+		chunks = append(chunks, chunks[1], manifest.Chunk{Zero: true, Length: 4096}) // a repeat and a zero chunk
+		e.rewrite(t, repository.ChunkKey(mustID(t, chunks[1].Hash)), func(b []byte) []byte { return b[:len(b)/2] })
+		if err := e.st.Delete(t.Context(), repository.ChunkKey(mustID(t, chunks[4].Hash))); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.MissingChunks(t.Context(), chunks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int]bool{1: true, 4: true, 6: true}; !maps.Equal(got, want) {
+			t.Fatalf("MissingChunks = %v, want %v", got, want)
+		}
+	})
+}
+
+// formatV1 rewrites a sealed object in object format 1 (no payload length
+// in a 52-byte header), as repositories written before format 2 hold it.
+func formatV1(obj []byte) []byte {
+	v1 := append([]byte(nil), obj[:52]...)
+	v1[4] = chunk.FormatVersion1
+	binary.LittleEndian.PutUint32(v1[8:12], 52)
+	return append(v1, obj[chunk.HeaderSize:]...)
+}
+
+func mustID(t *testing.T, s string) chunk.ID {
+	t.Helper()
+	id, err := chunk.ParseID(s)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if size, ok, err := r.ChunkSize(ctx, id); err != nil || !ok || size != int64(len(sealed)) {
-		t.Fatalf("ChunkSize after put = %d, %v, %v; want %d, true, nil", size, ok, err, len(sealed))
-	}
+	return id
 }
 
 func testCorruptChunk(t *testing.T, newEnv func(t *testing.T) env) {

@@ -42,6 +42,11 @@ type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Stat returns the object's size, or an error wrapping ErrNotFound.
 	Stat(ctx context.Context, key string) (Info, error)
+	// Peek returns the first n bytes of the object under key (all of it
+	// when it is shorter) and the whole object's size, from one request,
+	// or an error wrapping ErrNotFound. It checks a large object's header
+	// against its length without reading the object.
+	Peek(ctx context.Context, key string, n int) ([]byte, Info, error)
 	// List yields the objects whose keys start with prefix, in no particular
 	// order. Iteration stops at the first error, which is yielded last.
 	List(ctx context.Context, prefix string) iter.Seq2[Info, error]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"iter"
 	"os"
@@ -94,6 +95,34 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		return store.Info{}, fmt.Errorf("stat %s: %w", key, store.ErrNotFound)
 	}
 	return store.Info{Key: key, Size: fi.Size()}, nil
+}
+
+// Peek returns the first n bytes of the object under key and its size.
+func (s *Store) Peek(ctx context.Context, key string, n int) ([]byte, store.Info, error) {
+	path, err := s.path(key)
+	if err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, classifyRead(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, classify(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, store.ErrNotFound)
+	}
+	buf := make([]byte, min(int64(n), fi.Size()))
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, classify(err))
+	}
+	return buf, store.Info{Key: key, Size: fi.Size()}, nil
 }
 
 // Delete removes the object under key. A missing key, or a key naming a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"strconv"
 	"strings"
 
 	"github.com/minio/minio-go/v7"
@@ -206,6 +207,47 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 		return store.Info{}, fmt.Errorf("stat %s: %w", key, classify(err))
 	}
 	return store.Info{Key: key, Size: info.Size}, nil
+}
+
+// Peek returns the first n bytes of the object under key and its size, with
+// one ranged GET: the response's Content-Range names the whole size.
+func (s *Store) Peek(ctx context.Context, key string, n int) ([]byte, store.Info, error) {
+	name, err := s.object(key)
+	if err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek: %w", err)
+	}
+	if n <= 0 {
+		info, err := s.Stat(ctx, key)
+		return nil, info, err
+	}
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(0, int64(n)-1); err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, err)
+	}
+	body, info, header, err := minio.Core{Client: s.client}.GetObject(ctx, s.bucket, name, opts)
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "InvalidRange" { // an empty object has no byte 0
+			st, err := s.Stat(ctx, key)
+			return nil, st, err
+		}
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, classify(err))
+	}
+	defer body.Close()
+	data, err := readBody(body, info.Size)
+	if err != nil {
+		return nil, store.Info{}, fmt.Errorf("peek %s: read body: %w", key, err)
+	}
+	size := int64(len(data))
+	if cr := header.Get("Content-Range"); cr != "" { // "bytes 0-59/123456"
+		_, total, ok := strings.Cut(cr, "/")
+		if size, err = strconv.ParseInt(total, 10, 64); !ok || err != nil {
+			return nil, store.Info{}, fmt.Errorf("peek %s: Content-Range %q", key, cr)
+		}
+	}
+	if len(data) > n {
+		data = data[:n]
+	}
+	return data, store.Info{Key: key, Size: size}, nil
 }
 
 // Delete removes the object under key; S3 reports success for missing keys.

@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RoundTrip", testRoundTrip},
 		{"Overwrite", testOverwrite},
 		{"Missing", testMissing},
+		{"Peek", testPeek},
 		{"Delete", testDelete},
 		{"List", testList},
 		{"ListEarlyBreak", testListEarlyBreak},
@@ -41,6 +42,39 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Parallel()
 			tt.test(t, newStore(t))
 		})
+	}
+}
+
+func testPeek(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	data := randomBytes(100<<10, 7)
+	for key, obj := range map[string][]byte{"peek/big": data, "peek/small": data[:10], "peek/empty": nil} {
+		if err := s.Put(ctx, key, obj); err != nil {
+			t.Fatalf("Put %s: %v", key, err)
+		}
+	}
+	tests := []struct {
+		key      string
+		n        int
+		want     []byte
+		wantSize int64
+	}{
+		{"peek/big", 60, data[:60], int64(len(data))},
+		{"peek/big", len(data), data, int64(len(data))},
+		{"peek/small", 60, data[:10], 10},
+		{"peek/empty", 60, nil, 0},
+	}
+	for _, tt := range tests {
+		got, info, err := s.Peek(ctx, tt.key, tt.n)
+		if err != nil {
+			t.Fatalf("Peek(%s, %d): %v", tt.key, tt.n, err)
+		}
+		if !bytes.Equal(got, tt.want) || info.Size != tt.wantSize || info.Key != tt.key {
+			t.Errorf("Peek(%s, %d) = %d bytes, %+v; want %d bytes, size %d", tt.key, tt.n, len(got), info, len(tt.want), tt.wantSize)
+		}
+	}
+	if _, _, err := s.Peek(ctx, "peek/missing", 60); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Peek of a missing key = %v, want ErrNotFound", err)
 	}
 }
 
