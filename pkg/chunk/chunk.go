@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"runtime"
 	"strings"
 	"sync"
@@ -380,6 +382,103 @@ func Open(dst []byte, want ID, obj []byte) ([]byte, error) {
 		return dst[:start], &CorruptError{ID: want, Reason: fmt.Sprintf("data hashes to %s", got)}
 	}
 	return dst, nil
+}
+
+// OpenStream is Open for a large object read as a stream, such as a
+// manifest: it returns a reader of the raw bytes that decodes as it is read
+// and holds no more than a decoder's window in memory. The data is checked
+// against want as it ends: the read that would return io.EOF returns a
+// *CorruptError instead when the bytes did not hash to want or were not
+// raw_len long, so a caller must read to the end before trusting what it
+// read. maxRaw, when positive, refuses up front an object whose header
+// claims more raw bytes. Close releases the decoder.
+func OpenStream(want ID, obj []byte, maxRaw int64) (io.ReadCloser, error) {
+	h, err := ParseHeader(obj)
+	if err != nil {
+		return nil, &CorruptError{ID: want, Reason: err.Error()}
+	}
+	switch {
+	case h.ID != want:
+		return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("header names chunk %s", h.ID)}
+	case int64(h.HeaderLen) > int64(len(obj)):
+		return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("object of %d bytes is shorter than its %d-byte header", len(obj), h.HeaderLen)}
+	case maxRaw > 0 && h.RawLen > maxRaw:
+		return nil, fmt.Errorf("%w: %d bytes when decoded, more than the %d this reader accepts", ErrTooLarge, h.RawLen, maxRaw)
+	}
+	if size, ok := h.Size(); ok && size != int64(len(obj)) {
+		return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("object holds %d bytes, its header says %d", len(obj), size)}
+	}
+	sr := &streamReader{want: want, rawLen: h.RawLen, sum: sha256.New()}
+	payload := bytes.NewReader(obj[h.HeaderLen:])
+	switch h.Compression {
+	case CompressionNone:
+		sr.src = payload
+	case CompressionZstd:
+		dec, err := zstd.NewReader(payload, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxMemory(uint64(MaxRawSize)))
+		if err != nil {
+			return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("zstd: %v", err)}
+		}
+		sr.src, sr.close = dec, dec.Close
+	}
+	return sr, nil
+}
+
+// ErrTooLarge is wrapped by OpenStream when an object claims more raw bytes
+// than its reader accepts.
+var ErrTooLarge = errors.New("chunk: object too large")
+
+// streamReader decodes an object as it is read and checks its length and
+// hash at the end.
+type streamReader struct {
+	want   ID
+	rawLen int64
+	src    io.Reader
+	close  func()
+	sum    hash.Hash
+	n      int64
+	err    error
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if room := r.rawLen - r.n; int64(len(p)) > room+1 {
+		p = p[:room+1] // one byte past raw_len is enough to tell it is too long
+	}
+	n, err := r.src.Read(p)
+	r.n += int64(n)
+	r.sum.Write(p[:n])
+	switch {
+	case r.n > r.rawLen:
+		r.err = &CorruptError{ID: r.want, Reason: fmt.Sprintf("decodes to more than the header's %d bytes", r.rawLen)}
+		return 0, r.err
+	case errors.Is(err, io.EOF):
+		var got ID
+		r.sum.Sum(got[:0])
+		switch {
+		case r.n != r.rawLen:
+			r.err = &CorruptError{ID: r.want, Reason: fmt.Sprintf("decoded %d bytes, header says %d", r.n, r.rawLen)}
+		case got != r.want:
+			r.err = &CorruptError{ID: r.want, Reason: fmt.Sprintf("data hashes to %s", got)}
+		default:
+			r.err = io.EOF
+		}
+		return n, r.err
+	case err != nil:
+		r.err = &CorruptError{ID: r.want, Reason: fmt.Sprintf("zstd: %v", err)}
+		return n, r.err
+	}
+	return n, nil
+}
+
+func (r *streamReader) Close() error {
+	if r.close != nil {
+		r.close()
+		r.close = nil
+	}
+	return nil
 }
 
 var zeroPage [64 << 10]byte

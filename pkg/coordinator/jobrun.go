@@ -413,6 +413,9 @@ func (jr *jobRun) chooseMode(ctx context.Context) (*queue.StatReply, error) {
 // manifest.
 func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository, stat *queue.StatReply, readPath string) (*manifest.Snapshot, error) {
 	req := jr.job.Backup
+	if err := manifest.CheckVolume(stat.Size, req.ChunkSize); err != nil {
+		return nil, err
+	}
 	n := plan.Count(stat.Size, req.ChunkSize)
 	jr.job.Progress = queue.Progress{ChunksTotal: n, BytesTotal: stat.Size}
 	if err := jr.start(ctx); err != nil {

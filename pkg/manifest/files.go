@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"strings"
 	"unicode/utf8"
@@ -82,6 +83,12 @@ func CheckPath(p string) error {
 		}
 	}
 	return nil
+}
+
+// InRange reports whether the n bytes at off lie inside [0, size): off and
+// n are not negative and off+n <= size, checked without overflowing.
+func InRange(off, n, size int64) bool {
+	return off >= 0 && n >= 0 && off <= size && n <= size-off
 }
 
 // Parent returns the path of the directory holding p ("." for a top-level
@@ -166,6 +173,9 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 			if e.LinkTo == "" {
 				hardLinkable[e.Path] = e.Size
 				if !e.Unread {
+					if e.Size > math.MaxInt64-size {
+						return bad("entry %q: the files hold more than %d bytes", e.Path, int64(math.MaxInt64))
+					}
 					size += e.Size
 				}
 			}
@@ -200,8 +210,14 @@ func (s *Snapshot) validateFile(e Entry, hardLinkable map[string]int64) error {
 		if x.Chunk < 0 || x.Chunk >= len(s.Chunks) {
 			return fmt.Errorf("extent names chunk %d of %d", x.Chunk, len(s.Chunks))
 		}
-		if x.Offset < 0 || x.Length <= 0 || x.Offset+x.Length > s.Chunks[x.Chunk].Length {
-			return fmt.Errorf("extent [%d,+%d) outside chunk %d of %d bytes", x.Offset, x.Length, x.Chunk, s.Chunks[x.Chunk].Length)
+		// Written so that no sum can overflow: Offset and Length are
+		// each checked against the chunk's length, which is at most
+		// plan.MaxChunkSize, before they are added.
+		if n := s.Chunks[x.Chunk].Length; !InRange(x.Offset, x.Length, n) || x.Length == 0 {
+			return fmt.Errorf("extent [%d,+%d) outside chunk %d of %d bytes", x.Offset, x.Length, x.Chunk, n)
+		}
+		if sum > e.Size-x.Length {
+			return fmt.Errorf("extents hold more than the file's %d bytes", e.Size)
 		}
 		sum += x.Length
 	}

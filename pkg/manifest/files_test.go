@@ -3,6 +3,7 @@ package manifest_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -214,7 +215,18 @@ func TestValidateFiles(t *testing.T) {
 		{"extents past size", func(t *testing.T, s *manifest.Snapshot) {
 			entry(t, s, "a/big").Size--
 			s.Size--
-		}, "extents hold 5000 bytes, the file 4999"},
+		}, "extents hold more than the file's 4999 bytes"},
+		{"extent offset that overflows", func(t *testing.T, s *manifest.Snapshot) {
+			entry(t, s, "a/b.txt").Content[0].Offset = math.MaxInt64 - 5 // + 10 wraps negative
+		}, "outside chunk 0"},
+		{"extent length that overflows", func(t *testing.T, s *manifest.Snapshot) {
+			e := entry(t, s, "a/big")
+			e.Content[0] = manifest.Extent{Chunk: 0, Offset: 10, Length: math.MaxInt64}
+		}, "outside chunk 0"},
+		{"a size that would overflow the total", func(t *testing.T, s *manifest.Snapshot) {
+			entry(t, s, "a/big").Size = math.MaxInt64
+			s.Size = math.MaxInt64 - 5
+		}, "extents hold 5000 bytes, the file 9223372036854775807"},
 		{"hard link of another size than its file", func(t *testing.T, s *manifest.Snapshot) {
 			entry(t, s, "a/hard").Size = 11
 		}, "hard link of 11 bytes"},

@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
@@ -115,12 +117,21 @@ type Stats struct {
 // ErrInvalid is wrapped by every validation and decoding error.
 var ErrInvalid = errors.New("manifest: invalid")
 
-// Encode returns the manifest's JSON form after validating it.
+// Encode returns the manifest's JSON form after validating it. A manifest
+// larger than MaxSize is refused with an error wrapping ErrTooLarge.
 func Encode(s *Snapshot) ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return json.Marshal(s)
+	data, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("%w: snapshot %s: its manifest holds %d bytes, more than the %d bytes it may (%d chunks, %d files)",
+			ErrTooLarge, s.ID, len(data), MaxSize, len(s.Chunks), len(s.Files))
+	}
+	return data, nil
 }
 
 // Decode parses and validates a manifest.
@@ -157,10 +168,18 @@ func DecodeHeader(data []byte) (*Snapshot, error) {
 	if err := json.Unmarshal(data, &h); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if h.Version < 1 || h.Version > Version || h.ID == "" {
-		return nil, fmt.Errorf("%w: snapshot %q of version %d", ErrInvalid, h.ID, h.Version)
+	if err := h.Snapshot.checkHeader(); err != nil {
+		return nil, err
 	}
 	return &h.Snapshot, nil
+}
+
+// checkHeader checks what DecodeHeader promises: a known version and an ID.
+func (s *Snapshot) checkHeader() error {
+	if s.Version < 1 || s.Version > Version || s.ID == "" {
+		return fmt.Errorf("%w: snapshot %q of version %d", ErrInvalid, s.ID, s.Version)
+	}
+	return nil
 }
 
 // skip is a JSON value that is read past and dropped.
@@ -216,4 +235,164 @@ func (s *Snapshot) Validate() error {
 		}
 	}
 	return nil
+}
+
+// MaxSize bounds a manifest's JSON: Encode refuses to write a larger one
+// and readers refuse, before decoding it, an object that claims to hold
+// one. It bounds what reading any manifest can cost, however hostile the
+// repository: a decoded manifest takes about three times its JSON in
+// memory. At about 130 bytes per volume chunk it holds some two million
+// chunks (8 TiB in 4 MiB chunks), and at about 250 bytes per file a
+// million files.
+const MaxSize = 256 << 20
+
+// ErrTooLarge is wrapped when a manifest would be larger than MaxSize.
+var ErrTooLarge = errors.New("manifest: too large")
+
+// maxVolumeChunkJSON is the most one volume chunk can take in a manifest:
+// {"offset":<19 digits>,"length":<9>,"hash":"<64>","stored_size":<10>},
+const maxVolumeChunkJSON = 150
+
+// CheckVolume returns an error wrapping ErrTooLarge when the manifest of a
+// volume of size bytes in chunks of chunkSize could exceed MaxSize, naming
+// a chunk size that fits, so a backup fails before it reads anything
+// rather than at its commit.
+func CheckVolume(size, chunkSize int64) error {
+	const room = (MaxSize - 64<<10) / maxVolumeChunkJSON // chunks that always fit
+	n := plan.Count(size, chunkSize)
+	if n <= room {
+		return nil
+	}
+	fits := int64(plan.BlockSize)
+	for fits <= plan.MaxChunkSize && plan.Count(size, fits) > room {
+		fits *= 2
+	}
+	if fits > plan.MaxChunkSize {
+		return fmt.Errorf("%w: a volume of %d bytes is more than %d chunks of the largest chunk size, more than a manifest holds",
+			ErrTooLarge, size, room)
+	}
+	return fmt.Errorf("%w: a volume of %d bytes in chunks of %d is %d chunks, more than the %d a manifest holds; use a chunk size of at least %d",
+		ErrTooLarge, size, chunkSize, n, room, fits)
+}
+
+// DecodeReader is Decode for a manifest read as a stream: it decodes the
+// chunks and files one at a time, so memory holds the decoded manifest but
+// never its whole JSON text. It reads r to its end, so that a reader that
+// checks its data as it ends (chunk.OpenStream) reports damage.
+func DecodeReader(r io.Reader) (*Snapshot, error) {
+	s, err := decodeStream(r, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// DecodeHeaderReader is DecodeHeader for a manifest read as a stream: it
+// skips the chunks and files element by element, holding none of them.
+func DecodeHeaderReader(r io.Reader) (*Snapshot, error) {
+	s, err := decodeStream(r, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkHeader(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// decodeStream walks the manifest's top-level object: its scalar members
+// are gathered and decoded together, the chunks and files arrays element by
+// element (or skipped, headerOnly).
+func decodeStream(r io.Reader, headerOnly bool) (*Snapshot, error) {
+	invalid := func(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
+	dec := json.NewDecoder(r)
+	if tok, err := dec.Token(); err != nil {
+		return nil, invalid(err)
+	} else if tok != json.Delim('{') {
+		return nil, invalid(fmt.Errorf("manifest is not a JSON object"))
+	}
+	var (
+		s      Snapshot
+		scalar = []byte{'{'}
+	)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, invalid(err)
+		}
+		key, _ := tok.(string)
+		switch { // json.Unmarshal matches member names without regard to case
+		case strings.EqualFold(key, "chunks"):
+			s.Chunks, err = decodeArray[Chunk](dec, headerOnly)
+		case strings.EqualFold(key, "files"):
+			s.Files, err = decodeArray[Entry](dec, headerOnly)
+		default:
+			var raw json.RawMessage
+			if err = dec.Decode(&raw); err == nil {
+				if len(scalar) > 1 {
+					scalar = append(scalar, ',')
+				}
+				name, _ := json.Marshal(key)
+				scalar = append(append(append(scalar, name...), ':'), raw...)
+			}
+		}
+		if err != nil {
+			return nil, invalid(fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, invalid(err)
+	}
+	chunks, files := s.Chunks, s.Files
+	if err := json.Unmarshal(append(scalar, '}'), &s); err != nil {
+		return nil, invalid(err)
+	}
+	s.Chunks, s.Files = chunks, files
+	// The object must be all there is: the reader checks the data's hash
+	// as it ends, and trailing bytes are not a manifest.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = errors.New("data after the manifest")
+		}
+		return nil, invalid(err)
+	}
+	return &s, nil
+}
+
+// decodeArray decodes a JSON array (or null) one element at a time; skip
+// reads the elements without keeping them.
+func decodeArray[T any](dec *json.Decoder, skipAll bool) ([]T, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok == nil {
+		return nil, nil
+	}
+	if tok != json.Delim('[') {
+		return nil, fmt.Errorf("not an array")
+	}
+	out := []T{}
+	for dec.More() {
+		if skipAll {
+			var s skip
+			if err := dec.Decode(&s); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	_, err = dec.Token() // ']'
+	if skipAll {
+		return nil, err
+	}
+	return out, err
 }

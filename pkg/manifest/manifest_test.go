@@ -1,8 +1,12 @@
 package manifest_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +62,8 @@ func TestValidate(t *testing.T) {
 		{"zero with hash", func(s *manifest.Snapshot) { s.Chunks[1].Hash = s.Chunks[0].Hash }},
 		{"no stored size", func(s *manifest.Snapshot) { s.Chunks[0].StoredSize = 0 }},
 		{"negative size", func(s *manifest.Snapshot) { s.Size = -1 }},
+		{"size whose chunk count overflows", func(s *manifest.Snapshot) { s.Size = math.MaxInt64 }},
+		{"size just below the count's overflow", func(s *manifest.Snapshot) { s.Size = math.MaxInt64 - 4095 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,15 +98,52 @@ func TestEmptyVolume(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	data, _ := manifest.Encode(sample())
 	f.Add(data)
+	files, _ := manifest.Encode(filesSample())
+	f.Add(files)
+	f.Add([]byte(`{"version":1,"id":"x","mode":"volume","hash":"sha256","size":0,"chunk_size":4096,"chunks":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := manifest.Decode(data)
+		// The streaming decoder accepts exactly what Decode accepts, as the
+		// same manifest; so does the header decoder, for what it reads.
+		sr, errR := manifest.DecodeReader(bytes.NewReader(data))
+		if (err == nil) != (errR == nil) {
+			t.Fatalf("Decode = %v, DecodeReader = %v", err, errR)
+		}
 		if err != nil {
 			return
 		}
 		if err := s.Validate(); err != nil {
 			t.Fatalf("Decode accepted a manifest that does not validate: %v", err)
 		}
+		a, _ := json.Marshal(s)
+		b, _ := json.Marshal(sr)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("DecodeReader decoded\n%s\nDecode\n%s", b, a)
+		}
+		if h, err := manifest.DecodeHeaderReader(bytes.NewReader(data)); err != nil || h.ID != s.ID || h.Chunks != nil || h.Files != nil {
+			t.Fatalf("DecodeHeaderReader = %+v, %v", h, err)
+		}
 	})
+}
+
+func TestDecodeReaderRejects(t *testing.T) {
+	t.Parallel()
+	good, err := manifest.Encode(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{
+		"trailing data":   string(good) + "{}",
+		"an array":        "[]",
+		"chunks object":   `{"version":1,"id":"x","mode":"volume","hash":"sha256","size":0,"chunk_size":4096,"chunks":{}}`,
+		"cut short":       string(good[:len(good)-3]),
+		"not JSON":        "manifest",
+		"invalid content": strings.Replace(string(good), `"sha256"`, `"md5"`, 1),
+	} {
+		if _, err := manifest.DecodeReader(strings.NewReader(data)); !errors.Is(err, manifest.ErrInvalid) {
+			t.Errorf("%s: DecodeReader = %v, want ErrInvalid", name, err)
+		}
+	}
 }
 
 func ExampleDecode() {
@@ -138,5 +181,29 @@ func TestVersionFor(t *testing.T) {
 	}
 	if v := manifest.VersionFor(manifest.ModeFiles); v != 2 || v > manifest.Version {
 		t.Errorf("files snapshots are written as version %d, want 2 (newest %d)", v, manifest.Version)
+	}
+}
+
+func TestCheckVolume(t *testing.T) {
+	t.Parallel()
+	const tib = 1 << 40
+	tests := []struct {
+		size, chunkSize int64
+		ok              bool
+	}{
+		{0, 4096, true},
+		{4 * tib, 4 << 20, true},
+		{64 * tib, 4 << 20, false},
+		{64 * tib, 64 << 20, true},
+		{math.MaxInt64, 256 << 20, false},
+	}
+	for _, tt := range tests {
+		err := manifest.CheckVolume(tt.size, tt.chunkSize)
+		if (err == nil) != tt.ok || err != nil && !errors.Is(err, manifest.ErrTooLarge) {
+			t.Errorf("CheckVolume(%d, %d) = %v, want ok %v", tt.size, tt.chunkSize, err, tt.ok)
+		}
+		if err != nil && tt.size < 1<<60 && !strings.Contains(err.Error(), "use a chunk size of at least") {
+			t.Errorf("CheckVolume(%d, %d) = %q, want advice", tt.size, tt.chunkSize, err)
+		}
 	}
 }

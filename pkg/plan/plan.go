@@ -36,12 +36,17 @@ func CheckChunkSize(size int64) error {
 	return nil
 }
 
-// Count returns how many chunks of chunkSize cover a volume of size bytes.
+// Count returns how many chunks of chunkSize cover a volume of size bytes,
+// without overflowing for any size.
 func Count(size, chunkSize int64) int {
-	if size <= 0 {
+	if size <= 0 || chunkSize <= 0 {
 		return 0
 	}
-	return int((size + chunkSize - 1) / chunkSize)
+	n := size / chunkSize
+	if size%chunkSize != 0 {
+		n++
+	}
+	return int(n)
 }
 
 // At returns chunk index of a volume of size bytes. The last chunk is short

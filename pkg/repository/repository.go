@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -366,7 +367,7 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 
 // LoadSnapshot reads and validates the snapshot with the exact id.
 func (r *Repository) LoadSnapshot(ctx context.Context, id string) (*manifest.Snapshot, error) {
-	return r.loadSnapshot(ctx, id, manifest.Decode)
+	return r.loadSnapshot(ctx, id, manifest.DecodeReader)
 }
 
 // LoadSnapshotHeader reads what describes the snapshot with the exact id,
@@ -378,13 +379,13 @@ func (r *Repository) LoadSnapshotHeader(ctx context.Context, id string) (*manife
 	if !validSnapshotID(id) {
 		return nil, fmt.Errorf("snapshot %q: %w", id, ErrSnapshotNotFound)
 	}
-	if h, err := r.openSnapshot(ctx, headerKey(id), id, manifest.DecodeHeader); err == nil {
+	if h, err := r.openSnapshot(ctx, headerKey(id), id, manifest.DecodeHeaderReader); err == nil {
 		return h, nil
 	}
-	return r.loadSnapshot(ctx, id, manifest.DecodeHeader)
+	return r.loadSnapshot(ctx, id, manifest.DecodeHeaderReader)
 }
 
-func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func([]byte) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
+func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func(io.Reader) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
 	if !validSnapshotID(id) {
 		return nil, fmt.Errorf("snapshot %q: %w", id, ErrSnapshotNotFound)
 	}
@@ -392,25 +393,41 @@ func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func([]
 }
 
 // openSnapshot reads the sealed manifest (or header) of snapshot id under
-// key and decodes it.
-func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode func([]byte) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
-	obj, err := r.st.Get(ctx, key)
+// key and decodes it as a stream. What a manifest may cost is bounded
+// before anything is read whole: an object whose header claims more than
+// manifest.MaxSize of JSON, or that is larger than that, is refused.
+func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode func(io.Reader) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
+	prefix, info, err := r.st.Peek(ctx, key, chunk.MaxHeaderPrefix)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
-	h, err := chunk.ParseHeader(obj)
+	h, err := chunk.ParseHeader(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
-	js, err := chunk.Open(nil, h.ID, obj)
+	if h.RawLen > manifest.MaxSize || info.Size > manifest.MaxSize+int64(h.HeaderLen) {
+		return nil, fmt.Errorf("load snapshot %s: %w: the object holds %d bytes and claims %d bytes of manifest, more than the %d this build reads",
+			id, manifest.ErrTooLarge, info.Size, h.RawLen, manifest.MaxSize)
+	}
+	obj, err := r.st.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
-	s, err := decode(js)
+	rd, err := chunk.OpenStream(h.ID, obj, manifest.MaxSize)
 	if err != nil {
+		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
+	defer rd.Close()
+	s, err := decode(rd)
+	if err != nil {
+		// Damage garbles the JSON before the hash at its end can tell: read
+		// to the end, and report the damage rather than the garbled syntax.
+		if _, derr := io.Copy(io.Discard, rd); errors.Is(derr, chunk.ErrCorrupt) {
+			err = derr
+		}
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
 	if s.ID != id {

@@ -103,6 +103,7 @@ func runRepositoryTests(t *testing.T, newEnv func(t *testing.T) env) {
 		{"LatestEmpty", testLatestEmpty},
 		{"ForeignObjects", testForeignObjects},
 		{"CorruptSnapshot", testCorruptSnapshot},
+		{"OversizedSnapshot", testOversizedSnapshot},
 		{"SnapshotHeaders", testSnapshotHeaders},
 		{"DeleteStaging", testDeleteStaging},
 	}
@@ -760,5 +761,43 @@ func testDeleteStaging(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 	if n, err := repo.DeleteStaging(ctx, "job-a"); err != nil || n != 0 {
 		t.Fatalf("second DeleteStaging = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// testOversizedSnapshot: a snapshot object whose manifest would be larger
+// than manifest.MaxSize (a zstd bomb in a hostile repository: a small
+// object that decodes to gigabytes of JSON) is refused before it is
+// decoded, and so is its header when the header is the bomb.
+func testOversizedSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
+	e := newEnv(t)
+	r := openRepo(t, e.st, true)
+	ctx := t.Context()
+	const id = "b0b0"
+	good := snapshot(id, "job-b", t0)
+	if err := r.SaveSnapshot(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	// A sealed object claiming MaxSize+1 bytes of JSON: zeros, a few KiB
+	// of zstd frame. Its hash cannot match, but it must not be decoded.
+	bomb := make([]byte, manifest.MaxSize+1)
+	s, err := chunk.NewSealer(chunk.LevelFastest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := s.Seal(nil, chunk.Sum(bomb), bomb)
+	bomb = nil
+	if len(obj) > 1<<20 {
+		t.Fatalf("the bomb object holds %d bytes; want a small one", len(obj))
+	}
+	for _, key := range []string{repository.HeadersPrefix + id, repository.SnapshotsPrefix + id} {
+		if err := e.st.Put(ctx, key, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ErrTooLarge comes from the header check, before the object is read.
+	_, err = r.LoadSnapshot(ctx, id)
+	_, herr := r.LoadSnapshotHeader(ctx, id)
+	if !errors.Is(err, manifest.ErrTooLarge) || !errors.Is(herr, manifest.ErrTooLarge) {
+		t.Fatalf("LoadSnapshot = %v, LoadSnapshotHeader = %v; want manifest.ErrTooLarge", err, herr)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -327,7 +328,7 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 	}
 	defer r.Close()
 	for _, p := range parts {
-		if p.ChunkOffset < 0 || p.Length < 0 || p.ChunkOffset+p.Length > length || p.FileOffset < 0 {
+		if !manifest.InRange(p.ChunkOffset, p.Length, length) || p.FileOffset < 0 || p.FileOffset > math.MaxInt64-p.Length {
 			return buf, fmt.Errorf("restore %s: piece [%d,+%d) outside chunk %s", t.join(p.Path), p.ChunkOffset, p.Length, id)
 		}
 		if err := r.check(p.Path); err != nil {

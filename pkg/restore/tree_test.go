@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -996,6 +997,16 @@ func TestTreeWriteExtentsChecks(t *testing.T) {
 	bad[0].ChunkOffset = c.length - bad[0].Length + 1
 	if _, err := tr.WriteExtents(t.Context(), b.repo, c.id, c.length, bad, nil); err == nil {
 		t.Error("WriteExtents with a piece past the chunk's end succeeded")
+	}
+	// Offsets whose sums overflow: never a panic, never a write.
+	for _, p := range []restore.Part{
+		{Path: c.parts[0].Path, ChunkOffset: math.MaxInt64 - 5, Length: 10},
+		{Path: c.parts[0].Path, ChunkOffset: 0, Length: math.MaxInt64},
+		{Path: c.parts[0].Path, FileOffset: math.MaxInt64 - 1, Length: 10},
+	} {
+		if _, err := tr.WriteExtents(t.Context(), b.repo, c.id, c.length, []restore.Part{p}, nil); err == nil {
+			t.Errorf("WriteExtents of %+v succeeded", p)
+		}
 	}
 	for _, p := range partials(t, tr.Path) {
 		data, err := os.ReadFile(filepath.Join(tr.Path, filepath.FromSlash(p)))
