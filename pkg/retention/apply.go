@@ -120,7 +120,9 @@ func (r *rule) keeps(t time.Time, i int, oldest bool) (string, bool) {
 func decide(list []Snapshot, p Policy, now time.Time) (keep []Kept, remove []Snapshot) {
 	// The within rules measure back from the newest snapshot that is not
 	// in the future, so that a snapshot with a clock far ahead cannot
-	// push the others out.
+	// push the others out. A snapshot taken at now counts (restic's
+	// test is Before(now), which would skip the snapshot just taken when
+	// a schedule forgets right after a backup).
 	var latest time.Time
 	for _, sn := range list {
 		if !sn.Time.After(now) {

@@ -110,7 +110,7 @@ func (p Policy) String() string {
 		parts = append(parts, fmt.Sprintf("all snapshots within %s of the newest", p.Within))
 	}
 	for _, e := range p.KeepTags {
-		parts = append(parts, "all snapshots with "+tagReason(parseTagEntry(e))[len("has "):])
+		parts = append(parts, "all snapshots with "+tagPhrase(parseTagEntry(e)))
 	}
 	return "keep " + strings.Join(parts, ", ")
 }
@@ -202,9 +202,12 @@ func matchTags(have, want []string) bool {
 
 // tagReason is the reason a snapshot matching want is kept, in restic's
 // words: "has tags [prod, db]"; "has no tags" for the empty entry.
-func tagReason(want []string) string {
+func tagReason(want []string) string { return "has " + tagPhrase(want) }
+
+// tagPhrase names a parsed KeepTags entry: "tags [prod, db]" or "no tags".
+func tagPhrase(want []string) string {
 	if len(want) == 0 {
-		return "has no tags"
+		return "no tags"
 	}
-	return "has tags [" + strings.Join(want, ", ") + "]"
+	return "tags [" + strings.Join(want, ", ") + "]"
 }
