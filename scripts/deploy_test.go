@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1104,6 +1105,10 @@ func TestFleetScripts(t *testing.T) {
 		}
 	}
 
+	// Now that the backup stored objects, nothing of the fleet's is open to
+	// other users.
+	checkPrivate(t, f.dir)
+
 	stopped = true
 	start = time.Now()
 	if out, err := script("fleet-down.sh", "--clean").CombinedOutput(); err != nil {
@@ -1142,4 +1147,34 @@ func readEnvFile(t testing.TB, path string) map[string]string {
 		}
 	}
 	return env
+}
+
+// checkPrivate fails the test if anything under dir (the fleet's data,
+// MinIO's objects among it) can be read, written or entered by another
+// user: the fleet's directory must keep local users out of the backups.
+func checkPrivate(t *testing.T, dir string) {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("%s has mode %v: other users can enter it", dir, fi.Mode().Perm())
+	}
+	var open []string
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 || d.Type()&fs.ModeSocket != 0 {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.Mode().Perm()&0o077 != 0 && len(open) < 10 {
+			open = append(open, fmt.Sprintf("%s (%v)", p, fi.Mode().Perm()))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) > 0 {
+		t.Errorf("files of the fleet other users can read: %s", strings.Join(open, ", "))
+	}
 }

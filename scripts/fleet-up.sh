@@ -66,7 +66,13 @@ die() {
 [[ "$READER_HOST" =~ ^[A-Za-z0-9_-]{1,128}$ ]] || die "READER_HOST=$READER_HOST: use letters, digits, - and _"
 [[ "$FLEET_TIMEOUT" =~ ^[0-9]+$ ]] || die "FLEET_TIMEOUT=$FLEET_TIMEOUT: want seconds"
 
+# Everything the fleet writes (MinIO's objects, NATS's streams, logs,
+# secrets) is for this user only: the backups must not be readable by any
+# local user. The services inherit the umask; the directory's mode also
+# covers what an earlier run left.
+umask 077
 mkdir -p "$FLEET_DIR"
+chmod 700 "$FLEET_DIR"
 FLEET_DIR="$(cd "$FLEET_DIR" && pwd)"
 pids="$FLEET_DIR/pids"
 logs="$FLEET_DIR/logs"
@@ -96,6 +102,8 @@ if [ -d "$logs" ]; then
   mv "$logs" "$logs.prev"
 fi
 mkdir -p "$pids" "$logs" "$FLEET_DIR/nats1" "$FLEET_DIR/nats2" "$FLEET_DIR/nats3" "$FLEET_DIR/minio"
+# What an earlier run (before the umask above) made readable is closed too.
+chmod -R go-rwx "$FLEET_DIR"
 
 # On any failure, stop whatever was started; the logs stay for reading.
 started=0
@@ -172,7 +180,6 @@ console_port=$((base + 10))
 nats_urls="nats://127.0.0.1:$(client_port 1),nats://127.0.0.1:$(client_port 2),nats://127.0.0.1:$(client_port 3)"
 s3_url="http://127.0.0.1:$minio_port"
 
-umask 077
 cat >"$envfile" <<EOF
 # bulkbackup local fleet ($FLEET_DIR), written by scripts/fleet-up.sh.
 # Use it with:  source $envfile
@@ -187,7 +194,7 @@ export AWS_SECRET_ACCESS_KEY='$minio_password'
 export AWS_REGION='us-east-1'
 FLEET_PORT_BASE='$base'
 EOF
-umask 022
+chmod 600 "$envfile"
 
 # --- binaries --------------------------------------------------------------
 if [ -n "${FLEET_BIN:-}" ]; then

@@ -38,7 +38,7 @@ func runLs(ctx context.Context, e *env, args []string) error {
 	}
 	entries := snap.Files
 	if len(pos) == 2 {
-		sub := strings.Trim(path.Clean("/"+pos[1]), "/")
+		sub := manifest.EncodePath(strings.Trim(path.Clean("/"+pos[1]), "/"))
 		if sub == "" {
 			sub = "."
 		}
@@ -52,12 +52,12 @@ func runLs(ctx context.Context, e *env, args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 1, ' ', 0)
 	for _, en := range entries {
-		name := en.Path
+		name := manifest.Display(en.Path)
 		switch {
 		case en.Type == manifest.TypeSymlink:
-			name += " -> " + en.Target
+			name += " -> " + manifest.Display(en.Target)
 		case en.LinkTo != "":
-			name += " => " + en.LinkTo
+			name += " => " + manifest.Display(en.LinkTo)
 		}
 		if en.Warning != "" {
 			name += "  [" + en.Warning + "]"

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/bulkbackup/bulkbackup/pkg/config"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
@@ -47,7 +48,9 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	}
 	defer s.close()
 	for i, p := range paths {
-		paths[i] = strings.Trim(path.Clean("/"+p), "/")
+		// Requests name paths in manifest form: a name that is not UTF-8
+		// text is encoded (JSON holds only text).
+		paths[i] = manifest.EncodePath(strings.Trim(path.Clean("/"+p), "/"))
 		if paths[i] == "" {
 			paths[i] = "."
 		}

@@ -72,7 +72,7 @@ type session struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	fleet  *fleet.Fleet
-	tmpDir string
+	tmpDir *fleetDir
 	host   string // the in-process reader's host
 }
 
@@ -88,11 +88,11 @@ func openSession(ctx context.Context, c *common, stderr io.Writer) (*session, er
 			return nil, err
 		}
 	} else {
-		if s.tmpDir, err = os.MkdirTemp("", "bulkctl-fleet-"); err != nil {
+		if s.tmpDir, err = newFleetDir(); err != nil {
 			return nil, err
 		}
 		s.fleet, err = fleet.Start(ctx, fleet.Config{
-			Dir: s.tmpDir, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes), MaxPayload: int32(c.maxPayload), RawViaNATS: c.rawViaNATS,
+			Dir: s.tmpDir.path, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes), MaxPayload: int32(c.maxPayload), RawViaNATS: c.rawViaNATS,
 			StoreTimeout: c.storeTimeout, Repos: service.Repos(c.s3Endpoint), Logger: logger,
 		})
 		if err != nil {
@@ -119,8 +119,8 @@ func (s *session) close() {
 	if s.fleet != nil {
 		s.fleet.Close()
 	}
-	if s.tmpDir != "" {
-		os.RemoveAll(s.tmpDir)
+	if s.tmpDir != nil {
+		s.tmpDir.remove()
 	}
 }
 

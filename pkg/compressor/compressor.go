@@ -389,7 +389,8 @@ func (c *Compressor) status() queue.WorkerStatus {
 // is neither redelivered nor counted against MaxDeliver: every other worker
 // would fail on it the same way. A staged chunk that is not found and
 // refused credentials are not outages; they go the usual way (nak and
-// redeliver, perhaps to a compressor with working credentials).
+// redeliver, perhaps to a compressor with working credentials). A full
+// repository fails the chunk, and with it the job, at once.
 func (c *Compressor) storeRetrying(ctx context.Context, rc *rawChunk, job *jobInfo, done *queue.Done) error {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -400,6 +401,13 @@ func (c *Compressor) storeRetrying(ctx context.Context, rc *rawChunk, job *jobIn
 					"repo", job.repo, "attempt", attempt, "waited", time.Since(start).Round(time.Millisecond))
 			}
 			return nil
+		}
+		if errors.Is(err, store.ErrNoSpace) {
+			// A full repository is not an outage that passes: every chunk
+			// would fail the same way until someone frees space. Fail the
+			// job now, naming the cause, rather than after StoreTimeout.
+			c.cfg.Metrics.Error("no_space")
+			return queue.Permanent(fmt.Errorf("repository %s is full: %w", job.repo, err))
 		}
 		if queue.IsPermanent(err) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrAccessDenied) || ctx.Err() != nil {
 			return err

@@ -182,7 +182,7 @@ func TestStoreRetriedUntilRepositoryReturns(t *testing.T) {
 	if d.Error != "" || !d.New || d.Hash != id.String() {
 		t.Fatalf("completion %+v, want chunk %s newly stored", d, id)
 	}
-	if _, ok, err := b.repo.ChunkSize(t.Context(), id); err != nil || !ok {
+	if st, err := b.repo.StatChunk(t.Context(), id); err != nil || st.State != repository.ChunkIntact {
 		t.Errorf("chunk %s not in the repository after its completion: %v", id, err)
 	}
 	b.waitLog(t, "repository reachable again")
@@ -226,7 +226,7 @@ func TestChunkInFlightWhileAnotherWaitsForStore(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		if _, ok, err := b.repo.ChunkSize(t.Context(), id); err != nil || !ok {
+		if st, err := b.repo.StatChunk(t.Context(), id); err != nil || st.State != repository.ChunkIntact {
 			t.Errorf("chunk %s not in the repository: %v", id, err)
 		}
 	}
@@ -283,7 +283,7 @@ func TestHandoff(t *testing.T) {
 	if err := b.comp.Handoff(t.Context(), b.job.ID, 3, data); err != nil {
 		t.Fatalf("Handoff: %v", err)
 	}
-	if _, ok, err := b.repo.ChunkSize(t.Context(), id); err != nil || !ok {
+	if st, err := b.repo.StatChunk(t.Context(), id); err != nil || st.State != repository.ChunkIntact {
 		t.Fatalf("chunk %s not in the repository when Handoff returned: %v", id, err)
 	}
 	d := b.nextDone(t)

@@ -148,8 +148,8 @@ func TestStagedChunkSurvivesLostAck(t *testing.T) {
 	if _, err := repo.Store().Stat(ctx, key); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("staged chunk after the acknowledged redelivery: %v, want it deleted", err)
 	}
-	if _, ok, err := repo.ChunkSize(ctx, id); err != nil || !ok {
-		t.Errorf("chunk %s not stored: %v", id, err)
+	if st, err := repo.StatChunk(ctx, id); err != nil || st.State != repository.ChunkIntact {
+		t.Errorf("chunk %s not stored whole: %+v, %v", id, st, err)
 	}
 	// The redelivery was acknowledged: nothing comes a third time, past
 	// the ack wait.

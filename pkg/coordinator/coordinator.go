@@ -95,7 +95,10 @@ type Coordinator struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
-	jobs    sync.WaitGroup
+	// restoring holds the running restore jobs: a new restore keeps their
+	// partial files and removes those of any other job.
+	restoring map[string]bool
+	jobs      sync.WaitGroup
 	// runCtx is Run's context. Jobs live as long as it, not as long as
 	// the request handler that started them: a handler's context ends
 	// whenever the request consumer is rebound (a NATS node lost).
@@ -115,7 +118,7 @@ func New(nc *nats.Conn, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	return &Coordinator{
-		nc: nc, js: js, cfg: cfg, running: make(map[string]context.CancelCauseFunc),
+		nc: nc, js: js, cfg: cfg, running: make(map[string]context.CancelCauseFunc), restoring: make(map[string]bool),
 		logger: cfg.Logger.With("component", "coordinator"),
 	}, nil
 }
@@ -220,7 +223,10 @@ func (c *Coordinator) handleRequest(ctx context.Context, msg jetstream.Msg) erro
 	if err != nil {
 		c.logger.WarnContext(ctx, "rejected request", "subject", msg.Subject(), "err", err)
 		c.reply(replyTo, "", err)
-		if job != nil && job.ID != "" {
+		// A failed job is recorded only under an ID the client chose, so it
+		// can follow it and read why; a rejected request without one (say
+		// {"v":1}) leaves nothing behind.
+		if job != nil && job.ID != "" && clientChoseID(msg.Data()) {
 			if existing, getErr := c.kv.Get(ctx, job.ID); getErr == nil && existing != nil {
 				return queue.Permanent(err) // never clobber another job's record
 			}
@@ -307,6 +313,14 @@ func (c *Coordinator) decodeRequest(subject string, data []byte) (*queue.Job, st
 	}
 }
 
+// clientChoseID reports whether a request names its job ID.
+func clientChoseID(data []byte) bool {
+	var ids struct {
+		JobID string `json:"job_id"`
+	}
+	return json.Unmarshal(data, &ids) == nil && ids.JobID != ""
+}
+
 func checkJobID(id string) error {
 	if id == "" {
 		return nil
@@ -383,6 +397,19 @@ func (c *Coordinator) cancel(jobID string) {
 	}
 }
 
+// otherRestores returns the restore jobs running besides jobID.
+func (c *Coordinator) otherRestores(jobID string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []string
+	for id := range c.restoring {
+		if id != jobID {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // start runs job in its own goroutine until it ends or the coordinator stops.
 func (c *Coordinator) start(_ context.Context, job *queue.Job) {
 	c.mu.Lock()
@@ -392,10 +419,14 @@ func (c *Coordinator) start(_ context.Context, job *queue.Job) {
 	}
 	jobCtx, cancel := context.WithCancelCause(c.runCtx)
 	c.running[job.ID] = cancel
+	if job.Kind == queue.KindRestore {
+		c.restoring[job.ID] = true
+	}
 	c.jobs.Go(func() {
 		defer func() {
 			c.mu.Lock()
 			delete(c.running, job.ID)
+			delete(c.restoring, job.ID)
 			c.mu.Unlock()
 			cancel(nil)
 		}()

@@ -282,6 +282,11 @@ func TestMalformedRequestsCreateNothing(t *testing.T) {
 	b.publish(t, queue.SubjectRequestCancel, []byte(`[]`))
 	b.publish(t, queue.SubjectRequestCancel, queue.Encode(&queue.CancelRequest{V: 1, JobID: "no-such-job"}))
 	b.publish(t, "bulk.request.unknown", queue.Encode(&queue.BackupRequest{V: 1, JobID: "unknown-subject"}))
+	// Valid JSON that fails validation, without a job ID of the client's:
+	// nobody could follow a job recorded under an ID the coordinator made up.
+	b.publish(t, queue.SubjectRequestBackup, []byte(`{"v":1}`))
+	b.publish(t, queue.SubjectRequestBackup, []byte(`{"v":1,"source":{"host":"h1","path":"relative"},"repo":"/r"}`))
+	b.publish(t, queue.SubjectRequestRestore, []byte(`{"v":1,"repo":"/r"}`))
 
 	// The coordinator still serves: a valid request after the junk works.
 	replyTo, answer := b.inbox(t)

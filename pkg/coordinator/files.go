@@ -103,6 +103,7 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 	}
 	fp.build(snap, func(i int) *queue.Done { return jr.done[unit{op: queue.OpRead, index: i}] }, problems)
+	snap.SetVersion()
 	for _, p := range scanProblems {
 		snap.Stats.Warnings++
 		jr.warn(p.Error)
@@ -447,6 +448,9 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.op, Target: u.target, Path: t.Path,
 			Repo: req.Repo, Overwrite: req.Overwrite, Index: u.index, Tree: true,
 		}
+		if u.op == queue.WriteEntries {
+			item.Keep = jr.c.otherRestores(jr.job.ID)
+		}
 		switch u.op {
 		case queue.WriteEntries:
 			item.Entries = rp.create[u.index]
@@ -487,14 +491,7 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 			}
 		}
 		if err := jr.phase(ctx, units, publish); err != nil {
-			ended := ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled)
-			endCtx := context.WithoutCancel(ctx)
-			jr.purge(endCtx, ended)
-			if ended {
-				for t := range req.Targets {
-					_ = publish(endCtx, unit{op: queue.WriteAbort, target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t))
-				}
-			}
+			jr.abortRestore(ctx, publish)
 			return err
 		}
 	}

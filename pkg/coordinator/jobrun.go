@@ -416,6 +416,9 @@ func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository,
 	if err := manifest.CheckVolume(stat.Size, req.ChunkSize); err != nil {
 		return nil, err
 	}
+	if jr.job.Source == nil { // a resumed job keeps what its first epoch saw
+		jr.job.Source = &queue.SourceState{Size: stat.Size, MTime: stat.MTime}
+	}
 	n := plan.Count(stat.Size, req.ChunkSize)
 	jr.job.Progress = queue.Progress{ChunksTotal: n, BytesTotal: stat.Size}
 	if err := jr.start(ctx); err != nil {
@@ -447,7 +450,9 @@ func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository,
 	if err != nil {
 		return nil, err
 	}
-	return jr.manifest(stat, n), nil
+	snap := jr.manifest(stat, n)
+	jr.checkUnchanged(ctx, readPath, snap)
+	return snap, nil
 }
 
 // start saves the job's plan and begins following its completions, after
@@ -555,6 +560,9 @@ func (jr *jobRun) restore(ctx context.Context) error {
 			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.op, Target: u.target, Path: t.Path,
 			Repo: req.Repo, Size: snap.Size, Overwrite: req.Overwrite, Index: u.index,
 		}
+		if u.op == queue.WritePrepare {
+			item.Keep = jr.c.otherRestores(jr.job.ID)
+		}
 		if u.op == queue.WriteChunk {
 			c := snap.Chunks[u.index]
 			item.Offset, item.Length, item.Hash, item.Zero = c.Offset, c.Length, c.Hash, c.Zero
@@ -587,14 +595,7 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	}
 	for _, step := range []iter.Seq[unit]{perTarget(queue.WritePrepare), chunks, perTarget(queue.WriteFinish)} {
 		if err := jr.phase(ctx, step, publish); err != nil {
-			ended := ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled)
-			endCtx := context.WithoutCancel(ctx)
-			jr.purge(endCtx, ended)
-			if ended { // remove partial files; best effort, nobody waits for it
-				for t := range req.Targets {
-					_ = publish(endCtx, unit{op: queue.WriteAbort, target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t))
-				}
-			}
+			jr.abortRestore(ctx, publish)
 			return err
 		}
 	}
@@ -602,4 +603,85 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	jr.job.Stats = manifest.Stats{SourceBytes: snap.Size, Chunks: len(snap.Chunks), Seconds: time.Since(jr.job.Started).Seconds()}
 	jr.purge(ctx, true)
 	return nil
+}
+
+// abortWait bounds how long a failed restore waits for its readers to
+// remove their partial files before the job is reported failed.
+const abortWait = 30 * time.Second
+
+// abortRestore removes what a restore that did not complete left on its
+// targets: its outstanding work, and, unless it was interrupted by
+// shutdown (it resumes), its partial files. It waits, up to abortWait, for
+// every target's reader to report them removed, so that a failed restore
+// leaves no debris by the time it is reported.
+func (jr *jobRun) abortRestore(ctx context.Context, publish publishFunc) {
+	ended := ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled)
+	endCtx := context.WithoutCancel(ctx)
+	jr.purge(endCtx, ended)
+	if !ended {
+		return
+	}
+	targets := len(jr.job.Restore.Targets)
+	for t := range targets {
+		if err := publish(endCtx, unit{op: queue.WriteAbort, target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t)); err != nil {
+			jr.logger.WarnContext(endCtx, "abort restore", "target", t, "err", err)
+		}
+	}
+	waitCtx, cancel := context.WithTimeout(endCtx, abortWait)
+	defer cancel()
+	it, err := queue.NewTail(waitCtx, jr.c.js, queue.StreamDone, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{queue.DoneSubject(jr.job.ID)},
+	})
+	if err != nil {
+		jr.logger.WarnContext(endCtx, "partial files of the failed restore may remain", "err", err)
+		return
+	}
+	defer it.Stop()
+	aborted := make(map[int]bool)
+	for len(aborted) < targets {
+		msg, err := it.Next(waitCtx)
+		if err != nil {
+			jr.logger.WarnContext(endCtx, "partial files of the failed restore may remain: not every reader reported them removed",
+				"removed", len(aborted), "targets", targets, "err", err)
+			return
+		}
+		if d := decodeDone(msg); d != nil && d.Op == queue.WriteAbort {
+			aborted[d.Target] = true
+		}
+	}
+	jr.purge(endCtx, true)
+}
+
+// changedWarning is the warning of a volume backed up while it changed.
+const changedWarning = "the source changed while it was read (%s): the snapshot may mix old and new data; " +
+	"quiesce the volume (stop what writes it) or back up a filesystem or LVM snapshot of it"
+
+// checkUnchanged asks the source's reader, once every chunk is read,
+// whether the volume changed since the backup began (its size, or an image
+// file's modification time) and, if so, adds a warning to the snapshot, so
+// the backup completes with warnings rather than saying nothing. A block
+// device's writes do not show in its node's time: only a change of size can
+// be seen there.
+func (jr *jobRun) checkUnchanged(ctx context.Context, readPath string, snap *manifest.Snapshot) {
+	before := jr.job.Source
+	if before == nil {
+		return
+	}
+	now, err := jr.waitForReader(ctx, jr.job.Backup.Source.Host, readPath, 0)
+	var why string
+	switch {
+	case err != nil:
+		jr.logger.WarnContext(ctx, "could not check whether the source changed while read", "err", err)
+		return
+	case now.Size != before.Size:
+		why = fmt.Sprintf("its size went from %d to %d bytes", before.Size, now.Size)
+	case now.MTime != before.MTime:
+		why = fmt.Sprintf("its modification time went from %s to %s",
+			time.Unix(0, before.MTime).UTC().Format(time.RFC3339Nano), time.Unix(0, now.MTime).UTC().Format(time.RFC3339Nano))
+	default:
+		return
+	}
+	snap.Stats.Warnings++
+	jr.warn(fmt.Sprintf(changedWarning, why))
+	jr.logger.WarnContext(ctx, "source changed while read", "why", why)
 }

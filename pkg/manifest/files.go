@@ -5,7 +5,6 @@ import (
 	"math"
 	"path"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
@@ -61,9 +60,10 @@ type Extent struct {
 	Length int64 `json:"n"`
 }
 
-// CheckPath returns an error unless p can name an entry: relative, clean,
-// valid UTF-8, without "..", NUL or an empty element. "." names the root.
-// Restores rely on it: no such path leaves the restore target.
+// CheckPath returns an error unless p can name an entry: a path in manifest
+// form (see EncodeName), relative, clean, without "." or ".." or an empty
+// element, each element valid UTF-8 text or an encoded name. "." names the
+// root. Restores rely on it: no such path leaves the restore target.
 func CheckPath(p string) error {
 	switch {
 	case p == ".":
@@ -72,14 +72,15 @@ func CheckPath(p string) error {
 		return fmt.Errorf("empty path")
 	case strings.HasPrefix(p, "/"):
 		return fmt.Errorf("path %q is absolute", p)
-	case !utf8.ValidString(p) || strings.ContainsRune(p, 0):
-		return fmt.Errorf("path %q is not valid UTF-8 text", p)
 	case path.Clean(p) != p:
 		return fmt.Errorf("path %q is not clean", p)
 	}
 	for _, elem := range strings.Split(p, "/") {
 		if elem == ".." || elem == "." {
 			return fmt.Errorf("path %q has a %q element", p, elem)
+		}
+		if err := checkName(elem); err != nil {
+			return fmt.Errorf("path %q: %w", p, err)
 		}
 	}
 	return nil
@@ -136,6 +137,9 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 		if err := CheckPath(e.Path); err != nil {
 			return bad("entry %d: %v", i, err)
 		}
+		if s.Version < 3 && (encoded(e.Path) || encoded(e.Target)) {
+			return bad("entry %d: names that are not UTF-8 text need manifest version 3", i)
+		}
 		if _, dup := types[e.Path]; dup {
 			return bad("entry %d: %q listed twice", i, e.Path)
 		}
@@ -163,8 +167,8 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 				return bad("entry %q: a %s has no link target", e.Path, e.Type)
 			}
 		case TypeSymlink:
-			if e.Target == "" || strings.ContainsRune(e.Target, 0) {
-				return bad("entry %q: symlink without a valid target", e.Path)
+			if err := checkTarget(e.Target); err != nil {
+				return bad("entry %q: %v", e.Path, err)
 			}
 		case TypeFile:
 			if err := s.validateFile(e, hardLinkable); err != nil {

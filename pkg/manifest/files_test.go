@@ -1,6 +1,7 @@
 package manifest_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -141,6 +142,26 @@ func TestValidateFiles(t *testing.T) {
 		{"invalid UTF-8", func(t *testing.T, s *manifest.Snapshot) {
 			addEntry(s, manifest.Entry{Path: "x\xffy"})
 		}, "UTF-8"},
+		{"encoded name in version 2", func(t *testing.T, s *manifest.Snapshot) {
+			s.Version = 2
+			addEntry(s, manifest.Entry{Path: manifest.EncodeName("x\xffy")})
+		}, "need manifest version 3"},
+		{"encoded target in version 2", func(t *testing.T, s *manifest.Snapshot) {
+			s.Version = 2
+			entry(t, s, "link").Target = manifest.EncodeTarget("../\xfe")
+		}, "need manifest version 3"},
+		{"encoded text name", func(t *testing.T, s *manifest.Snapshot) {
+			addEntry(s, manifest.Entry{Path: "\x00" + base64.RawURLEncoding.EncodeToString([]byte("plain"))})
+		}, "must be stored as text"},
+		{"encoded name with a slash", func(t *testing.T, s *manifest.Snapshot) {
+			addEntry(s, manifest.Entry{Path: "\x00" + base64.RawURLEncoding.EncodeToString([]byte("a/\xff"))})
+		}, "holds '/' or NUL"},
+		{"encoded name, bad base64", func(t *testing.T, s *manifest.Snapshot) {
+			addEntry(s, manifest.Entry{Path: "\x00!!"})
+		}, "encoded name"},
+		{"encoded name, padded", func(t *testing.T, s *manifest.Snapshot) {
+			addEntry(s, manifest.Entry{Path: "\x00" + base64.URLEncoding.EncodeToString([]byte("\xff"))})
+		}, "encoded name"},
 		{"duplicate path", func(t *testing.T, s *manifest.Snapshot) {
 			addEntry(s, manifest.Entry{Path: "fifo", Type: manifest.TypeSpecial})
 		}, "listed twice"},
@@ -268,10 +289,10 @@ func TestValidateFiles(t *testing.T) {
 		}, "a symlink has no content"},
 		{"symlink without target", func(t *testing.T, s *manifest.Snapshot) {
 			entry(t, s, "link").Target = ""
-		}, "symlink without a valid target"},
+		}, "symlink target"},
 		{"symlink target with NUL", func(t *testing.T, s *manifest.Snapshot) {
 			entry(t, s, "link").Target = "a\x00b"
-		}, "symlink without a valid target"},
+		}, "symlink target"},
 		{"dir with a target", func(t *testing.T, s *manifest.Snapshot) {
 			entry(t, s, "empty").Target = "a"
 		}, "no link target"},
@@ -331,7 +352,7 @@ func TestDecodeFilesRejects(t *testing.T) {
 		{`"path":"a/sub/d"`, `"path":"link/d"`},
 		{`"path":"a/sub/d"`, `"path":"a/sub/../../d"`},
 		{`"path":"a/sub/d"`, `"path":"a/sub/d\u0000"`},
-		{`"version":2`, `"version":1`},
+		{`"version":3`, `"version":1`},
 	} {
 		bad := strings.Replace(string(data), tt.old, tt.new, 1)
 		if bad == string(data) {
@@ -497,4 +518,48 @@ func FuzzDecodeFiles(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		os, manifest string
+	}{
+		{"plain.txt", "plain.txt"},
+		{"dir/sub/ünïcode", "dir/sub/ünïcode"},
+		{"bad\xff", "\x00YmFk_w"},
+		{"ok/\xfe\xfd/x", "ok/\x00_v0/x"},
+	}
+	for _, tt := range tests {
+		if got := manifest.EncodePath(tt.os); got != tt.manifest {
+			t.Errorf("EncodePath(%q) = %q, want %q", tt.os, got, tt.manifest)
+		}
+		if got := manifest.OSPath(tt.manifest); got != tt.os {
+			t.Errorf("OSPath(%q) = %q, want %q", tt.manifest, got, tt.os)
+		}
+		if err := manifest.CheckPath(tt.manifest); err != nil {
+			t.Errorf("CheckPath(%q): %v", tt.manifest, err)
+		}
+	}
+	if got := manifest.Display("ok/\x00_v0/x"); got != `"ok/\xfe\xfd/x"` {
+		t.Errorf("Display = %s", got)
+	}
+	if got := manifest.OSTarget(manifest.EncodeTarget("../a\xff/b")); got != "../a\xff/b" {
+		t.Errorf("target round trip = %q", got)
+	}
+	// A snapshot with an encoded name is written as version 3.
+	s := filesSample()
+	addEntry(s, manifest.Entry{Path: manifest.EncodeName("\xff")})
+	s.SetVersion()
+	if s.Version != 3 {
+		t.Errorf("SetVersion with an encoded name = %d, want 3", s.Version)
+	}
+	if _, err := manifest.Encode(s); err != nil {
+		t.Error(err)
+	}
+	s = filesSample()
+	s.SetVersion()
+	if s.Version != 2 {
+		t.Errorf("SetVersion without encoded names = %d, want 2", s.Version)
+	}
 }

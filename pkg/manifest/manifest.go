@@ -21,17 +21,32 @@ import (
 
 // Version is the newest manifest schema version this package reads and
 // writes. Decode reads every version up to it and rejects newer ones.
-// Version 2 added files mode; see VersionFor.
-const Version = 2
+// Version 2 added files mode, version 3 file names that are not UTF-8 text
+// (EncodeName); see VersionFor.
+const Version = 3
 
 // VersionFor returns the version a snapshot of mode is written with: 2 for
 // files mode, 1 for volumes, so that readers that only know version 1 can
-// still restore every volume snapshot.
+// still restore every volume snapshot. A files-mode snapshot that holds an
+// encoded name needs version 3 instead: see (*Snapshot).SetVersion.
 func VersionFor(mode string) int {
 	if mode == ModeFiles {
 		return 2
 	}
 	return 1
+}
+
+// SetVersion sets the snapshot's version to the lowest that describes it:
+// VersionFor its mode, or 3 when a file name or symlink target in it is not
+// UTF-8 text, so that older readers refuse it rather than misread it.
+func (s *Snapshot) SetVersion() {
+	s.Version = VersionFor(s.Mode)
+	for _, e := range s.Files {
+		if encoded(e.Path) || encoded(e.Target) {
+			s.Version = 3
+			return
+		}
+	}
 }
 
 // Modes of backup.

@@ -184,10 +184,19 @@ type Job struct {
 	Mode   string `json:"mode,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Device string `json:"device,omitempty"`
+	// Source is what the backup of a volume saw of it before reading it,
+	// to tell, when every chunk is read, whether it changed meanwhile.
+	Source *SourceState `json:"source,omitempty"`
 	// Warnings lists what a job that succeeded could not do (files not
 	// read, changed while read, skipped), at most MaxWarnings of them;
 	// Stats.Warnings counts them all.
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// SourceState is a volume's size and modification time at one moment.
+type SourceState struct {
+	Size  int64 `json:"size"`
+	MTime int64 `json:"mtime,omitempty"`
 }
 
 // MaxWarnings bounds the warnings a job record and its events carry.
@@ -312,6 +321,10 @@ type WriteItem struct {
 	Tree    bool             `json:"tree,omitempty"`
 	Entries []manifest.Entry `json:"entries,omitempty"`
 	Parts   []TreePart       `json:"parts,omitempty"`
+	// Keep, on prepare and entries, names the other restore jobs still
+	// running: their partial files are work in progress, those of any
+	// other job debris of an interrupted restore, removed.
+	Keep []string `json:"keep,omitempty"`
 }
 
 func (w *WriteItem) version() int { return w.V }
@@ -393,6 +406,9 @@ type StatReply struct {
 	Files     int64  `json:"files,omitempty"`
 	MountRoot bool   `json:"mount_root,omitempty"`
 	Device    string `json:"device,omitempty"`
+	// MTime is a volume file's modification time (ns since the epoch);
+	// 0 for a block device, whose node does not change as it is written.
+	MTime int64 `json:"mtime,omitempty"`
 }
 
 func (r *StatReply) version() int { return r.V }

@@ -105,6 +105,9 @@ type Reader struct {
 	logger *slog.Logger
 	bufs   *bufpool.Pool // chunk buffers, aligned so restores write them directly
 	gate   *rawGate
+	// volumes holds the volume targets of restores open, each written
+	// through descriptors opened once.
+	volumes *openVolumes
 
 	// chunks and bytes count the chunks read or written; inFlight what is
 	// being handled now. They feed the reader's heartbeat.
@@ -125,8 +128,9 @@ func New(nc *nats.Conn, cfg Config) (*Reader, error) {
 	machine, _ := os.Hostname()
 	return &Reader{
 		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host), gate: newRawGate(),
-		bufs: bufpool.New(cfg.Workers, directio.Alloc),
-		id:   fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()),
+		volumes: newOpenVolumes(),
+		bufs:    bufpool.New(cfg.Workers, directio.Alloc),
+		id:      fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()),
 	}, nil
 }
 
@@ -153,6 +157,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	}, queue.HandlerFunc(r.handle), queue.ConsumeConfig{
 		Workers: r.cfg.Workers, DrainTimeout: r.cfg.DrainTimeout, Logger: r.logger, OnRetry: r.cfg.Metrics.Retry,
 	})
+	r.volumes.closeAll()
 	r.logger.InfoContext(context.WithoutCancel(ctx), "reader stopped", "chunks", r.chunks.Load())
 	return err
 }
@@ -194,7 +199,7 @@ func (r *Reader) stat(req *queue.StatRequest, reply *queue.StatReply) {
 		reply.Error = err.Error()
 		return
 	}
-	reply.Size, reply.Kind = vol.Size(), vol.Kind()
+	reply.Size, reply.Kind, reply.MTime = vol.Size(), vol.Kind(), vol.MTime()
 	vol.Close()
 }
 
@@ -603,23 +608,29 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // write performs one restore step.
 func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
-	t := restore.Target{Path: item.Path, JobID: item.JobID, Size: item.Size, Overwrite: item.Overwrite}
+	t := restore.Target{Path: item.Path, JobID: item.JobID, Size: item.Size, Overwrite: item.Overwrite, Keep: item.Keep}
 	done := &queue.Done{JobID: item.JobID, Op: item.Op, Index: item.Index, Target: item.Target, Length: item.Length}
+	fail := func(err error) error {
+		if !restore.Permanent(err) && !queue.IsPermanent(err) {
+			return err // retried: the repository may be briefly unreachable
+		}
+		done.Error = err.Error()
+		return r.fail(ctx, done)
+	}
 	switch item.Op {
 	case queue.WritePrepare:
-		device, err := restore.Prepare(t)
+		v, err := restore.Prepare(t)
 		if err != nil {
-			done.Error = err.Error()
-			return r.fail(ctx, done)
+			return fail(err)
 		}
-		done.Device = device
+		done.Device = v.Device()
+		r.volumes.put(item.JobID, item.Target, v)
 	case queue.WriteChunk:
 		c := restore.Chunk{Offset: item.Offset, Length: item.Length, Zero: item.Zero}
 		if !item.Zero {
 			id, err := chunk.ParseID(item.Hash)
 			if err != nil {
-				done.Error = err.Error()
-				return r.fail(ctx, done)
+				return fail(queue.Permanent(err))
 			}
 			c.ID = id
 		}
@@ -627,27 +638,30 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 		if err != nil {
 			return err // retried: the repository may be briefly unreachable
 		}
+		v, err := r.volumes.get(item.JobID, item.Target, t)
+		if err != nil {
+			return fail(err)
+		}
 		defer r.cfg.Metrics.Begin("write")()
 		start := time.Now()
 		buf := r.buffer(item.Length)[:0]
-		buf, err = restore.WriteChunk(ctx, repo, t, c, buf)
+		buf, err = v.WriteChunk(ctx, repo, c, buf)
 		r.release(buf)
 		r.cfg.Metrics.Stage("write", start)
-		if err == nil {
-			r.cfg.Metrics.Chunk("written", item.Length)
-			r.bytes.Add(item.Length)
-		} else {
+		if err != nil {
 			r.cfg.Metrics.Error("write")
+			return fail(err)
+		}
+		r.cfg.Metrics.Chunk("written", item.Length)
+		r.bytes.Add(item.Length)
+	case queue.WriteFinish:
+		var err error
+		if v := r.volumes.take(item.JobID, item.Target); v != nil {
+			err = v.Finish()
+		} else {
+			err = restore.Finish(t)
 		}
 		if err != nil {
-			if errors.Is(err, chunk.ErrCorrupt) || errors.Is(err, os.ErrNotExist) || isNoSpace(err) {
-				done.Error = err.Error()
-				return r.fail(ctx, done)
-			}
-			return err
-		}
-	case queue.WriteFinish:
-		if err := restore.Finish(t); err != nil {
 			done.Error = err.Error()
 			return r.fail(ctx, done)
 		}
@@ -657,24 +671,23 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 			done.Length += p.Length
 		}
 		if err := r.writeTree(ctx, item); err != nil {
-			if isPermanentWrite(err) {
-				done.Error = err.Error()
-				return r.fail(ctx, done)
-			}
-			return err
+			return fail(err)
 		}
 	case queue.WriteAbort:
+		var err error
 		if item.Tree {
-			err := restore.Tree{Path: item.Path, JobID: item.JobID}.Abort()
-			if err != nil {
-				r.logger.WarnContext(ctx, "abort restore", "job_id", item.JobID, "err", err)
+			err = restore.Tree{Path: item.Path, JobID: item.JobID}.Abort()
+		} else {
+			if v := r.volumes.take(item.JobID, item.Target); v != nil {
+				v.Close()
 			}
-			return nil
+			err = restore.Abort(t)
 		}
-		if err := restore.Abort(t); err != nil {
+		if err != nil {
 			r.logger.WarnContext(ctx, "abort restore", "job_id", item.JobID, "err", err)
 		}
-		return nil // the job has ended; nobody waits for a completion
+		// Reported, so the coordinator knows the partial files are gone
+		// before it ends the job; an error here fails nothing more.
 	default:
 		return queue.Permanent(fmt.Errorf("unknown write op %q", item.Op))
 	}
@@ -683,7 +696,7 @@ func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
 
 // writeTree performs one step of a files-mode restore.
 func (r *Reader) writeTree(ctx context.Context, item *queue.WriteItem) error {
-	t := restore.Tree{Path: item.Path, JobID: item.JobID, Overwrite: item.Overwrite}
+	t := restore.Tree{Path: item.Path, JobID: item.JobID, Overwrite: item.Overwrite, Keep: item.Keep}
 	switch item.Op {
 	case queue.WriteEntries:
 		return t.CreateEntries(item.Entries)
@@ -719,27 +732,6 @@ func (r *Reader) writeTree(ctx context.Context, item *queue.WriteItem) error {
 	r.cfg.Metrics.Chunk("written", item.Length)
 	r.bytes.Add(item.Length)
 	return nil
-}
-
-// isPermanentWrite reports whether a restore step failed in a way retrying
-// cannot fix: corrupt or missing data, a full disk, a target in the way or
-// unsafe, a malformed item.
-func isPermanentWrite(err error) bool {
-	return errors.Is(err, chunk.ErrCorrupt) || errors.Is(err, os.ErrNotExist) || isNoSpace(err) ||
-		errors.Is(err, restore.ErrExists) || errors.Is(err, restore.ErrUnsafePath) ||
-		errors.Is(err, os.ErrPermission) || queue.IsPermanent(err) || !errors.Is(err, context.Canceled) && isLocalFSError(err)
-}
-
-// isLocalFSError reports an error from the target's filesystem (as opposed
-// to the repository or NATS), which a retry would meet again.
-func isLocalFSError(err error) bool {
-	var pe *os.PathError
-	var le *os.LinkError
-	return errors.As(err, &pe) || errors.As(err, &le)
-}
-
-func isNoSpace(err error) bool {
-	return strings.Contains(err.Error(), "no space left") || strings.Contains(err.Error(), "file too large")
 }
 
 // fail records a permanent failure of one piece of work; the coordinator

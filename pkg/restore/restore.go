@@ -1,10 +1,15 @@
 // Package restore writes a snapshot's chunks back to a target: a regular file
-// or a block device. A restore of one target runs in three steps, each
-// idempotent so that redelivered work is harmless:
+// or a block device (Volume), or a directory tree (Tree). A restore of one
+// volume target runs in three steps, each idempotent so that redelivered
+// work is harmless:
 //
 //  1. Prepare creates PATH.bulkpart-JOB beside a file target (or checks a
 //     device is large enough) and sets its size, which leaves zero chunks as
-//     holes in a new file.
+//     holes in a new file. The partial file is created with O_EXCL and
+//     O_NOFOLLOW and opened once: what a restore writes goes through that
+//     descriptor, never through a name someone could swap for a symlink.
+//     Partial files other jobs left beside the target (restores killed
+//     before they could remove them) are removed.
 //  2. WriteChunk fetches a chunk, checks it against its hash, and writes it
 //     at its offset; chunks are written in parallel and in any order.
 //     Given an aligned buffer (directio.Alloc) it writes around the page
@@ -14,6 +19,10 @@
 //  3. Finish flushes the data to stable storage and renames the partial file
 //     into place, so a target path holds either nothing new or the whole
 //     restored volume.
+//
+// A process that did not prepare a target (another reader of the same
+// host) opens it with OpenVolume, which checks that the partial file is one
+// a restore made before it writes anything to it.
 package restore
 
 import (
@@ -23,6 +32,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
@@ -33,7 +47,7 @@ import (
 // allowed.
 var ErrExists = errors.New("restore: target exists (use --overwrite to replace it)")
 
-// Target is where one restore writes.
+// Target is where one volume restore writes.
 type Target struct {
 	// Path is the final path of the file or device.
 	Path string
@@ -43,67 +57,201 @@ type Target struct {
 	Size int64
 	// Overwrite allows replacing an existing regular file.
 	Overwrite bool
+	// Keep names other restore jobs still running, whose partial files
+	// Prepare leaves alone; those of any other job are debris.
+	Keep []string
 }
 
-// partialPath is where a file target is written before Finish renames it.
-func (t Target) partialPath() string { return t.Path + ".bulkpart-" + t.JobID }
+const partialTag = ".bulkpart-"
 
-// IsDevice reports whether the target path is an existing block device.
-func (t Target) IsDevice() bool {
-	fi, err := os.Stat(t.Path)
-	return err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
+// partialName is the name of the partial file of a file target in its
+// directory.
+func (t Target) partialName() string { return filepath.Base(t.Path) + partialTag + t.JobID }
+
+// Volume is a volume target opened for writing: the partial file of a file
+// target (or the device), opened once. Its methods are safe for concurrent
+// use.
+type Volume struct {
+	t      Target
+	device bool
+	dir    *os.File // the target's directory (file targets)
+	f      *os.File // writes through the page cache
+	direct *os.File // O_DIRECT writes of the same file; nil where refused
+
+	mu     sync.Mutex
+	closed bool
 }
 
-// writePath is the file chunks are written to.
-func (t Target) writePath() string {
-	if t.IsDevice() {
-		return t.Path
-	}
-	return t.partialPath()
-}
+// Device reports whether the target is a block device, on which zero
+// chunks must be written rather than left as holes.
+func (v *Volume) Device() bool { return v.device }
 
-// Prepare readies the target and reports whether it is a block device (on
-// which zero chunks must be written, not skipped). It never truncates data
-// a previous Prepare of the same job left, so running it twice is safe.
-func Prepare(t Target) (device bool, err error) {
+// Prepare readies the target and returns it open. It never truncates data a
+// previous Prepare of the same job left, so running it twice is safe.
+func Prepare(t Target) (*Volume, error) {
 	fi, err := os.Stat(t.Path)
 	switch {
 	case err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
-		f, err := os.OpenFile(t.Path, os.O_WRONLY, 0)
-		if err != nil {
-			return true, fmt.Errorf("prepare %s: %w", t.Path, err)
-		}
-		defer f.Close()
+		return openDevice(t, true)
+	case err == nil && fi.IsDir():
+		return nil, fmt.Errorf("prepare %s: %w: the target is a directory; give a file path", t.Path, ErrNotFile)
+	case err == nil && !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("prepare %s: %w: the target is a %s", t.Path, ErrNotFile, fi.Mode().Type())
+	case err == nil && !t.Overwrite:
+		return nil, fmt.Errorf("prepare %s: %w", t.Path, ErrExists)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("prepare %s: %w", t.Path, err)
+	}
+	dirPath := filepath.Dir(t.Path)
+	dir, err := os.Open(dirPath)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: directory %s does not exist: %w", t.Path, dirPath, err)
+	}
+	v := &Volume{t: t, dir: dir}
+	if err := v.sweep(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if err := v.createPartial(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if err := v.f.Truncate(t.Size); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("prepare %s: set size %d: %w", t.Path, t.Size, err)
+	}
+	return v, nil
+}
+
+// ErrNotFile is wrapped when a volume target is neither a regular file nor
+// a block device.
+var ErrNotFile = errors.New("restore: not a file or block device")
+
+// OpenVolume opens a target that Prepare readied, in a process that did not
+// prepare it. A partial file that is not one a restore made (a symlink, a
+// hard link, another user's file) is refused, never written to.
+func OpenVolume(t Target) (*Volume, error) {
+	if fi, err := os.Stat(t.Path); err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		return openDevice(t, false)
+	}
+	dir, err := os.Open(filepath.Dir(t.Path))
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", t.Path, err)
+	}
+	v := &Volume{t: t, dir: dir}
+	fd, err := unix.Openat(int(dir.Fd()), t.partialName(), unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		v.Close()
+		return nil, fmt.Errorf("restore %s: open partial file: %w", t.Path, err)
+	}
+	if err := v.adopt(fd); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+func openDevice(t Target, checkSize bool) (*Volume, error) {
+	f, err := os.OpenFile(t.Path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", t.Path, err)
+	}
+	v := &Volume{t: t, device: true, f: f}
+	if checkSize {
 		size, err := f.Seek(0, io.SeekEnd)
 		if err != nil {
-			return true, fmt.Errorf("prepare %s: size of device: %w", t.Path, err)
+			v.Close()
+			return nil, fmt.Errorf("prepare %s: size of device: %w", t.Path, err)
 		}
 		if size < t.Size {
-			return true, fmt.Errorf("prepare %s: device holds %d bytes, the volume needs %d", t.Path, size, t.Size)
+			v.Close()
+			return nil, fmt.Errorf("prepare %s: %w: the device holds %d bytes, the volume needs %d", t.Path, ErrNoRoom, size, t.Size)
 		}
-		return true, nil
-	case err == nil && fi.IsDir():
-		return false, fmt.Errorf("prepare %s: target is a directory; give a file path", t.Path)
-	case err == nil && !fi.Mode().IsRegular():
-		return false, fmt.Errorf("prepare %s: target is a %s, not a file or block device", t.Path, fi.Mode().Type())
-	case err == nil && !t.Overwrite:
-		return false, fmt.Errorf("prepare %s: %w", t.Path, ErrExists)
-	case err != nil && !errors.Is(err, os.ErrNotExist):
-		return false, fmt.Errorf("prepare %s: %w", t.Path, err)
 	}
-	dir := filepath.Dir(t.Path)
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return false, fmt.Errorf("prepare %s: directory %s does not exist", t.Path, dir)
+	if d, err := os.OpenFile(t.Path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
+		v.direct = d
 	}
-	f, err := os.OpenFile(t.partialPath(), os.O_WRONLY|os.O_CREATE, 0o600)
+	return v, nil
+}
+
+// ErrNoRoom is wrapped when a device target is smaller than the volume.
+var ErrNoRoom = errors.New("restore: target too small")
+
+// sweep removes the partial files of this target that restores of other
+// jobs (not in Keep) left: a restore killed before it could remove them
+// leaves a file as large as the volume each time.
+func (v *Volume) sweep() error {
+	names, err := readDirNames(int(v.dir.Fd()))
 	if err != nil {
-		return false, fmt.Errorf("prepare %s: %w", t.Path, err)
+		return fmt.Errorf("prepare %s: list %s: %w", v.t.Path, v.dir.Name(), err)
 	}
-	defer f.Close()
-	if err := f.Truncate(t.Size); err != nil {
-		return false, fmt.Errorf("prepare %s: set size %d: %w", t.Path, t.Size, err)
+	prefix := filepath.Base(v.t.Path) + partialTag
+	for _, n := range names {
+		job, ok := strings.CutPrefix(n, prefix)
+		if !ok || job == v.t.JobID || slices.Contains(v.t.Keep, job) {
+			continue
+		}
+		if st, ok, err := lstat(int(v.dir.Fd()), n); err != nil || !ok || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		if err := unix.Unlinkat(int(v.dir.Fd()), n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("prepare %s: remove %s, left by an earlier restore: %w", v.t.Path, n, err)
+		}
 	}
-	return false, nil
+	return nil
+}
+
+// createPartial creates the partial file, or reopens the one an earlier
+// Prepare of the same job made; anything else under its name is removed
+// and the file created afresh.
+func (v *Volume) createPartial() error {
+	dir, name := int(v.dir.Fd()), v.t.partialName()
+	create := func() (int, error) {
+		return unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	}
+	fd, err := create()
+	if errors.Is(err, unix.EEXIST) {
+		if fd, err = unix.Openat(dir, name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			if err = v.adopt(fd); err == nil {
+				return nil
+			}
+		}
+		if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("prepare %s: remove %s: %w", v.t.Path, name, err)
+		}
+		fd, err = create()
+	}
+	if err != nil {
+		return fmt.Errorf("prepare %s: create %s: %w", v.t.Path, name, err)
+	}
+	return v.adopt(fd)
+}
+
+// adopt takes fd as the partial file after checking it is one a restore
+// made, and opens the same file for direct writes.
+func (v *Volume) adopt(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("restore %s: %w", v.t.Path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Uid != uint32(os.Geteuid()) {
+		unix.Close(fd)
+		return fmt.Errorf("restore %s: %w: %s is not the partial file a restore created (mode %o, %d links, owner %d)",
+			v.t.Path, ErrUnsafePath, v.t.partialName(), st.Mode, st.Nlink, st.Uid)
+	}
+	v.f = os.NewFile(uintptr(fd), filepath.Join(v.dir.Name(), v.t.partialName()))
+	dfd, err := unix.Openat(int(v.dir.Fd()), v.t.partialName(), unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil // no direct I/O here: every write goes through f
+	}
+	var dst unix.Stat_t
+	if unix.Fstat(dfd, &dst) != nil || dst.Dev != st.Dev || dst.Ino != st.Ino {
+		unix.Close(dfd) // swapped between the two opens: write through f only
+		return nil
+	}
+	v.direct = os.NewFile(uintptr(dfd), v.f.Name())
+	return nil
 }
 
 // Chunk is one chunk to write.
@@ -117,7 +265,10 @@ type Chunk struct {
 // WriteChunk fetches c from repo (unless it is a zero chunk), checks it and
 // writes it at its offset. buf is scratch space reused across calls; the
 // possibly grown buffer is returned. A corrupt chunk is never written.
-func WriteChunk(ctx context.Context, repo *repository.Repository, t Target, c Chunk, buf []byte) ([]byte, error) {
+func (v *Volume) WriteChunk(ctx context.Context, repo *repository.Repository, c Chunk, buf []byte) ([]byte, error) {
+	if c.Offset < 0 || c.Length < 0 || c.Length > v.t.Size || c.Offset > v.t.Size-c.Length {
+		return buf, fmt.Errorf("restore %s: %w: chunk [%d,+%d) outside the volume's %d bytes", v.t.Path, ErrUnsafePath, c.Offset, c.Length, v.t.Size)
+	}
 	var data []byte
 	if c.Zero {
 		if cap(buf) < int(c.Length) {
@@ -128,60 +279,107 @@ func WriteChunk(ctx context.Context, repo *repository.Repository, t Target, c Ch
 	} else {
 		var err error
 		if buf, err = repo.GetChunk(ctx, c.ID, buf[:0]); err != nil {
-			return buf, fmt.Errorf("restore %s at %d: %w", t.Path, c.Offset, err)
+			return buf, fmt.Errorf("restore %s at %d: %w", v.t.Path, c.Offset, err)
 		}
 		data = buf
 		if int64(len(data)) != c.Length {
-			return buf, fmt.Errorf("restore %s at %d: chunk %s holds %d bytes, the manifest says %d", t.Path, c.Offset, c.ID, len(data), c.Length)
+			return buf, fmt.Errorf("restore %s at %d: chunk %s holds %d bytes, the manifest says %d", v.t.Path, c.Offset, c.ID, len(data), c.Length)
 		}
 	}
-	if err := directio.WriteAt(t.writePath(), data, c.Offset); err != nil {
-		return buf, fmt.Errorf("restore %s: write at %d: %w", t.Path, c.Offset, err)
+	if err := v.writeAt(data, c.Offset); err != nil {
+		return buf, fmt.Errorf("restore %s: write at %d: %w", v.t.Path, c.Offset, err)
 	}
 	return buf, nil
 }
 
-// Finish flushes the target and moves a partial file into place. After a
-// successful Finish a second call finds the work done and returns nil.
-func Finish(t Target) error {
-	if t.IsDevice() {
-		return syncPath(t.Path, os.O_WRONLY)
-	}
-	part := t.partialPath()
-	if _, err := os.Stat(part); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Stat(t.Path); err == nil {
-			return nil // finished before
+// writeAt writes directly when b and off are aligned and the file system
+// allows it, through the page cache otherwise.
+func (v *Volume) writeAt(b []byte, off int64) error {
+	if v.direct != nil && directio.Aligned(b, off) {
+		_, err := v.direct.WriteAt(b, off)
+		if !errors.Is(err, unix.EINVAL) { // EINVAL: no direct I/O on this file system
+			return err
 		}
-		return fmt.Errorf("finish %s: partial file %s is missing", t.Path, part)
 	}
-	if err := syncPath(part, os.O_WRONLY); err != nil {
-		return err
-	}
-	if _, err := os.Stat(t.Path); err == nil && !t.Overwrite {
-		return fmt.Errorf("finish %s: %w", t.Path, ErrExists)
-	}
-	if err := os.Rename(part, t.Path); err != nil {
-		return fmt.Errorf("finish %s: %w", t.Path, err)
-	}
-	return syncPath(filepath.Dir(t.Path), os.O_RDONLY)
+	_, err := v.f.WriteAt(b, off)
+	return err
 }
 
-// Abort removes a partial file left by a failed or cancelled restore.
-func Abort(t Target) error {
-	if err := os.Remove(t.partialPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("abort restore of %s: %w", t.Path, err)
+// Finish flushes the target and moves a partial file into place, then
+// closes the volume. Finishing a target finished before (by another
+// process, or a redelivered step) finds the work done and returns nil.
+func (v *Volume) Finish() error {
+	defer v.Close()
+	if err := v.f.Sync(); err != nil {
+		return fmt.Errorf("finish %s: %w", v.t.Path, err)
+	}
+	if v.device {
+		return nil
+	}
+	dir, name := int(v.dir.Fd()), filepath.Base(v.t.Path)
+	// The name must still hold the file written through v: what is moved
+	// into place is a name, and someone may have swapped it meanwhile.
+	var st unix.Stat_t
+	if err := unix.Fstat(int(v.f.Fd()), &st); err != nil {
+		return fmt.Errorf("finish %s: %w", v.t.Path, err)
+	}
+	if now, ok, err := lstat(dir, v.t.partialName()); err != nil || !ok || now.Dev != st.Dev || now.Ino != st.Ino {
+		return fmt.Errorf("finish %s: %w: %s is no longer the file this restore wrote (%v)", v.t.Path, ErrUnsafePath, v.t.partialName(), err)
+	}
+	if _, ok, err := lstat(dir, name); err != nil {
+		return fmt.Errorf("finish %s: %w", v.t.Path, err)
+	} else if ok && !v.t.Overwrite {
+		return fmt.Errorf("finish %s: %w", v.t.Path, ErrExists)
+	}
+	if err := unix.Renameat(dir, v.t.partialName(), dir, name); err != nil {
+		return fmt.Errorf("finish %s: %w", v.t.Path, err)
+	}
+	if err := v.dir.Sync(); err != nil {
+		return fmt.Errorf("finish %s: sync directory: %w", v.t.Path, err)
 	}
 	return nil
 }
 
-func syncPath(path string, flag int) error {
-	f, err := os.OpenFile(path, flag, 0)
+// Finish finishes a target in a process that holds it open no more (or
+// never did): it opens it (OpenVolume) and finishes it, or finds it
+// finished before.
+func Finish(t Target) error {
+	v, err := OpenVolume(t)
 	if err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
+		if _, serr := os.Stat(t.Path + partialTag + t.JobID); errors.Is(serr, os.ErrNotExist) {
+			if _, serr := os.Stat(t.Path); serr == nil {
+				return nil // finished before
+			}
+			return fmt.Errorf("finish %s: partial file %s is missing", t.Path, t.partialName())
+		}
+		return err
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
+	return v.Finish()
+}
+
+// Close releases the volume's descriptors, leaving the partial file. It is
+// safe to call more than once.
+func (v *Volume) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return nil
+	}
+	v.closed = true
+	var errs []error
+	for _, f := range []*os.File{v.direct, v.f, v.dir} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Abort removes the partial file a failed or cancelled restore left. The
+// volume, if open, must be closed first.
+func Abort(t Target) error {
+	if err := os.Remove(t.Path + partialTag + t.JobID); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("abort restore of %s: %w", t.Path, err)
 	}
 	return nil
 }

@@ -2,9 +2,13 @@ package restore_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +17,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/restore"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
 )
 
@@ -36,7 +41,7 @@ type testBundle struct {
 
 // newRepo creates a directory repository and a sealer to fill it with,
 // returning the repository's directory too.
-func newRepo(t *testing.T) (*repository.Repository, *chunk.Sealer, string) {
+func newRepo(t testing.TB) (*repository.Repository, *chunk.Sealer, string) {
 	t.Helper()
 	root := t.TempDir()
 	st, err := dirstore.New(root)
@@ -89,7 +94,7 @@ func partial(tg restore.Target) string { return tg.Path + ".bulkpart-" + tg.JobI
 
 // write writes the chunks of a file target, skipping zero chunks as the
 // coordinator does for files: Prepare left them as holes.
-func (b *testBundle) write(t *testing.T, tg restore.Target, chunks []restore.Chunk) {
+func (b *testBundle) write(t *testing.T, v *restore.Volume, chunks []restore.Chunk) {
 	t.Helper()
 	var buf []byte
 	for _, c := range chunks {
@@ -97,7 +102,7 @@ func (b *testBundle) write(t *testing.T, tg restore.Target, chunks []restore.Chu
 			continue
 		}
 		var err error
-		if buf, err = restore.WriteChunk(t.Context(), b.repo, tg, c, buf); err != nil {
+		if buf, err = v.WriteChunk(t.Context(), b.repo, c, buf); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,15 +121,17 @@ func (b *testBundle) corrupt(t *testing.T, id chunk.ID) {
 	}
 }
 
-func prepare(t *testing.T, tg restore.Target) {
+func prepare(t *testing.T, tg restore.Target) *restore.Volume {
 	t.Helper()
-	device, err := restore.Prepare(tg)
+	v, err := restore.Prepare(tg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if device {
+	t.Cleanup(func() { v.Close() })
+	if v.Device() {
 		t.Fatalf("Prepare(%s) reports a device", tg.Path)
 	}
+	return v
 }
 
 func checkFile(t *testing.T, path string, want []byte) {
@@ -149,9 +156,9 @@ func TestRestoreFile(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tg := b.target("vol.img")
-	prepare(t, tg)
+	v := prepare(t, tg)
 	checkMissing(t, tg.Path) // nothing at the target before Finish
-	b.write(t, tg, b.chunks)
+	b.write(t, v, b.chunks)
 	restoreFile(t, b, tg)
 }
 
@@ -162,14 +169,14 @@ func TestRestoreFileDirect(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tg := b.target("vol.img")
-	prepare(t, tg)
+	v := prepare(t, tg)
 	buf := directio.Alloc(chunkSize)[:0]
 	for _, c := range b.chunks {
 		if c.Zero {
 			continue
 		}
 		var err error
-		if buf, err = restore.WriteChunk(t.Context(), b.repo, tg, c, buf[:0]); err != nil {
+		if buf, err = v.WriteChunk(t.Context(), b.repo, c, buf[:0]); err != nil {
 			t.Fatal(err)
 		}
 		if want := c.Length%directio.Align == 0; directio.Aligned(buf, c.Offset) != want {
@@ -210,10 +217,10 @@ func TestPrepareTwice(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tg := b.target("vol.img")
-	prepare(t, tg)
-	b.write(t, tg, b.chunks[:20])
-	prepare(t, tg) // a redelivered prepare must not truncate what was written
-	b.write(t, tg, b.chunks[20:])
+	v := prepare(t, tg)
+	b.write(t, v, b.chunks[:20])
+	v = prepare(t, tg) // a redelivered prepare must not truncate what was written
+	b.write(t, v, b.chunks[20:])
 	if err := restore.Finish(tg); err != nil {
 		t.Fatal(err)
 	}
@@ -240,8 +247,8 @@ func TestOverwrite(t *testing.T) {
 	checkMissing(t, partial(tg))
 
 	tg.Overwrite = true
-	prepare(t, tg)
-	b.write(t, tg, b.chunks)
+	v := prepare(t, tg)
+	b.write(t, v, b.chunks)
 	checkFile(t, tg.Path, old) // replaced only by Finish
 	if err := restore.Finish(tg); err != nil {
 		t.Fatal(err)
@@ -253,8 +260,8 @@ func TestFinishRefusesTargetCreatedMeanwhile(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tg := b.target("vol.img")
-	prepare(t, tg)
-	b.write(t, tg, b.chunks)
+	v := prepare(t, tg)
+	b.write(t, v, b.chunks)
 	old := []byte("created while the restore ran")
 	if err := os.WriteFile(tg.Path, old, 0o600); err != nil {
 		t.Fatal(err)
@@ -305,10 +312,10 @@ func TestCorruptChunkNotWritten(t *testing.T) {
 	bad := b.chunks[10]
 	b.corrupt(t, bad.ID)
 	tg := b.target("vol.img")
-	prepare(t, tg)
-	b.write(t, tg, b.chunks[:10])
+	v := prepare(t, tg)
+	b.write(t, v, b.chunks[:10])
 
-	_, err := restore.WriteChunk(t.Context(), b.repo, tg, bad, nil)
+	_, err := v.WriteChunk(t.Context(), b.repo, bad, nil)
 	if !errors.Is(err, chunk.ErrCorrupt) {
 		t.Fatalf("WriteChunk of a corrupt chunk: err = %v, want chunk.ErrCorrupt", err)
 	}
@@ -338,10 +345,10 @@ func TestWriteChunkWrongLength(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tg := b.target("vol.img")
-	prepare(t, tg)
+	v := prepare(t, tg)
 	c := b.chunks[0]
 	c.Length--
-	if _, err := restore.WriteChunk(t.Context(), b.repo, tg, c, nil); err == nil || !strings.Contains(err.Error(), c.ID.String()) {
+	if _, err := v.WriteChunk(t.Context(), b.repo, c, nil); err == nil || !strings.Contains(err.Error(), c.ID.String()) {
 		t.Fatalf("WriteChunk with a length the chunk does not have: err = %v, want one naming %s", err, c.ID)
 	}
 	got, err := os.ReadFile(partial(tg))
@@ -357,8 +364,8 @@ func TestAbort(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	tg := b.target("vol.img")
-	prepare(t, tg)
-	b.write(t, tg, b.chunks[:5])
+	v := prepare(t, tg)
+	b.write(t, v, b.chunks[:5])
 	if _, err := os.Stat(partial(tg)); err != nil {
 		t.Fatal(err)
 	}
@@ -371,4 +378,104 @@ func TestAbort(t *testing.T) {
 		t.Error("Finish after Abort succeeded")
 	}
 	checkMissing(t, tg.Path)
+}
+
+// TestPrepareSymlinkPlanted: a symlink planted where the partial file of a
+// restore goes (its name is predictable) is never followed: Prepare replaces
+// it, what it points to is untouched, and a swap after Prepare is refused
+// by Finish rather than moved into place.
+func TestPrepareSymlinkPlanted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	victim := filepath.Join(t.TempDir(), "victim")
+	orig := []byte("someone else's file")
+	if err := os.WriteFile(victim, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tg := b.target("vol.img")
+	if err := os.Symlink(victim, partial(tg)); err != nil {
+		t.Fatal(err)
+	}
+	v := prepare(t, tg)
+	b.write(t, v, b.chunks)
+	checkFile(t, victim, orig)
+	if fi, err := os.Lstat(partial(tg)); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("partial file after Prepare: %v, %v; want a regular file", fi, err)
+	}
+
+	// Swapped for a symlink after Prepare: writes go to the file Prepare
+	// opened, and Finish refuses to move the link into place.
+	if err := os.Remove(partial(tg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, partial(tg)); err != nil {
+		t.Fatal(err)
+	}
+	b.write(t, v, b.chunks[:3])
+	if err := v.Finish(); !errors.Is(err, restore.ErrUnsafePath) {
+		t.Fatalf("Finish after the partial file was swapped = %v, want ErrUnsafePath", err)
+	}
+	checkFile(t, victim, orig)
+	checkMissing(t, tg.Path)
+	// Another process opening the target by name refuses the link too.
+	if _, err := restore.OpenVolume(tg); err == nil {
+		t.Fatal("OpenVolume through a planted symlink succeeded")
+	}
+	checkFile(t, victim, orig)
+}
+
+// TestPrepareSweepsDebris: partial files that restores of other jobs left
+// beside the target (killed before they could remove them) are removed by
+// the next Prepare, but for those of jobs still running (Keep), and for
+// files that are not partial files of this target.
+func TestPrepareSweepsDebris(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tg := b.target("vol.img")
+	for _, name := range []string{"vol.img.bulkpart-dead-1", "vol.img.bulkpart-dead-2", "vol.img.bulkpart-running", "other.img.bulkpart-x", "vol.img.keep"} {
+		if err := os.WriteFile(filepath.Join(b.dir, name), []byte("left"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.Keep = []string{"running"}
+	prepare(t, tg)
+	names, err := os.ReadDir(b.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range names {
+		got = append(got, n.Name())
+	}
+	want := []string{"other.img.bulkpart-x", "vol.img.bulkpart-job-1", "vol.img.bulkpart-running", "vol.img.keep"}
+	if !slices.Equal(got, want) {
+		t.Errorf("after Prepare the directory holds %q, want %q", got, want)
+	}
+}
+
+func TestPermanent(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"corrupt chunk", fmt.Errorf("restore: %w", &chunk.CorruptError{Reason: "x"}), true},
+		{"missing chunk", fmt.Errorf("get: %w", store.ErrNotFound), true},
+		{"refused credentials", fmt.Errorf("get: %w", store.ErrAccessDenied), true},
+		{"target exists", fmt.Errorf("prepare: %w", restore.ErrExists), true},
+		{"target not a directory", fmt.Errorf("x: %w", restore.ErrNotDir), true},
+		{"disk full", &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}, true},
+		{"file too large", &os.PathError{Op: "truncate", Path: "/x", Err: syscall.EFBIG}, true},
+		{"read-only file system", &os.PathError{Op: "open", Path: "/x", Err: syscall.EROFS}, true},
+		{"repository refused the connection", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false},
+		{"timeout", context.DeadlineExceeded, false},
+		{"cancelled", fmt.Errorf("x: %w", context.Canceled), false},
+		{"unknown", errors.New("something"), false},
+	}
+	for _, tt := range tests {
+		if got := restore.Permanent(tt.err); got != tt.want {
+			t.Errorf("%s: Permanent(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
 }

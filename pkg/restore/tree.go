@@ -11,6 +11,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -25,11 +27,16 @@ import (
 // the restore target or through a symlink.
 var ErrUnsafePath = errors.New("restore: unsafe path")
 
+// ErrNotDir is wrapped when a tree restore's target exists and is not a
+// directory (a file, or a symlink, which a restore never follows).
+var ErrNotDir = errors.New("restore: target is not a directory")
+
 // Tree is the target of a files-mode restore: a directory. A tree restore
 // runs in steps, each idempotent:
 //
 //  1. CreateEntries makes directories and, for each regular file, a partial
-//     file of the right size beside its final name.
+//     file of the right size beside its final name; it removes partial
+//     files that earlier, interrupted restores left in those directories.
 //  2. WriteExtents fetches one chunk, checks it, and writes its pieces into
 //     the partial files.
 //  3. SetMetadata sets each file's owner (as root), mode and times and
@@ -39,27 +46,33 @@ var ErrUnsafePath = errors.New("restore: unsafe path")
 //     creating entries changes a directory's mtime, and flushes the
 //     filesystem.
 //
-// Every path is checked before use: it must be relative and clean (as
-// manifest.CheckPath), and no directory on the way to it inside the target
-// may be a symlink, so nothing is ever written outside Path, whatever the
-// manifest says. All access goes through an os.Root as well.
+// Every path is checked before use: it must be a path in manifest form,
+// relative and clean (manifest.CheckPath). Every directory on the way to an
+// entry is opened relative to its parent, one level at a time, never
+// through a symlink (safefs), so nothing is ever written outside Path or
+// through a link, whatever the manifest says; and a tree thousands of
+// levels deep costs one open per level, not a walk from the top per entry.
 type Tree struct {
 	Path  string
 	JobID string
 	// Overwrite allows replacing existing files and symlinks.
 	Overwrite bool
+	// Keep names other restore jobs still running, whose partial files
+	// CreateEntries must leave alone; those of any other job are debris of
+	// an interrupted restore, and removed.
+	Keep []string
 }
 
-// partial returns the name a file is written under before it is moved into
-// place: a hidden sibling, tagged with the job so Abort finds it.
-func (t Tree) partial(p string) string {
-	dir, base := path.Split(p)
+// partial returns the name a file named base is written under before it is
+// moved into place: a hidden sibling, tagged with the job so Abort finds
+// it.
+func (t Tree) partial(base string) string {
 	tag := t.tag()
 	if len(base) > 200 { // keep within NAME_MAX (255)
 		sum := sha256.Sum256([]byte(base))
-		return dir + tag + "-" + hex.EncodeToString(sum[:8])
+		return tag + "-" + hex.EncodeToString(sum[:8])
 	}
-	return dir + "." + base + tag
+	return "." + base + tag
 }
 
 func (t Tree) tag() string {
@@ -67,234 +80,281 @@ func (t Tree) tag() string {
 	return ".bulkpart-" + hex.EncodeToString(sum[:4])
 }
 
-// target is the target opened for one step: all access goes through its
-// root, every entry's path is checked by its guard, and the directories the
-// step touches stay open in dirs.
+// partialName matches the partial files of any tree restore (see partial).
+var partialName = regexp.MustCompile(`^(\..+\.bulkpart-[0-9a-f]{8}|\.bulkpart-[0-9a-f]{8}-[0-9a-f]{16})$`)
+
+// target is the target opened for one step: every access goes through its
+// directories, opened level by level.
 type target struct {
-	*os.Root
-	*guard
+	t    Tree
 	dirs *safefs.Dirs
 }
 
-// open opens the target for one step.
+// open opens the target for one step. The target must be a real directory.
 func (t Tree) open() (*target, error) {
-	r, err := os.OpenRoot(t.Path)
+	dirs, err := safefs.Open(t.Path, false)
+	if errors.Is(err, safefs.ErrNotDir) {
+		return nil, fmt.Errorf("%w: %s", ErrNotDir, t.Path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("restore to %s: %w", t.Path, err)
 	}
-	return &target{Root: r, guard: t.guard(r), dirs: safefs.NewDirs(r)}, nil
+	return &target{t: t, dirs: dirs}, nil
 }
 
 // Close releases the step's directories and root.
-func (tg *target) Close() error {
-	tg.dirs.Close()
-	return tg.Root.Close()
-}
+func (tg *target) Close() error { return tg.dirs.Release() }
 
-// guard checks entry paths against the target: each safe by itself, and
-// every directory leading to it either absent or a real directory.
-type guard struct {
-	root    *os.Root
-	t       Tree
-	checked map[string]bool // directories checked to be real ones
-}
-
-func (t Tree) guard(r *os.Root) *guard {
-	return &guard{root: r, t: t, checked: map[string]bool{".": true}}
-}
-
-func (g *guard) check(p string) error {
+// checkPath checks an entry's path in manifest form and returns it as the
+// operating system names it.
+func checkPath(p string) (string, error) {
 	if err := manifest.CheckPath(p); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsafePath, err)
+		return "", fmt.Errorf("%w: %v", ErrUnsafePath, err)
 	}
-	for _, dir := range ancestors(p) {
-		if g.checked[dir] {
-			continue
-		}
-		fi, err := g.root.Lstat(dir)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil // created by MkdirAll as a real directory
-		case err != nil:
-			return fmt.Errorf("restore %s: %w", filepath.Join(g.t.Path, p), err)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return fmt.Errorf("%w: %s lies under %s, a symlink; refusing to write through it", ErrUnsafePath, p, dir)
-		case !fi.IsDir():
-			return fmt.Errorf("%w: %s lies under %s, which is not a directory", ErrUnsafePath, p, dir)
-		}
-		g.checked[dir] = true
-	}
-	return nil
+	return manifest.OSPath(p), nil
 }
 
-// ancestors returns the directories leading to p, outermost first, without
-// ".".
-func ancestors(p string) []string {
-	var out []string
-	for d := path.Dir(p); d != "."; d = path.Dir(d) {
-		out = append(out, d)
+// parent returns the directory holding the entry at p (a checked OS path)
+// and the entry's name in it; with create, missing directories on the way
+// are made (mode 0700 until SetDirs applies theirs).
+func (tg *target) parent(p string, create bool) (int, string, error) {
+	dir := path.Dir(p)
+	var fd int
+	var err error
+	if create {
+		fd, err = tg.dirs.MkdirAll(dir, 0o700)
+	} else {
+		fd, err = tg.dirs.Dir(dir)
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	if err != nil {
+		return -1, "", tg.wayErr(p, err)
 	}
-	return out
+	return fd, path.Base(p), nil
 }
+
+// wayErr describes a failure to open the directories leading to p.
+func (tg *target) wayErr(p string, err error) error {
+	var pe *os.PathError
+	if errors.Is(err, safefs.ErrNotDir) && errors.As(err, &pe) {
+		return fmt.Errorf("%w: %s lies under %s, which is a symlink or not a directory; refusing to write through it",
+			ErrUnsafePath, p, pe.Path)
+	}
+	if errors.Is(err, safefs.ErrOutside) {
+		return fmt.Errorf("%w: %s: %v", ErrUnsafePath, p, err)
+	}
+	return fmt.Errorf("restore %s: %w", tg.t.join(p), err)
+}
+
+func (t Tree) join(p string) string { return filepath.Join(t.Path, filepath.FromSlash(p)) }
+
+// lstat describes the entry name in directory dir without following it;
+// ok is false when there is none.
+func lstat(dir int, name string) (st unix.Stat_t, ok bool, err error) {
+	err = unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return st, false, nil
+	}
+	return st, err == nil, err
+}
+
+func isDir(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
 // CreateEntries creates the target directory if missing (its parent must
 // exist), the directories among entries, and a partial file of the right
 // size for each regular file. An existing file, symlink or special file
 // where an entry goes is an error unless Overwrite; an existing directory is
-// reused.
+// reused. Partial files that earlier restores left in the directories it
+// creates entries in are removed.
 func (t Tree) CreateEntries(entries []manifest.Entry) error {
 	if err := os.Mkdir(t.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("restore: create target %s: %w", t.Path, err)
 	}
 	if fi, err := os.Lstat(t.Path); err != nil || !fi.IsDir() {
-		return fmt.Errorf("restore: target %s is not a directory", t.Path)
+		return fmt.Errorf("%w: %s exists and is not a directory (nor is a symlink to one followed)", ErrNotDir, t.Path)
 	}
 	r, err := t.open()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	made := map[string]bool{".": true} // directories known to exist
+	swept := make(map[string]bool)
 	for _, e := range entries {
-		if err := r.check(e.Path); err != nil {
+		p, err := checkPath(e.Path)
+		if err != nil {
 			return err
 		}
 		if e.Path == "." {
 			continue
 		}
-		if dir := path.Dir(e.Path); !made[dir] {
-			if err := r.MkdirAll(dir, 0o700); err != nil {
-				return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		dir, name, err := r.parent(p, true)
+		if err != nil {
+			return err
+		}
+		if d := path.Dir(p); !swept[d] {
+			swept[d] = true
+			if err := t.sweep(dir, d); err != nil {
+				return err
 			}
-			made[dir] = true
 		}
 		switch e.Type {
 		case manifest.TypeDir:
-			if err := t.makeDir(r, e.Path); err != nil {
-				return err
-			}
+			err = t.makeDir(dir, name, p)
 		case manifest.TypeFile:
-			if err := t.checkFree(r, e.Path); err != nil {
-				return err
+			if err = t.checkFree(dir, name, p); err != nil || e.LinkTo != "" {
+				break // a hard link is made in MakeLinks
 			}
-			if e.LinkTo != "" {
-				continue // made in MakeLinks
-			}
-			f, err := t.createPartial(r, e)
-			if err != nil {
-				return err
-			}
-			// Setting the size never drops data: a repeated step finds the
-			// size already set.
-			err = f.Truncate(e.Size)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("restore %s: set size %d: %w", t.join(e.Path), e.Size, err)
-			}
+			err = t.createPartial(dir, name, p, e)
 		case manifest.TypeSymlink:
-			if err := t.checkFree(r, e.Path); err != nil {
-				return err
-			}
+			err = t.checkFree(dir, name, p)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (t Tree) join(p string) string { return filepath.Join(t.Path, filepath.FromSlash(p)) }
-
-// createPartial opens e's partial file for writing, creating it if needed.
-// A partial file left by an earlier run of the same step is reused only if
-// it is one this restore made (see ownPartial); anything else found under
-// its name (a symlink, a hard link to a file elsewhere, another user's
-// file) is removed and the partial file created afresh, so nothing is ever
-// written through it.
-func (t Tree) createPartial(r *target, e manifest.Entry) (*os.File, error) {
-	part := t.partial(e.Path)
-	f, err := r.dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err == nil {
-		return f, nil // the usual case: a new file
+// sweep removes, from the directory dir (the target's directory rel),
+// partial files that restores of other jobs left there, interrupted before
+// they could move them into place or remove them. Only regular files named
+// as partial files are, and not those of this job or of the jobs in Keep:
+// those are work in progress.
+func (t Tree) sweep(dir int, rel string) error {
+	names, err := readDirNames(dir)
+	if err != nil {
+		return fmt.Errorf("restore %s: list: %w", t.join(rel), err)
 	}
-	if f, err = r.dirs.Open(part, os.O_WRONLY, 0); err == nil {
-		if ownPartial(f, e) == nil {
-			return f, nil
+	keep := []string{t.tag()}
+	for _, id := range t.Keep {
+		keep = append(keep, Tree{JobID: id}.tag())
+	}
+	for _, n := range names {
+		if !partialName.MatchString(n) || slices.ContainsFunc(keep, func(tag string) bool { return strings.Contains(n, tag) }) {
+			continue
 		}
-		f.Close()
+		if st, ok, err := lstat(dir, n); err != nil || !ok || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		if err := unix.Unlinkat(dir, n, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("restore %s: remove a partial file an earlier restore left: %w", t.join(path.Join(rel, n)), err)
+		}
 	}
-	if err := r.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("restore %s: remove stale %s: %w", t.join(e.Path), part, err)
-	}
-	f, err = r.dirs.Open(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
-	}
-	return f, nil
+	return nil
 }
 
-// openPartial opens e's partial file, checking it is the one this restore
-// made.
-func (t Tree) openPartial(r *target, e manifest.Entry, flag int) (*os.File, error) {
-	f, err := r.dirs.Open(t.partial(e.Path), flag, 0)
+// readDirNames lists the open directory dir from its start, through a
+// duplicate of its descriptor (which shares the offset, hence the rewind).
+func readDirNames(dir int) ([]string, error) {
+	dup, err := unix.Dup(dir)
 	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		return nil, err
 	}
-	if err := ownPartial(f, e); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+	f := os.NewFile(uintptr(dup), "dir")
+	defer f.Close()
+	if _, err := f.Seek(0, 0); err != nil {
+		return nil, err
 	}
-	return f, nil
+	return f.Readdirnames(-1)
 }
 
-// ownPartial checks that f can be a partial file this restore made: a
+// createPartial creates the partial file of e (named name in dir) and sets
+// its size. A partial file left by an earlier run of the same step is
+// reused only if it is one this restore made (see ownPartial); anything else
+// found under its name (a symlink, a hard link to a file elsewhere, another
+// user's file) is removed and the partial file created afresh, so nothing is
+// ever written through it. Setting the size never drops data: a repeated
+// step finds the size already set.
+func (t Tree) createPartial(dir int, name, p string, e manifest.Entry) error {
+	part := t.partial(name)
+	fd, err := unix.Openat(dir, part, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		if fd, err = unix.Openat(dir, part, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			if ownPartial(fd, e) != nil {
+				unix.Close(fd)
+				fd, err = -1, unix.EEXIST
+			}
+		}
+		if err != nil {
+			if err := unix.Unlinkat(dir, part, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("restore %s: remove stale %s: %w", t.join(p), part, err)
+			}
+			fd, err = unix.Openat(dir, part, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
+	}
+	err = unix.Ftruncate(fd, e.Size)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: set size %d: %w", t.join(p), e.Size, err)
+	}
+	return nil
+}
+
+// openPartial opens the partial file of the entry at p (named name in
+// dir), checking it is the one this restore made.
+func (t Tree) openPartial(dir int, name, p string, e manifest.Entry, flag int) (*os.File, error) {
+	fd, err := unix.Openat(dir, t.partial(name), flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: open partial file: %w", t.join(p), err)
+	}
+	if err := ownPartial(fd, e); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("restore %s: %w", t.join(p), err)
+	}
+	return os.NewFile(uintptr(fd), t.join(p)), nil
+}
+
+// ownPartial checks that fd can be a partial file this restore made: a
 // regular file with a single link, owned by this process's user (or, once
 // SetMetadata has given it away, by the entry's). A hard link to a file
 // elsewhere or a file another user planted fails, and is never written to,
 // chmod-ed or moved into place.
-func ownPartial(f *os.File, e manifest.Entry) error {
+func ownPartial(fd int, e manifest.Entry) error {
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Uid != uint32(os.Geteuid()) && int(st.Uid) != e.UID {
-		return fmt.Errorf("%w: %s is not the partial file this restore created (mode %o, %d links, owner %d)", ErrUnsafePath, f.Name(), st.Mode, st.Nlink, st.Uid)
+		return fmt.Errorf("%w: %s is not the partial file this restore created (mode %o, %d links, owner %d)", ErrUnsafePath, manifest.Display(e.Path), st.Mode, st.Nlink, st.Uid)
 	}
 	return nil
 }
 
-func (t Tree) makeDir(r *target, p string) error {
-	fi, err := r.Lstat(p)
+// makeDir makes the directory name in dir, reusing one that is there.
+func (t Tree) makeDir(dir int, name, p string) error {
+	st, ok, err := lstat(dir, name)
 	switch {
-	case err == nil && fi.IsDir():
+	case err != nil:
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
+	case ok && isDir(&st):
 		return nil
-	case err == nil && !t.Overwrite:
+	case ok && !t.Overwrite:
 		return fmt.Errorf("restore %s: %w", t.join(p), ErrExists)
-	case err == nil:
-		if err := r.Remove(p); err != nil {
+	case ok:
+		if err := unix.Unlinkat(dir, name, 0); err != nil {
 			return fmt.Errorf("restore %s: %w", t.join(p), err)
 		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("restore %s: %w", t.join(p), err)
 	}
-	if err := r.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := unix.Mkdirat(dir, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("restore %s: %w", t.join(p), err)
 	}
 	return nil
 }
 
 // checkFree fails if something other than what Overwrite may replace is at
-// p: a directory never is replaced by a file.
-func (t Tree) checkFree(r *target, p string) error {
-	fi, err := r.Lstat(p)
+// name in dir: a directory never is replaced by a file.
+func (t Tree) checkFree(dir int, name, p string) error {
+	st, ok, err := lstat(dir, name)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
 	case err != nil:
 		return fmt.Errorf("restore %s: %w", t.join(p), err)
-	case fi.IsDir():
+	case !ok:
+		return nil
+	case isDir(&st):
 		return fmt.Errorf("restore %s: a directory is in the way", t.join(p))
 	case !t.Overwrite:
 		return fmt.Errorf("restore %s: %w", t.join(p), ErrExists)
@@ -303,7 +363,7 @@ func (t Tree) checkFree(r *target, p string) error {
 }
 
 // Part says where Length bytes at ChunkOffset of a chunk go: FileOffset of
-// the file Path.
+// the file Path (in manifest form).
 type Part struct {
 	Path        string
 	FileOffset  int64
@@ -327,23 +387,28 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 		return buf, err
 	}
 	defer r.Close()
-	for _, p := range parts {
-		if !manifest.InRange(p.ChunkOffset, p.Length, length) || p.FileOffset < 0 || p.FileOffset > math.MaxInt64-p.Length {
-			return buf, fmt.Errorf("restore %s: piece [%d,+%d) outside chunk %s", t.join(p.Path), p.ChunkOffset, p.Length, id)
+	for _, pt := range parts {
+		if !manifest.InRange(pt.ChunkOffset, pt.Length, length) || pt.FileOffset < 0 || pt.FileOffset > math.MaxInt64-pt.Length {
+			return buf, fmt.Errorf("%w: %s: piece [%d,+%d) outside chunk %s", ErrUnsafePath, manifest.Display(pt.Path), pt.ChunkOffset, pt.Length, id)
 		}
-		if err := r.check(p.Path); err != nil {
-			return buf, err
-		}
-		f, err := t.openPartial(r, manifest.Entry{Path: p.Path, UID: -1}, os.O_WRONLY)
+		p, err := checkPath(pt.Path)
 		if err != nil {
 			return buf, err
 		}
-		_, err = f.WriteAt(buf[p.ChunkOffset:p.ChunkOffset+p.Length], p.FileOffset)
+		dir, name, err := r.parent(p, false)
+		if err != nil {
+			return buf, err
+		}
+		f, err := t.openPartial(dir, name, p, manifest.Entry{Path: pt.Path, UID: -1}, unix.O_WRONLY)
+		if err != nil {
+			return buf, err
+		}
+		_, err = f.WriteAt(buf[pt.ChunkOffset:pt.ChunkOffset+pt.Length], pt.FileOffset)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return buf, fmt.Errorf("restore %s: write at %d: %w", t.join(p.Path), p.FileOffset, err)
+			return buf, fmt.Errorf("restore %s: write at %d: %w", t.join(p), pt.FileOffset, err)
 		}
 	}
 	return buf, nil
@@ -359,14 +424,21 @@ func (t Tree) SetMetadata(entries []manifest.Entry) error {
 	}
 	defer r.Close()
 	for _, e := range entries {
-		if err := r.check(e.Path); err != nil {
+		p, err := checkPath(e.Path)
+		if err != nil {
 			return err
 		}
-		switch {
-		case e.Type == manifest.TypeFile && e.LinkTo == "":
-			err = t.finishFile(r, e)
-		case e.Type == manifest.TypeSymlink:
-			err = t.makeSymlink(r, e)
+		if e.Type != manifest.TypeSymlink && (e.Type != manifest.TypeFile || e.LinkTo != "") {
+			continue
+		}
+		dir, name, err := r.parent(p, false)
+		if err != nil {
+			return err
+		}
+		if e.Type == manifest.TypeFile {
+			err = t.finishFile(dir, name, p, e)
+		} else {
+			err = t.makeSymlink(dir, name, p, e)
 		}
 		if err != nil {
 			return err
@@ -375,15 +447,17 @@ func (t Tree) SetMetadata(entries []manifest.Entry) error {
 	return nil
 }
 
-func (t Tree) finishFile(r *target, e manifest.Entry) error {
-	part := t.partial(e.Path)
-	if _, err := r.Lstat(part); errors.Is(err, fs.ErrNotExist) {
-		if _, err := r.Lstat(e.Path); err == nil {
+func (t Tree) finishFile(dir int, name, p string, e manifest.Entry) error {
+	part := t.partial(name)
+	if _, ok, err := lstat(dir, part); err != nil {
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
+	} else if !ok {
+		if _, ok, _ := lstat(dir, name); ok {
 			return nil // moved into place before
 		}
-		return fmt.Errorf("restore %s: partial file is missing", t.join(e.Path))
+		return fmt.Errorf("restore %s: partial file is missing", t.join(p))
 	}
-	f, err := t.openPartial(r, e, os.O_RDONLY)
+	f, err := t.openPartial(dir, name, p, e, unix.O_RDONLY)
 	if err != nil {
 		return err
 	}
@@ -395,18 +469,20 @@ func (t Tree) finishFile(r *target, e manifest.Entry) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
 	}
-	if fi, err := r.Lstat(e.Path); err == nil {
-		if fi.IsDir() {
-			return fmt.Errorf("restore %s: a directory is in the way", t.join(e.Path))
+	if st, ok, err := lstat(dir, name); err != nil {
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
+	} else if ok {
+		if isDir(&st) {
+			return fmt.Errorf("restore %s: a directory is in the way", t.join(p))
 		}
 		if !t.Overwrite {
-			return fmt.Errorf("restore %s: %w", t.join(e.Path), ErrExists)
+			return fmt.Errorf("restore %s: %w", t.join(p), ErrExists)
 		}
 	}
-	if err := r.Rename(part, e.Path); err != nil {
-		return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+	if err := unix.Renameat(dir, part, dir, name); err != nil {
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
 	}
 	return nil
 }
@@ -426,41 +502,45 @@ func setOwnerMode(fd int, e manifest.Entry) error {
 	return nil
 }
 
-func (t Tree) makeSymlink(r *target, e manifest.Entry) error {
-	if target, err := r.Readlink(e.Path); err == nil && target == e.Target {
-		return t.symlinkMetadata(r, e) // made before
+func (t Tree) makeSymlink(dir int, name, p string, e manifest.Entry) error {
+	target := manifest.OSTarget(e.Target)
+	if got, err := readlinkat(dir, name); err == nil && got == target {
+		return t.symlinkMetadata(dir, name, p, e) // made before
 	}
-	if err := t.checkFree(r, e.Path); err != nil {
+	if err := t.checkFree(dir, name, p); err != nil {
 		return err
 	}
-	if err := r.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+	if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
 	}
-	if err := r.Symlink(e.Target, e.Path); err != nil {
-		return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+	if err := unix.Symlinkat(target, dir, name); err != nil {
+		return fmt.Errorf("restore %s: %w", t.join(p), err)
 	}
-	return t.symlinkMetadata(r, e)
+	return t.symlinkMetadata(dir, name, p, e)
+}
+
+func readlinkat(dir int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dir, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
 }
 
 // symlinkMetadata sets a symlink's owner and times, not its target's.
-func (t Tree) symlinkMetadata(r *target, e manifest.Entry) error {
+func (t Tree) symlinkMetadata(dir int, name, p string, e manifest.Entry) error {
 	if os.Geteuid() == 0 {
-		if err := r.Lchown(e.Path, e.UID, e.GID); err != nil {
-			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		if err := unix.Fchownat(dir, name, e.UID, e.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("restore %s: chown: %w", t.join(p), err)
 		}
 	}
-	return t.utimesNoFollow(r, e.Path, e.MTime)
-}
-
-// utimesNoFollow sets p's times without following it if it is a symlink.
-func (t Tree) utimesNoFollow(r *target, p string, mtime int64) error {
-	d, err := r.Open(path.Dir(p))
-	if err != nil {
-		return fmt.Errorf("restore %s: %w", t.join(p), err)
-	}
-	defer d.Close()
-	ts := unix.NsecToTimespec(mtime)
-	if err := unix.UtimesNanoAt(int(d.Fd()), path.Base(p), []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	ts := unix.NsecToTimespec(e.MTime)
+	if err := unix.UtimesNanoAt(dir, name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("restore %s: set times: %w", t.join(p), err)
 	}
 	return nil
@@ -478,35 +558,42 @@ func (t Tree) MakeLinks(entries []manifest.Entry) error {
 		if e.Type != manifest.TypeFile || e.LinkTo == "" {
 			continue
 		}
-		if err := r.check(e.Path); err != nil {
+		p, err := checkPath(e.Path)
+		if err != nil {
 			return err
 		}
-		if err := r.check(e.LinkTo); err != nil {
+		to, err := checkPath(e.LinkTo)
+		if err != nil {
 			return err
 		}
-		if same(r, e.Path, e.LinkTo) {
+		toDir, toName, err := r.parent(to, false)
+		if err != nil {
+			return err
+		}
+		dir, name, err := r.parent(p, false)
+		if err != nil {
+			return err
+		}
+		if same(dir, name, toDir, toName) {
 			continue // made before
 		}
-		if err := t.checkFree(r, e.Path); err != nil {
+		if err := t.checkFree(dir, name, p); err != nil {
 			return err
 		}
-		if err := r.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		if err := unix.Unlinkat(dir, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("restore %s: %w", t.join(p), err)
 		}
-		if err := r.Link(e.LinkTo, e.Path); err != nil {
-			return fmt.Errorf("restore %s: hard link to %s: %w", t.join(e.Path), e.LinkTo, err)
+		if err := unix.Linkat(toDir, toName, dir, name, 0); err != nil {
+			return fmt.Errorf("restore %s: hard link to %s: %w", t.join(p), manifest.Display(e.LinkTo), err)
 		}
 	}
 	return nil
 }
 
-func same(r *target, a, b string) bool {
-	fa, err := r.Lstat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := r.Lstat(b)
-	return err == nil && os.SameFile(fa, fb)
+func same(dirA int, a string, dirB int, b string) bool {
+	sa, okA, errA := lstat(dirA, a)
+	sb, okB, errB := lstat(dirB, b)
+	return errA == nil && errB == nil && okA && okB && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // SetDirs applies the directories' owner, mode and times, then flushes the
@@ -521,32 +608,25 @@ func (t Tree) SetDirs(entries []manifest.Entry) error {
 		if e.Type != manifest.TypeDir {
 			continue
 		}
-		if err := r.check(e.Path); err != nil {
+		p, err := checkPath(e.Path)
+		if err != nil {
 			return err
 		}
 		// Opened without following a symlink: a real directory, and
 		// everything below goes through its descriptor.
-		d, err := r.dirs.Open(e.Path, os.O_RDONLY|unix.O_DIRECTORY, 0)
+		fd, err := r.dirs.Dir(p)
 		if err != nil {
-			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+			return r.wayErr(p, err)
 		}
-		err = setOwnerMode(int(d.Fd()), e)
-		if err == nil {
-			err = safefs.SetTimes(d, e.MTime)
+		if err := setOwnerMode(fd, e); err != nil {
+			return fmt.Errorf("restore %s: %w", t.join(p), err)
 		}
-		if cerr := d.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("restore %s: %w", t.join(e.Path), err)
+		ts := unix.NsecToTimespec(e.MTime)
+		if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH); err != nil {
+			return fmt.Errorf("restore %s: set times: %w", t.join(p), err)
 		}
 	}
-	d, err := r.Open(".")
-	if err != nil {
-		return fmt.Errorf("restore to %s: %w", t.Path, err)
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
+	if err := unix.Syncfs(r.dirs.Root()); err != nil {
 		return fmt.Errorf("restore to %s: flush: %w", t.Path, err)
 	}
 	return nil

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/safefs"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -47,7 +50,7 @@ type treeBundle struct {
 // treeSetup packs the bytes of entries' regular files into chunks, as a
 // files-mode backup does, stores them and returns the bundle. Entry sizes
 // are set from data.
-func treeSetup(t *testing.T, entries []manifest.Entry, data map[string][]byte) *treeBundle {
+func treeSetup(t testing.TB, entries []manifest.Entry, data map[string][]byte) *treeBundle {
 	t.Helper()
 	repo, sealer, _ := newRepo(t)
 	b := &treeBundle{repo: repo, base: t.TempDir(), entries: slices.Clone(entries), data: data}
@@ -929,7 +932,7 @@ func TestTreeAbort(t *testing.T) {
 	if err := tr.SetMetadata(done); err != nil {
 		t.Fatal(err)
 	}
-	other := restore.Tree{Path: tr.Path, JobID: "job-2"}
+	other := restore.Tree{Path: tr.Path, JobID: "job-2", Keep: []string{"job-1"}} // both running
 	if err := other.CreateEntries([]manifest.Entry{{Path: "d/big", Type: manifest.TypeFile, Mode: 0o600, Size: 10}}); err != nil {
 		t.Fatal(err)
 	}
@@ -1016,5 +1019,86 @@ func TestTreeWriteExtentsChecks(t *testing.T) {
 		if !chunk.IsZero(data) {
 			t.Errorf("%s was written", p)
 		}
+	}
+}
+
+// TestTreeSweepsDebris: partial files an interrupted restore of another job
+// left (killed before it moved its files into place or removed them) are
+// removed by the next restore into the same directories, which leaves only
+// whole files behind; files of the user's are not touched, whatever their
+// names.
+func TestTreeSweepsDebris(t *testing.T) {
+	t.Parallel()
+	b := sampleSetup(t)
+	dead := b.tree("target")
+	dead.JobID = "job-0"
+	unlockDirs(t, dead.Path)
+	if err := dead.CreateEntries(b.entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.writeExtents(t, dead); err != nil {
+		t.Fatal(err)
+	}
+	left := partials(t, dead.Path)
+	if len(left) == 0 {
+		t.Fatal("the interrupted restore left no partial files to sweep")
+	}
+	user := filepath.Join(dead.Path, "d", ".notes.bulkpart-mine")
+	if err := os.WriteFile(user, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := b.tree("target")
+	tr.Overwrite = true
+	b.restoreTree(t, tr, 1)
+	if got := partials(t, tr.Path); !slices.Equal(got, []string{"d/.notes.bulkpart-mine"}) {
+		t.Errorf("partial files after a later restore: %q, want only the user's file", got)
+	}
+	checkFile(t, user, []byte("mine"))
+	// Without the user's file (and the mtime its removal changes), the
+	// target is exactly the tree.
+	if err := os.Remove(user); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range b.entries {
+		if e.Path == "d" {
+			mt := time.Unix(0, e.MTime)
+			if err := os.Chtimes(filepath.Join(tr.Path, "d"), mt, mt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b.checkTree(t, tr.Path, b.entries)
+}
+
+// TestTreeDeep restores a tree 3,000 directories deep, deeper than a path
+// the kernel takes whole (PATH_MAX): every level is reached from its
+// parent's descriptor, one open each.
+func TestTreeDeep(t *testing.T) {
+	t.Parallel()
+	const depth = 3000
+	entries := []manifest.Entry{{Path: ".", Type: manifest.TypeDir, Mode: 0o755}}
+	p := ""
+	for range depth {
+		p = path.Join(p, "d")
+		entries = append(entries, manifest.Entry{Path: p, Type: manifest.TypeDir, Mode: 0o755})
+	}
+	bottom := path.Join(p, "f")
+	entries = append(entries, manifest.Entry{Path: bottom, Type: manifest.TypeFile, Mode: 0o644})
+	b := treeSetup(t, entries, map[string][]byte{bottom: []byte("at the bottom")})
+	tr := b.tree("target")
+	b.restoreTree(t, tr, 1)
+	dirs, err := safefs.Open(tr.Path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dirs.Release()
+	f, err := dirs.Open(bottom, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := io.ReadAll(f)
+	if err != nil || string(got) != "at the bottom" {
+		t.Errorf("the deepest file holds %q, %v", got, err)
 	}
 }

@@ -18,9 +18,10 @@ var ErrNotVolume = errors.New("not a volume: volume mode needs a regular file or
 
 // Volume is an open volume. ReadAt is safe for concurrent use.
 type Volume struct {
-	f    *os.File
-	size int64
-	kind string
+	f     *os.File
+	size  int64
+	kind  string
+	mtime int64
 }
 
 // OpenVolume opens path read-only and determines its size.
@@ -45,8 +46,17 @@ func OpenVolume(path string) (*Volume, error) {
 			return nil, fmt.Errorf("open volume %s: size of device: %w", path, err)
 		}
 	}
-	return &Volume{f: f, size: size, kind: kind}, nil
+	v := &Volume{f: f, size: size, kind: kind}
+	if kind == manifest.KindFile {
+		v.mtime = fi.ModTime().UnixNano()
+	}
+	return v, nil
 }
+
+// MTime returns an image file's modification time when it was opened, in
+// nanoseconds since the epoch; 0 for a block device, whose node's time
+// does not change as the device is written.
+func (v *Volume) MTime() int64 { return v.mtime }
 
 func volumeKind(path string, fi os.FileInfo) (string, error) {
 	switch m := fi.Mode(); {

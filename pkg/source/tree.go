@@ -23,8 +23,9 @@ import (
 // name gets LinkTo. Symlinks are recorded, never followed. What cannot be
 // recorded faithfully is still reported: a directory that cannot be listed
 // is emitted with a Warning, a special file with a Warning saying it is
-// skipped, and a name that is not UTF-8 text (which the manifest cannot
-// hold) is passed to warn instead.
+// skipped. Names and symlink targets that are not UTF-8 text are kept in
+// their encoded manifest form (manifest.EncodeName); warn is left for what
+// cannot be recorded at all.
 func ScanTree(ctx context.Context, root string, emit func(manifest.Entry) error, warn func(string)) error {
 	dir, err := os.Open(root) // the root may be a symlink to the tree; nothing below is followed
 	if err != nil {
@@ -69,7 +70,8 @@ func (s *scanner) dir(dir *os.File, abs, rel string, st stat) error {
 	slices.Sort(names)
 	fd := int(dir.Fd())
 	for _, name := range names {
-		childAbs, childRel := filepath.Join(abs, name), path.Join(rel, name)
+		// A name that is not UTF-8 text is kept, encoded (manifest.EncodeName).
+		childAbs, childRel := filepath.Join(abs, name), path.Join(rel, manifest.EncodeName(name))
 		if err := manifest.CheckPath(childRel); err != nil {
 			s.warn(fmt.Sprintf("%s: skipped: %v", strconv.Quote(childAbs), err))
 			continue
@@ -125,7 +127,7 @@ func (s *scanner) leaf(dirFD int, name, rel string, st stat) error {
 		if err != nil || n == len(buf) {
 			e.Type, e.Warning = manifest.TypeSpecial, fmt.Sprintf("symlink not readable: %v", err)
 		} else {
-			e.Target = string(buf[:n])
+			e.Target = manifest.EncodeTarget(string(buf[:n]))
 		}
 	case e.Type == manifest.TypeFile && e.Links > 1:
 		key := [2]uint64{st.dev, st.ino}
@@ -189,7 +191,7 @@ func describeType(mode uint32) string {
 // FilePiece is a piece of a file to read into a pack, with what the scan
 // saw of the file, to notice that it changed since.
 type FilePiece struct {
-	Path   string // relative to the tree's root
+	Path   string // relative to the tree's root, in manifest form (manifest.EncodePath)
 	Offset int64
 	Length int64
 	Size   int64
@@ -214,17 +216,15 @@ type FileProblem struct {
 // then no piece can be read.
 //
 // A pack holds up to a thousand small files of a few directories, so each
-// directory is opened once (through an os.Root: never outside root) and
-// its files with openat(2), O_NOFOLLOW and raw descriptors: a handful of
-// system calls per file.
+// directory is opened once (safefs: level by level, never through a
+// symlink, never outside root) and its files with openat(2), O_NOFOLLOW and
+// raw descriptors: a handful of system calls per file.
 func ReadPieces(root string, pieces []FilePiece, buf []byte) ([]FileProblem, error) {
-	r, err := os.OpenRoot(root)
+	dirs, err := safefs.Open(root, true)
 	if err != nil {
 		return nil, fmt.Errorf("open tree %s: %w", root, err)
 	}
-	defer r.Close()
-	dirs := safefs.NewDirs(r)
-	defer dirs.Close()
+	defer dirs.Release()
 	var problems []FileProblem
 	var at int64
 	for _, p := range pieces {
@@ -242,9 +242,10 @@ func readPiece(dirs *safefs.Dirs, p FilePiece, slot []byte) *FileProblem {
 		clear(slot)
 		return &FileProblem{Path: p.Path, Unread: true, Err: fmt.Sprintf("not readable: %v", err)}
 	}
-	fd, err := dirs.OpenFD(p.Path, unix.O_RDONLY|unix.O_NOATIME, 0)
+	name := manifest.OSPath(p.Path)
+	fd, err := dirs.OpenFD(name, unix.O_RDONLY|unix.O_NOATIME, 0)
 	if errors.Is(err, unix.EPERM) { // O_NOATIME needs ownership (or root)
-		fd, err = dirs.OpenFD(p.Path, unix.O_RDONLY, 0)
+		fd, err = dirs.OpenFD(name, unix.O_RDONLY, 0)
 	}
 	if err != nil {
 		return unread(err)

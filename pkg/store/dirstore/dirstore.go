@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
@@ -19,6 +20,13 @@ import (
 const (
 	// tempPrefix starts the name of every temporary file Put writes.
 	tempPrefix = ".tmp-"
+	// tempDir, under the root, holds the temporary files of writes in
+	// progress: in one place, so that what a crashed writer left is found
+	// without walking the repository.
+	tempDir = tempPrefix + "writes"
+	// staleTemp is how old a temporary file must be for New to remove it
+	// as a crashed writer's: far longer than any write takes.
+	staleTemp = time.Hour
 	// dirMode is the mode of the directories New and Put create.
 	dirMode = 0o700
 )
@@ -37,10 +45,28 @@ func New(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve store directory %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(root, dirMode); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, tempDir), dirMode); err != nil {
 		return nil, fmt.Errorf("create store directory %s: %w", dir, classify(err))
 	}
-	return &Store{root: root}, nil
+	s := &Store{root: root}
+	s.removeStaleTemp(time.Now().Add(-staleTemp))
+	return s, nil
+}
+
+// removeStaleTemp removes the temporary files of writes that began before
+// cutoff: writers that crashed (or were killed) between creating and
+// renaming them. It is best effort: a failure leaves them for next time.
+func (s *Store) removeStaleTemp(cutoff time.Time) {
+	dir := filepath.Join(s.root, tempDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // Location returns the store's absolute root directory.
@@ -174,7 +200,7 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.Info, e
 			}
 			key := s.key(path)
 			if d.IsDir() {
-				if !canHold(key, prefix) {
+				if strings.HasPrefix(d.Name(), tempPrefix) || !canHold(key, prefix) {
 					return fs.SkipDir
 				}
 				return nil
@@ -201,16 +227,17 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.Info, e
 }
 
 // writeFile replaces path with data atomically: it writes and fsyncs a
-// temporary file in the same directory, renames it over path and fsyncs the
-// directory. Missing directories are created on demand.
+// temporary file in the store's temporary directory, renames it over path
+// and fsyncs path's directory. Missing directories are created on demand.
 func (s *Store) writeFile(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := s.mkdirAll(dir); err != nil {
+	tmpDir := filepath.Join(s.root, tempDir)
+	f, err := os.CreateTemp(tmpDir, tempPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) { // removed since New
+		if err := s.mkdirAll(tmpDir); err != nil {
 			return err
 		}
-		f, err = os.CreateTemp(dir, tempPrefix+"*")
+		f, err = os.CreateTemp(tmpDir, tempPrefix+"*")
 	}
 	if err != nil {
 		return err
@@ -220,7 +247,13 @@ func (s *Store) writeFile(path string, data []byte) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	err = os.Rename(tmp, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = s.mkdirAll(dir); err == nil {
+			err = os.Rename(tmp, path)
+		}
+	}
+	if err != nil {
 		_ = os.Remove(tmp)
 		return err
 	}

@@ -3,12 +3,14 @@ package dirstore_test
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/internal/directio"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
@@ -197,10 +199,58 @@ func TestPutNoSpace(t *testing.T) {
 	if !errors.Is(err, store.ErrNoSpace) || !strings.Contains(err.Error(), "chunks/bb/second") {
 		t.Fatalf("Put of 8 MiB into 4 MiB: error = %v, want %v naming the key", err, store.ErrNoSpace)
 	}
-	if entries, err := os.ReadDir(filepath.Join(s.Location(), "chunks", "bb")); err != nil || len(entries) != 0 {
-		t.Errorf("after the failed Put the directory holds %v (%v), want nothing", entries, err)
+	for _, dir := range []string{filepath.Join("chunks", "bb"), ".tmp-writes"} {
+		if entries, err := os.ReadDir(filepath.Join(s.Location(), dir)); err != nil && !errors.Is(err, fs.ErrNotExist) || len(entries) != 0 {
+			t.Errorf("after the failed Put %s holds %v (%v), want nothing", dir, entries, err)
+		}
 	}
 	if got, err := s.Get(t.Context(), "chunks/aa/first"); err != nil || !bytes.Equal(got, first) {
 		t.Errorf("the first object after the failed Put: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestRemovesStaleTemp: a writer killed between creating its temporary
+// file and renaming it leaves the file behind; the next store opened on the
+// directory removes it once it is older than any write takes, and leaves
+// a write in progress alone. Listings never show either.
+func TestRemovesStaleTemp(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	s, err := dirstore.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(t.Context(), "chunks/aa/kept", []byte("object")); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(root, ".tmp-writes")
+	stale, fresh := filepath.Join(tmp, ".tmp-crashed"), filepath.Join(tmp, ".tmp-in-progress")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("half a chunk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for info, err := range s.List(t.Context(), "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, info.Key)
+	}
+	if !slices.Equal(keys, []string{"chunks/aa/kept"}) {
+		t.Errorf("List = %q, want only the object put, no temporary file", keys)
+	}
+	if _, err := dirstore.New(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale temporary file is still there (%v)", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a write in progress was removed: %v", err)
 	}
 }
