@@ -16,7 +16,7 @@ import (
 const (
 	chartWidth   = 640
 	chartHeight  = 200
-	chartLeft    = 64 // room for the value axis labels
+	chartLeft    = 84 // room for the value axis labels
 	chartRight   = 12
 	chartTop     = 12
 	chartBottom  = 28 // room for the time axis labels
@@ -66,10 +66,12 @@ type chartDot struct {
 }
 
 // chartTick is one axis label at a position (Y for value ticks, X for time
-// ticks).
+// ticks), and how a time label is anchored: "start", "middle" or "end", so
+// the first and last stay inside the chart.
 type chartTick struct {
-	Pos   float64
-	Label string
+	Pos    float64
+	Label  string
+	Anchor string
 }
 
 // newChart lays out lines of values over time. format writes a value axis
@@ -130,12 +132,18 @@ func newChart(title string, format func(float64) string, lines ...series) chart 
 		c.YTicks = append(c.YTicks, chartTick{Pos: round1(y(v)), Label: format(v)})
 	}
 	layout := "2006-01-02"
-	if span < 48*time.Hour {
+	switch {
+	case span < time.Hour:
+		layout = "15:04:05"
+	case span < 48*time.Hour:
 		layout = "01-02 15:04"
 	}
-	c.XTicks = append(c.XTicks, chartTick{Pos: round1(x(tMin)), Label: tMin.UTC().Format(layout)})
-	if span > 0 {
-		c.XTicks = append(c.XTicks, chartTick{Pos: round1(x(tMax)), Label: tMax.UTC().Format(layout)})
+	if span <= 0 {
+		c.XTicks = append(c.XTicks, chartTick{Pos: round1(x(tMin)), Label: tMin.UTC().Format(layout), Anchor: "middle"})
+	} else {
+		c.XTicks = append(c.XTicks,
+			chartTick{Pos: round1(x(tMin)), Label: tMin.UTC().Format(layout), Anchor: "start"},
+			chartTick{Pos: round1(x(tMax)), Label: tMax.UTC().Format(layout), Anchor: "end"})
 	}
 	return c
 }
@@ -143,6 +151,17 @@ func newChart(title string, format func(float64) string, lines ...series) chart 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+// byteUnit returns the binary unit that suits values up to max bytes, so a
+// chart of sizes has round ticks in it: 1 and "B", 1<<20 and "MiB", ...
+func byteUnit(max int64) (float64, string) {
+	unit, names := 1.0, []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := 0
+	for ; i < len(names)-1 && float64(max) >= unit*1024; i++ {
+		unit *= 1024
+	}
+	return unit, names[i]
+}
 
 // niceCeil returns a round number (1, 2 or 5 times a power of ten) at
 // least v, so the value axis has readable ticks; 1 for v <= 0.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 
 	"github.com/google/uuid"
 
@@ -238,6 +239,11 @@ func (d *Dashboard) historyPage(w http.ResponseWriter, r *http.Request, ss *sess
 	for i := len(runs) - 1; i >= 0; i-- {
 		data.Runs = append(data.Runs, viewOfRun(&runs[i]))
 	}
+	var largest int64
+	for _, run := range runs {
+		largest = max(largest, run.SourceBytes, run.StoredBytes)
+	}
+	unit, unitName := byteUnit(largest)
 	var dur, size, stored, rate series
 	size.Name, stored.Name = "source", "stored"
 	for _, run := range runs {
@@ -246,14 +252,14 @@ func (d *Dashboard) historyPage(w http.ResponseWriter, r *http.Request, ss *sess
 		}
 		when := formatTime(run.Started) + ": "
 		dur.Points = append(dur.Points, point{T: run.Started, V: run.Seconds, Label: when + formatSeconds(run.Seconds)})
-		size.Points = append(size.Points, point{T: run.Started, V: float64(run.SourceBytes), Label: when + formatBytes(run.SourceBytes) + " read"})
-		stored.Points = append(stored.Points, point{T: run.Started, V: float64(run.StoredBytes), Label: when + formatBytes(run.StoredBytes) + " stored"})
+		size.Points = append(size.Points, point{T: run.Started, V: float64(run.SourceBytes) / unit, Label: when + formatBytes(run.SourceBytes) + " read"})
+		stored.Points = append(stored.Points, point{T: run.Started, V: float64(run.StoredBytes) / unit, Label: when + formatBytes(run.StoredBytes) + " stored"})
 		rate.Points = append(rate.Points, point{T: run.Started, V: run.MBps, Label: when + formatRate(run.MBps)})
 	}
 	data.Charts = []chart{
 		newChart("Duration", func(v float64) string { return cmp.Or(formatSeconds(v), "0s") }, dur),
-		newChart("Size", func(v float64) string { return formatBytes(int64(v)) }, size, stored),
-		newChart("Throughput", func(v float64) string { return cmp.Or(formatRate(v), "0 MB/s") }, rate),
+		newChart("Size", func(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) + " " + unitName }, size, stored),
+		newChart("Throughput", func(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) + " MB/s" }, rate),
 	}
 	if jobs, schedules, err := d.knowledge(ctx); err == nil {
 		for _, t := range knownTargets(jobs, schedules) {

@@ -87,6 +87,21 @@ func TestNiceCeil(t *testing.T) {
 	}
 }
 
+func TestByteUnit(t *testing.T) {
+	tests := []struct {
+		max      int64
+		wantUnit float64
+		wantName string
+	}{
+		{0, 1, "B"}, {1023, 1, "B"}, {1024, 1024, "KiB"}, {48 << 20, 1 << 20, "MiB"}, {5 << 40, 1 << 40, "TiB"}, {1 << 62, 1 << 50, "PiB"},
+	}
+	for _, tt := range tests {
+		if unit, name := byteUnit(tt.max); unit != tt.wantUnit || name != tt.wantName {
+			t.Errorf("byteUnit(%d) = %g %s, want %g %s", tt.max, unit, name, tt.wantUnit, tt.wantName)
+		}
+	}
+}
+
 func TestChart(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
 	fmtV := func(v float64) string { return formatSeconds(v) }

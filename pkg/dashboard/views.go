@@ -17,6 +17,7 @@ import (
 // /events sends; the script writes each string with textContent.
 type jobView struct {
 	ID       string `json:"id"`
+	Short    string `json:"short"` // the ID as a table shows it
 	Kind     string `json:"kind"`
 	State    string `json:"state"`
 	Final    bool   `json:"final"`
@@ -63,7 +64,7 @@ func (v *jobView) progress(p queue.Progress, state string, stats manifest.Stats)
 // viewOfJob describes a job record.
 func viewOfJob(j *queue.Job) jobView {
 	v := jobView{
-		ID: j.ID, Kind: j.Kind, State: j.State, Final: queue.Final(j.State), Error: j.Error,
+		ID: j.ID, Short: shortID(j.ID), Kind: j.Kind, State: j.State, Final: queue.Final(j.State), Error: j.Error,
 		Created: formatTime(j.Created), Started: formatTime(j.Started), Finished: formatTime(j.Finished),
 		Mode: j.Mode, Reason: j.Reason, WarnList: j.Warnings,
 	}
@@ -87,10 +88,20 @@ func viewOfJob(j *queue.Job) jobView {
 	return v
 }
 
+// shortID shortens a random job ID (a UUID) to its first 8 characters,
+// as git does commits; a chosen ID (a schedule's, a CI pipeline's) says
+// something and is kept whole.
+func shortID(id string) string {
+	if len(id) == 36 && strings.Count(id, "-") == 4 {
+		return id[:8]
+	}
+	return id
+}
+
 // viewOfEvent describes a job event.
 func viewOfEvent(ev *queue.Event) jobView {
 	v := jobView{
-		ID: ev.JobID, Kind: ev.Kind, State: ev.State, Final: queue.Final(ev.State),
+		ID: ev.JobID, Short: shortID(ev.JobID), Kind: ev.Kind, State: ev.State, Final: queue.Final(ev.State),
 		Message: ev.Message, Error: ev.Error,
 	}
 	if ev.State == queue.StateSucceeded || ev.Kind == queue.KindRestore {

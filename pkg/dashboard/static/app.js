@@ -82,9 +82,10 @@
     row.dataset.job = job.id;
     var link = document.createElement('a');
     link.href = '/jobs/' + encodeURIComponent(job.id);
-    link.textContent = job.id;
+    link.title = job.id;
+    link.textContent = job.short;
     cell(row, 'id').appendChild(link);
-    cell(row).textContent = job.kind;
+    cell(row, 'kind').textContent = job.kind;
     cell(row, 'what');
     var state = cell(row);
     span(state, 'span', 'state');
