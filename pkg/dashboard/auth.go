@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,6 +29,24 @@ type Credentials struct {
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
 }
+
+// String describes c without its secret, so logging or printing a
+// Credentials shows what kind of login it is and nothing more.
+func (c Credentials) String() string {
+	switch {
+	case c.Token != "":
+		return "token login"
+	case c.Password != "":
+		return "login as " + c.User
+	}
+	return "no login"
+}
+
+// GoString is String, for %#v.
+func (c Credentials) GoString() string { return c.String() }
+
+// LogValue is String, for log/slog.
+func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Enabled reports whether anyone can log in.
 func (c Credentials) Enabled() bool { return c.Token != "" || c.Password != "" }

@@ -123,7 +123,7 @@ func New(nc *nats.Conn, cfg Config) (*Dashboard, error) {
 	d := &Dashboard{
 		cfg: cfg, logger: logger, nc: nc,
 		api:      &api{nc: nc, js: js, timeout: cfg.RequestTimeout},
-		hub:      newHub(cfg.MaxStreams, cfg.Clock, logger),
+		hub:      newHub(cfg.MaxStreams, logger),
 		sessions: newSessions(cfg.SessionTTL, 10000, cfg.Clock),
 		limiter:  newLimiter(cfg.LoginAttempts, cfg.LoginWindow, cfg.Clock),
 		redact:   newRedactor(append([]string{cfg.Credentials.Token, cfg.Credentials.Password}, cfg.Redact...)),
@@ -260,7 +260,11 @@ func (d *Dashboard) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
-	go func() { runErr <- d.Run(ctx) }()
+	go func() {
+		err := d.Run(ctx)
+		cancel() // without its live feed the dashboard stops, and says why
+		runErr <- err
+	}()
 	srv := &http.Server{
 		Handler:           d.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -316,7 +320,10 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, ss *session, 
 		p.User, p.CSRF = ss.user, ss.csrf
 	}
 	p.LoginEnabled = d.cfg.Credentials.Enabled()
-	p.Here = r.URL.RequestURI()
+	p.Here = "/"
+	if r.Method == http.MethodGet {
+		p.Here = r.URL.RequestURI()
+	}
 	var buf bytes.Buffer
 	if err := d.pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
 		d.logger.ErrorContext(r.Context(), "render page", "page", name, "err", err)

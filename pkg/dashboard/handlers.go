@@ -54,7 +54,7 @@ func (d *Dashboard) renderLogin(w http.ResponseWriter, r *http.Request, status i
 		HttpOnly: true, Secure: secureRequest(r), SameSite: http.SameSiteStrictMode,
 	})
 	d.render(w, r, nil, status, "login", &loginData{
-		page:    page{Title: "Log in"},
+		page:    page{Title: "Log in", Nav: "login"},
 		AskUser: d.cfg.Credentials.Token == "", Next: next, Token: token, Problem: problem,
 	})
 }
@@ -87,7 +87,8 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	user, secret := r.PostForm.Get("user"), r.PostForm.Get("secret")
 	if !d.cfg.Credentials.matches(user, secret) {
 		d.limiter.failed(addr)
-		d.logger.WarnContext(ctx, "login failed", "user", user, "remote", addr)
+		// Not the user name typed: it is sometimes the password.
+		d.logger.WarnContext(ctx, "login failed", "remote", addr)
 		d.renderLogin(w, r, http.StatusUnauthorized, next, "Wrong credentials.")
 		return
 	}

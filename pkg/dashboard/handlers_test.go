@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -71,7 +72,10 @@ func TestLoadCredentials(t *testing.T) {
 				t.Errorf("the error quotes the token: %v", err)
 			}
 			if got != tt.want {
-				t.Errorf("got %+v, want %+v", got, tt.want)
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+			if printed := fmt.Sprintf("%v %+v %#v %s", got, got, got, got); strings.Contains(printed, testToken) || strings.Contains(printed, "correct horse") {
+				t.Errorf("printing the credentials shows the secret: %s", printed)
 			}
 			if warned != tt.wantWarn {
 				t.Errorf("warned %v, want %v", warned, tt.wantWarn)

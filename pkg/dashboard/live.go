@@ -94,7 +94,6 @@ func (m *mailbox) take() ([]jobView, []workerView) {
 // hub fans the fleet's events out to the browsers' mailboxes.
 type hub struct {
 	logger *slog.Logger
-	now    func() time.Time
 	max    int
 
 	mu      sync.Mutex
@@ -103,9 +102,9 @@ type hub struct {
 	done    chan struct{}                 // closed when run returns
 }
 
-func newHub(max int, now func() time.Time, logger *slog.Logger) *hub {
+func newHub(max int, logger *slog.Logger) *hub {
 	return &hub{
-		logger: logger, now: now, max: max,
+		logger: logger, max: max,
 		boxes: make(map[*mailbox]struct{}), workers: make(map[string]queue.WorkerStatus), done: make(chan struct{}),
 	}
 }
@@ -224,7 +223,7 @@ func (h *hub) followWorkers(ctx context.Context, w jetstream.KeyWatcher, ttl tim
 			h.mu.Lock()
 			changed := false
 			for key, ws := range h.workers {
-				if h.now().Sub(ws.LastSeen) > ttl {
+				if time.Since(ws.LastSeen) > ttl { // heartbeats carry the workers' real time
 					delete(h.workers, key)
 					changed = true
 				}
