@@ -280,9 +280,13 @@ func TestBrowser(t *testing.T) {
 	if job.State != queue.StateSucceeded || job.Backup.Source != later || job.Backup.Repo != repo || job.Backup.ChunkSize != 1<<20 {
 		t.Fatalf("the clicked job: %s of %+v", job.State, job.Backup)
 	}
+	if shown := eval[string](t, ctx, `document.querySelector('#job .finished').textContent`); shown == "" {
+		t.Error("the page shows no finishing time")
+	}
 	if shown := eval[string](t, ctx, `document.querySelector('#job .snapshot').textContent`); shown != job.SnapshotID {
 		t.Errorf("the page shows snapshot %q, the job made %q", shown, job.SnapshotID)
 	}
+	screenshot(t, ctx, filepath.Join(shots, "dashboard-job.png"))
 
 	// The overview lists the waiting job, the workers and the schedule.
 	step(t, ctx, "open the overview",
@@ -297,6 +301,9 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("workers listed: %q, want compressors and readers", roles)
 	}
 	screenshot(t, ctx, filepath.Join(shots, "dashboard.png"))
+	// The worker table follows the heartbeats: the rows are replaced.
+	eval[bool](t, ctx, `(document.querySelector('#worker-rows tr').dataset.old = '1') === '1'`)
+	until(t, ctx, "a live worker list", `!document.querySelector('#worker-rows tr[data-old]') && document.querySelectorAll('#worker-rows tr[data-worker]').length >= 2`)
 
 	// Cancel the waiting job.
 	step(t, ctx, "cancel a job",

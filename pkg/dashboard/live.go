@@ -99,7 +99,10 @@ type hub struct {
 	mu      sync.Mutex
 	boxes   map[*mailbox]struct{}
 	workers map[string]queue.WorkerStatus // by KV key
-	done    chan struct{}                 // closed when run returns
+	// loaded says workers holds the bucket's contents: until then a new
+	// stream gets no worker list, which would blank the page's.
+	loaded bool
+	done   chan struct{} // closed when run returns
 }
 
 func newHub(max int, logger *slog.Logger) *hub {
@@ -118,7 +121,7 @@ func (h *hub) add(job string) (*mailbox, error) {
 	}
 	m := &mailbox{job: job, wake: make(chan struct{}, 1), jobs: make(map[string]jobView)}
 	h.boxes[m] = struct{}{}
-	if job == "" {
+	if job == "" && h.loaded {
 		m.workers = h.workerViews()
 	}
 	return m, nil
@@ -237,6 +240,10 @@ func (h *hub) followWorkers(ctx context.Context, w jetstream.KeyWatcher, ttl tim
 				return
 			}
 			if e == nil { // the initial values are in
+				h.mu.Lock()
+				h.loaded = true
+				h.publishWorkers()
+				h.mu.Unlock()
 				continue
 			}
 			h.mu.Lock()

@@ -38,7 +38,7 @@ type jobView struct {
 	Repo     string          `json:"-"`
 	Created  string          `json:"-"`
 	Started  string          `json:"-"`
-	Finished string          `json:"-"`
+	Finished string          `json:"finished"` // events: the time of the final one
 	Mode     string          `json:"-"`
 	Reason   string          `json:"-"`
 	WarnList []string        `json:"-"`
@@ -108,6 +108,9 @@ func viewOfEvent(ev *queue.Event) jobView {
 		v.Snapshot = ev.SnapshotID
 	}
 	v.progress(ev.Progress, ev.State, ev.Stats)
+	if v.Final {
+		v.Finished = formatTime(ev.Time)
+	}
 	return v
 }
 

@@ -43,6 +43,7 @@
     setText(el, '.eta', job.eta);
     setText(el, '.stored', job.stored);
     setText(el, '.snapshot', job.snapshot);
+    setText(el, '.finished', job.finished);
     var bar = el.querySelector('progress');
     if (bar) {
       bar.max = Math.max(job.total, 1);
