@@ -5,8 +5,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -15,9 +18,12 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/coordinator"
+	"github.com/bulkbackup/bulkbackup/pkg/dashboard"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
+	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
 )
 
 type options struct {
@@ -28,6 +34,9 @@ type options struct {
 	chunkTimeout, stallTimeout time.Duration
 	readerTimeout, workerTTL   time.Duration
 	tlsCert, tlsKey            string
+	dashboardAddr              string
+	dashboardCredentials       string
+	dashboardPublicRead        bool
 }
 
 func flags() (*flag.FlagSet, *options) {
@@ -46,6 +55,13 @@ func flags() (*flag.FlagSet, *options) {
 	fs.DurationVar(&o.workerTTL, "worker-ttl", queue.DefaultWorkerTTL, "how long a worker stays listed after its last heartbeat")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: the embedded server requires TLS of every client (which trust its issuer via BULK_NATS_CA)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.StringVar(&o.dashboardAddr, "dashboard-addr", "",
+		"serve the web dashboard on this address (e.g. 127.0.0.1:8080); empty disables. Log in with "+
+			dashboard.EnvToken+", or "+dashboard.EnvUser+" and "+dashboard.EnvPassword+", or --dashboard-credentials")
+	fs.StringVar(&o.dashboardCredentials, "dashboard-credentials", "",
+		"YAML file with the dashboard's login (token, or user and password) instead of the environment")
+	fs.BoolVar(&o.dashboardPublicRead, "dashboard-public-read", false,
+		"let anyone who reaches --dashboard-addr view the dashboard without logging in (actions still need a login)")
 	return fs, o
 }
 
@@ -84,9 +100,10 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 	m := metrics.New("coordinator")
+	repos := service.Repos(o.S3Endpoint)
 	coord, err := coordinator.New(nc, coordinator.Config{
 		Metrics: m,
-		Repos:   service.Repos(o.S3Endpoint),
+		Repos:   repos,
 		Streams: queue.StreamConfig{Replicas: o.replicas, RawMaxBytes: int64(o.rawMaxBytes), WorkerTTL: o.workerTTL},
 		Window:  o.window, ChunkTimeout: o.chunkTimeout, StallTimeout: o.stallTimeout,
 		ReaderTimeout: o.readerTimeout, Logger: logger,
@@ -94,5 +111,60 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return service.Run(ctx, o.MetricsAddr, m, nc, logger, coord.Run)
+	serve := coord.Run
+	if o.dashboardAddr != "" {
+		dash, err := startDashboard(o, nc, repos, logger)
+		if err != nil {
+			return err
+		}
+		serve = func(ctx context.Context) error { return together(ctx, coord.Run, dash) }
+	}
+	return service.Run(ctx, o.MetricsAddr, m, nc, logger, serve)
+}
+
+// startDashboard sets up the web dashboard as the flags ask and listens on
+// its address, so that a bad address or login fails the start; it returns
+// the function that serves it.
+func startDashboard(o *options, nc *nats.Conn, repos *repository.Cache, logger *slog.Logger) (func(context.Context) error, error) {
+	creds, err := dashboard.LoadCredentials(o.dashboardCredentials, os.Getenv, func(msg string) { logger.Warn(msg) })
+	if err != nil {
+		return nil, err
+	}
+	s3 := storeurl.S3FromEnv()
+	natsOpts := service.NATSFromEnv(service.ConnectOptions{})
+	d, err := dashboard.New(nc, dashboard.Config{
+		Credentials: creds, PublicRead: o.dashboardPublicRead, Repos: repos, Logger: logger,
+		Redact: []string{s3.SecretKey, s3.SessionToken, natsOpts.Password},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !creds.Enabled() {
+		logger.Warn("the dashboard has no login: it shows the fleet to anyone who reaches it, and nobody can act on it")
+	}
+	ln, err := net.Listen("tcp", o.dashboardAddr)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: listen %s: %w", o.dashboardAddr, err)
+	}
+	return func(ctx context.Context) error { return d.Serve(ctx, ln) }, nil
+}
+
+// together runs every fn until ctx is done or one of them returns, then
+// stops the others and returns their errors.
+func together(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() {
+			err := fn(ctx)
+			cancel()
+			errs <- err
+		}()
+	}
+	var all []error
+	for range fns {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
