@@ -8,6 +8,7 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
@@ -42,7 +43,7 @@ type backupResult struct {
 
 func runBackup(ctx context.Context, e *env, args []string) error {
 	var c common
-	chunkSize := config.Size(plan.DefaultChunkSize)
+	chunkSize := config.Size(layout.DefaultChunkSize)
 	fs := newFlagSet("backup", &c)
 	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
 	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
@@ -56,7 +57,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageError("want one SOURCE, got %d arguments", len(pos))
 	}
-	if err := plan.CheckChunkSize(int64(chunkSize)); err != nil {
+	if err := layout.CheckChunkSize(int64(chunkSize)); err != nil {
 		return usageError("--chunk-size: %v", err)
 	}
 	if _, err := chunk.ParseLevel(*level); err != nil {

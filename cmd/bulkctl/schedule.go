@@ -10,7 +10,7 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
-	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
@@ -67,7 +67,7 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	source := fs.String("source", "", "what to back up, as HOST:PATH (required)")
 	cronExpr := fs.String("cron", "", `when: a cron expression "MINUTE HOUR DAY MONTH WEEKDAY", e.g. "0 2 * * *" (required)`)
 	timezone := fs.String("timezone", "", "IANA time zone the cron expression is read in, e.g. Europe/Berlin (default UTC)")
-	chunkSize := config.Size(plan.DefaultChunkSize)
+	chunkSize := config.Size(layout.DefaultChunkSize)
 	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
 	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
 	keepLast := fs.Int("keep-last", 0, "snapshots of the source to keep; "+keepLastNote)
@@ -88,7 +88,7 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	if *cronExpr == "" {
 		return usageError(`--cron is required (e.g. --cron "0 2 * * *")`)
 	}
-	if err := plan.CheckChunkSize(int64(chunkSize)); err != nil {
+	if err := layout.CheckChunkSize(int64(chunkSize)); err != nil {
 		return usageError("--chunk-size: %v", err)
 	}
 	if _, err := chunk.ParseLevel(*level); err != nil {

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
-	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
@@ -339,9 +339,9 @@ func checkBackup(req *queue.BackupRequest) error {
 		return errors.New("no repository given")
 	}
 	if req.ChunkSize == 0 {
-		req.ChunkSize = plan.DefaultChunkSize
+		req.ChunkSize = layout.DefaultChunkSize
 	}
-	if err := plan.CheckChunkSize(req.ChunkSize); err != nil {
+	if err := layout.CheckChunkSize(req.ChunkSize); err != nil {
 		return err
 	}
 	level, err := chunk.ParseLevel(req.Level)

@@ -3,7 +3,7 @@
 // commits the result.
 //
 // A backup asks the reader of the source's host to stat the source, cuts it
-// into chunks (plan.Volume) and publishes one read item per chunk, keeping at
+// into chunks (layout.Volume) and publishes one read item per chunk, keeping at
 // most Window items outstanding. Completions arrive on the job's done subject
 // from readers (zero chunks) and compressors (stored chunks); duplicates are
 // counted once. An item whose completion has not arrived after ChunkTimeout

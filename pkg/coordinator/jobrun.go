@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -419,7 +420,7 @@ func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository,
 	if jr.job.Source == nil { // a resumed job keeps what its first epoch saw
 		jr.job.Source = &queue.SourceState{Size: stat.Size, MTime: stat.MTime}
 	}
-	n := plan.Count(stat.Size, req.ChunkSize)
+	n := layout.Count(stat.Size, req.ChunkSize)
 	jr.job.Progress = queue.Progress{ChunksTotal: n, BytesTotal: stat.Size}
 	if err := jr.start(ctx); err != nil {
 		return nil, err
@@ -434,7 +435,7 @@ func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository,
 	parent := jr.parent(ctx, repo, manifest.ModeVolume)
 	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
 	err := jr.phase(ctx, all, func(ctx context.Context, u unit, _ int, msgID string) error {
-		r := plan.At(u.index, stat.Size, req.ChunkSize)
+		r := layout.At(u.index, stat.Size, req.ChunkSize)
 		item := &queue.ReadItem{
 			V: queue.MessageVersion, JobID: jr.job.ID, Path: readPath,
 			Index: r.Index, Offset: r.Offset, Length: r.Length, Repo: req.Repo,

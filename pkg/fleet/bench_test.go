@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
-	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
 	"github.com/bulkbackup/bulkbackup/pkg/volgen"
@@ -48,7 +48,7 @@ func BenchmarkFleetBackup(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		repo := filepath.Join(b.TempDir(), "repo")
-		if ev := bnd.backup(b, src, repo, plan.DefaultChunkSize); ev.State != queue.StateSucceeded {
+		if ev := bnd.backup(b, src, repo, layout.DefaultChunkSize); ev.State != queue.StateSucceeded {
 			b.Fatalf("backup %s: %s", ev.State, ev.Error)
 		}
 	}
@@ -61,13 +61,13 @@ func BenchmarkVolumeIncremental(b *testing.B) {
 	src, size := benchSource(b)
 	bnd := setup(b, storeurl.S3Options{})
 	repo := filepath.Join(b.TempDir(), "repo")
-	if ev := bnd.backup(b, src, repo, plan.DefaultChunkSize); ev.State != queue.StateSucceeded {
+	if ev := bnd.backup(b, src, repo, layout.DefaultChunkSize); ev.State != queue.StateSucceeded {
 		b.Fatalf("first backup %s: %s", ev.State, ev.Error)
 	}
 	b.SetBytes(size)
 	b.ReportAllocs()
 	for b.Loop() {
-		ev := bnd.backup(b, src, repo, plan.DefaultChunkSize)
+		ev := bnd.backup(b, src, repo, layout.DefaultChunkSize)
 		if ev.State != queue.StateSucceeded || ev.Stats.NewBytes != 0 {
 			b.Fatalf("unchanged backup %s: %s, %d new bytes", ev.State, ev.Error, ev.Stats.NewBytes)
 		}
@@ -81,7 +81,7 @@ func BenchmarkFleetRestore(b *testing.B) {
 	src, size := benchSource(b)
 	bnd := setup(b, storeurl.S3Options{})
 	repo := filepath.Join(b.TempDir(), "repo")
-	ev := bnd.backup(b, src, repo, plan.DefaultChunkSize)
+	ev := bnd.backup(b, src, repo, layout.DefaultChunkSize)
 	if ev.State != queue.StateSucceeded {
 		b.Fatalf("backup %s: %s", ev.State, ev.Error)
 	}
@@ -112,7 +112,7 @@ func BenchmarkCompressCeiling(b *testing.B) {
 		b.Fatal(err)
 	}
 	var chunks [][]byte
-	for r := range plan.Volume(int64(len(data)), plan.DefaultChunkSize) {
+	for r := range layout.Volume(int64(len(data)), layout.DefaultChunkSize) {
 		chunks = append(chunks, data[r.Offset:r.Offset+r.Length])
 	}
 	workers := runtime.GOMAXPROCS(0)

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
-	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 )
 
 // Entry types of a files-mode snapshot.
@@ -111,7 +111,7 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 	case len(s.Files) == 0 || s.Files[0].Path != "." || s.Files[0].Type != TypeDir:
 		return bad("the first entry must be the directory \".\"")
 	}
-	if err := plan.CheckChunkSize(s.ChunkSize); err != nil {
+	if err := layout.CheckChunkSize(s.ChunkSize); err != nil {
 		return bad("%v", err)
 	}
 	for i, c := range s.Chunks {
@@ -216,7 +216,7 @@ func (s *Snapshot) validateFile(e Entry, hardLinkable map[string]int64) error {
 		}
 		// Written so that no sum can overflow: Offset and Length are
 		// each checked against the chunk's length, which is at most
-		// plan.MaxChunkSize, before they are added.
+		// layout.MaxChunkSize, before they are added.
 		if n := s.Chunks[x.Chunk].Length; !InRange(x.Offset, x.Length, n) || x.Length == 0 {
 			return fmt.Errorf("extent [%d,+%d) outside chunk %d of %d bytes", x.Offset, x.Length, x.Chunk, n)
 		}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
-	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 )
 
 // Version is the newest manifest schema version this package reads and
@@ -225,14 +225,14 @@ func (s *Snapshot) Validate() error {
 	case s.Size < 0:
 		return bad("negative size %d", s.Size)
 	}
-	if err := plan.CheckChunkSize(s.ChunkSize); err != nil {
+	if err := layout.CheckChunkSize(s.ChunkSize); err != nil {
 		return bad("%v", err)
 	}
-	if want := plan.Count(s.Size, s.ChunkSize); len(s.Chunks) != want {
+	if want := layout.Count(s.Size, s.ChunkSize); len(s.Chunks) != want {
 		return bad("%d chunks for %d bytes in chunks of %d, want %d", len(s.Chunks), s.Size, s.ChunkSize, want)
 	}
 	for i, c := range s.Chunks {
-		want := plan.At(i, s.Size, s.ChunkSize)
+		want := layout.At(i, s.Size, s.ChunkSize)
 		if c.Offset != want.Offset || c.Length != want.Length {
 			return bad("chunk %d covers [%d,+%d), want [%d,+%d)", i, c.Offset, c.Length, want.Offset, want.Length)
 		}
@@ -274,15 +274,15 @@ const maxVolumeChunkJSON = 150
 // rather than at its commit.
 func CheckVolume(size, chunkSize int64) error {
 	const room = (MaxSize - 64<<10) / maxVolumeChunkJSON // chunks that always fit
-	n := plan.Count(size, chunkSize)
+	n := layout.Count(size, chunkSize)
 	if n <= room {
 		return nil
 	}
-	fits := int64(plan.BlockSize)
-	for fits <= plan.MaxChunkSize && plan.Count(size, fits) > room {
+	fits := int64(layout.BlockSize)
+	for fits <= layout.MaxChunkSize && layout.Count(size, fits) > room {
 		fits *= 2
 	}
-	if fits > plan.MaxChunkSize {
+	if fits > layout.MaxChunkSize {
 		return fmt.Errorf("%w: a volume of %d bytes is more than %d chunks of the largest chunk size, more than a manifest holds",
 			ErrTooLarge, size, room)
 	}

@@ -1,6 +1,8 @@
-// Package plan cuts a source into chunk work: fixed-size, 4096-aligned ranges
-// of a volume. It is pure: no I/O, no clocks.
-package plan
+// Package layout is the geometry of chunks: the sizes a chunk may have and
+// how a volume is cut into fixed-size, 4096-aligned ranges. It is pure: no
+// I/O, no clocks. The manifest validates against it and the planners cut
+// work with it.
+package layout
 
 import (
 	"fmt"
