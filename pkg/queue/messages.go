@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 )
 
 // MessageVersion is the version of the JSON messages below. Every message
@@ -254,21 +255,10 @@ type ReadItem struct {
 	ParentStored int64  `json:"parent_stored,omitempty"`
 	// Pieces, in files mode, are the file pieces that make up the chunk,
 	// laid end to end; Path is then the tree's root.
-	Pieces []Piece `json:"pieces,omitempty"`
+	Pieces []plan.Piece `json:"pieces,omitempty"`
 }
 
 func (r *ReadItem) version() int { return r.V }
-
-// Piece is Length bytes at Offset of the file Path (relative to the tree's
-// root), with the size, mtime and inode its scan saw.
-type Piece struct {
-	Path   string `json:"p"`
-	Offset int64  `json:"o,omitempty"`
-	Length int64  `json:"n"`
-	Size   int64  `json:"s"`
-	MTime  int64  `json:"m"`
-	Inode  uint64 `json:"i,omitempty"`
-}
 
 // ScanItem asks the reader of a host to list a tree (files mode). The
 // reader answers with Done messages: OpScanPart ones carrying the entries
@@ -320,7 +310,7 @@ type WriteItem struct {
 	// entries a step handles, Parts where a chunk's bytes go.
 	Tree    bool             `json:"tree,omitempty"`
 	Entries []manifest.Entry `json:"entries,omitempty"`
-	Parts   []TreePart       `json:"parts,omitempty"`
+	Parts   []plan.Extent    `json:"parts,omitempty"`
 	// Keep, on prepare and entries, names the other restore jobs still
 	// running: their partial files are work in progress, those of any
 	// other job debris of an interrupted restore, removed.
@@ -328,15 +318,6 @@ type WriteItem struct {
 }
 
 func (w *WriteItem) version() int { return w.V }
-
-// TreePart says that Length bytes at ChunkOffset of a chunk belong at
-// FileOffset of the file Path (relative to the restore target).
-type TreePart struct {
-	Path        string `json:"p"`
-	FileOffset  int64  `json:"fo,omitempty"`
-	ChunkOffset int64  `json:"co,omitempty"`
-	Length      int64  `json:"n"`
-}
 
 // Done records the completion (or permanent failure) of one piece of work:
 // a chunk stored (backup) or a write step done (restore).

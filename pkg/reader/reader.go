@@ -350,16 +350,14 @@ func (r *Reader) unchanged(ctx context.Context, item *queue.ReadItem, buf []byte
 // be read or changed are reported (before the chunk itself completes, so the
 // coordinator has them when it commits), not failed: the backup goes on.
 func (r *Reader) readPieces(ctx context.Context, item *queue.ReadItem, buf []byte) error {
-	pieces := make([]source.FilePiece, len(item.Pieces))
 	var sum int64
-	for i, p := range item.Pieces {
-		pieces[i] = source.FilePiece{Path: p.Path, Offset: p.Offset, Length: p.Length, Size: p.Size, MTime: p.MTime, Inode: p.Inode}
+	for _, p := range item.Pieces {
 		sum += p.Length
 	}
 	if sum != item.Length {
 		return fmt.Errorf("chunk %d: pieces hold %d bytes, the item says %d", item.Index, sum, item.Length)
 	}
-	problems, err := source.ReadPieces(item.Path, pieces, buf)
+	problems, err := source.ReadPieces(item.Path, item.Pieces, buf)
 	if err != nil || len(problems) == 0 {
 		return err
 	}
@@ -715,14 +713,10 @@ func (r *Reader) writeTree(ctx context.Context, item *queue.WriteItem) error {
 	if err != nil {
 		return err // retried: the repository may be briefly unreachable
 	}
-	parts := make([]restore.Part, len(item.Parts))
-	for i, p := range item.Parts {
-		parts[i] = restore.Part{Path: p.Path, FileOffset: p.FileOffset, ChunkOffset: p.ChunkOffset, Length: p.Length}
-	}
 	defer r.cfg.Metrics.Begin("write")()
 	start := time.Now()
 	buf := r.buffer(item.Length)[:0]
-	buf, err = t.WriteExtents(ctx, repo, id, item.Length, parts, buf)
+	buf, err = t.WriteExtents(ctx, repo, id, item.Length, item.Parts, buf)
 	r.release(buf)
 	r.cfg.Metrics.Stage("write", start)
 	if err != nil {

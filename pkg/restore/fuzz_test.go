@@ -8,6 +8,7 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/restore"
 )
 
@@ -86,14 +87,14 @@ func FuzzRestoreTree(f *testing.F) {
 // plans it, ignoring the errors steps return (a fuzzed manifest may name
 // chunks the repository does not hold).
 func restoreAll(t *testing.T, b *treeBundle, tr restore.Tree, m *manifest.Snapshot) {
-	byChunk := make(map[int][]restore.Part)
+	byChunk := make(map[int][]plan.Extent)
 	for _, e := range m.Files {
 		if e.Type != manifest.TypeFile || e.LinkTo != "" || e.Unread {
 			continue
 		}
 		var at int64
 		for _, x := range e.Content {
-			byChunk[x.Chunk] = append(byChunk[x.Chunk], restore.Part{Path: e.Path, FileOffset: at, ChunkOffset: x.Offset, Length: x.Length})
+			byChunk[x.Chunk] = append(byChunk[x.Chunk], plan.Extent{Path: e.Path, FileOffset: at, ChunkOffset: x.Offset, Length: x.Length})
 			at += x.Length
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/internal/safefs"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
 
@@ -362,19 +363,10 @@ func (t Tree) checkFree(dir int, name, p string) error {
 	return nil
 }
 
-// Part says where Length bytes at ChunkOffset of a chunk go: FileOffset of
-// the file Path (in manifest form).
-type Part struct {
-	Path        string
-	FileOffset  int64
-	ChunkOffset int64
-	Length      int64
-}
-
 // WriteExtents fetches chunk id (Length raw bytes) from repo, checks it and
 // writes each part into its partial file. buf is scratch space; the possibly
 // grown buffer is returned. A corrupt chunk is never written.
-func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id chunk.ID, length int64, parts []Part, buf []byte) ([]byte, error) {
+func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id chunk.ID, length int64, parts []plan.Extent, buf []byte) ([]byte, error) {
 	buf, err := repo.GetChunk(ctx, id, buf[:0])
 	if err != nil {
 		return buf, fmt.Errorf("restore to %s: %w", t.Path, err)

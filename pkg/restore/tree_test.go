@@ -33,7 +33,7 @@ const partTag = ".bulkpart-"
 type treeChunk struct {
 	id     chunk.ID
 	length int64
-	parts  []restore.Part
+	parts  []plan.Extent
 }
 
 // treeBundle is a repository holding the content of a tree's files, the
@@ -70,11 +70,11 @@ func treeSetup(t testing.TB, entries []manifest.Entry, data map[string][]byte) *
 	}
 	for _, p := range plan.Packs(sizes, treeChunkSize, 0) {
 		var raw []byte
-		var parts []restore.Part
+		var parts []plan.Extent
 		for _, x := range p.Parts {
 			name := files[x.File]
 			raw = append(raw, data[name][x.Offset:x.Offset+x.Length]...)
-			parts = append(parts, restore.Part{Path: name, FileOffset: x.Offset, ChunkOffset: x.PackOffset, Length: x.Length})
+			parts = append(parts, plan.Extent{Path: name, FileOffset: x.Offset, ChunkOffset: x.PackOffset, Length: x.Length})
 		}
 		id := chunk.Sum(raw)
 		if err := repo.PutChunk(t.Context(), id, sealer.Seal(nil, id, raw)); err != nil {
@@ -570,12 +570,12 @@ func TestTreeUnsafePaths(t *testing.T) {
 			outside, checkOutside := makeOutside(t, b.base)
 			abs := func(p string) string { return strings.ReplaceAll(p, "OUTSIDE", outside) }
 			var entries []manifest.Entry
-			var parts []restore.Part
+			var parts []plan.Extent
 			for _, e := range tt.entries {
 				e.Path, e.LinkTo = abs(e.Path), abs(e.LinkTo)
 				entries = append(entries, e)
 				if e.Type == manifest.TypeFile && e.LinkTo == "" {
-					parts = append(parts, restore.Part{Path: e.Path, Length: 1})
+					parts = append(parts, plan.Extent{Path: e.Path, Length: 1})
 				}
 			}
 			tr := b.tree("target")
@@ -670,7 +670,7 @@ func TestTreeSymlinkInTheWay(t *testing.T) {
 					return tr.CreateEntries([]manifest.Entry{{Path: via + "/s", Type: manifest.TypeSymlink, Target: "x"}})
 				}},
 				{"WriteExtents", func() error {
-					parts := []restore.Part{{Path: via + "/victim", Length: 4}}
+					parts := []plan.Extent{{Path: via + "/victim", Length: 4}}
 					_, err := tr.WriteExtents(t.Context(), b.repo, b.chunks[0].id, b.chunks[0].length, parts, nil)
 					return err
 				}},
@@ -1002,12 +1002,12 @@ func TestTreeWriteExtentsChecks(t *testing.T) {
 		t.Error("WriteExtents with a piece past the chunk's end succeeded")
 	}
 	// Offsets whose sums overflow: never a panic, never a write.
-	for _, p := range []restore.Part{
+	for _, p := range []plan.Extent{
 		{Path: c.parts[0].Path, ChunkOffset: math.MaxInt64 - 5, Length: 10},
 		{Path: c.parts[0].Path, ChunkOffset: 0, Length: math.MaxInt64},
 		{Path: c.parts[0].Path, FileOffset: math.MaxInt64 - 1, Length: 10},
 	} {
-		if _, err := tr.WriteExtents(t.Context(), b.repo, c.id, c.length, []restore.Part{p}, nil); err == nil {
+		if _, err := tr.WriteExtents(t.Context(), b.repo, c.id, c.length, []plan.Extent{p}, nil); err == nil {
 			t.Errorf("WriteExtents of %+v succeeded", p)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/pkg/internal/safefs"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 )
 
 // ScanTree walks the directory root in a fixed order (names sorted, each
@@ -188,17 +189,6 @@ func describeType(mode uint32) string {
 	return "special file"
 }
 
-// FilePiece is a piece of a file to read into a pack, with what the scan
-// saw of the file, to notice that it changed since.
-type FilePiece struct {
-	Path   string // relative to the tree's root, in manifest form (manifest.EncodePath)
-	Offset int64
-	Length int64
-	Size   int64
-	MTime  int64
-	Inode  uint64
-}
-
 // FileProblem says why a file's piece in a pack is missing (Unread: its
 // bytes are zeros) or suspect (it changed since the scan or while it was
 // read: its bytes are what was read).
@@ -219,7 +209,7 @@ type FileProblem struct {
 // directory is opened once (safefs: level by level, never through a
 // symlink, never outside root) and its files with openat(2), O_NOFOLLOW and
 // raw descriptors: a handful of system calls per file.
-func ReadPieces(root string, pieces []FilePiece, buf []byte) ([]FileProblem, error) {
+func ReadPieces(root string, pieces []plan.Piece, buf []byte) ([]FileProblem, error) {
 	dirs, err := safefs.Open(root, true)
 	if err != nil {
 		return nil, fmt.Errorf("open tree %s: %w", root, err)
@@ -237,7 +227,7 @@ func ReadPieces(root string, pieces []FilePiece, buf []byte) ([]FileProblem, err
 	return problems, nil
 }
 
-func readPiece(dirs *safefs.Dirs, p FilePiece, slot []byte) *FileProblem {
+func readPiece(dirs *safefs.Dirs, p plan.Piece, slot []byte) *FileProblem {
 	unread := func(err error) *FileProblem {
 		clear(slot)
 		return &FileProblem{Path: p.Path, Unread: true, Err: fmt.Sprintf("not readable: %v", err)}

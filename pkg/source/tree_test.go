@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/source"
 )
 
@@ -248,7 +249,7 @@ func TestScanTreeNonUTF8Name(t *testing.T) {
 	for name, want := range map[string]string{"bad\xffname": "bad name", "baddir\xfe/inside": "inside"} {
 		e := got[name]
 		buf := make([]byte, e.Size)
-		problems, err := source.ReadPieces(root, []source.FilePiece{{Path: e.Path, Length: e.Size, Size: e.Size, MTime: e.MTime, Inode: e.Inode}}, buf)
+		problems, err := source.ReadPieces(root, []plan.Piece{{Path: e.Path, Length: e.Size, Size: e.Size, MTime: e.MTime, Inode: e.Inode}}, buf)
 		if err != nil || len(problems) > 0 || string(buf) != want {
 			t.Errorf("ReadPieces(%q) = %q, %v, %v; want %q", e.Path, buf, problems, err, want)
 		}
@@ -307,14 +308,14 @@ func TestScanTreeErrors(t *testing.T) {
 }
 
 // pieceOf describes length bytes at off of root/rel as a scan saw it.
-func pieceOf(t *testing.T, root, rel string, off, length int64) source.FilePiece {
+func pieceOf(t *testing.T, root, rel string, off, length int64) plan.Piece {
 	t.Helper()
 	fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(rel)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	return source.FilePiece{Path: rel, Offset: off, Length: length, Size: fi.Size(), MTime: st.Mtim.Nano(), Inode: st.Ino}
+	return plan.Piece{Path: rel, Offset: off, Length: length, Size: fi.Size(), MTime: st.Mtim.Nano(), Inode: st.Ino}
 }
 
 func pattern(n int, seed byte) []byte {
@@ -340,7 +341,7 @@ func TestReadPieces(t *testing.T) {
 	tests := []struct {
 		name       string
 		change     func(t *testing.T, root, outside string)
-		piece      func(p *source.FilePiece) // edits dir/b's piece; nil for none
+		piece      func(p *plan.Piece) // edits dir/b's piece; nil for none
 		wantB      []byte
 		wantErr    string // a piece of the problem's text, "" for no problem
 		wantUnread bool
@@ -379,7 +380,7 @@ func TestReadPieces(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, nil, newB[1000:3000], "changed since the scan", false},
-		{"piece past its end at scan", func(*testing.T, string, string) {}, func(p *source.FilePiece) {
+		{"piece past its end at scan", func(*testing.T, string, string) {}, func(p *plan.Piece) {
 			p.Offset = 2500 // [2500,+2000) of a 3000-byte file
 		}, append(slices.Clone(dataB[2500:]), make([]byte, 1500)...), "shorter than scanned", false},
 		{"deleted", func(t *testing.T, root, _ string) {
@@ -414,7 +415,7 @@ func TestReadPieces(t *testing.T) {
 			}
 			symlink(t, outside, filepath.Join(root, "dir"))
 		}, nil, make([]byte, 2000), "not readable", true},
-		{"path out of the tree", func(*testing.T, string, string) {}, func(p *source.FilePiece) {
+		{"path out of the tree", func(*testing.T, string, string) {}, func(p *plan.Piece) {
 			p.Path = "../outside/b"
 		}, make([]byte, 2000), "not readable", true},
 	}
@@ -427,7 +428,7 @@ func TestReadPieces(t *testing.T) {
 			put(t, root, "dir/b", dataB, 0o644)
 			put(t, root, "c", dataC, 0o644)
 			put(t, outside, "b", dataB, 0o644) // what a symlink would reach
-			pieces := []source.FilePiece{
+			pieces := []plan.Piece{
 				pieceOf(t, root, "a", 0, 1000),
 				pieceOf(t, root, "dir/b", 1000, 2000),
 				pieceOf(t, root, "c", 0, 500),
@@ -473,7 +474,7 @@ func TestReadPiecesSameFileTwice(t *testing.T) {
 	data := pattern(100, 5)
 	put(t, root, "f", data, 0o644)
 	buf := make([]byte, 30)
-	problems, err := source.ReadPieces(root, []source.FilePiece{pieceOf(t, root, "f", 90, 10), pieceOf(t, root, "f", 0, 20)}, buf)
+	problems, err := source.ReadPieces(root, []plan.Piece{pieceOf(t, root, "f", 90, 10), pieceOf(t, root, "f", 0, 20)}, buf)
 	if err != nil || len(problems) != 0 {
 		t.Fatalf("ReadPieces = %v, %v", problems, err)
 	}
@@ -490,7 +491,7 @@ func TestReadPiecesUnreadableFile(t *testing.T) {
 	root := t.TempDir()
 	put(t, root, "secret", []byte("xyz"), 0)
 	buf := []byte{1, 2, 3}
-	problems, err := source.ReadPieces(root, []source.FilePiece{pieceOf(t, root, "secret", 0, 3)}, buf)
+	problems, err := source.ReadPieces(root, []plan.Piece{pieceOf(t, root, "secret", 0, 3)}, buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +503,7 @@ func TestReadPiecesUnreadableFile(t *testing.T) {
 func TestReadPiecesMissingRoot(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join(t.TempDir(), "gone")
-	if _, err := source.ReadPieces(root, []source.FilePiece{{Path: "f", Length: 1}}, make([]byte, 1)); err == nil {
+	if _, err := source.ReadPieces(root, []plan.Piece{{Path: "f", Length: 1}}, make([]byte, 1)); err == nil {
 		t.Fatalf("ReadPieces(%s) = nil error, want one", root)
 	}
 }

@@ -1,0 +1,203 @@
+package plan
+
+import "github.com/bulkbackup/bulkbackup/pkg/manifest"
+
+// Piece is Length bytes at Offset of the file Path (relative to the tree's
+// root, in manifest form), with the size, mtime and inode the scan saw, so
+// the reader that reads it notices a file that changed since. A pack's
+// pieces are read end to end into one chunk.
+type Piece struct {
+	Path   string `json:"p"`
+	Offset int64  `json:"o,omitempty"`
+	Length int64  `json:"n"`
+	Size   int64  `json:"s"`
+	MTime  int64  `json:"m"`
+	Inode  uint64 `json:"i,omitempty"`
+}
+
+// FilesPlan is how a scanned tree is backed up: which files are read, in
+// which packs, and which keep their parent's content.
+type FilesPlan struct {
+	// Entries is the scan, in walk order.
+	Entries []manifest.Entry
+	// Parent is the snapshot unchanged files reuse content of, or nil.
+	Parent *manifest.Snapshot
+	// Read lists the entries whose content is read, in order; the packs'
+	// Part.File index into it.
+	Read []int
+	// Packs are the chunks to read, each a pack of file pieces.
+	Packs []Pack
+	// Reused holds, for each unchanged file (by entry index), its content
+	// in the parent: extents naming the parent's chunks.
+	Reused map[int][]manifest.Extent
+	// NewFiles, Changed and Unchanged count the regular files (hard links
+	// not included) by how they compare with the parent.
+	NewFiles, Changed, Unchanged int
+	// ReadBytes is what the packs hold.
+	ReadBytes int64
+}
+
+// Files compares a scan with the parent snapshot (nil for none) and packs
+// what must be read into chunks of at most chunkSize. A file is unchanged,
+// and keeps its content in the parent without being read, when its size,
+// mtime and inode equal the parent's, the parent read it whole, and none of
+// its extents lies in a chunk of unusable (indexes into parent.Chunks: the
+// chunks not stored whole).
+func Files(entries []manifest.Entry, parent *manifest.Snapshot, unusable map[int]bool, chunkSize int64) *FilesPlan {
+	fp := &FilesPlan{Entries: entries, Parent: parent, Reused: make(map[int][]manifest.Extent)}
+	before := make(map[string]*manifest.Entry)
+	if parent != nil {
+		for i := range parent.Files {
+			before[parent.Files[i].Path] = &parent.Files[i]
+		}
+	}
+	var sizes []int64
+	for i, e := range entries {
+		if e.Type != manifest.TypeFile || e.LinkTo != "" {
+			continue
+		}
+		p := before[e.Path]
+		switch {
+		case p == nil || p.Type != manifest.TypeFile:
+			fp.NewFiles++
+		case p.Size == e.Size && p.MTime == e.MTime && p.Inode == e.Inode && !p.Unread && p.Warning == "" &&
+			!inUnusable(p.Content, unusable):
+			fp.Unchanged++
+			fp.Reused[i] = p.Content
+			continue
+		default:
+			fp.Changed++
+		}
+		if e.Size > 0 {
+			fp.Read = append(fp.Read, i)
+			sizes = append(sizes, e.Size)
+			fp.ReadBytes += e.Size
+		}
+	}
+	fp.Packs = Packs(sizes, chunkSize, 0)
+	return fp
+}
+
+// inUnusable reports whether any of content's extents lies in a chunk of
+// unusable.
+func inUnusable(content []manifest.Extent, unusable map[int]bool) bool {
+	for _, x := range content {
+		if unusable[x.Chunk] {
+			return true
+		}
+	}
+	return false
+}
+
+// Pieces returns the file pieces of pack i, as a reader reads them.
+func (fp *FilesPlan) Pieces(i int) []Piece {
+	pack := fp.Packs[i]
+	out := make([]Piece, len(pack.Parts))
+	for j, p := range pack.Parts {
+		e := &fp.Entries[fp.Read[p.File]]
+		out[j] = Piece{Path: e.Path, Offset: p.Offset, Length: p.Length, Size: e.Size, MTime: e.MTime, Inode: e.Inode}
+	}
+	return out
+}
+
+// Stored is what storing one pack gave: the chunk it became.
+type Stored struct {
+	Hash       string
+	Length     int64
+	StoredSize int64
+	// Zero: every byte was zero; no object holds it.
+	Zero bool
+	// New: this backup stored it; it was not in the repository before.
+	New bool
+}
+
+// Problem is what went wrong reading a file: it could not be read at all
+// (Unread: it gets no content), or it changed while read (its content is as
+// read); Warning says which.
+type Problem struct {
+	Unread  bool
+	Warning string
+}
+
+// Build fills snap's chunks, files and stats from the stored packs (stored
+// gives pack i's chunk) and the problems readers reported, by path. It
+// leaves snap's version, ID, source and times to the caller.
+func (fp *FilesPlan) Build(snap *manifest.Snapshot, stored func(pack int) Stored, problems map[string]Problem) {
+	st := &snap.Stats
+	byHash := make(map[string]int)
+	add := func(c manifest.Chunk, isNew bool) int {
+		if !c.Zero {
+			if i, ok := byHash[c.Hash]; ok {
+				return i
+			}
+			byHash[c.Hash] = len(snap.Chunks)
+			st.StoredBytes += c.StoredSize
+			if isNew {
+				st.NewChunks++
+				st.NewBytes += c.StoredSize
+			}
+		} else {
+			st.ZeroChunks++
+		}
+		snap.Chunks = append(snap.Chunks, c)
+		return len(snap.Chunks) - 1
+	}
+	content := make(map[int][]manifest.Extent)
+	for i, pack := range fp.Packs {
+		d := stored(i)
+		ci := add(manifest.Chunk{Length: d.Length, Hash: d.Hash, StoredSize: d.StoredSize, Zero: d.Zero}, d.New)
+		for _, p := range pack.Parts {
+			e := fp.Read[p.File]
+			content[e] = append(content[e], manifest.Extent{Chunk: ci, Offset: p.PackOffset, Length: p.Length})
+		}
+	}
+	fromParent := make(map[int]int)
+	for i := range fp.Entries {
+		exts, ok := fp.Reused[i]
+		if !ok {
+			continue
+		}
+		out := make([]manifest.Extent, len(exts))
+		for j, x := range exts {
+			ci, ok := fromParent[x.Chunk]
+			if !ok {
+				ci = add(fp.Parent.Chunks[x.Chunk], false)
+				fromParent[x.Chunk] = ci
+			}
+			out[j] = manifest.Extent{Chunk: ci, Offset: x.Offset, Length: x.Length}
+		}
+		content[i] = out
+	}
+	snap.Files = make([]manifest.Entry, len(fp.Entries))
+	index := make(map[string]int, len(fp.Entries))
+	for i, e := range fp.Entries {
+		index[e.Path] = i
+		if e.Type == manifest.TypeFile {
+			st.Files++
+			switch {
+			case e.LinkTo != "":
+				first := snap.Files[index[e.LinkTo]]
+				e.Size, e.Content, e.Unread = first.Size, first.Content, first.Unread
+			case problems[e.Path].Warning != "":
+				p := problems[e.Path]
+				e.Warning, e.Unread = p.Warning, p.Unread
+				if !p.Unread {
+					e.Content = content[i]
+				}
+			default:
+				e.Content = content[i]
+			}
+			if e.LinkTo == "" && !e.Unread {
+				snap.Size += e.Size
+			}
+		}
+		if e.Warning != "" {
+			st.Warnings++
+		}
+		snap.Files[i] = e
+	}
+	st.Chunks = len(snap.Chunks)
+	st.SourceBytes = snap.Size
+	st.ReadBytes = fp.ReadBytes
+	st.NewFiles, st.ChangedFiles, st.UnchangedFiles = fp.NewFiles, fp.Changed, fp.Unchanged
+}

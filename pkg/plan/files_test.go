@@ -1,0 +1,269 @@
+package plan_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+)
+
+func file(path string, size, mtime int64, inode uint64) manifest.Entry {
+	return manifest.Entry{Path: path, Type: manifest.TypeFile, Mode: 0o644, Size: size, MTime: mtime, Inode: inode, Links: 1}
+}
+
+func dir(path string) manifest.Entry {
+	return manifest.Entry{Path: path, Type: manifest.TypeDir, Mode: 0o755}
+}
+
+func hash(s string) string { return chunk.Sum([]byte(s)).String() }
+
+// parentSnap is a parent snapshot of a tree with a.txt (10 bytes) and b.txt
+// (20 bytes) packed in chunk 0, and big (5000 bytes) in chunks 0 and 1.
+func parentSnap() *manifest.Snapshot {
+	return &manifest.Snapshot{
+		Version: 2, ID: "p", Mode: manifest.ModeFiles, ChunkSize: 4096, Hash: "sha256",
+		Chunks: []manifest.Chunk{
+			{Length: 4096, Hash: hash("c0"), StoredSize: 100},
+			{Length: 934, Hash: hash("c1"), StoredSize: 50},
+		},
+		Files: []manifest.Entry{
+			dir("."),
+			withContent(file("a.txt", 10, 1, 11), manifest.Extent{Chunk: 0, Offset: 0, Length: 10}),
+			withContent(file("b.txt", 20, 1, 12), manifest.Extent{Chunk: 0, Offset: 10, Length: 20}),
+			withContent(file("big", 5000, 1, 13), manifest.Extent{Chunk: 0, Offset: 30, Length: 4066}, manifest.Extent{Chunk: 1, Offset: 0, Length: 934}),
+		},
+	}
+}
+
+func withContent(e manifest.Entry, x ...manifest.Extent) manifest.Entry {
+	e.Content = x
+	return e
+}
+
+func TestFiles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		scan     []manifest.Entry
+		parent   *manifest.Snapshot
+		unusable map[int]bool
+		// want: new, changed, unchanged; the paths read, in order; bytes read
+		wantCounts [3]int
+		wantRead   []string
+		wantBytes  int64
+	}{
+		{
+			name:       "no parent: everything is new and read",
+			scan:       []manifest.Entry{dir("."), file("a.txt", 10, 1, 11), file("b.txt", 20, 1, 12)},
+			wantCounts: [3]int{2, 0, 0}, wantRead: []string{"a.txt", "b.txt"}, wantBytes: 30,
+		},
+		{
+			name:       "unchanged files keep their content unread",
+			scan:       []manifest.Entry{dir("."), file("a.txt", 10, 1, 11), file("b.txt", 20, 1, 12), file("big", 5000, 1, 13)},
+			parent:     parentSnap(),
+			wantCounts: [3]int{0, 0, 3}, wantRead: nil, wantBytes: 0,
+		},
+		{
+			name:       "a new mtime, size or inode is a change",
+			scan:       []manifest.Entry{dir("."), file("a.txt", 10, 2, 11), file("b.txt", 21, 1, 12), file("big", 5000, 1, 99)},
+			parent:     parentSnap(),
+			wantCounts: [3]int{0, 3, 0}, wantRead: []string{"a.txt", "b.txt", "big"}, wantBytes: 5031,
+		},
+		{
+			name:       "a file whose content lies in an unusable chunk is read again",
+			scan:       []manifest.Entry{dir("."), file("a.txt", 10, 1, 11), file("b.txt", 20, 1, 12), file("big", 5000, 1, 13)},
+			parent:     parentSnap(),
+			unusable:   map[int]bool{1: true},
+			wantCounts: [3]int{0, 1, 2}, wantRead: []string{"big"}, wantBytes: 5000,
+		},
+		{
+			name:       "hard links, empty files and directories are not read",
+			scan:       []manifest.Entry{dir("."), dir("d"), file("d/empty", 0, 1, 20), file("x", 7, 1, 21), {Path: "y", Type: manifest.TypeFile, Size: 7, LinkTo: "x"}},
+			wantCounts: [3]int{2, 0, 0}, wantRead: []string{"x"}, wantBytes: 7,
+		},
+		{
+			name: "a file the parent could not read is read",
+			scan: []manifest.Entry{dir("."), file("a.txt", 10, 1, 11)},
+			parent: func() *manifest.Snapshot {
+				p := parentSnap()
+				p.Files[1].Unread, p.Files[1].Warning = true, "x"
+				return p
+			}(),
+			wantCounts: [3]int{0, 1, 0}, wantRead: []string{"a.txt"}, wantBytes: 10,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fp := plan.Files(tt.scan, tt.parent, tt.unusable, 4096)
+			if got := [3]int{fp.NewFiles, fp.Changed, fp.Unchanged}; got != tt.wantCounts {
+				t.Errorf("new, changed, unchanged = %v, want %v", got, tt.wantCounts)
+			}
+			var read []string
+			for _, i := range fp.Read {
+				read = append(read, tt.scan[i].Path)
+			}
+			if !slices.Equal(read, tt.wantRead) || fp.ReadBytes != tt.wantBytes {
+				t.Errorf("read %q (%d bytes), want %q (%d)", read, fp.ReadBytes, tt.wantRead, tt.wantBytes)
+			}
+			var packed int64
+			for i := range fp.Packs {
+				for _, p := range fp.Pieces(i) {
+					packed += p.Length
+				}
+			}
+			if packed != tt.wantBytes {
+				t.Errorf("the packs' pieces hold %d bytes, want %d", packed, tt.wantBytes)
+			}
+		})
+	}
+}
+
+// TestFilesBuild builds the manifest of an incremental backup from its plan
+// and checks it: valid, unchanged files pointing at the parent's chunks
+// (each once), read files at the new packs', problems recorded.
+func TestFilesBuild(t *testing.T) {
+	t.Parallel()
+	scan := []manifest.Entry{
+		dir("."), file("a.txt", 10, 1, 11), file("b.txt", 30, 2, 12), file("big", 5000, 1, 13),
+		file("gone", 5, 1, 30), {Path: "hard", Type: manifest.TypeFile, Mode: 0o644, Size: 30, MTime: 2, Inode: 12, Links: 2, LinkTo: "b.txt"},
+	}
+	fp := plan.Files(scan, parentSnap(), nil, 4096)
+	if len(fp.Packs) != 1 {
+		t.Fatalf("%d packs, want 1 (b.txt and gone)", len(fp.Packs))
+	}
+	snap := &manifest.Snapshot{Version: 2, ID: "new", Mode: manifest.ModeFiles, ChunkSize: 4096, Hash: "sha256"}
+	fp.Build(snap, func(int) plan.Stored {
+		return plan.Stored{Hash: hash("pack"), Length: 35, StoredSize: 40, New: true}
+	}, map[string]plan.Problem{"gone": {Unread: true, Warning: "not readable: gone"}})
+	snap.SetVersion()
+	if err := snap.Validate(); err != nil {
+		t.Fatalf("built manifest: %v", err)
+	}
+	st := snap.Stats
+	if len(snap.Chunks) != 3 || st.NewChunks != 1 || st.StoredBytes != 190 || st.NewBytes != 40 {
+		t.Errorf("chunks %d, stats %+v: want the new pack and the parent's two chunks once", len(snap.Chunks), st)
+	}
+	if st.Files != 5 || st.UnchangedFiles != 2 || st.ChangedFiles != 1 || st.NewFiles != 1 || st.Warnings != 1 {
+		t.Errorf("file stats %+v", st)
+	}
+	var desc []string
+	for _, e := range snap.Files {
+		desc = append(desc, fmt.Sprintf("%s:%d:%v:%d", e.Path, len(e.Content), e.Unread, e.Size))
+	}
+	want := ".:0:false:0 a.txt:1:false:10 b.txt:1:false:30 big:2:false:5000 gone:0:true:5 hard:1:false:30"
+	if got := strings.Join(desc, " "); got != want {
+		t.Errorf("entries %s", got)
+	}
+	if snap.Size != 5040 {
+		t.Errorf("size %d, want 5040 (a.txt, b.txt, big; not the unread file, the link once)", snap.Size)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	t.Parallel()
+	p := parentSnap()
+	p.Files = append(p.Files,
+		manifest.Entry{Path: "hard", Type: manifest.TypeFile, Mode: 0o644, Size: 10, Inode: 11, Links: 2, LinkTo: "a.txt",
+			Content: []manifest.Extent{{Chunk: 0, Offset: 0, Length: 10}}},
+		manifest.Entry{Path: "link", Type: manifest.TypeSymlink, Mode: 0o777, Target: "a.txt"},
+		manifest.Entry{Path: "sock", Type: manifest.TypeSpecial, Mode: 0o644, Warning: "socket skipped"},
+		manifest.Entry{Path: "unread", Type: manifest.TypeFile, Mode: 0o644, Size: 3, Unread: true, Warning: "denied"},
+	)
+	tests := []struct {
+		name         string
+		selected     []manifest.Entry
+		whole        bool
+		wantChunks   []int
+		wantFiles    int
+		wantBytes    int64
+		wantLinks    []string // link entries and what they link to
+		wantDirs     int
+		wantWarnings int
+	}{
+		{
+			name: "the whole tree", selected: p.Files, whole: true,
+			wantChunks: []int{0, 1}, wantFiles: 4, wantBytes: 5030, wantLinks: []string{"hard=a.txt"}, wantDirs: 1, wantWarnings: 2,
+		},
+		{
+			name: "a hard link without its first name is a file of its own", selected: []manifest.Entry{p.Files[0], p.Files[4]},
+			wantChunks: []int{0}, wantFiles: 1, wantBytes: 10, wantDirs: 0,
+		},
+		{
+			name: "zero chunks are not written", selected: []manifest.Entry{p.Files[0], p.Files[3]}, whole: true,
+			wantChunks: []int{0}, wantFiles: 1, wantBytes: 5000, wantDirs: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := p
+			if tt.name == "zero chunks are not written" {
+				s := *p
+				s.Chunks = slices.Clone(p.Chunks)
+				s.Chunks[1] = manifest.Chunk{Length: 934, Zero: true}
+				snap = &s
+			}
+			rp := plan.Restore(snap, tt.selected, tt.whole)
+			var chunks []int
+			var parts int64
+			for _, w := range rp.Extents {
+				chunks = append(chunks, w.Chunk)
+				for _, x := range w.Parts {
+					parts += x.Length
+				}
+			}
+			if !slices.Equal(chunks, tt.wantChunks) {
+				t.Errorf("chunks written %v, want %v", chunks, tt.wantChunks)
+			}
+			if rp.Files != tt.wantFiles || rp.Bytes != tt.wantBytes {
+				t.Errorf("files %d, bytes %d; want %d, %d", rp.Files, rp.Bytes, tt.wantFiles, tt.wantBytes)
+			}
+			var links []string
+			for _, b := range rp.Links {
+				for _, e := range b {
+					links = append(links, e.Path+"="+e.LinkTo)
+				}
+			}
+			if !slices.Equal(links, tt.wantLinks) {
+				t.Errorf("links %q, want %q", links, tt.wantLinks)
+			}
+			var dirs int
+			for _, b := range rp.Dirs {
+				dirs += len(b)
+			}
+			if dirs != tt.wantDirs || len(rp.Warnings) != tt.wantWarnings {
+				t.Errorf("dirs %d, warnings %q; want %d dirs, %d warnings", dirs, rp.Warnings, tt.wantDirs, tt.wantWarnings)
+			}
+			for _, b := range slices.Concat(rp.Create, rp.Metadata, rp.Links, rp.Dirs) {
+				for _, e := range b {
+					if len(e.Content) > 0 {
+						t.Errorf("%s: a step's entry carries content", e.Path)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRestoreBatches: steps are cut into batches of bounded count, and a
+// chunk shared by more files than a work item may name is split.
+func TestRestoreBatches(t *testing.T) {
+	t.Parallel()
+	const n = 3*plan.RestoreBatchEntries + 7
+	snap := &manifest.Snapshot{Version: 2, ID: "b", Mode: manifest.ModeFiles, ChunkSize: 1 << 20, Hash: "sha256",
+		Chunks: []manifest.Chunk{{Length: n, Hash: hash("tiny"), StoredSize: 9}}}
+	snap.Files = append(snap.Files, dir("."))
+	for i := range n {
+		snap.Files = append(snap.Files, withContent(file(fmt.Sprintf("f%05d", i), 1, 1, uint64(i+1)), manifest.Extent{Chunk: 0, Offset: int64(i), Length: 1}))
+	}
+	rp := plan.Restore(snap, snap.Files, true)
+	if len(rp.Create) != 4 || len(rp.Create[0]) != plan.RestoreBatchEntries {
+		t.Errorf("create batches %d of %d, want 4 of at most %d", len(rp.Create), len(rp.Create[0]), plan.RestoreBatchEntries)
+	}
+	if len(rp.Extents) != (n+plan.RestoreMaxParts-1)/plan.RestoreMaxParts {
+		t.Errorf("%d chunk writes for %d parts, want them split at %d", len(rp.Extents), n, plan.RestoreMaxParts)
+	}
+}
