@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/pkg/dispatch"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -49,7 +50,7 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		}
 		parentc <- p
 	}()
-	err := jr.phase(ctx, single(unit{op: queue.OpScan}), func(ctx context.Context, _ unit, attempt int, msgID string) error {
+	err := jr.phase(ctx, single(dispatch.Unit{Op: queue.OpScan}), func(ctx context.Context, _ dispatch.Unit, attempt int, msgID string) error {
 		item := &queue.ScanItem{V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt}
 		_, err := jr.c.js.Publish(ctx, queue.ScanSubject(req.Source.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
 		return err
@@ -71,10 +72,10 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		return nil, err
 	}
 	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
-	err = jr.phase(ctx, indexes(queue.OpRead, len(fp.Packs)), func(ctx context.Context, u unit, _ int, msgID string) error {
+	err = jr.phase(ctx, indexes(queue.OpRead, len(fp.Packs)), func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
 		item := &queue.ReadItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path, Index: u.index,
-			Length: fp.Packs[u.index].Length, Repo: req.Repo, Pieces: fp.Pieces(u.index),
+			V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path, Index: u.Index,
+			Length: fp.Packs[u.Index].Length, Repo: req.Repo, Pieces: fp.Pieces(u.Index),
 		}
 		_, err := jr.c.js.Publish(ctx, subject, queue.Encode(item), jetstream.WithMsgID(msgID))
 		return err
@@ -83,8 +84,9 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		return nil, err
 	}
 	problems := make(map[string]plan.Problem)
+	jr.mu.Lock()
 	for u, d := range jr.done {
-		if u.op == queue.OpProblems {
+		if u.Op == queue.OpProblems {
 			for _, p := range d.Problems {
 				if old, ok := problems[p.Path]; !ok || p.Unread && !old.Unread {
 					problems[p.Path] = plan.Problem{Unread: p.Unread, Warning: p.Error}
@@ -92,13 +94,14 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 			}
 		}
 	}
+	jr.mu.Unlock()
 	snap := &manifest.Snapshot{
 		Version: manifest.VersionFor(manifest.ModeFiles), ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
 		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeFiles, SourceKind: manifest.KindDir,
 		ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 	}
 	fp.Build(snap, func(i int) plan.Stored {
-		d := jr.done[unit{op: queue.OpRead, index: i}]
+		d := jr.completion(dispatch.Unit{Op: queue.OpRead, Index: i})
 		return plan.Stored{Hash: d.Hash, Length: d.Length, StoredSize: d.StoredSize, Zero: d.Zero, New: d.New}
 	}, problems)
 	snap.SetVersion()
@@ -124,13 +127,13 @@ func (jr *jobRun) warn(w string) {
 
 // scanned assembles the entries of the scan that completed.
 func (jr *jobRun) scanned() ([]manifest.Entry, []queue.FileProblem, error) {
-	final := jr.done[unit{op: queue.OpScan}]
+	final := jr.completion(dispatch.Unit{Op: queue.OpScan})
 	if final == nil {
 		return nil, nil, errors.New("scan: no completion recorded")
 	}
 	var entries []manifest.Entry
 	for i := range final.Batches {
-		part := jr.done[unit{op: queue.OpScanPart, target: final.Attempt, index: i}]
+		part := jr.completion(dispatch.Unit{Op: queue.OpScanPart, Target: final.Attempt, Index: i})
 		if part == nil {
 			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, final.Batches)
 		}
@@ -143,15 +146,15 @@ func (jr *jobRun) scanned() ([]manifest.Entry, []queue.FileProblem, error) {
 	return entries, final.Problems, nil
 }
 
-func single(u unit) iter.Seq[unit] {
-	return func(yield func(unit) bool) { yield(u) }
+func single(u dispatch.Unit) iter.Seq[dispatch.Unit] {
+	return func(yield func(dispatch.Unit) bool) { yield(u) }
 }
 
 // indexes yields units 0..n-1 of op.
-func indexes(op string, n int) iter.Seq[unit] {
-	return func(yield func(unit) bool) {
+func indexes(op string, n int) iter.Seq[dispatch.Unit] {
+	return func(yield func(dispatch.Unit) bool) {
 		for i := range n {
-			if !yield(unit{op: op, index: i}) {
+			if !yield(dispatch.Unit{Op: op, Index: i}) {
 				return
 			}
 		}
@@ -176,26 +179,26 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 	if err := jr.start(ctx); err != nil {
 		return err
 	}
-	publish := func(ctx context.Context, u unit, _ int, msgID string) error {
-		t := req.Targets[u.target]
+	publish := func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
+		t := req.Targets[u.Target]
 		item := &queue.WriteItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.op, Target: u.target, Path: t.Path,
-			Repo: req.Repo, Overwrite: req.Overwrite, Index: u.index, Tree: true,
+			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.Op, Target: u.Target, Path: t.Path,
+			Repo: req.Repo, Overwrite: req.Overwrite, Index: u.Index, Tree: true,
 		}
-		if u.op == queue.WriteEntries {
+		if u.Op == queue.WriteEntries {
 			item.Keep = jr.c.otherRestores(jr.job.ID)
 		}
-		switch u.op {
+		switch u.Op {
 		case queue.WriteEntries:
-			item.Entries = rp.Create[u.index]
+			item.Entries = rp.Create[u.Index]
 		case queue.WriteMetadata:
-			item.Entries = rp.Metadata[u.index]
+			item.Entries = rp.Metadata[u.Index]
 		case queue.WriteLinks:
-			item.Entries = rp.Links[u.index]
+			item.Entries = rp.Links[u.Index]
 		case queue.WriteDirs:
-			item.Entries = rp.Dirs[u.index]
+			item.Entries = rp.Dirs[u.Index]
 		case queue.WriteExtents:
-			w := rp.Extents[u.index]
+			w := rp.Extents[u.Index]
 			item.Hash, item.Length, item.Parts = snap.Chunks[w.Chunk].Hash, snap.Chunks[w.Chunk].Length, w.Parts
 		}
 		_, err := jr.c.js.Publish(ctx, queue.WriteSubject(t.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
@@ -215,10 +218,10 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 		rp.Dirs = [][]manifest.Entry{nil}
 	}
 	for _, step := range steps {
-		units := func(yield func(unit) bool) {
+		units := func(yield func(dispatch.Unit) bool) {
 			for i := range step.n {
 				for t := range targets {
-					if !yield(unit{op: step.op, target: t, index: i}) {
+					if !yield(dispatch.Unit{Op: step.op, Target: t, Index: i}) {
 						return
 					}
 				}

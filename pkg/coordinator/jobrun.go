@@ -7,33 +7,21 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/layout"
+	"github.com/bulkbackup/bulkbackup/pkg/dispatch"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
 
-// unit identifies one work item of a job, as its completion names it.
-type unit struct {
-	op     string
-	target int
-	index  int
-}
-
-func unitOf(d *queue.Done) unit { return unit{op: d.Op, target: d.Target, index: d.Index} }
-
-// flight is an outstanding unit.
-type flight struct {
-	published time.Time
-	attempt   int
-	// unsent marks a unit whose publish failed (NATS unreachable): it is
-	// sent again at the next tick without spending an attempt.
-	unsent bool
+func unitOf(d *queue.Done) dispatch.Unit {
+	return dispatch.Unit{Op: d.Op, Target: d.Target, Index: d.Index}
 }
 
 // jobRun is the state of one job while a coordinator drives it.
@@ -43,7 +31,8 @@ type jobRun struct {
 	logger  *slog.Logger
 	started time.Time
 
-	done  map[unit]*queue.Done // completions seen, first of each unit
+	mu    sync.Mutex                   // guards done and the progress counts record keeps
+	done  map[dispatch.Unit]*queue.Done // completions seen, first of each unit
 	dones chan *queue.Done
 	stop  func()
 
@@ -53,7 +42,7 @@ type jobRun struct {
 // follow replays the job's completions recorded so far and then delivers new
 // ones on jr.dones.
 func (jr *jobRun) follow(ctx context.Context) error {
-	jr.done = make(map[unit]*queue.Done)
+	jr.done = make(map[dispatch.Unit]*queue.Done)
 	jr.dones = make(chan *queue.Done, 256)
 	it, err := queue.NewTail(ctx, jr.c.js, queue.StreamDone, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{queue.DoneSubject(jr.job.ID)},
@@ -113,9 +102,26 @@ func decodeDone(msg jetstream.Msg) *queue.Done {
 	return &d
 }
 
+// isDone reports whether unit u has completed.
+func (jr *jobRun) isDone(u dispatch.Unit) bool {
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	_, ok := jr.done[u]
+	return ok
+}
+
+// completion returns u's completion, or nil.
+func (jr *jobRun) completion(u dispatch.Unit) *queue.Done {
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	return jr.done[u]
+}
+
 // record notes a completion; it reports whether it was new.
 func (jr *jobRun) record(d *queue.Done) bool {
 	u := unitOf(d)
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
 	if _, ok := jr.done[u]; ok {
 		return false
 	}
@@ -150,104 +156,54 @@ func (jr *jobRun) purge(ctx context.Context, completions bool) {
 
 // publishFunc sends the work item of one unit; attempt counts how often it
 // was sent before, msgID deduplicates it.
-type publishFunc func(ctx context.Context, u unit, attempt int, msgID string) error
+type publishFunc func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error
 
 // phase publishes units, keeping at most Window outstanding, and returns
-// when each has completed. publish sends one unit's work item.
-func (jr *jobRun) phase(ctx context.Context, units iter.Seq[unit], publish publishFunc) error {
+// when each has completed (dispatch.Run). publish sends one unit's work
+// item; completions come from the job's completion stream, recorded once
+// each.
+func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publish publishFunc) error {
 	cfg := jr.c.cfg
-	next, stop := iter.Pull(units)
-	defer stop()
-	outstanding := make(map[unit]*flight)
-	more := true
-	send := func(u unit, attempt int) error {
-		msgID := fmt.Sprintf("%s.%s.%d.%d.e%d.a%d", jr.job.ID, u.op, u.target, u.index, jr.job.Epoch, attempt)
-		f := &flight{published: time.Now(), attempt: attempt}
-		if err := publish(ctx, u, attempt, msgID); err != nil {
-			if ctx.Err() != nil || !isTransient(err) {
-				return fmt.Errorf("publish %s %d: %w", u.op, u.index, err)
-			}
-			jr.logger.WarnContext(ctx, "publish failed; retrying", "op", u.op, "index", u.index, "err", err)
-			f.unsent = true
-		}
-		outstanding[u] = f
-		return nil
-	}
-	fill := func() error {
-		for more && len(outstanding) < cfg.Window {
-			u, ok := next()
-			if !ok {
-				more = false
-				break
-			}
-			if _, done := jr.done[u]; done {
-				continue
-			}
-			if err := send(u, 0); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := fill(); err != nil {
-		return err
-	}
 	ticker := time.NewTicker(cfg.ProgressInterval)
 	defer ticker.Stop()
-	lastDone := time.Now()
-	for more || len(outstanding) > 0 {
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case d := <-jr.dones:
-			if !jr.record(d) {
-				continue
-			}
-			if d.Error != "" {
-				return fmt.Errorf("%s %d: %s", d.Op, d.Index, d.Error)
-			}
-			lastDone = time.Now()
-			if d.Op == queue.OpScanPart {
-				// A scan reports as it goes: a large tree's scan is alive
-				// as long as batches come, however long it takes.
-				if f := outstanding[unit{op: queue.OpScan}]; f != nil && f.attempt == d.Target {
-					f.published = lastDone
-				}
-				continue
-			}
-			delete(outstanding, unitOf(d))
-			if err := fill(); err != nil {
-				return err
-			}
-		case now := <-ticker.C:
-			jr.progress(ctx)
-			if now.Sub(lastDone) > cfg.StallTimeout {
-				return fmt.Errorf("stalled: no progress for %s with %d work items outstanding; %s", cfg.StallTimeout.Round(time.Second), len(outstanding), jr.stallHint(ctx))
-			}
-			for u, f := range outstanding {
-				if f.unsent {
-					if err := send(u, f.attempt); err != nil {
-						return err
-					}
+	completions := make(chan dispatch.Completion)
+	phaseCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for {
+			select {
+			case <-phaseCtx.Done():
+				return
+			case d := <-jr.dones:
+				if !jr.record(d) {
 					continue
 				}
-				if now.Sub(f.published) < cfg.ChunkTimeout {
-					continue
+				c := dispatch.Completion{Unit: unitOf(d)}
+				switch {
+				case d.Error != "":
+					c.Err = fmt.Errorf("%s %d: %s", d.Op, d.Index, d.Error)
+				case d.Op == queue.OpScanPart:
+					c.Unit, c.Alive, c.Attempt = dispatch.Unit{Op: queue.OpScan}, true, d.Target
 				}
-				// A re-issued item queues behind the rest of the work, so
-				// running out of attempts fails the job only when nothing else
-				// completes either; a busy job just tries again.
-				if f.attempt+1 >= cfg.MaxAttempts && now.Sub(lastDone) >= cfg.ChunkTimeout {
-					return fmt.Errorf("%s %d: no completion after %d attempts of %s each", u.op, u.index, f.attempt+1, cfg.ChunkTimeout)
-				}
-				jr.logger.WarnContext(ctx, "re-issuing work", "op", u.op, "index", u.index, "attempt", f.attempt+1)
-				if err := send(u, f.attempt+1); err != nil {
-					return err
+				select {
+				case completions <- c:
+				case <-phaseCtx.Done():
+					return
 				}
 			}
 		}
+	}()
+	err := dispatch.Run(ctx, dispatch.Config{
+		Window: cfg.Window, Timeout: cfg.ChunkTimeout, MaxAttempts: cfg.MaxAttempts, Stall: cfg.StallTimeout,
+		Ticks: ticker.C, Transient: isTransient, OnTick: func() { jr.progress(ctx) }, Logger: jr.logger,
+	}, units, jr.isDone, completions, func(ctx context.Context, u dispatch.Unit, attempt int) error {
+		msgID := fmt.Sprintf("%s.%s.%d.%d.e%d.a%d", jr.job.ID, u.Op, u.Target, u.Index, jr.job.Epoch, attempt)
+		return publish(ctx, u, attempt, msgID)
+	})
+	if errors.Is(err, dispatch.ErrStalled) {
+		err = fmt.Errorf("%w; %s", err, jr.stallHint(ctx))
 	}
-	return nil
+	return err
 }
 
 // stallHint says which part of the fleet a stalled job is waiting for: a
@@ -316,6 +272,8 @@ func (jr *jobRun) rate() {
 
 // progress publishes a progress event and, now and then, saves the record.
 func (jr *jobRun) progress(ctx context.Context) {
+	jr.mu.Lock() // the completions of a phase update the progress meanwhile
+	defer jr.mu.Unlock()
 	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
 	if time.Since(jr.lastSave) > 5*time.Second {
@@ -425,23 +383,23 @@ func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository,
 	if err := jr.start(ctx); err != nil {
 		return nil, err
 	}
-	all := func(yield func(unit) bool) {
+	all := func(yield func(dispatch.Unit) bool) {
 		for i := range n {
-			if !yield(unit{op: queue.OpRead, index: i}) {
+			if !yield(dispatch.Unit{Op: queue.OpRead, Index: i}) {
 				return
 			}
 		}
 	}
 	parent := jr.parent(ctx, repo, manifest.ModeVolume)
 	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
-	err := jr.phase(ctx, all, func(ctx context.Context, u unit, _ int, msgID string) error {
-		r := layout.At(u.index, stat.Size, req.ChunkSize)
+	err := jr.phase(ctx, all, func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
+		r := layout.At(u.Index, stat.Size, req.ChunkSize)
 		item := &queue.ReadItem{
 			V: queue.MessageVersion, JobID: jr.job.ID, Path: readPath,
 			Index: r.Index, Offset: r.Offset, Length: r.Length, Repo: req.Repo,
 		}
-		if parent != nil && u.index < len(parent.Chunks) {
-			if pc := parent.Chunks[u.index]; !pc.Zero && pc.Offset == r.Offset && pc.Length == r.Length {
+		if parent != nil && u.Index < len(parent.Chunks) {
+			if pc := parent.Chunks[u.Index]; !pc.Zero && pc.Offset == r.Offset && pc.Length == r.Length {
 				item.ParentHash, item.ParentStored = pc.Hash, pc.StoredSize
 			}
 		}
@@ -505,7 +463,7 @@ func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
 	st.SourceBytes, st.Chunks = stat.Size, n
 	seen := make(map[string]bool)
 	for i := range n {
-		d := jr.done[unit{op: queue.OpRead, index: i}]
+		d := jr.completion(dispatch.Unit{Op: queue.OpRead, Index: i})
 		c := manifest.Chunk{Offset: int64(i) * req.ChunkSize, Length: d.Length}
 		if d.Zero {
 			c.Zero = true
@@ -555,46 +513,46 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	if err := jr.start(ctx); err != nil {
 		return err
 	}
-	publish := func(ctx context.Context, u unit, _ int, msgID string) error {
-		t := req.Targets[u.target]
+	publish := func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
+		t := req.Targets[u.Target]
 		item := &queue.WriteItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.op, Target: u.target, Path: t.Path,
-			Repo: req.Repo, Size: snap.Size, Overwrite: req.Overwrite, Index: u.index,
+			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.Op, Target: u.Target, Path: t.Path,
+			Repo: req.Repo, Size: snap.Size, Overwrite: req.Overwrite, Index: u.Index,
 		}
-		if u.op == queue.WritePrepare {
+		if u.Op == queue.WritePrepare {
 			item.Keep = jr.c.otherRestores(jr.job.ID)
 		}
-		if u.op == queue.WriteChunk {
-			c := snap.Chunks[u.index]
+		if u.Op == queue.WriteChunk {
+			c := snap.Chunks[u.Index]
 			item.Offset, item.Length, item.Hash, item.Zero = c.Offset, c.Length, c.Hash, c.Zero
 		}
 		_, err := jr.c.js.Publish(ctx, queue.WriteSubject(t.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
 		return err
 	}
-	perTarget := func(op string) iter.Seq[unit] {
-		return func(yield func(unit) bool) {
+	perTarget := func(op string) iter.Seq[dispatch.Unit] {
+		return func(yield func(dispatch.Unit) bool) {
 			for t := range req.Targets {
-				if !yield(unit{op: op, target: t}) {
+				if !yield(dispatch.Unit{Op: op, Target: t}) {
 					return
 				}
 			}
 		}
 	}
-	chunks := func(yield func(unit) bool) {
+	chunks := func(yield func(dispatch.Unit) bool) {
 		for i, c := range snap.Chunks {
 			for t := range req.Targets {
-				if c.Zero && !jr.done[unit{op: queue.WritePrepare, target: t}].Device {
+				if c.Zero && !jr.completion(dispatch.Unit{Op: queue.WritePrepare, Target: t}).Device {
 					// A hole in a new file is already zero: nothing to write.
 					jr.record(&queue.Done{Op: queue.WriteChunk, Target: t, Index: i, Length: c.Length, Zero: true})
 					continue
 				}
-				if !yield(unit{op: queue.WriteChunk, target: t, index: i}) {
+				if !yield(dispatch.Unit{Op: queue.WriteChunk, Target: t, Index: i}) {
 					return
 				}
 			}
 		}
 	}
-	for _, step := range []iter.Seq[unit]{perTarget(queue.WritePrepare), chunks, perTarget(queue.WriteFinish)} {
+	for _, step := range []iter.Seq[dispatch.Unit]{perTarget(queue.WritePrepare), chunks, perTarget(queue.WriteFinish)} {
 		if err := jr.phase(ctx, step, publish); err != nil {
 			jr.abortRestore(ctx, publish)
 			return err
@@ -624,7 +582,7 @@ func (jr *jobRun) abortRestore(ctx context.Context, publish publishFunc) {
 	}
 	targets := len(jr.job.Restore.Targets)
 	for t := range targets {
-		if err := publish(endCtx, unit{op: queue.WriteAbort, target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t)); err != nil {
+		if err := publish(endCtx, dispatch.Unit{Op: queue.WriteAbort, Target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t)); err != nil {
 			jr.logger.WarnContext(endCtx, "abort restore", "target", t, "err", err)
 		}
 	}
