@@ -68,7 +68,14 @@ func binaries(t testing.TB) string {
 		if binDir, binErr = os.MkdirTemp("", "deploy-test-bin-"); binErr != nil {
 			return
 		}
-		cmd := exec.Command(goTool(), "build", "-o", binDir+string(filepath.Separator), "./cmd/...")
+		args := []string{"build", "-o", binDir + string(filepath.Separator)}
+		// Stamped as the Makefile does (pkg/version), where git can say.
+		describe := exec.Command("git", "describe", "--tags", "--always", "--dirty")
+		describe.Dir = root(t)
+		if out, err := describe.Output(); err == nil {
+			args = append(args, "-ldflags", "-X github.com/bulkbackup/bulkbackup/pkg/version.Version="+strings.TrimSpace(string(out)))
+		}
+		cmd := exec.Command(goTool(), append(args, "./cmd/...")...)
 		cmd.Dir = root(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
