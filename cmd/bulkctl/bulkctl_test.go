@@ -411,7 +411,7 @@ func TestBadInput(t *testing.T) {
 		{
 			name: "unknown command",
 			args: []string{"frobnicate", "-r", repo},
-			code: exitUsage, want: []string{`unknown command "frobnicate"`, "Usage:"},
+			code: exitUsage, want: []string{`unknown command "frobnicate"`, "bulkctl help"},
 		},
 		{
 			name: "no command",

@@ -57,15 +57,6 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	return fs
 }
 
-func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(e.stderr)
-	pos, err := config.Parse(fs, args, config.Options{})
-	if err != nil && err != flag.ErrHelp {
-		return nil, usageError("%v", err)
-	}
-	return pos, err
-}
-
 // session is where jobs go: a fleet in this process, or a remote
 // coordinator.
 type session struct {
