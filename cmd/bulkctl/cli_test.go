@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bulkbackup/bulkbackup/pkg/version"
@@ -169,5 +172,73 @@ func TestProcessHelpStreams(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tt.want.check(t, tt.args, bulkctlProc(t, tt.args...))
+	}
+}
+
+func TestPlural(t *testing.T) {
+	tests := []struct {
+		n    int
+		noun string
+		want string
+	}{
+		{0, "chunk", "0 chunks"},
+		{1, "chunk", "1 chunk"},
+		{2, "snapshot", "2 snapshots"},
+		{1, "entry", "1 entry"},
+		{3, "entry", "3 entries"},
+		{2, "day", "2 days"},
+		{2, "hard link", "2 hard links"},
+	}
+	for _, tt := range tests {
+		if got := plural(tt.n, tt.noun); got != tt.want {
+			t.Errorf("plural(%d, %q) = %q, want %q", tt.n, tt.noun, got, tt.want)
+		}
+	}
+}
+
+// TestSummaryCounts: the files summary adds up (hard links are counted
+// as such), and every count reads in the singular when it is one.
+func TestSummaryCounts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"a.txt": "a\n", "c.txt": "c\n"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "b.txt")); err != nil {
+		t.Fatal(err)
+	}
+
+	res := backup(t, src, repo)
+	if res.Files != 3 || res.NewFiles != 2 || res.HardLinks != 1 ||
+		res.NewFiles+res.ChangedFiles+res.UnchangedFiles+res.HardLinks != res.Files {
+		t.Errorf("backup --json: %d files = %d new + %d changed + %d unchanged + %d hard links; want 3 = 2 new + 1 hard link",
+			res.Files, res.NewFiles, res.ChangedFiles, res.UnchangedFiles, res.HardLinks)
+	}
+	r := ok(t, "backup", src, "-r", repo)
+	streams{code: exitOK, stdout: []string{"files   3: 0 new, 0 changed, 2 unchanged, 1 hard link;", "(0 B new in 0 chunks)"}}.check(t, nil, r)
+
+	r = ok(t, "snapshots", "-r", repo)
+	streams{code: exitOK, stdout: []string{"\n2 snapshots\n"}}.check(t, nil, r)
+
+	out := filepath.Join(dir, "out")
+	r = ok(t, "restore", "latest", out, "-r", repo)
+	streams{code: exitOK, stdout: []string{"  3 files, "}}.check(t, nil, r)
+
+	if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = bulkctl(t, "backup", src, "-r", repo)
+	streams{code: exitWarnings, stdout: []string{"(0 B new in 0 chunks)"}, stderr: []string{"saved with 1 warning ("}}.check(t, nil, r)
+	r = bulkctl(t, "restore", "latest", filepath.Join(dir, "out2"), "-r", repo)
+	streams{code: exitWarnings, stderr: []string{"restored with 1 warning ("}}.check(t, nil, r)
+	r = ok(t, "verify", "latest", "-r", repo)
+	if regexp.MustCompile(`\b1 [a-z ]*chunks\b`).MatchString(r.stdout) {
+		t.Errorf("verify output counts one chunk in the plural:\n%s", r.stdout)
 	}
 }

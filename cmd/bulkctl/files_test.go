@@ -96,7 +96,7 @@ func TestFilesCLI(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = fails(t, exitWarnings, []string{"warnings (1)", "pipe: FIFO skipped", "saved with 1 warnings"}, "backup", src, "-r", repo)
+	r = fails(t, exitWarnings, []string{"warnings (1)", "pipe: FIFO skipped", "saved with 1 warning ("}, "backup", src, "-r", repo)
 	if !strings.Contains(r.stdout, "snapshot ") {
 		t.Errorf("backup with warnings did not report its snapshot:\n%s", r.stdout)
 	}

@@ -86,7 +86,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "restored snapshot %s to %s\n", res.SnapshotID, t)
 		}
 		if res.Files > 0 {
-			fmt.Fprintf(e.stdout, "  %d files, ", res.Files)
+			fmt.Fprintf(e.stdout, "  %s, ", plural(res.Files, "file"))
 		} else {
 			fmt.Fprint(e.stdout, "  ")
 		}
@@ -94,7 +94,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		printWarnings(e, ev.Stats.Warnings, res.Warnings)
 	}
 	if ev.Stats.Warnings > 0 {
-		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("restored with %d warnings (entries not restored)", ev.Stats.Warnings)}
+		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("restored with %s (entries not restored)", plural(ev.Stats.Warnings, "warning"))}
 	}
 	return nil
 }

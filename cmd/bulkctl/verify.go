@@ -65,14 +65,14 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		for _, msg := range res.Errors {
 			fmt.Fprintln(e.stdout, "DAMAGED", msg)
 		}
-		fmt.Fprintf(e.stdout, "snapshot %s: %d chunks, %d stored chunks read back, %s", snap.ID, res.Chunks, res.StoredChunks, config.FormatBytes(res.Bytes))
+		fmt.Fprintf(e.stdout, "snapshot %s: %s, %s read back, %s", snap.ID, plural(res.Chunks, "chunk"), plural(res.StoredChunks, "stored chunk"), config.FormatBytes(res.Bytes))
 		if *compare != "" {
 			fmt.Fprintf(e.stdout, ", %s compared with %s", config.FormatBytes(res.ComparedBytes), *compare)
 		}
 		fmt.Fprintf(e.stdout, " in %.2fs\n", res.Seconds)
 	}
 	if verr != nil {
-		return fmt.Errorf("snapshot %s: %d damaged or differing chunks", snap.ID, len(rep.Damaged))
+		return fmt.Errorf("snapshot %s: %s damaged or differing", snap.ID, plural(len(rep.Damaged), "chunk"))
 	}
 	if !c.json {
 		fmt.Fprintln(e.stdout, "OK")
