@@ -1,17 +1,21 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/version"
 )
 
@@ -241,4 +245,161 @@ func TestSummaryCounts(t *testing.T) {
 	if regexp.MustCompile(`\b1 [a-z ]*chunks\b`).MatchString(r.stdout) {
 		t.Errorf("verify output counts one chunk in the plural:\n%s", r.stdout)
 	}
+}
+
+func TestModeString(t *testing.T) {
+	tests := []struct {
+		typ, special string
+		mode         uint32
+		want         string
+	}{
+		{manifest.TypeFile, "", 0o644, "-rw-r--r--"},
+		{manifest.TypeDir, "", 0o755, "drwxr-xr-x"},
+		{manifest.TypeSymlink, "", 0o777, "lrwxrwxrwx"},
+		{manifest.TypeFile, "", 0o4755, "-rwsr-xr-x"},
+		{manifest.TypeFile, "", 0o4644, "-rwSr--r--"},
+		{manifest.TypeFile, "", 0o2755, "-rwxr-sr-x"},
+		{manifest.TypeFile, "", 0o2644, "-rw-r-Sr--"},
+		{manifest.TypeDir, "", 0o1777, "drwxrwxrwt"},
+		{manifest.TypeDir, "", 0o1770, "drwxrwx--T"},
+		{manifest.TypeFile, "", 0o7000, "---S--S--T"},
+		{manifest.TypeFile, "", 0, "----------"},
+		{manifest.TypeSpecial, manifest.SpecialFIFO, 0o600, "prw-------"},
+		{manifest.TypeSpecial, manifest.SpecialSocket, 0o755, "srwxr-xr-x"},
+		{manifest.TypeSpecial, manifest.SpecialChar, 0o660, "crw-rw----"},
+		{manifest.TypeSpecial, manifest.SpecialBlock, 0o660, "brw-rw----"},
+		{manifest.TypeSpecial, "", 0o644, "?rw-r--r--"}, // a snapshot older than the kind
+	}
+	for _, tt := range tests {
+		if got := modeString(manifest.Entry{Type: tt.typ, Special: tt.special, Mode: tt.mode}); got != tt.want {
+			t.Errorf("modeString(%s %q %o) = %q, want %q", tt.typ, tt.special, tt.mode, got, tt.want)
+		}
+	}
+}
+
+func TestOwnerNames(t *testing.T) {
+	n := newOwnerNames()
+	calls := 0
+	n.lookupUser = func(id string) (string, error) {
+		calls++
+		if id == "0" {
+			return "root", nil
+		}
+		return "", user.UnknownUserIdError(7)
+	}
+	n.lookupGroup = func(id string) (string, error) { return "", user.UnknownGroupIdError(id) }
+	if got := n.user(0); got != "root" {
+		t.Errorf("user(0) = %q, want root", got)
+	}
+	if got := n.user(4242); got != "4242" {
+		t.Errorf("user(4242) = %q, want the number", got)
+	}
+	if got := n.group(0); got != "0" {
+		t.Errorf("group(0) = %q, want the number when no group resolves", got)
+	}
+	n.user(0)
+	n.user(4242)
+	if calls != 2 {
+		t.Errorf("%d lookups for two IDs asked twice each, want 2 (cached)", calls)
+	}
+}
+
+// TestLsAndPaths: ls reads like ls -l, and paths are taken as the user
+// knows them: relative to the backed-up directory, or as on the host.
+func TestLsAndPaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	for _, d := range []string{"usr/share/doc/x", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(src, "usr/share/doc/x/README"), []byte("read me\n"), 0o644))
+	must(os.WriteFile(filepath.Join(src, "setuid"), []byte("#!/bin/true\n"), 0o755))
+	must(syscall.Chmod(filepath.Join(src, "setuid"), 0o4755))
+	must(syscall.Chmod(filepath.Join(src, "tmp"), 0o1777))
+	must(os.Symlink("usr/share/doc/x/README", filepath.Join(src, "readme")))
+	must(os.Link(filepath.Join(src, "usr/share/doc/x/README"), filepath.Join(src, "z-hard")))
+	must(syscall.Mkfifo(filepath.Join(src, "pipe"), 0o600))
+	fi, err := os.Stat(filepath.Join(src, "setuid"))
+	must(err)
+	st := fi.Sys().(*syscall.Stat_t)
+	owner, group := strconv.Itoa(int(st.Uid)), strconv.Itoa(int(st.Gid))
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
+	}
+	if g, err := user.LookupGroupId(group); err == nil {
+		group = g.Name
+	}
+	if r := bulkctl(t, "backup", src, "-r", repo); r.code != exitWarnings { // the FIFO
+		t.Fatalf("backup: exit %d, want %d (a FIFO skipped)\n%s", r.code, exitWarnings, r.stderr)
+	}
+
+	r := ok(t, "ls", "latest", "-r", repo)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) == 0 || !regexp.MustCompile(`^MODE\s+OWNER\s+GROUP\s+SIZE\s+MODIFIED\s+NAME$`).MatchString(lines[0]) {
+		t.Errorf("ls: no header line:\n%s", r.stdout)
+	}
+	want := map[string]string{ // name column -> mode string
+		".":                                "drwxr-xr-x",
+		"setuid":                           "-rwsr-xr-x",
+		"tmp":                              "drwxrwxrwt",
+		"readme -> usr/share/doc/x/README": "lrwxrwxrwx",
+		"z-hard (hard link of usr/share/doc/x/README)": "-rw-r--r--",
+		"usr/share/doc/x/README":                       "-rw-r--r--",
+	}
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			t.Errorf("ls line %q: want mode, owner, group, size, date, time, name", line)
+			continue
+		}
+		if f[1] != owner || f[2] != group {
+			t.Errorf("ls line %q: owner %s group %s, want %s %s", line, f[1], f[2], owner, group)
+		}
+		name := strings.Join(f[6:], " ")
+		if strings.HasPrefix(name, "pipe") && f[0] != "prw-------" {
+			t.Errorf("ls line %q: mode %s, want prw-------", line, f[0])
+		}
+		if m, ok := want[name]; ok {
+			if f[0] != m {
+				t.Errorf("ls line %q: mode %s, want %s", line, f[0], m)
+			}
+			delete(want, name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("ls does not list %v:\n%s", want, r.stdout)
+	}
+
+	r = ok(t, "ls", "latest", "-r", repo, "--json")
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	var entries []manifest.Entry
+	if err := dec.Decode(&entries); err != nil || len(entries) != 11 || dec.More() {
+		t.Errorf("ls --json: %d entries (%v), more documents %v; want one array of 11 entries:\n%s", len(entries), err, dec.More(), r.stdout)
+	}
+
+	hostPath := filepath.Join(src, "usr/share/doc/x")
+	for _, p := range []string{"usr/share/doc/x", hostPath, hostPath + "/"} {
+		r = ok(t, "ls", "latest", p, "-r", repo)
+		if n := strings.Count(r.stdout, "\n"); n != 3 || !strings.Contains(r.stdout, " usr/share/doc/x/README\n") {
+			t.Errorf("ls latest %s: %d lines, want the header, the directory and its README:\n%s", p, n, r.stdout)
+		}
+	}
+	out := filepath.Join(dir, "out")
+	ok(t, "restore", "latest", out, "-r", repo, "--path", hostPath+"/README")
+	if got, err := os.ReadFile(filepath.Join(out, "usr/share/doc/x/README")); err != nil || string(got) != "read me\n" {
+		t.Errorf("restore --path %s/README: %q, %v", hostPath, got, err)
+	}
+	// The host path less its leading "/" (as from a careless copy) names
+	// nothing: the error says which path to use.
+	fails(t, exitError, []string{"relative to the backed-up directory " + src, `use "usr/share/doc/x"`},
+		"restore", "latest", filepath.Join(dir, "out2"), "-r", repo, "--path", strings.TrimPrefix(hostPath, "/")+"/../x/")
 }
