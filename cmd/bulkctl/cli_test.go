@@ -403,3 +403,77 @@ func TestLsAndPaths(t *testing.T) {
 	fails(t, exitError, []string{"relative to the backed-up directory " + src, `use "usr/share/doc/x"`},
 		"restore", "latest", filepath.Join(dir, "out2"), "-r", repo, "--path", strings.TrimPrefix(hostPath, "/")+"/../x/")
 }
+
+// TestVerifyTree: verify --compare works on trees (against the source and
+// a restore of it), names each difference by path, and a damaged chunk
+// names the files it holds, in text and --json.
+func TestVerifyTree(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, repo, out := filepath.Join(dir, "src"), filepath.Join(dir, "repo"), filepath.Join(dir, "out")
+	writeTree(t, src, 20)
+	res := backup(t, src, repo)
+	ok(t, "restore", "latest", out, "-r", repo)
+	for _, tree := range []string{src, out} {
+		r := ok(t, "verify", "latest", "-r", repo, "--compare", tree)
+		streams{code: exitOK, stdout: []string{"compared with " + tree, "\nOK\n"}, stderr: empty}.check(t, nil, r)
+	}
+
+	// One difference in the restored tree: named by path, in text and JSON.
+	if err := os.Chmod(filepath.Join(out, "docs/old/notes.txt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := bulkctl(t, "verify", "latest", "-r", repo, "--compare", out)
+	streams{code: exitError, stdout: []string{"DIFFERS docs/old/notes.txt: mode 0600, the snapshot has 0644\n"},
+		stderr: []string{"1 difference from " + out}, stderrLines: 1}.check(t, nil, r)
+	r = bulkctl(t, "verify", "latest", "-r", repo, "--compare", out, "--json")
+	var vr verifyResult
+	if err := json.Unmarshal([]byte(r.stdout), &vr); err != nil || r.code != exitError || vr.OK ||
+		len(vr.Differences) != 1 || vr.Differences[0] != (treeDifference{Path: "docs/old/notes.txt", Difference: "mode 0600, the snapshot has 0644"}) {
+		t.Errorf("verify --compare --json: exit %d, %+v (%v); want one difference at docs/old/notes.txt", r.code, vr, err)
+	}
+
+	// A damaged chunk names its files.
+	snap := loadSnapshot(t, repo, res.SnapshotID)
+	var victim int
+	var files []string
+	for i := range snap.Chunks {
+		files = files[:0]
+		for _, e := range snap.Files {
+			if slices.ContainsFunc(e.Content, func(x manifest.Extent) bool { return x.Chunk == i }) {
+				files = append(files, e.Path)
+			}
+		}
+		if len(files) > 1 {
+			victim = i
+			break
+		}
+	}
+	corruptChunk(t, repo, snap.Chunks[victim].Hash)
+	r = bulkctl(t, "verify", "latest", "-r", repo)
+	want := []string{fmt.Sprintf("DAMAGED chunk %d (%s) of %s", victim, snap.Chunks[victim].Hash, files[0])}
+	for _, f := range files {
+		want = append(want, "\n        "+f+"\n")
+	}
+	streams{code: exitError, stdout: want, stderr: []string{fmt.Sprintf("1 damaged chunk holding %d files", len(files))}, stderrLines: 1}.check(t, nil, r)
+	r = bulkctl(t, "verify", "latest", "-r", repo, "--json")
+	vr = verifyResult{}
+	if err := json.Unmarshal([]byte(r.stdout), &vr); err != nil || !slices.Equal(vr.DamagedFiles, files) || !slices.Equal(vr.Damaged, []int{victim}) {
+		t.Errorf("verify --json: %+v (%v); want chunk %d damaged, holding %q", vr, err, victim, files)
+	}
+}
+
+// corruptChunk flips a byte in the middle of the stored chunk hash of a
+// directory repository.
+func corruptChunk(t *testing.T, repo, hash string) {
+	t.Helper()
+	p := filepath.Join(repo, "chunks", hash[:2], hash)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x55
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
