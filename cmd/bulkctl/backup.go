@@ -43,7 +43,7 @@ type backupResult struct {
 	WarningList []string `json:"warning_list,omitempty"`
 }
 
-func runBackup(ctx context.Context, e *env, args []string) error {
+func runBackup(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	chunkSize := config.Size(plan.DefaultChunkSize)
 	fs := newFlagSet("backup", &c)
@@ -81,7 +81,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer func() { err = s.finish(err) }()
 	src, err := s.endpoint(pos[0])
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		V: queue.MessageVersion, JobID: jobID, Source: src, Repo: repo,
 		ChunkSize: int64(chunkSize), Level: *level, Mode: *mode, FilesThreshold: *threshold,
 	}
-	ev, err := s.run(ctx, queue.SubjectRequestBackup, req, jobID, e.stderr)
+	ev, err := s.run(ctx, queue.SubjectRequestBackup, req, jobID, e.stderr, c.json)
 	if err != nil {
 		return err
 	}

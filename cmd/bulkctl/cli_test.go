@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/user"
@@ -16,7 +18,9 @@ import (
 	"testing"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/version"
+	"github.com/bulkbackup/bulkbackup/pkg/volgen"
 )
 
 // These tests check the command line's conventions, as the Go tools and
@@ -476,4 +480,235 @@ func corruptChunk(t *testing.T, repo, hash string) {
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFleetLog: the in-process fleet's service logs stay off the
+// terminal. A failed command prints one line, which names the log kept
+// for it; a command that succeeds keeps none; --log-file - shows the log
+// on stderr, --log-file FILE writes it there.
+func TestFleetLog(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	vol := filepath.Join(dir, "vol.img")
+	if err := volgen.WriteFile(t.Context(), vol, 2*mib, volgen.Options{Seed: 3, Mix: volgen.Mix{Random: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	res := backup(t, vol, repo, "--chunk-size", "1MiB")
+	corruptChunk(t, repo, loadSnapshot(t, repo, res.SnapshotID).Chunks[1].Hash)
+
+	logRE := regexp.MustCompile(`\(the in-process fleet's log: (\S+\.log)\)\n$`)
+	r := bulkctl(t, "restore", "latest", filepath.Join(dir, "out1"), "-r", repo, "--json")
+	streams{code: exitError, stdout: empty, stderr: []string{"bulkctl restore: ", "is corrupt"}, stderrLines: 1}.check(t, nil, r)
+	m := logRE.FindStringSubmatch(r.stderr)
+	if m == nil {
+		t.Fatalf("the error does not name the fleet's log:\n%s", r.stderr)
+	}
+	t.Cleanup(func() { os.Remove(m[1]) })
+	if data, err := os.ReadFile(m[1]); err != nil || !strings.Contains(string(data), "level=ERROR") {
+		t.Errorf("kept log %s: %v, want the reader's error in it:\n%s", m[1], err, data)
+	}
+	if strings.Contains(r.stderr, "level=") {
+		t.Errorf("service log lines on stderr:\n%s", r.stderr)
+	}
+
+	r = bulkctl(t, "restore", "latest", filepath.Join(dir, "out2"), "-r", repo, "--json", "--log-file", "-")
+	streams{code: exitError, stdout: empty, stderr: []string{"level=ERROR", "is corrupt"}}.check(t, nil, r)
+	if logRE.MatchString(r.stderr) {
+		t.Errorf("with --log-file -, the error names a kept log:\n%s", r.stderr)
+	}
+
+	logFile := filepath.Join(dir, "fleet.log")
+	r = bulkctl(t, "restore", "latest", filepath.Join(dir, "out3"), "-r", repo, "--json", "--log-file", logFile)
+	streams{code: exitError, stdout: empty, stderr: []string{"is corrupt"}, stderrLines: 1}.check(t, nil, r)
+	if data, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(data), "level=ERROR") {
+		t.Errorf("--log-file %s: %v, want the reader's error in it:\n%s", logFile, err, data)
+	}
+}
+
+func TestSessionFinishKeepsLogOnFailure(t *testing.T) {
+	t.Parallel()
+	open := func(t *testing.T, content string) *session {
+		t.Helper()
+		d, err := newFleetDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(d.path, fleetLogName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(content); err != nil {
+			t.Fatal(err)
+		}
+		return &session{tmpDir: d, log: f, logTemp: true}
+	}
+	failure := errors.New("chunk X is corrupt")
+	tests := []struct {
+		name    string
+		content string
+		err     error
+		keep    bool
+	}{
+		{"success", "level=WARN msg=x\n", nil, false},
+		{"failure", "level=ERROR msg=x\n", failure, true},
+		{"failure, nothing logged", "", failure, false},
+		{"warnings", "level=WARN msg=x\n", &exitCodeError{code: exitWarnings, err: failure}, false},
+		{"usage", "level=WARN msg=x\n", usageError("bad"), false},
+		{"failure with a status", "level=ERROR msg=x\n", &exitCodeError{code: exitError, err: failure}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t, tt.content)
+			got := s.finish(tt.err)
+			if _, err := os.Stat(s.tmpDir.path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the fleet directory remains (%v)", err)
+			}
+			m := regexp.MustCompile(`\(the in-process fleet's log: (\S+)\)$`).FindStringSubmatch(fmt.Sprint(got))
+			if (m != nil) != tt.keep {
+				t.Fatalf("finish(%v) = %v; want the log named: %v", tt.err, got, tt.keep)
+			}
+			if !errors.Is(got, tt.err) {
+				t.Errorf("finish(%v) = %v, which does not wrap the command's error", tt.err, got)
+			}
+			if m != nil {
+				data, err := os.ReadFile(m[1])
+				if err != nil || string(data) != tt.content {
+					t.Errorf("kept log %s: %q, %v; want %q", m[1], data, err, tt.content)
+				}
+				os.Remove(m[1])
+			}
+		})
+	}
+}
+
+func TestBarLine(t *testing.T) {
+	pr := queue.Progress{BytesDone: 1234 << 20, BytesTotal: 50 << 30, MBps: 412, ETASeconds: 3725}
+	for _, width := range []int{0, 10, 20, 39, 40, 60, 79, 120, 300} {
+		line := barLine(pr, width)
+		if len(line) > width {
+			t.Errorf("width %d: line of %d columns: %q", width, len(line), line)
+		}
+		if width >= 79 && (!strings.HasPrefix(line, "[") || !strings.Contains(line, "ETA")) {
+			t.Errorf("width %d: %q, want a bar and the whole summary", width, line)
+		}
+	}
+	if line := barLine(pr, 200); len(line) > 100 {
+		t.Errorf("a wide terminal stretches the bar to %d columns: %q", len(line), line)
+	}
+}
+
+// TestProgressDraw: on a terminal the bar is redrawn in place at the
+// terminal's width, each time erasing the rest of the line.
+func TestProgressDraw(t *testing.T) {
+	var out strings.Builder
+	width := 50
+	p := &progress{w: &out, tty: true, width: func() int { return width }}
+	running := &queue.Event{State: queue.StateRunning, Progress: queue.Progress{BytesDone: 1 << 20, BytesTotal: 50 << 20, MBps: 10, ETASeconds: 5}}
+	p.update(running)
+	width = 30 // resized
+	p.update(running)
+	p.finish()
+	draws := strings.Split(out.String(), "\r")[1:]
+	if len(draws) != 3 {
+		t.Fatalf("output %q: want two draws and a clear", out.String())
+	}
+	for i, w := range []int{50, 30} {
+		line, ok := strings.CutSuffix(draws[i], "\033[K")
+		if !ok || len(line) >= w {
+			t.Errorf("draw %d at width %d: %q, want under %d columns and the rest of the line erased", i, w, draws[i], w)
+		}
+	}
+	if draws[2] != "\033[K" {
+		t.Errorf("finish wrote %q, want the line erased", draws[2])
+	}
+}
+
+// TestProgressLines: off a terminal, progress is a line per state, and a
+// succeeded job's reads as complete; with --json there is none.
+func TestProgressLines(t *testing.T) {
+	sparse := queue.Progress{BytesDone: 2 << 20, BytesTotal: 50 << 20, MBps: 52}
+	events := []*queue.Event{
+		{State: queue.StateQueued},
+		{State: queue.StateRunning, Message: "scanning h:/src", Progress: sparse},
+		{State: queue.StateSucceeded, Progress: sparse},
+	}
+	var out strings.Builder
+	p := &progress{w: &out}
+	for _, ev := range events {
+		p.update(ev)
+	}
+	want := "queued\nscanning h:/src\nrunning    2 MiB / 50 MiB  52 MB/s\nsucceeded  50 MiB  52 MB/s\n"
+	if out.String() != want {
+		t.Errorf("progress lines:\n%s\nwant:\n%s", out.String(), want)
+	}
+	out.Reset()
+	quiet := newProgress(&out, true)
+	for _, ev := range events {
+		quiet.update(ev)
+	}
+	if out.String() != "" {
+		t.Errorf("with --json off a terminal, progress printed:\n%s", out.String())
+	}
+}
+
+// oneJSON fails the test unless out is exactly one JSON document, which
+// it decodes into v.
+func oneJSON(t *testing.T, what, out string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: stdout is not JSON (%v):\n%s", what, err, out)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		t.Errorf("%s: stdout holds more than one JSON document:\n%s", what, out)
+	}
+}
+
+// TestJSONOutput: with --json, stdout is the one result object and,
+// off a terminal, stderr is silent: with the in-process fleet and with a
+// running coordinator (--nats) alike.
+func TestJSONOutput(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and runs the fleet's binaries")
+	}
+	binaries(t)
+	dir := t.TempDir()
+	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 3*mib, 5)
+
+	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
+	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "jsonhost", "--log-format", "json")
+	comp := startProc(t, "compressor", "compressor", "--nats", url, "--workers", "1", "--log-format", "json")
+	reader.waitLog(t, "reader serving")
+	comp.waitLog(t, "compressor serving")
+
+	for _, fleet := range []struct {
+		name       string
+		src, out   func(string) string
+		extra      []string
+		repoSuffix string
+	}{
+		{"in-process", func(p string) string { return p }, func(p string) string { return p }, nil, "local"},
+		{"--nats", func(p string) string { return "jsonhost:" + p }, func(p string) string { return "jsonhost:" + p }, []string{"--nats", url}, "remote"},
+	} {
+		repo := filepath.Join(dir, "repo-"+fleet.repoSuffix)
+		args := append([]string{"backup", fleet.src(vol), "-r", repo, "--json", "--chunk-size", "1MiB"}, fleet.extra...)
+		r := bulkctlProc(t, args...)
+		var res backupResult
+		oneJSON(t, fleet.name+" backup", r.stdout, &res)
+		streams{code: exitOK, stderr: empty}.check(t, args, r)
+		if res.SourceBytes != 3*mib || res.SnapshotID == "" {
+			t.Errorf("%s backup --json: %+v", fleet.name, res)
+		}
+		out := filepath.Join(dir, "out-"+fleet.repoSuffix+".img")
+		args = append([]string{"restore", "latest", fleet.out(out), "-r", repo, "--json"}, fleet.extra...)
+		r = bulkctlProc(t, args...)
+		var rr restoreResult
+		oneJSON(t, fleet.name+" restore", r.stdout, &rr)
+		streams{code: exitOK, stderr: empty}.check(t, args, r)
+		sameFile(t, vol, out)
+	}
+	stop(t, comp, reader, coord)
 }

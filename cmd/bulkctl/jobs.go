@@ -134,7 +134,7 @@ func runJob(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *watch && !queue.Final(job.State) {
-		p := newProgress(e.stderr)
+		p := newProgress(e.stderr, c.json)
 		_, err := queue.Follow(ctx, s.js, job.ID, p.update)
 		p.finish()
 		if err != nil {

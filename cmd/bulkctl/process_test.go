@@ -36,11 +36,22 @@ var (
 	binVersion string
 )
 
+// testTmp is the temporary directory of the bulkctls the tests run: the
+// fleet logs that failed commands keep go there, not into the machine's.
+var testTmp string
+
 func TestMain(m *testing.M) {
+	var err error
+	if testTmp, err = os.MkdirTemp("", "bulkctl-test-tmp-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	keptLogDir = func() string { return testTmp }
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	os.RemoveAll(testTmp)
 	os.Exit(code)
 }
 
@@ -185,6 +196,7 @@ func startExeWith(t *testing.T, name, path string, setup func(*exec.Cmd), args .
 	}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.Env = append(os.Environ(), "TMPDIR="+testTmp)
 	if setup != nil {
 		setup(p.cmd)
 	}
@@ -342,6 +354,9 @@ func runExeEnv(t *testing.T, path string, env []string, args ...string) result {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, path, args...)
+	if env == nil {
+		env = append(os.Environ(), "TMPDIR="+testTmp)
+	}
 	cmd.Stdout, cmd.Stderr, cmd.Env = &stdout, &stderr, env
 	err := cmd.Run()
 	r := result{code: -1, stdout: stdout.String(), stderr: stderr.String()}

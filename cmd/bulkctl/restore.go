@@ -25,7 +25,7 @@ type restoreResult struct {
 	Warnings   []string `json:"warnings,omitempty"`
 }
 
-func runRestore(ctx context.Context, e *env, args []string) error {
+func runRestore(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	fs := newFlagSet("restore", &c)
 	overwrite := fs.Bool("overwrite", false, "replace existing target files")
@@ -48,7 +48,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer func() { err = s.finish(err) }()
 	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: newJobID(), Repo: repo, Snapshot: snapRef, Overwrite: *overwrite, Paths: paths}
 	res := restoreResult{JobID: req.JobID}
 	for _, arg := range pos[1:] {
@@ -59,7 +59,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		req.Targets = append(req.Targets, t)
 		res.Targets = append(res.Targets, t.String())
 	}
-	ev, err := s.run(ctx, queue.SubjectRequestRestore, req, req.JobID, e.stderr)
+	ev, err := s.run(ctx, queue.SubjectRequestRestore, req, req.JobID, e.stderr, c.json)
 	if err != nil {
 		return err
 	}
