@@ -712,3 +712,25 @@ func TestJSONOutput(t *testing.T) {
 	}
 	stop(t, comp, reader, coord)
 }
+
+// TestImageFileMode: a restored image file gets its source's mode, which
+// the snapshot records, not the restore's 0600.
+func TestImageFileMode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 256*kib, 9)
+	if err := os.Chmod(vol, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	res := backup(t, vol, repo, "--chunk-size", "64KiB")
+	if m := loadSnapshot(t, repo, res.SnapshotID).FileMode; m == nil || *m != 0o644 {
+		t.Errorf("snapshot file_mode %v, want 0644", m)
+	}
+	out := filepath.Join(dir, "out.img")
+	ok(t, "restore", "latest", out, "-r", repo)
+	sameFile(t, vol, out)
+	if fi, err := os.Stat(out); err != nil || fi.Mode() != 0o644 {
+		t.Errorf("restored image: mode %v (%v), want -rw-r--r--", fi.Mode(), err)
+	}
+}

@@ -496,7 +496,7 @@ func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
 	req := jr.job.Backup
 	snap := &manifest.Snapshot{
 		Version: manifest.VersionFor(manifest.ModeVolume), ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
-		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind, Device: jr.job.Device,
+		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind, Device: jr.job.Device, FileMode: stat.FileMode,
 		Size: stat.Size, ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 		Chunks: make([]manifest.Chunk, n),
 	}
@@ -562,6 +562,9 @@ func (jr *jobRun) restore(ctx context.Context) error {
 		}
 		if u.op == queue.WritePrepare {
 			item.Keep = jr.c.otherRestores(jr.job.ID)
+		}
+		if u.op == queue.WritePrepare || u.op == queue.WriteFinish {
+			item.FileMode = snap.FileMode
 		}
 		if u.op == queue.WriteChunk {
 			c := snap.Chunks[u.index]
