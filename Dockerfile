@@ -26,8 +26,11 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# VERSION is what --version prints (docker build --build-arg VERSION=$(git describe --tags --always --dirty));
+# .git is not in the context, so without it the binaries say "devel".
+ARG VERSION=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/... \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/bulkbackup/bulkbackup/pkg/version.Version=${VERSION}" -o /out/ ./cmd/... \
  && mkdir -p /empty
 
 FROM golang:${GO_VERSION}-bookworm AS minio-build

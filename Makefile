@@ -4,13 +4,30 @@ BIN       := bin
 DEMO_DIR  ?= .demo
 DEMO_SIZE ?= 512MiB
 TEST_FLAGS ?= -race -count=1 -timeout 30m
+# VERSION is what --version prints (pkg/version); empty falls back to the
+# VCS revision the go command records.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS   := -X github.com/bulkbackup/bulkbackup/pkg/version.Version=$(VERSION)
+# PREFIX, if set, makes install copy the binaries to $(PREFIX)/bin instead.
+PREFIX    ?=
 
-.PHONY: all build demo test test-short vet bench minio clean fmt fleet-up fleet-down
+.PHONY: all build install demo test test-short vet bench minio clean fmt fleet-up fleet-down
 
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./scripts/mkvolume ./scripts/mkcorpus
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/... ./scripts/mkvolume ./scripts/mkcorpus
+
+# install: bulkctl, coordinator, reader and compressor into $(go env GOBIN),
+# else $(go env GOPATH)/bin (go install), or into $(PREFIX)/bin.
+install:
+ifeq ($(PREFIX),)
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/...
+else
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	install -d "$(PREFIX)/bin"
+	install -m 0755 $(BIN)/bulkctl $(BIN)/coordinator $(BIN)/reader $(BIN)/compressor "$(PREFIX)/bin/"
+endif
 
 # demo: make a sample volume, back it up through the in-process fleet, restore
 # it, verify it against the source, and print throughput and ratio.

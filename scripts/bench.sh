@@ -12,8 +12,12 @@
 #   BENCH_VOL          an existing image to use instead (e.g. a copy of a real disk)
 #   BENCH_SEED         selection and generator seed of the image and tree (default 1)
 #   BENCH_RUNS         runs per measurement; the fastest is reported (default 3; quick 1)
-#   BENCH_CACHE        warm (default): inputs read into the page cache before each run;
-#                      cold: page cache dropped before each run (needs root)
+#   BENCH_DROP_CACHES  1: drop the machine's whole page cache (sync; echo 3 >
+#                      /proc/sys/vm/drop_caches; needs root) before each run, so every
+#                      contender reads the disk. Default 0: the page cache is never
+#                      dropped, nor probed by writing drop_caches.
+#   BENCH_CACHE        warm (default unless BENCH_DROP_CACHES=1): inputs read into the
+#                      page cache before each run; cold: the same as BENCH_DROP_CACHES=1
 #   BENCH_SECTIONS     what to run, in order (default
 #                      "volume processes scaling sweep tree memory go")
 #   BENCH_PEERS        peer tools to compare with (default "restic borg"; "" for none)
@@ -71,7 +75,12 @@ BENCH_SIZE=${BENCH_SIZE:-2GiB}
 BENCH_VOL=${BENCH_VOL:-}
 BENCH_SEED=${BENCH_SEED:-1}
 BENCH_RUNS=${BENCH_RUNS:-3}
-BENCH_CACHE=${BENCH_CACHE:-warm}
+BENCH_DROP_CACHES=${BENCH_DROP_CACHES:-0}
+if [[ $BENCH_DROP_CACHES == 1 ]]; then
+	BENCH_CACHE=${BENCH_CACHE:-cold}
+else
+	BENCH_CACHE=${BENCH_CACHE:-warm}
+fi
 BENCH_SECTIONS=${BENCH_SECTIONS:-volume processes scaling sweep tree memory go}
 BENCH_PEERS=${BENCH_PEERS-restic borg}
 BENCH_RESTIC=${BENCH_RESTIC:-}
@@ -518,14 +527,22 @@ main() {
 		fi
 	done
 
-	check_drop_caches
+	# Dropping the page cache slows everything else on the machine down,
+	# so it is done (and probed, which drops it too) only when asked for.
 	case $BENCH_CACHE in
-	warm) ;;
-	cold) ((DROP_CACHES)) || die "BENCH_CACHE=cold: cannot write /proc/sys/vm/drop_caches here (not root, or not allowed in this VM)" ;;
+	warm)
+		if [[ $BENCH_DROP_CACHES == 1 ]]; then
+			die "BENCH_DROP_CACHES=1 with BENCH_CACHE=warm: choose one"
+		fi
+		;;
+	cold)
+		check_drop_caches
+		((DROP_CACHES)) || die "BENCH_DROP_CACHES=1 (BENCH_CACHE=cold): cannot write /proc/sys/vm/drop_caches here (not root, or not allowed in this VM)"
+		;;
 	*) die "BENCH_CACHE=$BENCH_CACHE: want warm or cold" ;;
 	esac
 	if [[ $BENCH_CACHE == warm ]]; then
-		note "Warm cache: each run's inputs were read right before it, then sync; the page cache was not dropped (dropping it $( ((DROP_CACHES)) && echo "works here: BENCH_CACHE=cold does it" || echo "is not possible here"))."
+		note "Warm cache: each run's inputs were read right before it, then sync; the page cache was not dropped (BENCH_DROP_CACHES=1 drops it before each run, as root)."
 	else
 		note "Cold cache: the page cache was dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before each run."
 	fi

@@ -68,7 +68,14 @@ func binaries(t testing.TB) string {
 		if binDir, binErr = os.MkdirTemp("", "deploy-test-bin-"); binErr != nil {
 			return
 		}
-		cmd := exec.Command(goTool(), "build", "-o", binDir+string(filepath.Separator), "./cmd/...")
+		args := []string{"build", "-o", binDir + string(filepath.Separator)}
+		// Stamped as the Makefile does (pkg/version), where git can say.
+		describe := exec.Command("git", "describe", "--tags", "--always", "--dirty")
+		describe.Dir = root(t)
+		if out, err := describe.Output(); err == nil {
+			args = append(args, "-ldflags", "-X github.com/bulkbackup/bulkbackup/pkg/version.Version="+strings.TrimSpace(string(out)))
+		}
+		cmd := exec.Command(goTool(), append(args, "./cmd/...")...)
 		cmd.Dir = root(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
@@ -124,19 +131,26 @@ func flagsOf(t testing.TB, bin string, sub ...string) map[string]bool {
 		return f
 	}
 	cmd := exec.Command(filepath.Join(binaries(t), bin), append(slices.Clone(sub), "-h")...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-		t.Fatalf("%s -h: want exit status 2, got %v\n%s", key, err, stderr.String())
+	usage := stderr.String()
+	if bin == "bulkctl" {
+		// bulkctl's help, asked for, is output: stdout, exit 0.
+		if err != nil {
+			t.Fatalf("%s -h: want exit status 0, got %v\n%s", key, err, usage)
+		}
+		usage = stdout.String()
+	} else if exit := (*exec.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		// The services' is the flag package's: stderr, exit 2.
+		t.Fatalf("%s -h: want exit status 2, got %v\n%s", key, err, usage)
 	}
 	f := map[string]bool{"h": true, "help": true}
-	for _, m := range usageFlagRE.FindAllStringSubmatch(stderr.String(), -1) {
+	for _, m := range usageFlagRE.FindAllStringSubmatch(usage, -1) {
 		f[m[1]] = true
 	}
 	if len(f) < 4 {
-		t.Fatalf("%s -h: found no flags in the usage:\n%s", key, stderr.String())
+		t.Fatalf("%s -h: found no flags in the usage:\n%s", key, usage)
 	}
 	flagsCache[key] = f
 	return f

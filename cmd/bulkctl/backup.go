@@ -32,16 +32,19 @@ type backupResult struct {
 	// Device is the block device read for a directory, if any.
 	Device string `json:"device,omitempty"`
 	// Files mode.
-	Files          int      `json:"files,omitempty"`
-	NewFiles       int      `json:"new_files,omitempty"`
-	ChangedFiles   int      `json:"changed_files,omitempty"`
-	UnchangedFiles int      `json:"unchanged_files,omitempty"`
-	ReadBytes      int64    `json:"read_bytes,omitempty"`
-	Warnings       int      `json:"warnings,omitempty"`
-	WarningList    []string `json:"warning_list,omitempty"`
+	Files          int `json:"files,omitempty"`
+	NewFiles       int `json:"new_files,omitempty"`
+	ChangedFiles   int `json:"changed_files,omitempty"`
+	UnchangedFiles int `json:"unchanged_files,omitempty"`
+	// HardLinks counts the files that are hard links of an earlier one:
+	// with new, changed and unchanged files they make up Files.
+	HardLinks   int      `json:"hard_links,omitempty"`
+	ReadBytes   int64    `json:"read_bytes,omitempty"`
+	Warnings    int      `json:"warnings,omitempty"`
+	WarningList []string `json:"warning_list,omitempty"`
 }
 
-func runBackup(ctx context.Context, e *env, args []string) error {
+func runBackup(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	chunkSize := config.Size(layout.DefaultChunkSize)
 	fs := newFlagSet("backup", &c)
@@ -79,7 +82,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer func() { err = s.finish(err) }()
 	src, err := s.endpoint(pos[0])
 	if err != nil {
 		return err
@@ -89,7 +92,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		V: queue.MessageVersion, JobID: jobID, Source: src, Repo: repo,
 		ChunkSize: int64(chunkSize), Level: *level, Mode: *mode, FilesThreshold: *threshold,
 	}
-	ev, err := s.run(ctx, queue.SubjectRequestBackup, req, jobID, e.stderr)
+	ev, err := s.run(ctx, queue.SubjectRequestBackup, req, jobID, e.stderr, c.json)
 	if err != nil {
 		return err
 	}
@@ -103,6 +106,9 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		Chunks: st.Chunks, ZeroChunks: st.ZeroChunks, NewChunks: st.NewChunks, Seconds: st.Seconds,
 		Mode: ev.Mode, Reason: ev.Reason, Device: ev.Device, Files: st.Files, NewFiles: st.NewFiles, ChangedFiles: st.ChangedFiles,
 		UnchangedFiles: st.UnchangedFiles, ReadBytes: st.ReadBytes, Warnings: st.Warnings, WarningList: ev.Warnings,
+	}
+	if res.Mode == plan.ModeFiles {
+		res.HardLinks = max(0, st.Files-st.NewFiles-st.ChangedFiles-st.UnchangedFiles)
 	}
 	if st.Seconds > 0 {
 		res.MBps = float64(st.SourceBytes) / 1e6 / st.Seconds
@@ -118,7 +124,7 @@ func runBackup(ctx context.Context, e *env, args []string) error {
 		printBackup(e, &res)
 	}
 	if res.Warnings > 0 {
-		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("snapshot %s saved with %d warnings (files not read, changed while read, or skipped)", res.SnapshotID, res.Warnings)}
+		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("snapshot %s saved with %s (files not read, changed while read, or skipped)", res.SnapshotID, plural(res.Warnings, "warning"))}
 	}
 	return nil
 }
@@ -127,12 +133,16 @@ func printBackup(e *env, res *backupResult) {
 	fmt.Fprintf(e.stdout, "snapshot %s saved\n", res.SnapshotID)
 	fmt.Fprintf(e.stdout, "  mode    %s: %s\n", res.Mode, res.Reason)
 	if res.Mode == plan.ModeFiles {
-		fmt.Fprintf(e.stdout, "  files   %d: %d new, %d changed, %d unchanged; %s read of %s\n", res.Files, res.NewFiles,
-			res.ChangedFiles, res.UnchangedFiles, config.FormatBytes(res.ReadBytes), config.FormatBytes(res.SourceBytes))
+		links := ""
+		if res.HardLinks > 0 {
+			links = ", " + plural(res.HardLinks, "hard link")
+		}
+		fmt.Fprintf(e.stdout, "  files   %d: %d new, %d changed, %d unchanged%s; %s read of %s\n", res.Files, res.NewFiles,
+			res.ChangedFiles, res.UnchangedFiles, links, config.FormatBytes(res.ReadBytes), config.FormatBytes(res.SourceBytes))
 	} else {
-		fmt.Fprintf(e.stdout, "  source  %s: %s in %d chunks (%d all-zero, not stored)\n", res.Source, config.FormatBytes(res.SourceBytes), res.Chunks, res.ZeroChunks)
+		fmt.Fprintf(e.stdout, "  source  %s: %s in %s (%d all-zero, not stored)\n", res.Source, config.FormatBytes(res.SourceBytes), plural(res.Chunks, "chunk"), res.ZeroChunks)
 	}
-	fmt.Fprintf(e.stdout, "  stored  %s (%s new in %d chunks), ratio %.2fx\n", config.FormatBytes(res.StoredBytes), config.FormatBytes(res.NewBytes), res.NewChunks, res.Ratio)
+	fmt.Fprintf(e.stdout, "  stored  %s (%s new in %s), ratio %.2fx\n", config.FormatBytes(res.StoredBytes), config.FormatBytes(res.NewBytes), plural(res.NewChunks, "chunk"), res.Ratio)
 	fmt.Fprintf(e.stdout, "  time    %.2fs, %.0f MB/s\n", res.Seconds, res.MBps)
 	printWarnings(e, res.Warnings, res.WarningList)
 }

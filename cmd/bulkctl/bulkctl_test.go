@@ -195,7 +195,7 @@ func TestBackupRestoreVerify(t *testing.T) {
 			t.Errorf("snapshots lists %+v, want ID %s of %s, %d bytes in %d chunks of 1MiB, volume mode", s, first.SnapshotID, vol, size, first.Chunks)
 		}
 		r = ok(t, "snapshots", "-r", repo)
-		if !strings.Contains(r.stdout, first.SnapshotID) || !strings.Contains(r.stdout, "1 snapshots") {
+		if !strings.Contains(r.stdout, first.SnapshotID) || !strings.Contains(r.stdout, "\n1 snapshot\n") {
 			t.Errorf("snapshots table does not list %s:\n%s", first.SnapshotID, r.stdout)
 		}
 	})
@@ -411,7 +411,7 @@ func TestBadInput(t *testing.T) {
 		{
 			name: "unknown command",
 			args: []string{"frobnicate", "-r", repo},
-			code: exitUsage, want: []string{`unknown command "frobnicate"`, "Usage:"},
+			code: exitUsage, want: []string{`unknown command "frobnicate"`, "bulkctl help"},
 		},
 		{
 			name: "no command",

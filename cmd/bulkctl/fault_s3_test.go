@@ -164,7 +164,7 @@ func TestFaultS3DownInProcess(t *testing.T) {
 	m := startMinIOForAll(t)
 	vol := writeVolume(t, filepath.Join(t.TempDir(), "vol.img"), 512<<20, 41)
 	backup := startProc(t, "bulkctl-backup", "bulkctl", "backup", vol, "-r", faultBucketRepo,
-		"--chunk-size", "1MiB", "--store-timeout", storeTimeout.String(), "--log-level", "debug")
+		"--chunk-size", "1MiB", "--store-timeout", storeTimeout.String(), "--log-level", "debug", "--log-file", "-")
 	backup.waitLog(t, "chunk stored")
 	m.stop(t)
 	stoppedAt := time.Now()

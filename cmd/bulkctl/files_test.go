@@ -56,8 +56,8 @@ func TestFilesCLI(t *testing.T) {
 
 	r = ok(t, "ls", "latest", "docs", "-r", repo)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "drwxr-xr-x") || !strings.HasSuffix(lines[2], "docs/old/notes.txt") {
-		t.Errorf("ls latest docs:\n%s\nwant docs, docs/old, docs/old/notes.txt", r.stdout)
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "MODE ") || !strings.HasPrefix(lines[1], "drwxr-xr-x") || !strings.HasSuffix(lines[3], "docs/old/notes.txt") {
+		t.Errorf("ls latest docs:\n%s\nwant a header, docs, docs/old, docs/old/notes.txt", r.stdout)
 	}
 	r = ok(t, "ls", "latest", "-r", repo, "--json")
 	var entries []manifest.Entry
@@ -96,7 +96,7 @@ func TestFilesCLI(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = fails(t, exitWarnings, []string{"warnings (1)", "pipe: FIFO skipped", "saved with 1 warnings"}, "backup", src, "-r", repo)
+	r = fails(t, exitWarnings, []string{"warnings (1)", "pipe: FIFO skipped", "saved with 1 warning ("}, "backup", src, "-r", repo)
 	if !strings.Contains(r.stdout, "snapshot ") {
 		t.Errorf("backup with warnings did not report its snapshot:\n%s", r.stdout)
 	}

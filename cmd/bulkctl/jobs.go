@@ -134,7 +134,7 @@ func runJob(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *watch && !queue.Final(job.State) {
-		p := newProgress(e.stderr)
+		p := newProgress(e.stderr, c.json)
 		_, err := queue.Follow(ctx, s.js, job.ID, p.update)
 		p.finish()
 		if err != nil {
@@ -235,7 +235,7 @@ func runHistory(ctx context.Context, e *env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%d runs of %s\n", len(reply.Runs), src)
+	fmt.Fprintf(e.stdout, "%s of %s\n", plural(len(reply.Runs), "run"), src)
 	return nil
 }
 
@@ -263,6 +263,6 @@ func runWorkers(ctx context.Context, e *env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%d workers\n", len(reply.Workers))
+	fmt.Fprintln(e.stdout, plural(len(reply.Workers), "worker"))
 	return nil
 }

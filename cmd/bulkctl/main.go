@@ -12,10 +12,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/bulkbackup/bulkbackup/pkg/service"
+	"github.com/bulkbackup/bulkbackup/pkg/version"
 )
 
 // Exit statuses.
@@ -63,7 +65,8 @@ Without --nats the fleet runs in this process. With --nats URL (or
 BULK_NATS) the job goes to a running coordinator and SOURCE and TARGET are
 HOST:PATH, naming the reader that holds the data.
 
-Run "bulkctl COMMAND -h" for a command's flags.
+Run "bulkctl help COMMAND" (or "bulkctl COMMAND --help") for a command's
+flags, "bulkctl --version" for the version.
 `
 
 // command is one subcommand.
@@ -107,33 +110,57 @@ func main() {
 	os.Exit(code)
 }
 
+// run runs one command line and returns the exit status. It follows the Go
+// tools: help asked for goes to stdout and exits 0; a usage error is one
+// line naming it and one pointing to the help, on stderr, exit 2.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return exitUsage
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if args[0] == "help" && len(args) > 1 {
+			if _, ok := commands[args[1]]; !ok {
+				fmt.Fprintf(stderr, "bulkctl help: unknown command %q; run 'bulkctl help'\n", args[1])
+				return exitUsage
+			}
+			// The command's own help: "help schedule add" is "schedule add --help".
+			return run(ctx, append(slices.Clone(args[1:]), "--help"), stdout, stderr)
 		}
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version.String("bulkctl"))
 		return exitOK
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "bulkctl: unknown command %q\n\n%s", args[0], usage)
+		if strings.HasPrefix(args[0], "-") {
+			fmt.Fprintf(stderr, "bulkctl: flag %s before the command; flags follow it (bulkctl COMMAND [flags]); run 'bulkctl help'\n", args[0])
+		} else {
+			fmt.Fprintf(stderr, "bulkctl: unknown command %q; run 'bulkctl help'\n", args[0])
+		}
 		return exitUsage
 	}
 	err := cmd.run(ctx, &env{stdout: stdout, stderr: stderr}, aliasFlags(args[1:]))
+	code := exitError
 	var ec *exitCodeError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, flag.ErrHelp):
-		return exitUsage
+	case errors.Is(err, flag.ErrHelp): // the help was printed to stdout
+		return exitOK
 	case errors.As(err, &ec):
-		fmt.Fprintf(stderr, "bulkctl %s: %v\n", args[0], ec.err)
-		return ec.code
-	default:
-		fmt.Fprintf(stderr, "bulkctl %s: %v\n", args[0], err)
-		return exitError
+		code, err = ec.code, ec.err
 	}
+	// One line per failure: a message that spans lines (errors joined
+	// on the way) is folded into one.
+	fmt.Fprintf(stderr, "bulkctl %s: %s\n", args[0], strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
+	if code == exitUsage {
+		fmt.Fprintf(stderr, "run 'bulkctl help %s' for usage\n", args[0])
+	}
+	return code
 }
 
 // aliasFlags rewrites the short flag -r to --repo, so the one flag has one

@@ -31,13 +31,27 @@ var (
 	binOnce sync.Once
 	binDir  string
 	binErr  error
+	// binVersion is the version the binaries were stamped with: git
+	// describe's, or "" where git is missing (then they report their own).
+	binVersion string
 )
 
+// testTmp is the temporary directory of the bulkctls the tests run: the
+// fleet logs that failed commands keep go there, not into the machine's.
+var testTmp string
+
 func TestMain(m *testing.M) {
+	var err error
+	if testTmp, err = os.MkdirTemp("", "bulkctl-test-tmp-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	keptLogDir = func() string { return testTmp }
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	os.RemoveAll(testTmp)
 	os.Exit(code)
 }
 
@@ -56,6 +70,10 @@ func binaries(t *testing.T) string {
 			return
 		}
 		args := []string{"build", "-o", binDir + string(filepath.Separator)}
+		if binVersion = gitDescribe(root); binVersion != "" {
+			// Stamped as the Makefile does, so --version is tested as built.
+			args = append(args, "-ldflags", "-X github.com/bulkbackup/bulkbackup/pkg/version.Version="+binVersion)
+		}
 		if raceEnabled() {
 			// Reuses the race-built packages of this test binary, and
 			// runs the services under the race detector too.
@@ -71,6 +89,18 @@ func binaries(t *testing.T) string {
 		t.Fatal(binErr)
 	}
 	return binDir
+}
+
+// gitDescribe returns `git describe --tags --always --dirty` in dir, the
+// version the Makefile stamps, or "" when git cannot say.
+func gitDescribe(dir string) string {
+	cmd := exec.Command("git", "describe", "--tags", "--always", "--dirty")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // raceEnabled reports whether this test binary was built with -race.
@@ -166,6 +196,7 @@ func startExeWith(t *testing.T, name, path string, setup func(*exec.Cmd), args .
 	}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.Env = append(os.Environ(), "TMPDIR="+testTmp)
 	if setup != nil {
 		setup(p.cmd)
 	}
@@ -306,10 +337,26 @@ func bulkctlProc(t *testing.T, args ...string) result {
 // (nil: the test's).
 func bulkctlProcEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return runExeEnv(t, filepath.Join(binaries(t), "bulkctl"), env, args...)
+}
+
+// runExe runs the executable at path to completion.
+func runExe(t *testing.T, path string, args ...string) result {
+	t.Helper()
+	return runExeEnv(t, path, nil, args...)
+}
+
+// runExeEnv runs the executable at path to completion in environment env
+// (nil: the test's).
+func runExeEnv(t *testing.T, path string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), "bulkctl"), args...)
+	cmd := exec.CommandContext(ctx, path, args...)
+	if env == nil {
+		env = append(os.Environ(), "TMPDIR="+testTmp)
+	}
 	cmd.Stdout, cmd.Stderr, cmd.Env = &stdout, &stderr, env
 	err := cmd.Run()
 	r := result{code: -1, stdout: stdout.String(), stderr: stderr.String()}
@@ -320,9 +367,9 @@ func bulkctlProcEnv(t *testing.T, env []string, args ...string) result {
 	case errors.As(err, &exitErr):
 		r.code = exitErr.ExitCode()
 	default:
-		t.Fatalf("bulkctl %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("%s %s: %v", filepath.Base(path), strings.Join(args, " "), err)
 	}
-	t.Logf("bulkctl %s: exit %d", strings.Join(args, " "), r.code)
+	t.Logf("%s %s: exit %d", filepath.Base(path), strings.Join(args, " "), r.code)
 	return r
 }
 

@@ -3,26 +3,53 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
 // progress shows a job's progress: a bar redrawn in place on a terminal,
-// plain lines every few seconds otherwise.
+// as wide as the terminal and never wider, plain lines every few seconds
+// otherwise. With quiet (--json off a terminal, where the output is for a
+// program) it shows nothing.
 type progress struct {
 	w         io.Writer
 	tty       bool
+	quiet     bool
+	width     func() int // the terminal's columns
 	lastState string
 	lastLine  time.Time
 	drawn     bool
 }
 
-func newProgress(w io.Writer) *progress { return &progress{w: w, tty: isTerminal(w)} }
+// defaultWidth is assumed when a terminal does not say its width.
+const defaultWidth = 80
+
+func newProgress(w io.Writer, json bool) *progress {
+	p := &progress{w: w, tty: isTerminal(w), width: func() int { return terminalWidth(w) }}
+	p.quiet = json && !p.tty
+	return p
+}
+
+// terminalWidth returns the columns of the terminal w is, or defaultWidth.
+func terminalWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+			return cols
+		}
+	}
+	return defaultWidth
+}
 
 func (p *progress) update(ev *queue.Event) {
+	if p.quiet {
+		return
+	}
 	if ev.Message != "" {
 		p.clear()
 		fmt.Fprintf(p.w, "%s\n", ev.Message)
@@ -35,18 +62,38 @@ func (p *progress) update(ev *queue.Event) {
 		return
 	}
 	if ev.State != p.lastState || (ev.State == queue.StateRunning && time.Since(p.lastLine) > 5*time.Second && pr.BytesTotal > 0) {
-		fmt.Fprintln(p.w, strings.TrimSpace(fmt.Sprintf("%-10s %s", ev.State, summary(pr))))
+		s := summary(pr)
+		if ev.State == queue.StateSucceeded {
+			s = finalSummary(pr)
+		}
+		fmt.Fprintln(p.w, strings.TrimSpace(fmt.Sprintf("%-10s %s", ev.State, s)))
 		p.lastState, p.lastLine = ev.State, time.Now()
 	}
 }
 
+// draw redraws the bar line: "[====    ]  42% 1.2 GiB / 2.9 GiB  310 MB/s
+// ETA 6s", fitted to the terminal: the bar shrinks, then goes, then the
+// text is cut, so the line never wraps (one column is left free: some
+// terminals wrap on writing the last one).
 func (p *progress) draw(pr queue.Progress) {
-	const width = 30
-	frac := float64(pr.BytesDone) / float64(pr.BytesTotal)
-	filled := int(frac * width)
-	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
-	fmt.Fprintf(p.w, "\r[%s] %3.0f%% %s", bar, frac*100, summary(pr))
+	fmt.Fprint(p.w, "\r"+barLine(pr, p.width()-1)+"\033[K")
 	p.drawn = true
+}
+
+// barLine renders the progress line in at most width columns.
+func barLine(pr queue.Progress, width int) string {
+	const maxBar, minBar = 40, 10
+	frac := min(max(float64(pr.BytesDone)/float64(pr.BytesTotal), 0), 1)
+	text := fmt.Sprintf("%3.0f%% %s", frac*100, summary(pr))
+	line := text
+	if bar := min(maxBar, width-len(text)-3); bar >= minBar {
+		filled := int(frac * float64(bar))
+		line = "[" + strings.Repeat("=", filled) + strings.Repeat(" ", bar-filled) + "] " + text
+	}
+	if len(line) > width { // the text is ASCII
+		line = line[:max(width, 0)]
+	}
+	return line
 }
 
 func (p *progress) clear() {
@@ -67,4 +114,14 @@ func summary(pr queue.Progress) string {
 		s += fmt.Sprintf("  ETA %s", (time.Duration(pr.ETASeconds) * time.Second).String())
 	}
 	return s
+}
+
+// finalSummary is a succeeded job's line: the whole of it, not a fraction
+// (a sparse restore writes less than its size, holes being zeros
+// already, and must not read as unfinished).
+func finalSummary(pr queue.Progress) string {
+	if pr.BytesTotal == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s  %.0f MB/s", config.FormatBytes(pr.BytesTotal), pr.MBps)
 }

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
+	"slices"
 	"strings"
 
 	"github.com/bulkbackup/bulkbackup/pkg/config"
@@ -25,7 +25,7 @@ type restoreResult struct {
 	Warnings   []string `json:"warnings,omitempty"`
 }
 
-func runRestore(ctx context.Context, e *env, args []string) error {
+func runRestore(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	fs := newFlagSet("restore", &c)
 	overwrite := fs.Bool("overwrite", false, "replace existing target files")
@@ -42,20 +42,14 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	snapRef := pos[0]
+	snapRef, paths = resolvePaths(ctx, &c, snapRef, paths)
 	s, err := openSession(ctx, &c, e.stderr)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	for i, p := range paths {
-		// Requests name paths in manifest form: a name that is not UTF-8
-		// text is encoded (JSON holds only text).
-		paths[i] = manifest.EncodePath(strings.Trim(path.Clean("/"+p), "/"))
-		if paths[i] == "" {
-			paths[i] = "."
-		}
-	}
-	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: newJobID(), Repo: repo, Snapshot: pos[0], Overwrite: *overwrite, Paths: paths}
+	defer func() { err = s.finish(err) }()
+	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: newJobID(), Repo: repo, Snapshot: snapRef, Overwrite: *overwrite, Paths: paths}
 	res := restoreResult{JobID: req.JobID}
 	for _, arg := range pos[1:] {
 		t, err := s.endpoint(arg)
@@ -65,7 +59,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		req.Targets = append(req.Targets, t)
 		res.Targets = append(res.Targets, t.String())
 	}
-	ev, err := s.run(ctx, queue.SubjectRequestRestore, req, req.JobID, e.stderr)
+	ev, err := s.run(ctx, queue.SubjectRequestRestore, req, req.JobID, e.stderr, c.json)
 	if err != nil {
 		return err
 	}
@@ -86,7 +80,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "restored snapshot %s to %s\n", res.SnapshotID, t)
 		}
 		if res.Files > 0 {
-			fmt.Fprintf(e.stdout, "  %d files, ", res.Files)
+			fmt.Fprintf(e.stdout, "  %s, ", plural(res.Files, "file"))
 		} else {
 			fmt.Fprint(e.stdout, "  ")
 		}
@@ -94,9 +88,37 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		printWarnings(e, ev.Stats.Warnings, res.Warnings)
 	}
 	if ev.Stats.Warnings > 0 {
-		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("restored with %d warnings (entries not restored)", ev.Stats.Warnings)}
+		return &exitCodeError{code: exitWarnings, err: fmt.Errorf("restored with %s (entries not restored)", plural(ev.Stats.Warnings, "warning"))}
 	}
 	return nil
+}
+
+// resolvePaths turns --path values into the paths of the snapshot's tree,
+// in manifest form (what requests carry: a name that is not UTF-8 text is
+// encoded). A path is relative to the backed-up directory, or absolute as
+// it was on the host: that needs the directory the snapshot backed up, so
+// then the snapshot is looked up here and the request names it by ID, so
+// the coordinator restores the snapshot the paths were resolved in. Where
+// the repository cannot be read from here (it may be reachable only by
+// the fleet), an absolute path is taken relative to the backed-up
+// directory, and the coordinator's error says which path to use.
+func resolvePaths(ctx context.Context, c *common, snapRef string, paths []string) (string, []string) {
+	if len(paths) == 0 {
+		return snapRef, nil
+	}
+	root := ""
+	if slices.ContainsFunc(paths, func(p string) bool { return strings.HasPrefix(p, "/") }) {
+		if repo, err := openRepo(ctx, c); err == nil {
+			if snap, err := repo.FindSnapshot(ctx, snapRef); err == nil {
+				snapRef, root = snap.ID, snap.Path
+			}
+		}
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = manifest.TreePath(root, p)
+	}
+	return snapRef, out
 }
 
 // stringList is a repeatable string flag.

@@ -35,7 +35,6 @@ const keepLastNote = "recorded only: pruning old snapshots is not implemented ye
 
 func runSchedule(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, scheduleUsage)
 		return usageError("want a schedule command: add, list, show, pause, resume or rm")
 	}
 	sub, args := args[0], args[1:]
@@ -52,12 +51,11 @@ func runSchedule(ctx context.Context, e *env, args []string) error {
 		return scheduleNamed(ctx, e, sub, queue.SubjectAPIScheduleResume, args)
 	case "rm":
 		return scheduleNamed(ctx, e, sub, queue.SubjectAPIScheduleRm, args)
-	case "-h", "--help", "help":
-		fmt.Fprint(e.stderr, scheduleUsage)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(e.stdout, scheduleUsage)
 		return flag.ErrHelp
 	default:
-		fmt.Fprint(e.stderr, scheduleUsage)
-		return usageError("unknown schedule command %q", sub)
+		return usageError("unknown schedule command %q: want add, list, show, pause, resume or rm", sub)
 	}
 }
 

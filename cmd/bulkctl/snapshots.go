@@ -58,7 +58,7 @@ func runSnapshots(ctx context.Context, e *env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%d snapshots\n", len(entries))
+	fmt.Fprintln(e.stdout, plural(len(entries), "snapshot"))
 	return nil
 }
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/dispatch"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -31,7 +31,7 @@ type jobRun struct {
 	logger  *slog.Logger
 	started time.Time
 
-	mu    sync.Mutex                   // guards done and the progress counts record keeps
+	mu    sync.Mutex                    // guards done and the progress counts record keeps
 	done  map[dispatch.Unit]*queue.Done // completions seen, first of each unit
 	dones chan *queue.Done
 	stop  func()
@@ -455,7 +455,7 @@ func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
 	req := jr.job.Backup
 	snap := &manifest.Snapshot{
 		Version: manifest.VersionFor(manifest.ModeVolume), ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
-		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind, Device: jr.job.Device,
+		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeVolume, SourceKind: stat.Kind, Device: jr.job.Device, FileMode: stat.FileMode,
 		Size: stat.Size, ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 		Chunks: make([]manifest.Chunk, n),
 	}
@@ -521,6 +521,9 @@ func (jr *jobRun) restore(ctx context.Context) error {
 		}
 		if u.Op == queue.WritePrepare {
 			item.Keep = jr.c.otherRestores(jr.job.ID)
+		}
+		if u.Op == queue.WritePrepare || u.Op == queue.WriteFinish {
+			item.FileMode = snap.FileMode
 		}
 		if u.Op == queue.WriteChunk {
 			c := snap.Chunks[u.Index]

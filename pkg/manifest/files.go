@@ -19,6 +19,14 @@ const (
 	TypeSpecial = "special"
 )
 
+// Kinds of special file (Entry.Special).
+const (
+	SpecialFIFO   = "fifo"
+	SpecialSocket = "socket"
+	SpecialChar   = "char"  // a character device
+	SpecialBlock  = "block" // a block device
+)
+
 // Entry is one file, directory or link of a tree.
 type Entry struct {
 	// Path is relative to the backed-up directory, slash-separated and
@@ -41,6 +49,9 @@ type Entry struct {
 	Links uint64 `json:"nlink,omitempty"`
 	// Target is a symlink's target, stored as is (never followed).
 	Target string `json:"target,omitempty"`
+	// Special says which kind of special file a TypeSpecial entry is
+	// (Special*), for listings; informational, absent in older snapshots.
+	Special string `json:"special,omitempty"`
 	// LinkTo names an earlier regular file this one is a hard link of. The
 	// entry still carries the content, so it can be restored alone.
 	LinkTo string `json:"link_to,omitempty"`
@@ -270,7 +281,7 @@ func (s *Snapshot) Select(paths []string) ([]Entry, error) {
 	}
 	for _, p := range paths {
 		if !found[p] {
-			return nil, fmt.Errorf("path %q is not in snapshot %s", p, s.ID)
+			return nil, s.notFound(p)
 		}
 	}
 	var out []Entry
@@ -280,4 +291,52 @@ func (s *Snapshot) Select(paths []string) ([]Entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// notFound is the error for a path p (manifest form) that names no entry:
+// it says what paths are relative to and, when p is the path of an entry
+// as it was on the host less its leading "/", which path names it.
+func (s *Snapshot) notFound(p string) error {
+	if s.Path == "" {
+		return fmt.Errorf("path %q is not in snapshot %s", OSPath(p), s.ID)
+	}
+	if rel, ok := under("/"+p, s.Path); ok && rel != "." {
+		if _, err := s.Select([]string{rel}); err == nil {
+			return fmt.Errorf("path %q is not in snapshot %s, whose paths are relative to the backed-up directory %s: use %q (or %q)",
+				OSPath(p), s.ID, s.Path, OSPath(rel), path.Join(s.Path, OSPath(rel)))
+		}
+	}
+	return fmt.Errorf("path %q is not in snapshot %s (paths are relative to the backed-up directory %s)", OSPath(p), s.ID, s.Path)
+}
+
+// TreePath returns the manifest form of a path a user gives for entries
+// of a snapshot that backed up the directory root: relative to root
+// ("etc/nginx"), or absolute as it was on the host, under root
+// ("/srv/etc/nginx" for a backup of /srv). Any other absolute path is
+// taken relative to root, and ".." never climbs above it. "." is root.
+func TreePath(root, p string) string {
+	clean := path.Clean("/" + p)
+	if strings.HasPrefix(p, "/") && root != "" {
+		if rel, ok := under(clean, root); ok {
+			return EncodePath(rel)
+		}
+	}
+	if clean == "/" {
+		return "."
+	}
+	return EncodePath(clean[1:])
+}
+
+// under returns p (absolute and clean) relative to the directory dir,
+// "." for dir itself; ok is false when p is not dir or under it.
+func under(p, dir string) (string, bool) {
+	dir = path.Clean("/" + dir)
+	if p == dir {
+		return ".", true
+	}
+	if dir == "/" {
+		return p[1:], true
+	}
+	rel, ok := strings.CutPrefix(p, dir+"/")
+	return rel, ok
 }

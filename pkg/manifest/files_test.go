@@ -563,3 +563,56 @@ func TestNames(t *testing.T) {
 		t.Errorf("SetVersion without encoded names = %d, want 2", s.Version)
 	}
 }
+
+func TestTreePath(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		root, p, want string
+	}{
+		{"/srv", "etc/nginx", "etc/nginx"},
+		{"/srv", "./etc//nginx/", "etc/nginx"},
+		{"/srv", "/srv/etc/nginx", "etc/nginx"},
+		{"/srv/", "/srv/etc/nginx", "etc/nginx"},
+		{"/srv", "/srv", "."},
+		{"/srv", "/srv/", "."},
+		{"/srv", ".", "."},
+		{"/srv", "", "."},
+		{"/srv", "/", "."},
+		{"/srv", "/srvx/a", "srvx/a"},       // not under /srv: relative to it
+		{"/srv", "/etc/nginx", "etc/nginx"}, // likewise
+		{"/srv", "../../etc", "etc"},        // never above the root
+		{"/srv", "/srv/../etc", "etc"},
+		{"/", "/etc/nginx", "etc/nginx"},
+		{"", "/etc/nginx", "etc/nginx"},
+		{"/srv", "/srv/dir-\xff", manifest.EncodePath("dir-\xff")},
+	}
+	for _, tt := range tests {
+		if got := manifest.TreePath(tt.root, tt.p); got != tt.want {
+			t.Errorf("TreePath(%q, %q) = %q, want %q", tt.root, tt.p, got, tt.want)
+		}
+	}
+}
+
+// TestSelectNotFoundHint: a path given as on the host, less its leading
+// "/" (what a restore request carries), fails naming the path to use.
+func TestSelectNotFoundHint(t *testing.T) {
+	t.Parallel()
+	s := filesSample()
+	s.Path = "/srv/data"
+	tests := []struct {
+		path string
+		want []string
+	}{
+		{"srv/data/a/big", []string{`"srv/data/a/big" is not in snapshot`, "relative to the backed-up directory /srv/data", `use "a/big" (or "/srv/data/a/big")`}},
+		{"srv/data/a/nope", []string{`"srv/data/a/nope" is not in snapshot`, "(paths are relative to the backed-up directory /srv/data)"}},
+		{"nope", []string{`"nope" is not in snapshot`, "relative to the backed-up directory /srv/data"}},
+	}
+	for _, tt := range tests {
+		_, err := s.Select([]string{tt.path})
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("Select(%q) = %v, want an error holding %q", tt.path, err, w)
+			}
+		}
+	}
+}

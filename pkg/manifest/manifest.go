@@ -86,7 +86,11 @@ type Snapshot struct {
 	// Device is the block device a directory was backed up through, when
 	// automatic mode choice read its filesystem as a volume.
 	Device string `json:"device,omitempty"`
-	Stats  Stats  `json:"stats"`
+	// FileMode is an image file's permission bits (07777 at most, as in
+	// chmod(2)) when it was backed up; a restore to a file gives the file
+	// this mode. Absent for devices, directories and older snapshots.
+	FileMode *uint32 `json:"file_mode,omitempty"`
+	Stats    Stats   `json:"stats"`
 }
 
 // Chunk locates one chunk of the source. A zero chunk (all bytes zero) has no
@@ -224,6 +228,8 @@ func (s *Snapshot) Validate() error {
 		return bad("unknown hash %q", s.Hash)
 	case s.Size < 0:
 		return bad("negative size %d", s.Size)
+	case s.FileMode != nil && *s.FileMode > 0o7777:
+		return bad("file mode %o has more than permission bits", *s.FileMode)
 	}
 	if err := layout.CheckChunkSize(s.ChunkSize); err != nil {
 		return bad("%v", err)

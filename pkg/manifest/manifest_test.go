@@ -64,6 +64,7 @@ func TestValidate(t *testing.T) {
 		{"negative size", func(s *manifest.Snapshot) { s.Size = -1 }},
 		{"size whose chunk count overflows", func(s *manifest.Snapshot) { s.Size = math.MaxInt64 }},
 		{"size just below the count's overflow", func(s *manifest.Snapshot) { s.Size = math.MaxInt64 - 4095 }},
+		{"file mode beyond permission bits", func(s *manifest.Snapshot) { m := uint32(0o10644); s.FileMode = &m }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +75,37 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Encode = %v, want ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// TestFileMode: a volume's file mode is kept, mode 0 included, and a
+// manifest without one (older) still reads, as no mode.
+func TestFileMode(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []uint32{0o644, 0, 0o4755} {
+		s := sample()
+		s.SourceKind, s.FileMode = manifest.KindFile, &mode
+		data, err := manifest.Encode(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`"file_mode":%d`, mode); !strings.Contains(string(data), want) {
+			t.Errorf("manifest does not hold %s:\n%s", want, data)
+		}
+		got, err := manifest.Decode(data)
+		if err != nil || got.FileMode == nil || *got.FileMode != mode {
+			t.Errorf("file mode %o read back as %v (%v)", mode, got.FileMode, err)
+		}
+	}
+	old, err := manifest.Encode(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(old), "file_mode") {
+		t.Errorf("a manifest without a file mode names one:\n%s", old)
+	}
+	if got, err := manifest.Decode(old); err != nil || got.FileMode != nil {
+		t.Errorf("an older manifest: %v, file mode %v; want it read, without a mode", err, got.FileMode)
 	}
 }
 

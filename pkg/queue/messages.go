@@ -300,6 +300,9 @@ type WriteItem struct {
 	// Size is the volume size (prepare).
 	Size      int64 `json:"size,omitempty"`
 	Overwrite bool  `json:"overwrite,omitempty"`
+	// FileMode, on prepare and finish, is the mode a file target gets
+	// (the snapshot's file_mode); absent to keep the restore's 0600.
+	FileMode *uint32 `json:"file_mode,omitempty"`
 	// Chunk fields (chunk).
 	Index  int    `json:"index,omitempty"`
 	Offset int64  `json:"offset,omitempty"`
@@ -390,6 +393,9 @@ type StatReply struct {
 	// MTime is a volume file's modification time (ns since the epoch);
 	// 0 for a block device, whose node does not change as it is written.
 	MTime int64 `json:"mtime,omitempty"`
+	// FileMode is a volume file's permission bits (07777 at most); absent
+	// for a block device.
+	FileMode *uint32 `json:"file_mode,omitempty"`
 }
 
 func (r *StatReply) version() int { return r.V }

@@ -199,7 +199,7 @@ func (r *Reader) stat(req *queue.StatRequest, reply *queue.StatReply) {
 		reply.Error = err.Error()
 		return
 	}
-	reply.Size, reply.Kind, reply.MTime = vol.Size(), vol.Kind(), vol.MTime()
+	reply.Size, reply.Kind, reply.MTime, reply.FileMode = vol.Size(), vol.Kind(), vol.MTime(), vol.FileMode()
 	vol.Close()
 }
 
@@ -606,7 +606,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // write performs one restore step.
 func (r *Reader) write(ctx context.Context, item *queue.WriteItem) error {
-	t := restore.Target{Path: item.Path, JobID: item.JobID, Size: item.Size, Overwrite: item.Overwrite, Keep: item.Keep}
+	t := restore.Target{Path: item.Path, JobID: item.JobID, Size: item.Size, Overwrite: item.Overwrite, Keep: item.Keep, Mode: item.FileMode}
 	done := &queue.Done{JobID: item.JobID, Op: item.Op, Index: item.Index, Target: item.Target, Length: item.Length}
 	fail := func(err error) error {
 		if !restore.Permanent(err) && !queue.IsPermanent(err) {

@@ -16,9 +16,9 @@
 //     cache (O_DIRECT): a restored volume is not read back, and a multi-GB
 //     write through the cache costs a copy per byte, evicts what the host
 //     had cached, and leaves Finish's fsync all of it to wait for.
-//  3. Finish flushes the data to stable storage and renames the partial file
-//     into place, so a target path holds either nothing new or the whole
-//     restored volume.
+//  3. Finish flushes the data to stable storage, gives a file the source
+//     image's mode, and renames the partial file into place, so a target
+//     path holds either nothing new or the whole restored volume.
 //
 // A process that did not prepare a target (another reader of the same
 // host) opens it with OpenVolume, which checks that the partial file is one
@@ -60,6 +60,11 @@ type Target struct {
 	// Keep names other restore jobs still running, whose partial files
 	// Prepare leaves alone; those of any other job are debris.
 	Keep []string
+	// Mode, if set, is the mode (permission bits with setuid, setgid and
+	// sticky) a file target gets when it is moved into place: the source
+	// image's (manifest.Snapshot.FileMode). Unset, it keeps the partial
+	// file's 0600. A device keeps its own.
+	Mode *uint32
 }
 
 const partialTag = ".bulkpart-"
@@ -315,6 +320,11 @@ func (v *Volume) Finish() error {
 	}
 	if v.device {
 		return nil
+	}
+	if v.t.Mode != nil {
+		if err := unix.Fchmod(int(v.f.Fd()), *v.t.Mode&0o7777); err != nil {
+			return fmt.Errorf("finish %s: chmod: %w", v.t.Path, err)
+		}
 	}
 	dir, name := int(v.dir.Fd()), filepath.Base(v.t.Path)
 	// The name must still hold the file written through v: what is moved

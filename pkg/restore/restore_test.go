@@ -479,3 +479,50 @@ func TestPermanent(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreFileMode: a file target gets the source image's mode when it
+// is moved into place, whether the process that prepared it finishes it
+// or another does; without a recorded mode (older snapshots) it keeps the
+// partial file's 0600.
+func TestRestoreFileMode(t *testing.T) {
+	t.Parallel()
+	mode := func(m uint32) *uint32 { return &m }
+	tests := []struct {
+		name    string
+		mode    *uint32
+		reopen  bool // finished by a process that did not prepare it
+		want    os.FileMode
+		special os.FileMode
+	}{
+		{name: "recorded", mode: mode(0o644), want: 0o644},
+		{name: "recorded, finished elsewhere", mode: mode(0o640), reopen: true, want: 0o640},
+		{name: "setgid", mode: mode(0o2750), want: 0o750, special: os.ModeSetgid},
+		{name: "none recorded", want: 0o600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			tg := b.target("vol.img")
+			tg.Mode = tt.mode
+			v := prepare(t, tg)
+			b.write(t, v, b.chunks)
+			if tt.reopen {
+				v.Close()
+				if err := restore.Finish(tg); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := v.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(tg.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tt.want || fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != tt.special {
+				t.Errorf("restored file's mode %v, want %v%v", fi.Mode(), tt.special, tt.want)
+			}
+			checkFile(t, tg.Path, b.want)
+		})
+	}
+}

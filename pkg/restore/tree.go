@@ -365,7 +365,8 @@ func (t Tree) checkFree(dir int, name, p string) error {
 
 // WriteExtents fetches chunk id (Length raw bytes) from repo, checks it and
 // writes each part into its partial file. buf is scratch space; the possibly
-// grown buffer is returned. A corrupt chunk is never written.
+// grown buffer is returned. A corrupt chunk is never written. Zeros are not
+// written (see writeSparse): a sparse file stays sparse.
 func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id chunk.ID, length int64, parts []plan.Extent, buf []byte) ([]byte, error) {
 	buf, err := repo.GetChunk(ctx, id, buf[:0])
 	if err != nil {
@@ -395,7 +396,7 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 		if err != nil {
 			return buf, err
 		}
-		_, err = f.WriteAt(buf[pt.ChunkOffset:pt.ChunkOffset+pt.Length], pt.FileOffset)
+		err = writeSparse(f, buf[pt.ChunkOffset:pt.ChunkOffset+pt.Length], pt.FileOffset)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -404,6 +405,39 @@ func (t Tree) WriteExtents(ctx context.Context, repo *repository.Repository, id 
 		}
 	}
 	return buf, nil
+}
+
+// sparseBlock is the unit writeSparse leaves out when it is all zeros: a
+// file system block.
+const sparseBlock = 4096
+
+// writeSparse writes b at off in f, leaving out the runs of zeros, cut at
+// block boundaries of the file: every block of the file that b would fill
+// with zeros only stays a hole. That is sound because the partial file was
+// sized with ftruncate and only this job writes it, so whatever is not
+// written reads as zeros; a file that was sparse when backed up is sparse
+// again, not 4 KB become 2 MB on disk.
+func writeSparse(f *os.File, b []byte, off int64) error {
+	run := -1 // start in b of the data not yet written
+	for i := 0; i < len(b); {
+		end := min(len(b), i+sparseBlock-int((off+int64(i))%sparseBlock))
+		if chunk.IsZero(b[i:end]) {
+			if run >= 0 {
+				if _, err := f.WriteAt(b[run:i], off+int64(run)); err != nil {
+					return err
+				}
+				run = -1
+			}
+		} else if run < 0 {
+			run = i
+		}
+		i = end
+	}
+	if run >= 0 {
+		_, err := f.WriteAt(b[run:], off+int64(run))
+		return err
+	}
+	return nil
 }
 
 // SetMetadata finishes regular files (owner when running as root, mode,

@@ -1102,3 +1102,72 @@ func TestTreeDeep(t *testing.T) {
 		t.Errorf("the deepest file holds %q, %v", got, err)
 	}
 }
+
+// TestTreeSparse: runs of zeros in a file's content are not written, so a
+// file that was sparse is sparse again (st_blocks), with the same bytes.
+// One part starts at an offset that is not block-aligned.
+func TestTreeSparse(t *testing.T) {
+	t.Parallel()
+	const size = 1 << 20
+	first := make([]byte, 6000) // a chunk packing the file's first 6000 bytes: zeros but one
+	first[10] = 'x'
+	second := make([]byte, size-6000) // the rest: zeros but 4 KiB of data at file offset 306000
+	for i := range 4096 {
+		second[300000+i] = byte(i*7 + 1)
+	}
+	want := append(slices.Clone(first), second...)
+
+	repo, sealer, _ := newRepo(t)
+	var chunks []treeChunk
+	for _, raw := range [][]byte{first, second} {
+		id := chunk.Sum(raw)
+		if err := repo.PutChunk(t.Context(), id, sealer.Seal(nil, id, raw)); err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, treeChunk{id: id, length: int64(len(raw))})
+	}
+	chunks[0].parts = []plan.Extent{{Path: "sparse", FileOffset: 0, Length: 6000}}
+	chunks[1].parts = []plan.Extent{{Path: "sparse", FileOffset: 6000, Length: size - 6000}}
+	uid, gid := owner()
+	b := &treeBundle{repo: repo, base: t.TempDir(), chunks: chunks, entries: []manifest.Entry{
+		{Path: ".", Type: manifest.TypeDir, Mode: 0o755, UID: uid, GID: gid},
+		{Path: "sparse", Type: manifest.TypeFile, Mode: 0o644, UID: uid, GID: gid, Size: size},
+	}}
+
+	// The file system must keep holes for the test to mean anything.
+	probe := filepath.Join(b.base, "probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(probe, size); err != nil {
+		t.Fatal(err)
+	}
+	if blocks := allocated(t, probe); blocks >= size {
+		t.Skipf("%s keeps no holes: a truncated file of %d bytes has %d allocated", b.base, size, blocks)
+	}
+
+	tr := b.tree("out")
+	b.restoreTree(t, tr, 1)
+	p := filepath.Join(tr.Path, "sparse")
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the restored file's bytes differ from the backed-up ones")
+	}
+	// Block 0 (the 'x') and the two blocks the 4 KiB of data straddle.
+	if blocks := allocated(t, p); blocks > 3*4096 {
+		t.Errorf("the restored sparse file has %d bytes allocated, want at most %d (its three blocks holding data)", blocks, 3*4096)
+	}
+}
+
+// allocated returns the bytes the file at p has allocated on disk.
+func allocated(t *testing.T, p string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}

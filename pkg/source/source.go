@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 )
@@ -22,6 +23,7 @@ type Volume struct {
 	size  int64
 	kind  string
 	mtime int64
+	mode  *uint32
 }
 
 // OpenVolume opens path read-only and determines its size.
@@ -49,9 +51,18 @@ func OpenVolume(path string) (*Volume, error) {
 	v := &Volume{f: f, size: size, kind: kind}
 	if kind == manifest.KindFile {
 		v.mtime = fi.ModTime().UnixNano()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			mode := st.Mode & 0o7777
+			v.mode = &mode
+		}
 	}
 	return v, nil
 }
+
+// FileMode returns an image file's permission bits (with setuid, setgid
+// and sticky, as in chmod(2)) when it was opened; nil for a block device,
+// whose restore target keeps its own.
+func (v *Volume) FileMode() *uint32 { return v.mode }
 
 // MTime returns an image file's modification time when it was opened, in
 // nanoseconds since the epoch; 0 for a block device, whose node's time

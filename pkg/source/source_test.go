@@ -51,6 +51,12 @@ func TestOpenVolumeRegularFile(t *testing.T) {
 	if v.Kind() != manifest.KindFile {
 		t.Errorf("Kind() = %q, want %q", v.Kind(), manifest.KindFile)
 	}
+	if err := syscall.Chmod(path, 0o2640); err != nil {
+		t.Fatal(err)
+	}
+	if m := openVolume(t, path).FileMode(); m == nil || *m != 0o2640 {
+		t.Errorf("FileMode() = %v, want 02640", m)
+	}
 	for _, r := range []struct{ off, n int }{{0, 4096}, {4096, 4096}, {3 * 4096, 123}, {size - 1, 1}, {size, 0}, {5, 1000}} {
 		buf := make([]byte, r.n)
 		n, err := v.ReadAt(buf, int64(r.off))

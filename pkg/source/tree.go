@@ -169,10 +169,25 @@ func entryOfStat(rel string, st stat) manifest.Entry {
 	case unix.S_IFLNK:
 		e.Type, e.Inode, e.Links = manifest.TypeSymlink, 0, 0
 	default:
-		e.Type, e.Inode, e.Links = manifest.TypeSpecial, 0, 0
+		e.Type, e.Inode, e.Links, e.Special = manifest.TypeSpecial, 0, 0, specialKind(st.mode)
 		e.Warning = fmt.Sprintf("%s skipped: only files, directories and symlinks are backed up", describeType(st.mode))
 	}
 	return e
+}
+
+// specialKind names the kind of a special file for its entry.
+func specialKind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFSOCK:
+		return manifest.SpecialSocket
+	case unix.S_IFIFO:
+		return manifest.SpecialFIFO
+	case unix.S_IFCHR:
+		return manifest.SpecialChar
+	case unix.S_IFBLK:
+		return manifest.SpecialBlock
+	}
+	return ""
 }
 
 func describeType(mode uint32) string {

@@ -157,6 +157,9 @@ func TestScanTree(t *testing.T) {
 	}
 	for i, w := range wants {
 		e := entries[i]
+		if want := map[string]string{"fifo": manifest.SpecialFIFO}[w.path]; e.Special != want {
+			t.Errorf("%s: special %q, want %q", w.path, e.Special, want)
+		}
 		if e.Type != w.typ || e.Mode != w.mode || e.Size != w.size || e.Target != w.target || e.LinkTo != w.linkTo || e.Links != w.links {
 			t.Errorf("%s: type %s mode %o size %d target %q link to %q links %d; want %s %o %d %q %q %d",
 				e.Path, e.Type, e.Mode, e.Size, e.Target, e.LinkTo, e.Links, w.typ, w.mode, w.size, w.target, w.linkTo, w.links)

@@ -1,8 +1,10 @@
 // Package verify proves a snapshot: every chunk it names is read back from
 // the repository, decoded and checked against its hash, and, when a source
-// is given, compared byte for byte with it (the patent's verification:
-// back up, read back, compare). Chunks are checked in parallel; every
-// finding is reported, not only the first.
+// is given, compared with it (the patent's verification: back up, read
+// back, compare): a volume byte for byte, a directory tree entry by entry,
+// metadata and content. Chunks are checked in parallel; every finding is
+// reported, not only the first, and for a tree a damaged chunk names the
+// files whose content lies in it.
 package verify
 
 import (
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -23,7 +26,11 @@ import (
 
 // Options tunes Snapshot.
 type Options struct {
-	// Compare, if set, is a volume whose bytes must equal the snapshot's.
+	// Compare, if set, is the source to compare the snapshot with: for a
+	// volume snapshot a volume whose bytes must equal it, for a files-mode
+	// snapshot a directory whose entries must match it (type, mode, size,
+	// modification time, symlink target, hard links, owner when running as
+	// root, and content), and which must hold nothing else.
 	Compare string
 	// Workers is how many chunks are checked at once; 0 means one per CPU.
 	Workers int
@@ -36,8 +43,14 @@ type Report struct {
 	Chunks        int   // chunks checked, zero chunks included
 	StoredChunks  int   // distinct stored chunks read back
 	Bytes         int64 // source bytes covered
-	ComparedBytes int64 // bytes compared with the source
+	ComparedBytes int64 // bytes compared with the source and found equal (trees: file content)
 	Damaged       []int // indexes of chunks that failed
+	// DamagedFiles are the files (manifest-form paths, in manifest order)
+	// of a files-mode snapshot whose content lies in a damaged chunk.
+	DamagedFiles []string
+	// Differences are how a compared tree differs from the snapshot,
+	// ordered by path.
+	Differences []Difference
 }
 
 // Finding is one problem with one chunk.
@@ -46,9 +59,15 @@ type Finding struct {
 	Offset int64
 	Hash   string
 	Err    error
+	// Files, for a files-mode snapshot, are the files (manifest-form
+	// paths) whose content lies in the chunk.
+	Files []string
 }
 
 func (f *Finding) Error() string {
+	if f.Files != nil {
+		return fmt.Sprintf("chunk %d (%s) of %s: %v", f.Index, f.Hash, filesPhrase(f.Files), f.Err)
+	}
 	if f.Hash == "" {
 		return fmt.Sprintf("chunk %d at offset %d: %v", f.Index, f.Offset, f.Err)
 	}
@@ -57,17 +76,39 @@ func (f *Finding) Error() string {
 
 func (f *Finding) Unwrap() error { return f.Err }
 
-// Snapshot checks snap in repo. The error joins one *Finding per damaged or
-// differing chunk; the report is complete either way.
+// filesPhrase names up to three files: "a", "a and b", "a, b, c and 5
+// more files".
+func filesPhrase(files []string) string {
+	const show = 3
+	names := make([]string, 0, show)
+	for _, p := range files[:min(len(files), show)] {
+		names = append(names, manifest.Display(p))
+	}
+	switch {
+	case len(files) > show:
+		return fmt.Sprintf("%s and %d more files", strings.Join(names, ", "), len(files)-show)
+	case len(names) > 1:
+		return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	case len(names) == 1:
+		return names[0]
+	}
+	return "no file"
+}
+
+// Snapshot checks snap in repo. The error joins one *Finding per damaged
+// chunk (or, for a volume, differing chunk) and, for a compared tree, one
+// *Difference per difference; the report is complete either way. An error
+// that is neither (the source cannot be opened, ctx ends) comes with a nil
+// report, or a partial one when ctx ended.
 func Snapshot(ctx context.Context, repo *repository.Repository, snap *manifest.Snapshot, opts Options) (*Report, error) {
+	if snap.Mode == manifest.ModeFiles {
+		return tree(ctx, repo, snap, opts)
+	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	var vol *source.Volume
-	if opts.Compare != "" && snap.Mode != manifest.ModeVolume {
-		return nil, fmt.Errorf("verify: --compare checks volume snapshots; snapshot %s is a %s backup (restore it and compare the trees)", snap.ID, snap.Mode)
-	}
 	if opts.Compare != "" {
 		var err error
 		if vol, err = source.OpenVolume(opts.Compare); err != nil {
@@ -143,7 +184,7 @@ func checkChunk(ctx context.Context, repo *repository.Repository, vol *source.Vo
 			return buf, src, err
 		}
 		if !chunk.IsZero(src) {
-			return buf, src, errors.New("source differs: snapshot has zeros here")
+			return buf, src, fmt.Errorf("%w: the snapshot has zeros here", ErrDiffers)
 		}
 		return buf, src, nil
 	}
@@ -177,7 +218,7 @@ func checkChunk(ctx context.Context, repo *repository.Repository, vol *source.Vo
 		return buf, src, err
 	}
 	if !bytes.Equal(src, buf) {
-		return buf, src, errors.New("source differs from the snapshot")
+		return buf, src, ErrDiffers
 	}
 	return buf, src, nil
 }

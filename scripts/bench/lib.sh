@@ -42,9 +42,9 @@ ensure_tool() {
 
 # build_restic VERSION: build restic VERSION from the Go module proxy into
 # $(go env GOPATH)/bin/restic-VERSION (cached) and print its path. A plain
-# `go install` is refused by the proxy on these machines (see
-# ../shared/ENVIRONMENT.md); downloading the module and building inside it
-# works, with restic's own go.mod and go.sum.
+# `go install module@version` is refused by some module proxies and
+# sandboxes; downloading the module and building inside it works, with
+# restic's own go.mod and go.sum.
 build_restic() {
 	local version=$1 bin dir
 	bin=$(go env GOPATH)/bin/restic-$version
@@ -85,7 +85,9 @@ tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf 
 # --- page cache -------------------------------------------------------------
 
 # DROP_CACHES is 1 when this process may drop the page cache (root, and
-# the VM allows writing /proc/sys/vm/drop_caches); set by check_drop_caches.
+# the VM allows writing /proc/sys/vm/drop_caches); set by check_drop_caches,
+# which finds out by dropping it, so bench.sh calls it only when asked to
+# drop caches (BENCH_DROP_CACHES=1).
 DROP_CACHES=0
 check_drop_caches() {
 	if [[ -w /proc/sys/vm/drop_caches ]] && sync && (echo 1 >/proc/sys/vm/drop_caches) 2>/dev/null; then

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/bulkbackup/bulkbackup/pkg/config"
+)
+
+// commandHelp is what `bulkctl help COMMAND` (or `bulkctl COMMAND --help`)
+// prints above the command's flags, keyed by the command as its flag set
+// names it ("backup", "schedule add").
+var commandHelp = map[string]string{
+	"backup": `Usage: bulkctl backup SOURCE -r REPO [flags]
+
+Back up SOURCE, a volume (an image file or a block device) or a directory,
+into the repository REPO (created if missing), and print the snapshot's ID
+and figures. In auto mode a directory is backed up file by file, unless it
+holds more than --files-threshold files and is a mounted filesystem's root
+whose device can be read. With --nats, SOURCE is HOST:PATH.
+`,
+	"restore": `Usage: bulkctl restore SNAPSHOT TARGET... -r REPO [flags]
+
+Restore SNAPSHOT (an ID, a unique ID prefix, or "latest"): a volume to the
+file or block device TARGET (several targets get one copy each), a
+directory tree under the directory TARGET. --path restores only that file
+or directory of a tree: relative to the backed-up directory ("etc/nginx"),
+or as it was on the host ("/srv/etc/nginx" for a backup of /srv). With
+--nats, each TARGET is HOST:PATH.
+`,
+	"verify": `Usage: bulkctl verify SNAPSHOT -r REPO [flags]
+
+Read back every chunk of SNAPSHOT and check it against its hash; a damaged
+chunk is named, and for a tree so are the files it holds. --compare also
+compares the snapshot with its source: a volume byte for byte, a directory
+tree entry by entry (type, mode, size, times, symlink targets, hard links,
+owners when run as root, and content), naming each difference by path.
+`,
+	"snapshots": `Usage: bulkctl snapshots -r REPO [flags]
+
+List the snapshots in the repository, oldest first.
+`,
+	"ls": `Usage: bulkctl ls SNAPSHOT [PATH] -r REPO [flags]
+
+List the entries of a files-mode snapshot like ls -l, or those at and
+under PATH: relative to the backed-up directory, or as it was on the host.
+--json prints the entries as one JSON array.
+`,
+	"jobs": `Usage: bulkctl jobs --nats URL [flags]
+
+List a running coordinator's jobs, newest first.
+`,
+	"job": `Usage: bulkctl job JOB_ID --nats URL [flags]
+
+Show one job of a running coordinator; --watch follows it to its end.
+`,
+	"cancel": `Usage: bulkctl cancel JOB_ID --nats URL [flags]
+
+Cancel a running job and wait until it has stopped.
+`,
+	"history": `Usage: bulkctl history HOST:PATH --nats URL [flags]
+
+List every backup of a source: when, result, bytes, stored, duration, MB/s.
+`,
+	"workers": `Usage: bulkctl workers --nats URL [flags]
+
+List the readers and compressors a running coordinator knows.
+`,
+	"schedule add": `Usage: bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" --nats URL [flags]
+
+Add a schedule: the coordinator backs up the source at each window of the
+cron expression (minute hour day-of-month month day-of-week), read in
+--timezone.
+`,
+	"schedule list": `Usage: bulkctl schedule list --nats URL [flags]
+
+List the schedules with their next and last runs.
+`,
+	"schedule show": `Usage: bulkctl schedule show NAME --nats URL [flags]
+
+Show one schedule, with why its last window was skipped if it was.
+`,
+	"schedule pause": `Usage: bulkctl schedule pause NAME --nats URL [flags]
+
+Pause a schedule: its windows pass without a backup until it is resumed.
+`,
+	"schedule resume": `Usage: bulkctl schedule resume NAME --nats URL [flags]
+
+Resume a paused schedule from its next window.
+`,
+	"schedule rm": `Usage: bulkctl schedule rm NAME --nats URL [flags]
+
+Remove a schedule.
+`,
+}
+
+// parse parses a command's arguments (flags > BULK_* env > YAML). Asked
+// for help, it prints the command's help to stdout and returns
+// flag.ErrHelp; a bad flag is a usage error, printed once, by run.
+func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	pos, err := config.Parse(fs, args, config.Options{})
+	if errors.Is(err, flag.ErrHelp) {
+		printHelp(e.stdout, fs)
+		return nil, err
+	}
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	return pos, nil
+}
+
+// printHelp writes a command's help and its flags to w.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, commandHelp[strings.TrimPrefix(fs.Name(), "bulkctl ")])
+	fmt.Fprintln(w, "\nFlags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
