@@ -374,7 +374,7 @@ func (d *Dashboard) startBackup(w http.ResponseWriter, r *http.Request, ss *sess
 		V: queue.MessageVersion, JobID: id, Source: t.Source, Repo: t.Repo,
 		ChunkSize: t.ChunkSize, Level: t.Level, Mode: t.Mode, FilesThreshold: t.FilesThreshold,
 	}
-	if err := d.api.submit(ctx, queue.SubjectRequestBackup, req, id); err != nil {
+	if err := d.api.submitBackup(ctx, req); err != nil {
 		d.fail(w, r, ss, http.StatusBadGateway, "The backup could not be requested.", err)
 		return
 	}
