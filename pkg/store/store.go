@@ -21,6 +21,13 @@ var (
 	ErrNoSpace = errors.New("store: no space left")
 	// ErrInvalidKey means the key is empty, absolute or escapes the store.
 	ErrInvalidKey = errors.New("store: invalid key")
+	// ErrUnavailable means the request failed for a reason that may pass:
+	// the store unreachable, a timeout, a connection cut, a server error or
+	// throttling. The same request may succeed later. Implementations wrap
+	// only such failures with it, never the caller's cancelled context:
+	// the retry decorator (package store/retry) retries these and nothing
+	// else.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Info describes one stored object.

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -359,8 +360,30 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrNoSpace, err)
 	case errors.Is(err, fs.ErrPermission): // EACCES and EPERM
 		return fmt.Errorf("%w: %w", store.ErrAccessDenied, err)
+	case mayPass(err):
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
+}
+
+// passingErrnos are the errors of a file system that may pass: a network
+// file system whose server is down or unreachable (NFS and CIFS report EIO,
+// ETIMEDOUT, ESTALE, EHOSTDOWN and the like; a dead FUSE mount ENOTCONN),
+// and the kernel or the process short of memory or file descriptors for a
+// moment. EIO on a local disk may be a failing disk that never recovers; it
+// is retried all the same, and the error says what failed when the retrying
+// gives up.
+var passingErrnos = []syscall.Errno{
+	syscall.EIO, syscall.EAGAIN, syscall.EINTR, syscall.ENOMEM, syscall.ENOBUFS,
+	syscall.EMFILE, syscall.ENFILE, syscall.ETIMEDOUT, syscall.ESTALE, syscall.ENOTCONN,
+	syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED,
+	syscall.EHOSTDOWN, syscall.EHOSTUNREACH, syscall.ENETDOWN, syscall.ENETUNREACH,
+}
+
+// mayPass reports whether err is a file system error that may pass.
+func mayPass(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno) && slices.Contains(passingErrnos, errno)
 }
 
 // classifyRead is classify for reads, where a missing file or a path running

@@ -9,6 +9,11 @@
 // files behind; they hold no committed data and may be removed at any time no
 // Put is running.
 //
+// Errors wrap the store sentinels: a missing file store.ErrNotFound, ENOSPC
+// and EDQUOT store.ErrNoSpace, EACCES and EPERM store.ErrAccessDenied, and
+// errors that may pass (EIO, ETIMEDOUT, ESTALE and the other failures of a
+// network file system, EAGAIN, ENOMEM, EMFILE) store.ErrUnavailable.
+//
 // Files are created with mode 0600 and directories with mode 0700: a
 // repository holds backup data and is private to its owner.
 package dirstore

@@ -6,5 +6,10 @@
 // object, and read back with a single GET. S3 error codes are translated to
 // the store sentinels (NoSuchKey to store.ErrNotFound, AccessDenied and
 // refused credentials to store.ErrAccessDenied, MinIO's storage-full error to
-// store.ErrNoSpace), keeping the server's message in the chain.
+// store.ErrNoSpace), keeping the server's message in the chain. Failures that
+// may pass wrap store.ErrUnavailable: server errors (5xx, except 501, 505
+// and 507, which is store.ErrNoSpace), throttling (SlowDown, 429), and
+// requests that got no answer (connection refused or reset, a timeout, a
+// body cut short), unless the caller's context had ended. minio-go retries
+// these a few times itself before they arrive.
 package s3store

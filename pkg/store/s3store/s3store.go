@@ -3,12 +3,19 @@ package s3store
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -94,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) ensureBucket(ctx context.Context, cfg Config) error {
 	exists, err := s.client.BucketExists(ctx, s.bucket)
 	if err != nil {
-		err = classify(err)
+		err = classify(ctx, err)
 		if errors.Is(err, store.ErrAccessDenied) {
 			return fmt.Errorf("credentials refused for endpoint %s (bucket %s): %w", cfg.Endpoint, s.bucket, err)
 		}
@@ -112,7 +119,7 @@ func (s *Store) ensureBucket(ctx context.Context, cfg Config) error {
 		return nil // created concurrently by another client with our credentials
 	}
 	if err != nil {
-		return fmt.Errorf("create bucket %s at %s: %w", s.bucket, cfg.Endpoint, classify(err))
+		return fmt.Errorf("create bucket %s at %s: %w", s.bucket, cfg.Endpoint, classify(ctx, err))
 	}
 	return nil
 }
@@ -161,7 +168,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte) error {
 	}
 	_, err = s.client.PutObject(ctx, s.bucket, name, bytes.NewReader(data), int64(len(data)), putOptions())
 	if err != nil {
-		return fmt.Errorf("put %s: %w", key, classify(err))
+		return fmt.Errorf("put %s: %w", key, classify(ctx, err))
 	}
 	return nil
 }
@@ -175,12 +182,12 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	body, info, _, err := minio.Core{Client: s.client}.GetObject(ctx, s.bucket, name, minio.GetObjectOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, classify(err))
+		return nil, fmt.Errorf("get %s: %w", key, classify(ctx, err))
 	}
 	defer body.Close()
 	data, err := readBody(body, info.Size)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: read body: %w", key, err)
+		return nil, fmt.Errorf("get %s: read body: %w", key, classify(ctx, err))
 	}
 	return data, nil
 }
@@ -204,7 +211,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	}
 	info, err := s.client.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
 	if err != nil {
-		return store.Info{}, fmt.Errorf("stat %s: %w", key, classify(err))
+		return store.Info{}, fmt.Errorf("stat %s: %w", key, classify(ctx, err))
 	}
 	return store.Info{Key: key, Size: info.Size}, nil
 }
@@ -230,12 +237,12 @@ func (s *Store) Peek(ctx context.Context, key string, n int) ([]byte, store.Info
 			st, err := s.Stat(ctx, key)
 			return nil, st, err
 		}
-		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, classify(err))
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w", key, classify(ctx, err))
 	}
 	defer body.Close()
 	data, err := readBody(body, info.Size)
 	if err != nil {
-		return nil, store.Info{}, fmt.Errorf("peek %s: read body: %w", key, err)
+		return nil, store.Info{}, fmt.Errorf("peek %s: read body: %w", key, classify(ctx, err))
 	}
 	size := int64(len(data))
 	if cr := header.Get("Content-Range"); cr != "" { // "bytes 0-59/123456"
@@ -256,7 +263,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	err = classify(s.client.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{}))
+	err = classify(ctx, s.client.RemoveObject(ctx, s.bucket, name, minio.RemoveObjectOptions{}))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
@@ -282,7 +289,7 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.Info, e
 		opts := minio.ListObjectsOptions{Prefix: s.prefix + prefix, Recursive: true, FetchOwner: &fetchOwner}
 		for obj := range s.client.ListObjectsIter(listCtx, s.bucket, opts) {
 			if obj.Err != nil {
-				yield(store.Info{}, fmt.Errorf("list %q: %w", prefix, classify(obj.Err)))
+				yield(store.Info{}, fmt.Errorf("list %q: %w", prefix, classify(ctx, obj.Err)))
 				return
 			}
 			key := strings.TrimPrefix(obj.Key, s.prefix)
@@ -318,28 +325,85 @@ func validPrefix(prefix string) bool {
 	return i < 0 || store.ValidKey(prefix[:i])
 }
 
-// classify wraps err with the store sentinel matching its S3 error code, if
-// any, keeping the server's error in the chain.
-func classify(err error) error {
-	var resp minio.ErrorResponse
-	if !errors.As(err, &resp) {
-		return err
-	}
+// classify wraps err with the store sentinel matching its S3 error code or,
+// for a request that got no answer, store.ErrUnavailable when the failure
+// may pass, keeping the original error in the chain. An error that arrives
+// once ctx has ended is the caller's, never ErrUnavailable.
+func classify(ctx context.Context, err error) error {
 	var sentinel error
-	switch resp.Code {
-	case minio.NoSuchKey, "NotFound":
-		sentinel = store.ErrNotFound
-	case minio.AccessDenied, minio.InvalidAccessKeyID, minio.SignatureDoesNotMatch:
-		sentinel = store.ErrAccessDenied
-	case "XMinioStorageFull":
-		sentinel = store.ErrNoSpace
-	default:
-		if strings.Contains(resp.Message, "minimum free drive threshold") {
-			sentinel = store.ErrNoSpace
-		}
+	var resp minio.ErrorResponse
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &resp):
+		sentinel = codeSentinel(resp)
+	case ctx.Err() == nil && transportFailure(err):
+		sentinel = store.ErrUnavailable
 	}
 	if sentinel == nil {
 		return err
 	}
 	return fmt.Errorf("%w: %w", sentinel, err)
+}
+
+// codeSentinel returns the store sentinel an S3 error response maps onto,
+// or nil. Server errors and throttling are store.ErrUnavailable: the S3
+// client has already retried them a few times, but they may still pass.
+func codeSentinel(resp minio.ErrorResponse) error {
+	switch resp.Code {
+	case minio.NoSuchKey, "NotFound":
+		return store.ErrNotFound
+	case minio.AccessDenied, minio.InvalidAccessKeyID, minio.SignatureDoesNotMatch:
+		return store.ErrAccessDenied
+	case "XMinioStorageFull":
+		return store.ErrNoSpace
+	case "SlowDown", "SlowDownRead", "SlowDownWrite", "ServiceUnavailable", "InternalError",
+		"RequestTimeout", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+		"RequestThrottled", "OperationAborted", "XMinioServerNotInitialized":
+		return store.ErrUnavailable
+	}
+	switch status := resp.StatusCode; {
+	case strings.Contains(resp.Message, "minimum free drive threshold"), status == http.StatusInsufficientStorage:
+		return store.ErrNoSpace
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests,
+		status >= 500 && status != http.StatusNotImplemented && status != http.StatusHTTPVersionNotSupported:
+		return store.ErrUnavailable
+	}
+	return nil
+}
+
+// transportFailure reports whether err, from a request that got no S3
+// answer, may pass: the connection refused, reset or cut short, a timeout,
+// the server's name not resolving for now. A certificate the client
+// rejects, a name that does not exist and a malformed request do not pass.
+func transportFailure(err error) bool {
+	var (
+		dnsErr   *net.DNSError
+		certErr  *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostErr  x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		recErr   tls.RecordHeaderError
+		urlErr   *url.Error
+		opErr    *net.OpError
+		timeout  interface{ Timeout() bool }
+		syscalls = []error{
+			syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE,
+			syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN,
+		}
+	)
+	switch {
+	case errors.As(err, &dnsErr):
+		return dnsErr.IsTimeout || dnsErr.IsTemporary
+	case errors.As(err, &certErr), errors.As(err, &unknown), errors.As(err, &hostErr),
+		errors.As(err, &invalid), errors.As(err, &recErr):
+		return false
+	case errors.As(err, &opErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case slices.ContainsFunc(syscalls, func(target error) bool { return errors.Is(err, target) }):
+		return true
+	case errors.As(err, &urlErr) && errors.Is(err, io.EOF): // the server hung up before answering
+		return true
+	}
+	return errors.As(err, &timeout) && timeout.Timeout()
 }

@@ -1,6 +1,7 @@
 package s3store_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -158,5 +159,31 @@ func TestPrefixIsolation(t *testing.T) {
 		if got, err := s.Get(t.Context(), "k"); err != nil || string(got) != prefix {
 			t.Errorf("prefix %q: Get = %q, %v; want %q", prefix, got, err, prefix)
 		}
+	}
+}
+
+// TestServerDown checks the errors of a store whose server is down: they
+// wrap store.ErrUnavailable, and a cancelled request's error does not.
+func TestServerDown(t *testing.T) {
+	srv := testenv.MinIO(t)
+	s := newStore(t, srv)
+	srv.Stop()
+
+	err := s.Put(t.Context(), "k", []byte("v"))
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Put with the server down: error = %v, want %v", err, store.ErrUnavailable)
+	}
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("Put with the server down: error = %v, want one saying connection refused", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Get(ctx, "k"); !errors.Is(err, context.Canceled) || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("cancelled Get with the server down: error = %v, want %v and not %v", err, context.Canceled, store.ErrUnavailable)
+	}
+
+	srv.Start(t)
+	if err := s.Put(t.Context(), "k", []byte("v")); err != nil {
+		t.Errorf("Put after restart: %v", err)
 	}
 }
