@@ -278,7 +278,7 @@ func TestFaultTreeCoordinatorKilled(t *testing.T) {
 	t.Logf("3000 files, %d MiB, in %d packs of at most %d KiB", size/mib, total, faultTreeChunk/kib)
 	w.until(t, total/4)
 	kill(t, e.coord)
-	storedAtKill, scansAtKill := w.storedSet(), w.count(queue.OpScanPart)
+	storedAtKill, scansAtKill := w.storedSet(), w.count(queue.DoneScanPart)
 	addr := strings.TrimPrefix(e.url, "nats://")
 	e.coord = restartCoordinator(t, addr, e.dataDir, e.coordArg...)
 	e.coord.waitLog(t, "resuming job")
@@ -305,7 +305,7 @@ func TestFaultTreeCoordinatorKilled(t *testing.T) {
 	if after >= int64(total) {
 		t.Errorf("compressors stored %d chunks after the kill, %d packs in all: the job started over", after, total)
 	}
-	if n := w.count(queue.OpScanPart); n != scansAtKill {
+	if n := w.count(queue.DoneScanPart); n != scansAtKill {
 		t.Errorf("%d scan batches after the kill, want none: the resumed job scanned the tree again", n-scansAtKill)
 	}
 	if !strings.Contains(e.coord.log(), `"msg":"replayed completions"`) {
@@ -327,16 +327,15 @@ func TestFaultTreeReaderKilledInScan(t *testing.T) {
 	start := time.Now()
 	jobID, w := e.treeBackup(t, src)
 
-	w.waitCount(t, queue.OpScanPart, 1)
+	w.waitCount(t, queue.DoneScanPart, 1)
 	kill(t, e.reader)
 	killedAt := time.Now()
-	partsAtKill, scansAtKill := w.count(queue.OpScanPart), w.count(queue.OpScan)
+	partsAtKill, scansAtKill := w.count(queue.DoneScanPart), w.count(queue.DoneScan)
 	t.Logf("reader killed after %d scan batches", partsAtKill)
 	if scansAtKill > 0 {
 		t.Fatalf("the scan had ended (%d completions) before the kill: the tree is listed too fast to strike mid-scan", scansAtKill)
 	}
-	e.reader = startProc(t, "reader-restarted", "reader", "--nats", e.url, "--host", faultHost, "--log-format", "json")
-	e.reader.waitLog(t, "reader serving")
+	e.reader = startFaultReader(t, "reader-restarted", e.url)
 
 	ev := e.wait(t, jobID)
 	t.Logf("job ended %s in %s, %s after the kill (chunk timeout %s)", ev.State, time.Since(start).Round(time.Millisecond),
@@ -346,7 +345,7 @@ func TestFaultTreeReaderKilledInScan(t *testing.T) {
 
 	// The listing came from a scan the coordinator re-issued.
 	attempts := w.scanAttempts()
-	t.Logf("scan batches: %d before the kill, %d in all; scans completed with attempts %v", partsAtKill, w.count(queue.OpScanPart), attempts)
+	t.Logf("scan batches: %d before the kill, %d in all; scans completed with attempts %v", partsAtKill, w.count(queue.DoneScanPart), attempts)
 	if len(attempts) == 0 || attempts[0] < 1 {
 		t.Errorf("scans completed with attempts %v, want the first a re-issued one (attempt 1 or more)", attempts)
 	}

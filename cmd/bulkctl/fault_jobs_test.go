@@ -47,8 +47,7 @@ func TestFaultTenBackups(t *testing.T) {
 	e.dataDir, e.repo = filepath.Join(e.dir, "jetstream"), filepath.Join(e.dir, "repo")
 	e.coord, e.url = startCoordinator(t, e.dataDir, "--window", fmt.Sprint(window))
 	e.coord.waitLog(t, "coordinator serving")
-	e.reader = startProc(t, "reader", "reader", "--nats", e.url, "--host", faultHost, "--log-format", "json")
-	e.reader.waitLog(t, "reader serving")
+	e.reader = startFaultReader(t, "reader", e.url)
 	e.connect(t)
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
@@ -84,7 +83,8 @@ func TestFaultTenBackups(t *testing.T) {
 		}
 	}
 	msgs := make(chan *nats.Msg, 1<<14)
-	for _, subj := range []string{queue.ReadSubject(faultHost, "*"), queue.DoneSubject("*"), queue.EventSubject("*")} {
+	readWork, chunkDone := queue.WorkSubject(queue.OpRead, faultHost, "*"), queue.DoneSubject("*", queue.DoneChunk)
+	for _, subj := range []string{readWork, chunkDone, queue.EventSubject("*")} {
 		sub, err := e.nc.ChanSubscribe(subj, msgs)
 		if err != nil {
 			t.Fatal(err)
@@ -100,11 +100,11 @@ func TestFaultTenBackups(t *testing.T) {
 			mu.Lock()
 			seq++
 			switch {
-			case strings.HasPrefix(m.Subject, queue.ReadSubject(faultHost, "")):
-				first(firstWork, strings.TrimPrefix(m.Subject, queue.ReadSubject(faultHost, "")))
-			case strings.HasPrefix(m.Subject, queue.DoneSubject("")):
-				var d queue.Done
-				if queue.Decode(m.Data, &d) == nil && d.Op == queue.OpRead && d.Error == "" {
+			case strings.HasPrefix(m.Subject, strings.TrimSuffix(readWork, "*")):
+				first(firstWork, strings.TrimPrefix(m.Subject, strings.TrimSuffix(readWork, "*")))
+			case strings.HasSuffix(m.Subject, "."+queue.DoneChunk):
+				var d queue.ChunkDone
+				if queue.Decode(m.Data, &d) == nil {
 					first(firstDone, d.JobID)
 					if !d.Zero {
 						first(firstStored, d.JobID)

@@ -9,17 +9,12 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
-// readerFaultArgs keep the reader only a few chunks ahead of the
-// compressors: a raw queue of 4 MiB (two 2 MiB messages) holds four 1 MiB
-// chunks, so when the test strikes most of the volume is still unread.
-var readerFaultArgs = []string{"--max-payload", "2MiB", "--raw-max-bytes", "4MiB"}
-
 // TestFaultReaderKilled kills the reader mid-backup and starts it again:
 // the job goes on from the chunks not yet stored, none stored before the
 // kill is stored again, and the snapshot verifies.
 func TestFaultReaderKilled(t *testing.T) {
 	// The chunk timeout re-issues at once the items the dead reader held.
-	e := newFaultEnv(t, "", append([]string{"--chunk-timeout", "5s"}, readerFaultArgs...)...)
+	e := newFaultEnv(t, "", "--chunk-timeout", "5s")
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
 	start := time.Now()
@@ -28,8 +23,7 @@ func TestFaultReaderKilled(t *testing.T) {
 	w.until(t, e.strikePoint())
 	kill(t, e.reader)
 	storedAtKill := w.storedSet()
-	e.reader = startProc(t, "reader-restarted", "reader", "--nats", e.url, "--host", faultHost, "--log-format", "json")
-	e.reader.waitLog(t, "reader serving")
+	e.reader = startFaultReader(t, "reader-restarted", e.url)
 
 	ev := e.wait(t, jobID)
 	total := e.size / faultChunkSize
@@ -60,7 +54,7 @@ func TestFaultReaderKilled(t *testing.T) {
 // the reader, and commits no snapshot.
 func TestFaultReaderLost(t *testing.T) {
 	const stall = 5 * time.Second
-	e := newFaultEnv(t, "", append([]string{"--stall-timeout", stall.String()}, readerFaultArgs...)...)
+	e := newFaultEnv(t, "", "--stall-timeout", stall.String())
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
 	jobID, w := e.backup(t)

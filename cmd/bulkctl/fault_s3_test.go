@@ -127,7 +127,7 @@ func TestFaultS3Down(t *testing.T) {
 	if code := backup.cmd.ProcessState.ExitCode(); code != exitError {
 		t.Errorf("bulkctl backup exited %d, want %d", code, exitError)
 	}
-	for _, want := range []string{"repository " + faultBucketRepo + " unavailable", "store timeout (5s)", "connection refused"} {
+	for _, want := range []string{"repository " + faultBucketRepo + " unavailable", "store timeout 5s", "connection refused"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("bulkctl backup's error does not say %q", want)
 		}
@@ -178,7 +178,7 @@ func TestFaultS3DownInProcess(t *testing.T) {
 	if code := backup.cmd.ProcessState.ExitCode(); code != exitError {
 		t.Errorf("bulkctl backup exited %d, want %d; output:\n%s", code, exitError, out)
 	}
-	for _, want := range []string{"repository " + faultBucketRepo + " unavailable", "store timeout (3s)"} {
+	for _, want := range []string{"repository " + faultBucketRepo + " unavailable", "store timeout 3s"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("bulkctl backup's output does not say %q", want)
 		}

@@ -104,10 +104,19 @@ func newFaultFleet(t *testing.T, dir, repo string, coordArgs ...string) *faultEn
 		e.repo = filepath.Join(e.dir, "repo")
 	}
 	e.coord, e.url = startCoordinator(t, e.dataDir, coordArgs...)
-	e.reader = startProc(t, "reader", "reader", "--nats", e.url, "--host", faultHost, "--log-format", "json")
-	e.reader.waitLog(t, "reader serving")
+	e.reader = startFaultReader(t, "reader", e.url)
 	e.connect(t)
 	return e
+}
+
+// startFaultReader starts a reader for faultHost that compresses nothing
+// itself (--compress 0), so that every chunk goes through the compressors
+// the fault tests strike, and waits until it serves.
+func startFaultReader(t *testing.T, name, url string, args ...string) *proc {
+	t.Helper()
+	p := startProc(t, name, "reader", append([]string{"--nats", url, "--host", faultHost, "--log-format", "json", "--compress", "0"}, args...)...)
+	p.waitLog(t, "reader serving")
+	return p
 }
 
 // connect connects the test's client to the coordinator's NATS. The client
@@ -230,14 +239,14 @@ func nonZeroChunks(t *testing.T, path string, n int) int {
 }
 
 // doneWatch counts a job's completions as they are recorded on its done
-// subject: stored chunks, each counted once, in all and per compressor,
-// the completions that stored a chunk again, and every completion by op.
+// subjects: stored chunks, each counted once, in all and per worker, the
+// completions that stored a chunk again, and every completion by kind.
 type doneWatch struct {
 	mu       sync.Mutex
 	stored   map[int]bool
 	repeats  map[int]int // chunk index -> completions after its first
 	byWorker map[string]int
-	ops      map[string]int // op -> completions, failed ones included
+	kinds    map[string]int // completion kind (queue.Done*) -> completions
 	scans    []int          // Attempt of each completed scan
 	failed   []string
 	changed  chan struct{} // closed and replaced at each new completion
@@ -246,36 +255,33 @@ type doneWatch struct {
 func watchDone(t *testing.T, nc *nats.Conn, jobID string) *doneWatch {
 	t.Helper()
 	w := &doneWatch{
-		stored: make(map[int]bool), repeats: make(map[int]int), byWorker: make(map[string]int), ops: make(map[string]int),
+		stored: make(map[int]bool), repeats: make(map[int]int), byWorker: make(map[string]int), kinds: make(map[string]int),
 		changed: make(chan struct{}),
 	}
-	sub, err := nc.Subscribe(queue.DoneSubject(jobID), func(m *nats.Msg) {
-		var d queue.Done
-		if queue.Decode(m.Data, &d) != nil {
+	sub, err := nc.Subscribe(queue.DoneFilter(jobID), func(m *nats.Msg) {
+		d, err := queue.DecodeDone(m.Subject, m.Data)
+		if err != nil {
 			return
 		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		w.ops[d.Op]++
-		if d.Op == queue.OpScan && d.Error == "" {
+		w.kinds[m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]]++
+		switch d := d.(type) {
+		case *queue.ScanDone:
 			w.scans = append(w.scans, d.Attempt)
-		}
-		if d.Op != queue.OpRead {
-			close(w.changed)
-			w.changed = make(chan struct{})
-			return
-		}
-		switch {
-		case d.Error != "":
-			w.failed = append(w.failed, fmt.Sprintf("chunk %d: %s", d.Index, d.Error))
-		case d.Zero:
-			return
-		case w.stored[d.Index]:
-			w.repeats[d.Index]++
-			return
-		default:
-			w.stored[d.Index] = true
-			w.byWorker[d.Worker]++
+		case *queue.WorkFailed:
+			w.failed = append(w.failed, fmt.Sprintf("%s %d: %s (%s)", d.Op, d.Index, d.Message, d.Code))
+		case *queue.ChunkDone:
+			switch {
+			case d.Zero:
+				return
+			case w.stored[d.Index]:
+				w.repeats[d.Index]++
+				return
+			default:
+				w.stored[d.Index] = true
+				w.byWorker[d.Worker]++
+			}
 		}
 		close(w.changed)
 		w.changed = make(chan struct{})
@@ -315,21 +321,22 @@ func (w *doneWatch) until(t *testing.T, n int) {
 	}
 }
 
-// count returns how many completions of op were recorded.
-func (w *doneWatch) count(op string) int {
+// count returns how many completions of kind (a queue.Done* constant) were
+// recorded.
+func (w *doneWatch) count(kind string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.ops[op]
+	return w.kinds[kind]
 }
 
-// waitCount waits until at least n completions of op are recorded, at most
-// 60s.
-func (w *doneWatch) waitCount(t *testing.T, op string, n int) {
+// waitCount waits until at least n completions of kind are recorded, at
+// most 60s.
+func (w *doneWatch) waitCount(t *testing.T, kind string, n int) {
 	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
 		w.mu.Lock()
-		got, changed := w.ops[op], w.changed
+		got, changed := w.kinds[kind], w.changed
 		w.mu.Unlock()
 		if got >= n {
 			return
@@ -337,7 +344,7 @@ func (w *doneWatch) waitCount(t *testing.T, op string, n int) {
 		select {
 		case <-changed:
 		case <-deadline:
-			t.Fatalf("only %d completions of %s after 60s, waiting for %d", got, op, n)
+			t.Fatalf("only %d completions of %s after 60s, waiting for %d", got, kind, n)
 		}
 	}
 }

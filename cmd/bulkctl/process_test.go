@@ -392,17 +392,24 @@ func compressorChunks(t *testing.T, p *proc) int64 {
 // stoppedChunks returns the chunk count a service logged in its line msg.
 func stoppedChunks(t *testing.T, p *proc, msg string) int64 {
 	t.Helper()
+	return stoppedChunksField(t, p, msg, "chunks")
+}
+
+// stoppedChunksField returns the count a service logged as field in its
+// line msg.
+func stoppedChunksField(t *testing.T, p *proc, msg, field string) int64 {
+	t.Helper()
 	sc := bufio.NewScanner(strings.NewReader(p.log()))
 	for sc.Scan() {
-		var rec struct {
-			Msg    string `json:"msg"`
-			Chunks *int64 `json:"chunks"`
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec["msg"] != msg {
+			continue
 		}
-		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == msg && rec.Chunks != nil {
-			return *rec.Chunks
+		if n, ok := rec[field].(float64); ok {
+			return int64(n)
 		}
 	}
-	t.Errorf("%s did not log %q with a chunk count:\n%s", p.name, msg, p.log())
+	t.Errorf("%s did not log %q with a count %s:\n%s", p.name, msg, field, p.log())
 	return -1
 }
 
@@ -414,7 +421,9 @@ func TestProcessFleet(t *testing.T) {
 	binaries(t)
 	dir := t.TempDir()
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
-	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "testhost", "--log-format", "json")
+	// The reader compresses what one worker of its own has room for, and
+	// hands the rest to the compressors.
+	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "testhost", "--log-format", "json", "--compress", "1")
 	comp1 := startProc(t, "compressor-1", "compressor", "--nats", url, "--workers", "1", "--name", "comp1", "--log-format", "json")
 	comp2 := startProc(t, "compressor-2", "compressor", "--nats", url, "--workers", "1", "--name", "comp2", "--log-format", "json")
 
@@ -491,13 +500,46 @@ func TestProcessFleet(t *testing.T) {
 	}
 
 	stop(t, comp1, comp2, reader, coord)
-	n1, n2 := compressorChunks(t, comp1), compressorChunks(t, comp2)
-	t.Logf("compressor chunks: comp1 %d, comp2 %d, of %d stored", n1, n2, stored)
+	// The reader's own compressor logs what it stored: as the reader read
+	// them, and taken from the ready stream with workers to spare.
+	n1, n2, here := compressorChunks(t, comp1), compressorChunks(t, comp2), compressorChunks(t, reader)
+	t.Logf("chunks stored: by comp1 %d, comp2 %d, the reader's compressor %d, of %d not all zeros", n1, n2, here, stored)
 	if n1 <= 0 || n2 <= 0 {
 		t.Errorf("compressors stored %d and %d chunks, want both > 0", n1, n2)
 	}
-	if n1+n2 < stored {
-		t.Errorf("compressors stored %d chunks in all, want at least the %d non-zero chunks", n1+n2, stored)
+	if n1+n2+here < stored {
+		t.Errorf("%d chunks stored in all, want at least the %d non-zero chunks", n1+n2+here, stored)
+	}
+}
+
+// TestProcessReaderAlone backs up through a fleet with no compressor
+// process: the reader compresses with one worker of its own, which also
+// takes the chunks it could not store at once (announced for a compressor
+// that never comes), so the backup completes and verifies.
+func TestProcessReaderAlone(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and runs the fleet's binaries")
+	}
+	binaries(t)
+	dir := t.TempDir()
+	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
+	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "alone", "--log-format", "json", "--compress", "1")
+	reader.waitLog(t, "reader serving")
+	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 32*mib, 23)
+	repo := filepath.Join(dir, "repo")
+	r := bulkctlProcOK(t, "backup", "alone:"+vol, "-r", repo, "--nats", url, "--json", "--chunk-size", "1MiB")
+	var res backupResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("backup --json output %q: %v", r.stdout, err)
+	}
+	bulkctlProcOK(t, "verify", res.SnapshotID, "-r", repo, "--compare", vol)
+	stop(t, reader, coord)
+	stored := int64(res.Chunks - res.ZeroChunks)
+	here, all := stoppedChunksField(t, reader, "reader stopped", "stored_here"), compressorChunks(t, reader)
+	t.Logf("the reader's compressor stored %d chunks, %d of them as they were read, of %d not all zeros", all, here, stored)
+	if all < stored || here <= 0 || here >= all {
+		t.Errorf("the reader's compressor stored %d chunks, %d as they were read, of %d: want all, some (not all) of them at once, the others taken back from the ready stream", all, here, stored)
 	}
 }
 

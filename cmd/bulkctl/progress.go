@@ -63,8 +63,12 @@ func (p *progress) update(ev *queue.Event) {
 	}
 	if ev.State != p.lastState || (ev.State == queue.StateRunning && time.Since(p.lastLine) > 5*time.Second && pr.BytesTotal > 0) {
 		s := summary(pr)
-		if ev.State == queue.StateSucceeded {
+		switch {
+		case ev.State == queue.StateSucceeded:
 			s = finalSummary(pr)
+		case queue.Final(ev.State): // no time left to estimate
+			pr.ETASeconds = 0
+			s = summary(pr)
 		}
 		fmt.Fprintln(p.w, strings.TrimSpace(fmt.Sprintf("%-10s %s", ev.State, s)))
 		p.lastState, p.lastLine = ev.State, time.Now()

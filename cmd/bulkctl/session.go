@@ -17,12 +17,12 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
-	"github.com/bulkbackup/bulkbackup/pkg/compressor"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
+	"github.com/bulkbackup/bulkbackup/pkg/store/retry"
 )
 
 // common holds the flags every command shares.
@@ -31,8 +31,8 @@ type common struct {
 	logFile                             string
 	json                                bool
 	compressors                         int
-	rawMaxBytes, maxPayload             config.Size
-	rawViaNATS                          bool
+	maxHeld, maxPayload                 config.Size
+	dataPlane                           string
 	storeTimeout                        time.Duration
 }
 
@@ -47,16 +47,17 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	fs.StringVar(&c.logLevel, "log-level", "warn", "log level of the in-process fleet (its log goes to --log-file): debug, info, warn or error")
 	fs.StringVar(&c.logFile, "log-file", "", "where the in-process fleet logs: a file (appended to), or - for stderr; "+
 		"by default a temporary file, kept and named only when the command fails")
-	// One process needs only a few chunks in flight per compressor; more
-	// only grows memory (docs/benchmarks.md measures this).
-	c.rawMaxBytes = 64 << 20
 	fs.StringVar(&c.natsURL, "nats", "", "URL of a running coordinator's NATS; empty runs the fleet in this process")
 	fs.IntVar(&c.compressors, "compressors", 0, "compressor workers of the in-process fleet (default: one per CPU)")
-	fs.BoolVar(&c.rawViaNATS, "raw-via-nats", false, "in-process fleet: send raw chunks through the NATS raw queue, as separate processes do, instead of handing them over in memory")
-	fs.Var(&c.rawMaxBytes, "raw-max-bytes", "raw chunk bytes in flight in the in-process fleet's raw queue (with --raw-via-nats)")
+	fs.StringVar(&c.dataPlane, "data-plane", string(fleet.DataLocal), "in-process fleet: how raw chunks reach the compressors: "+
+		"local (in memory), or as across machines: http (fetched from the reader's data server) or nats (fetched through the NATS server)")
+	// One process needs only a few chunks held per compressor; more only
+	// grows memory (docs/benchmarks.md measures this).
+	c.maxHeld = 64 << 20
+	fs.Var(&c.maxHeld, "max-held", "in-process fleet with --data-plane http or nats: raw chunk bytes the reader holds for the compressors at most")
 	c.maxPayload = broker.DefaultMaxPayload
-	fs.Var(&c.maxPayload, "max-payload", "largest NATS message of the in-process fleet; with --raw-via-nats larger chunks are staged in the repository")
-	fs.DurationVar(&c.storeTimeout, "store-timeout", compressor.DefaultStoreTimeout,
+	fs.Var(&c.maxPayload, "max-payload", "largest NATS message of the in-process fleet; with --data-plane nats larger chunks are fetched in parts")
+	fs.DurationVar(&c.storeTimeout, "store-timeout", retry.DefaultMaxElapsed,
 		"in-process fleet: how long a chunk is retried while the repository is unreachable before it, and the backup, fail")
 	return fs
 }
@@ -133,9 +134,13 @@ func (s *session) startFleet(ctx context.Context, c *common, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	plane, err := fleet.ParseDataPlane(c.dataPlane)
+	if err != nil {
+		return usageError("--data-plane: %v", err)
+	}
 	s.fleet, err = fleet.Start(ctx, fleet.Config{
-		Dir: s.tmpDir.path, Compressors: c.compressors, RawMaxBytes: int64(c.rawMaxBytes), MaxPayload: int32(c.maxPayload), RawViaNATS: c.rawViaNATS,
-		StoreTimeout: c.storeTimeout, Repos: service.Repos(c.s3Endpoint), Logger: logger,
+		Dir: s.tmpDir.path, Compressors: c.compressors, MaxHeld: int64(c.maxHeld), MaxPayload: int32(c.maxPayload), DataPlane: plane,
+		Repos: service.Repos(c.s3Endpoint, 0, logger), WorkerRepos: service.Repos(c.s3Endpoint, c.storeTimeout, logger), Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -265,7 +270,7 @@ func openRepo(ctx context.Context, c *common) (*repository.Repository, error) {
 	if err != nil {
 		return nil, err
 	}
-	return service.Repos(c.s3Endpoint).Get(ctx, repo, false)
+	return service.Repos(c.s3Endpoint, 0, nil).Get(ctx, repo, false)
 }
 
 func isTerminal(w io.Writer) bool {

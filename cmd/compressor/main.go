@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/compressor"
+	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
+	"github.com/bulkbackup/bulkbackup/pkg/store/retry"
 )
 
 type options struct {
@@ -19,6 +21,7 @@ type options struct {
 	workers int
 	drain   time.Duration
 	storeTO time.Duration
+	rate    config.Size
 }
 
 func flags() (*flag.FlagSet, *options) {
@@ -28,8 +31,9 @@ func flags() (*flag.FlagSet, *options) {
 	fs.StringVar(&o.name, "name", "", "name in logs and completions (default HOST-PID)")
 	fs.IntVar(&o.workers, "workers", 0, "chunks compressed at once (default: one per CPU)")
 	fs.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long in-flight chunks may finish after SIGTERM")
-	fs.DurationVar(&o.storeTO, "store-timeout", compressor.DefaultStoreTimeout,
+	fs.DurationVar(&o.storeTO, "store-timeout", retry.DefaultMaxElapsed,
 		"how long a chunk is retried while the repository is unreachable before it, and its job, fail")
+	fs.Var(&o.rate, "rate-limit", "benchmarks only: slow each worker to this many raw bytes per second (0: no limit)")
 	return fs, o
 }
 
@@ -48,8 +52,8 @@ func run(ctx context.Context, args []string) error {
 	defer nc.Close()
 	m := metrics.New("compressor")
 	comp, err := compressor.New(nc, compressor.Config{
-		Name: o.name, Workers: o.workers, Repos: service.Repos(o.S3Endpoint), Logger: logger, DrainTimeout: o.drain, Metrics: m,
-		StoreTimeout: o.storeTO,
+		Name: o.name, Workers: o.workers, Repos: service.Repos(o.S3Endpoint, o.storeTO, logger), Logger: logger, DrainTimeout: o.drain, Metrics: m,
+		RateLimit: int64(o.rate),
 	})
 	if err != nil {
 		return err

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -29,7 +28,7 @@ import (
 type options struct {
 	service.Flags
 	listen, data               string
-	maxPayload, rawMaxBytes    config.Size
+	maxPayload                 config.Size
 	replicas, window           int
 	chunkTimeout, stallTimeout time.Duration
 	readerTimeout, workerTTL   time.Duration
@@ -40,13 +39,12 @@ type options struct {
 }
 
 func flags() (*flag.FlagSet, *options) {
-	o := &options{maxPayload: broker.DefaultMaxPayload, rawMaxBytes: queue.DefaultRawMaxBytes}
+	o := &options{maxPayload: broker.DefaultMaxPayload}
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	o.Register(fs, "", "URL of an external NATS server or cluster; empty embeds one")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server (ignored with --nats)")
 	fs.StringVar(&o.data, "data", "bulk-data", "directory for the embedded server's JetStream data")
 	fs.Var(&o.maxPayload, "max-payload", "largest NATS message the embedded server accepts")
-	fs.Var(&o.rawMaxBytes, "raw-max-bytes", "fleet-wide bound on raw chunk bytes in flight")
 	fs.IntVar(&o.replicas, "replicas", 1, "replicas of the durable streams (3 in a cluster)")
 	fs.IntVar(&o.window, "window", 512, "work items of one job outstanding at once")
 	fs.DurationVar(&o.chunkTimeout, "chunk-timeout", 2*time.Minute, "re-issue a work item not completed within this time")
@@ -100,11 +98,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 	m := metrics.New("coordinator")
-	repos := service.Repos(o.S3Endpoint)
+	repos := service.Repos(o.S3Endpoint, 0, logger)
 	coord, err := coordinator.New(nc, coordinator.Config{
 		Metrics: m,
 		Repos:   repos,
-		Streams: queue.StreamConfig{Replicas: o.replicas, RawMaxBytes: int64(o.rawMaxBytes), WorkerTTL: o.workerTTL},
+		Streams: queue.StreamConfig{Replicas: o.replicas, WorkerTTL: o.workerTTL},
 		Window:  o.window, ChunkTimeout: o.chunkTimeout, StallTimeout: o.stallTimeout,
 		ReaderTimeout: o.readerTimeout, Logger: logger,
 	})
@@ -117,7 +115,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		serve = func(ctx context.Context) error { return together(ctx, coord.Run, dash) }
+		serve = func(ctx context.Context) error { return service.Together(ctx, coord.Run, dash) }
 	}
 	return service.Run(ctx, o.MetricsAddr, m, nc, logger, serve)
 }
@@ -147,24 +145,4 @@ func startDashboard(o *options, nc *nats.Conn, repos *repository.Cache, logger *
 		return nil, fmt.Errorf("dashboard: listen %s: %w", o.dashboardAddr, err)
 	}
 	return func(ctx context.Context) error { return d.Serve(ctx, ln) }, nil
-}
-
-// together runs every fn until ctx is done or one of them returns, then
-// stops the others and returns their errors.
-func together(ctx context.Context, fns ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, len(fns))
-	for _, fn := range fns {
-		go func() {
-			err := fn(ctx)
-			cancel()
-			errs <- err
-		}()
-	}
-	var all []error
-	for range fns {
-		all = append(all, <-errs)
-	}
-	return errors.Join(all...)
 }

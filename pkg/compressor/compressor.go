@@ -1,33 +1,41 @@
 // Package compressor is the compressor service: stateless workers, scaled
 // horizontally, that turn raw chunks into stored chunks.
 //
-// Each worker pulls a raw chunk from the shared raw queue, hashes it
-// (SHA-256), and asks the repository whether that chunk is already stored;
-// only if not does it compress (zstd) and write it. It then records the
-// completion on the done stream and only after that acknowledges the raw
-// message, so a worker killed at any point loses nothing: the message is
-// redelivered and the content-addressed write is repeated harmlessly. A
-// chunk too large for a message arrives staged in the repository; its
-// staged object is deleted only once the server has confirmed the
-// acknowledgement, since a redelivery before that needs it (what a worker
-// killed in between leaves, the coordinator removes when the job ends). On
-// shutdown it stops pulling and lets in-flight chunks finish (drain); what it
-// had pulled but not started is handed back at once.
+// Each worker takes a chunk's descriptor from the ready stream (the reader
+// that read the chunk holds it), fetches the bytes from that reader, hashes
+// them (SHA-256), and asks the repository whether that chunk is already
+// stored whole; only if not does it compress (zstd) and write it. It then
+// records the completion and only after that acknowledges the descriptor,
+// so a worker killed at any point loses nothing: the descriptor is
+// redelivered and the content-addressed write is repeated harmlessly. The
+// bytes come over HTTP from the reader's data server when it has one and
+// it can be reached, else by request/reply over NATS (in parts, when a
+// chunk is larger than a message); either way they never enter a stream.
+// On shutdown it stops taking descriptors and lets in-flight chunks finish
+// (drain); what it had taken but not started is handed back at once.
 //
-// A reader in the same process (the single-machine fleet) hands its chunks
-// over with Handoff instead: the same work, without the chunk's copies
-// through the NATS server; the reader acknowledges its read work item only
-// once Handoff has stored the chunk and published the completion.
+// A reader may also store chunks through a Compressor of its own process
+// (TryStore, Store): the same work, without the trip.
+//
+// While the repository fails in a way that may pass, the store's retry
+// (pkg/store/retry, set up by the process) tries again in place, and the
+// worker keeps its descriptor alive meanwhile, so an outage spends none of
+// the chunk's deliveries; it gives up, failing the job with an error naming
+// the repository, when the retry's limit passes or the job ends.
 package compressor
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,36 +49,29 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
+	"github.com/bulkbackup/bulkbackup/pkg/store/retry"
 )
 
-// MaxDeliver is how often a raw chunk is tried before the job is failed.
-// Failures of the repository do not count: a worker retries those in place
-// (see Config.StoreTimeout).
+// MaxDeliver is how often a chunk's descriptor is tried before it is given
+// up (the coordinator then re-issues the chunk's read). Failures of the
+// repository do not count: they are retried in place.
 const MaxDeliver = 8
 
-// DefaultStoreTimeout is Config.StoreTimeout's default: long enough to ride
-// out a restart of the object store or a network blip, short enough that a
-// job whose repository is gone fails well before the coordinator's own
-// limits (its chunk timeout re-issues work after 2m, its stall timeout fails
-// the job after 10m) with a less precise error.
-const DefaultStoreTimeout = 5 * time.Minute
-
 // chunksPerWorker is how many chunks a compressor holds per worker: one
-// being hashed or compressed, the other being written to the repository
-// and recorded, so the CPU does not idle while a write waits for the disk
-// or S3.
+// being hashed or compressed, the other being fetched, written and
+// recorded, so the CPU does not idle while the network or the disk works.
 const chunksPerWorker = 2
+
+// fetchTimeout bounds fetching one chunk (or one part of it).
+const fetchTimeout = time.Minute
+
+// unreachableFor is how long a reader's data server that could not be
+// reached is not tried again: its chunks come over NATS meanwhile.
+const unreachableFor = 30 * time.Second
 
 // errJobEnded means a chunk's job ended while the chunk waited for the
 // repository.
 var errJobEnded = errors.New("the job has ended")
-
-// Retry delays while the repository fails: doubling from the first to the
-// last, so a worker notices a recovery within storeRetryMax.
-const (
-	storeRetryMin = 250 * time.Millisecond
-	storeRetryMax = 5 * time.Second
-)
 
 // Config configures a Compressor.
 type Config struct {
@@ -81,7 +82,8 @@ type Config struct {
 	// means one per CPU. Up to twice as many are in flight: while a chunk
 	// is written and recorded, the next one is compressed.
 	Workers int
-	// Repos opens repositories. Required.
+	// Repos opens repositories. Required. Retries of a failing repository
+	// are its stores' (retry.Store).
 	Repos *repository.Cache
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
@@ -90,29 +92,19 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Metrics, if set, records chunks, bytes and stage durations.
 	Metrics *metrics.Metrics
-	// StoreTimeout bounds how long a worker retries one chunk while the
-	// repository fails (unreachable, refusing requests). The worker keeps
-	// the message meanwhile, so an outage spends none of its deliveries;
-	// past the limit the chunk fails, and with it the job, with an error
-	// naming the repository. 0 means DefaultStoreTimeout.
-	StoreTimeout time.Duration
+	// RateLimit, for benchmarks only, slows each worker to this many raw
+	// bytes per second, to show on a small machine how throughput scales
+	// with compressors. 0 means no limit.
+	RateLimit int64
 }
 
 func (c *Config) validate() error {
 	if c.Repos == nil {
 		return errors.New("compressor: Config.Repos is required")
 	}
-	if c.Workers == 0 {
-		c.Workers = runtime.GOMAXPROCS(0)
-	}
-	if c.Workers < 0 {
-		return fmt.Errorf("compressor: Workers %d must be positive", c.Workers)
-	}
-	if c.StoreTimeout == 0 {
-		c.StoreTimeout = DefaultStoreTimeout
-	}
-	if c.StoreTimeout < 0 {
-		return fmt.Errorf("compressor: StoreTimeout %s must be positive", c.StoreTimeout)
+	c.Workers = cmp.Or(c.Workers, runtime.GOMAXPROCS(0))
+	if c.Workers < 0 || c.RateLimit < 0 {
+		return fmt.Errorf("compressor: Workers %d and RateLimit %d must be positive", c.Workers, c.RateLimit)
 	}
 	if c.Name == "" {
 		host, _ := os.Hostname()
@@ -126,16 +118,27 @@ func (c *Config) validate() error {
 
 // Compressor is one compressor process's worker pool.
 type Compressor struct {
+	nc     *nats.Conn
 	js     jetstream.JetStream
 	cfg    Config
 	logger *slog.Logger
+	http   *http.Client
 
 	jobsMu  sync.Mutex
 	jobs    map[string]*jobInfo
 	sealers sync.Map      // chunk.Level -> *chunk.Sealer
-	bufs    *bufpool.Pool // sealed chunks on their way to the repository
-	slots   chan struct{} // bounds Handoff to the chunks in flight
+	sealed  *bufpool.Pool // sealed chunks on their way to the repository
+	raw     *bufpool.Pool // fetched raw chunks
+	slots   chan struct{} // bounds the chunks in flight
 	cpu     chan struct{} // bounds hashing and compressing to Workers chunks
+
+	// stopping ends when shutdown begins: fetches stop then (another
+	// compressor takes their chunks), while stores in flight finish.
+	stopping context.Context
+
+	unreachMu   sync.Mutex
+	unreachable map[string]time.Time // data servers not reached, until when
+	refused     map[string]time.Time // repositories TryStore cannot store into, until when
 
 	// chunks and bytes count what this compressor completed; inFlight
 	// what it holds now. They feed its heartbeat.
@@ -159,11 +162,12 @@ func New(nc *nats.Conn, cfg Config) (*Compressor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compressor: %w", err)
 	}
+	n := chunksPerWorker * cfg.Workers
 	return &Compressor{
-		js: js, cfg: cfg, jobs: make(map[string]*jobInfo),
-		slots:  make(chan struct{}, chunksPerWorker*cfg.Workers),
-		cpu:    make(chan struct{}, cfg.Workers),
-		bufs:   bufpool.New(chunksPerWorker*cfg.Workers, nil),
+		nc: nc, js: js, cfg: cfg, jobs: make(map[string]*jobInfo), unreachable: make(map[string]time.Time), refused: make(map[string]time.Time), stopping: context.Background(),
+		slots: make(chan struct{}, n), cpu: make(chan struct{}, cfg.Workers),
+		sealed: bufpool.New(n, nil), raw: bufpool.New(n, nil),
+		http:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, IdleConnTimeout: time.Minute}},
 		logger: cfg.Logger.With("component", "compressor", "worker", cfg.Name),
 	}, nil
 }
@@ -175,10 +179,12 @@ func (c *Compressor) Chunks() int64 { return c.chunks.Load() }
 func (c *Compressor) Run(ctx context.Context) error {
 	c.logger.InfoContext(ctx, "compressor serving", "workers", c.cfg.Workers)
 	c.started = time.Now().UTC()
+	c.stopping = ctx
+	var wg sync.WaitGroup
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
-	defer stopHeartbeat()
-	go queue.Heartbeat(hbCtx, c.js, c.status)
-	err := queue.Serve(ctx, c.js, queue.StreamRaw, jetstream.ConsumerConfig{
+	wg.Go(func() { queue.Heartbeat(hbCtx, c.js, c.status) })
+	defer func() { stopHeartbeat(); wg.Wait() }()
+	err := queue.Serve(ctx, c.js, queue.StreamReady, jetstream.ConsumerConfig{
 		Durable:       queue.ConsumerCompressors,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
@@ -189,6 +195,122 @@ func (c *Compressor) Run(ctx context.Context) error {
 	})
 	c.logger.InfoContext(context.WithoutCancel(ctx), "compressor stopped", "chunks", c.chunks.Load())
 	return err
+}
+
+// handle stores the chunk a descriptor announces.
+func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
+	var ready queue.ChunkReady
+	if err := queue.Decode(msg.Data(), &ready); err != nil {
+		return queue.Permanent(err)
+	}
+	job, err := c.runningJob(ctx, ready.JobID)
+	if err != nil {
+		return err
+	}
+	c.slots <- struct{}{}
+	defer func() { <-c.slots }()
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	fetchCtx, cancelFetch := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.stopping, cancelFetch)
+	data, err := c.fetch(fetchCtx, &ready)
+	stop()
+	cancelFetch()
+	if err != nil && c.stopping.Err() != nil {
+		return fmt.Errorf("compressor stopping: %w", err) // left for another compressor
+	}
+	if err != nil {
+		// The reader is gone or cannot read the chunk: try again a few
+		// times; past that the coordinator re-issues its read.
+		if md, mdErr := msg.Metadata(); mdErr == nil && md.NumDelivered >= MaxDeliver {
+			c.logger.WarnContext(ctx, "giving up fetching a chunk; its job re-issues it", "job_id", ready.JobID, "index", ready.Index, "err", err)
+			return queue.Permanent(err)
+		}
+		return queue.RetryAfter(time.Second, err)
+	}
+	defer c.raw.Put(data)
+	done, err := c.store(ctx, ready.JobID, ready.Index, data, job, msg.InProgress)
+	return c.complete(ctx, done, err)
+}
+
+// TryStore stores a chunk a reader of this process read, when a worker is
+// free now; it reports false at once when none is, and also when this
+// process cannot store into the job's repository (it cannot open it, or
+// the repository refuses its credentials): another compressor may. The
+// completion is published before it returns. data is not kept.
+func (c *Compressor) TryStore(ctx context.Context, jobID string, index int, data []byte) (bool, error) {
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		return false, nil
+	}
+	defer func() { <-c.slots }()
+	job, err := c.runningJob(ctx, jobID)
+	if err != nil {
+		return true, err
+	}
+	if c.notHere(job.repo) {
+		return false, nil
+	}
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	done, err := c.store(ctx, jobID, index, data, job, nil)
+	if err != nil && cannotStoreHere(err) {
+		c.setNotHere(ctx, job.repo, err)
+		return false, nil
+	}
+	return true, c.complete(ctx, done, err)
+}
+
+// errOpen wraps the failure to open a job's repository.
+var errOpen = errors.New("cannot open the repository")
+
+// cannotStoreHere reports whether err says this process cannot store into
+// a repository that another one may: it cannot open it (for a reason other
+// than its being unreachable), or the repository refused its credentials.
+func cannotStoreHere(err error) bool {
+	return (errors.Is(err, errOpen) || errors.Is(err, store.ErrAccessDenied)) && !errors.Is(err, retry.ErrUnavailable)
+}
+
+// notHere reports whether repo was found not to take chunks from this
+// process a short while ago.
+func (c *Compressor) notHere(repo string) bool {
+	c.unreachMu.Lock()
+	defer c.unreachMu.Unlock()
+	return time.Now().Before(c.refused[repo])
+}
+
+// setNotHere records that repo does not take chunks from this process, for
+// unreachableFor, logging why once.
+func (c *Compressor) setNotHere(ctx context.Context, repo string, err error) {
+	c.unreachMu.Lock()
+	defer c.unreachMu.Unlock()
+	if time.Now().After(c.refused[repo]) {
+		c.logger.WarnContext(ctx, "cannot store into the repository from here; handing chunks to the fleet's compressors", "repo", repo, "err", err)
+	}
+	c.refused[repo] = time.Now().Add(unreachableFor)
+}
+
+// Store is TryStore, waiting for a free worker.
+func (c *Compressor) Store(ctx context.Context, jobID string, index int, data []byte) error {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.slots }()
+	return c.storeLocal(ctx, jobID, index, data)
+}
+
+func (c *Compressor) storeLocal(ctx context.Context, jobID string, index int, data []byte) error {
+	job, err := c.runningJob(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	done, err := c.store(ctx, jobID, index, data, job, nil)
+	return c.complete(ctx, done, err)
 }
 
 // job returns what a compressor needs to know of a job, from the job's
@@ -228,6 +350,19 @@ func (c *Compressor) job(ctx context.Context, id string) (*jobInfo, error) {
 	return j, nil
 }
 
+// runningJob returns the job a chunk belongs to; an error that is
+// permanent when the job is gone or has ended (its chunks are not stored).
+func (c *Compressor) runningJob(ctx context.Context, id string) (*jobInfo, error) {
+	job, err := c.job(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if queue.Final(job.state) {
+		return nil, queue.Permanent(fmt.Errorf("job %s is %s: %w", id, job.state, errJobEnded))
+	}
+	return job, nil
+}
+
 func (c *Compressor) sealer(level chunk.Level) (*chunk.Sealer, error) {
 	if s, ok := c.sealers.Load(level); ok {
 		return s.(*chunk.Sealer), nil
@@ -240,137 +375,153 @@ func (c *Compressor) sealer(level chunk.Level) (*chunk.Sealer, error) {
 	return actual.(*chunk.Sealer), nil
 }
 
-// rawChunk is one raw chunk to store: from the raw queue, or handed over
-// in memory by a reader in the same process.
-type rawChunk struct {
-	jobID string
-	index int
-	// data is the chunk's bytes; nil when it is staged.
-	data []byte
-	// staged is the repository key of a chunk too large for a message.
-	staged string
-	// length is the raw message's length header, checked against what
-	// arrived; "" for a chunk handed over in memory.
-	length string
-	// inProgress tells the raw queue the chunk is still being worked on;
-	// nil for a chunk handed over in memory (its reader keeps its own work
-	// item alive).
-	inProgress func() error
+// fetch gets the bytes of a ready chunk from the reader that announced it:
+// from its data server when it has one and it can be reached, else over
+// NATS.
+func (c *Compressor) fetch(ctx context.Context, ready *queue.ChunkReady) ([]byte, error) {
+	start := time.Now()
+	defer c.cfg.Metrics.Stage("fetch", start)
+	buf := c.raw.Get(int(ready.Length))
+	req := queue.FetchRequest{
+		V: queue.WorkVersion, JobID: ready.JobID, Index: ready.Index, Length: ready.Length, Read: ready.Read, Token: ready.Token,
+	}
+	if ready.Direct != "" && c.reachable(ready.Direct) {
+		err := c.fetchDirect(ctx, ready.Direct, &req, buf)
+		if err == nil {
+			return buf, nil
+		}
+		// The reader answered about the chunk: NATS would not do better.
+		// A refused token, though, may come from another process at an
+		// address that means something else here (127.0.0.1).
+		var f *queue.Failure
+		if errors.As(err, &f) && f.Code != queue.CodeDenied {
+			c.raw.Put(buf)
+			return nil, err
+		}
+		c.logger.InfoContext(ctx, "reader's data server not reached; fetching over NATS", "url", ready.Direct, "err", err)
+		c.setUnreachable(ready.Direct)
+	}
+	if err := c.fetchNATS(ctx, ready, &req, buf); err != nil {
+		c.raw.Put(buf)
+		return nil, err
+	}
+	return buf, nil
 }
 
-func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
-	h := msg.Headers()
-	index, err := strconv.Atoi(h.Get(queue.HeaderIndex))
-	rc := &rawChunk{
-		jobID: h.Get(queue.HeaderJob), index: index, data: msg.Data(),
-		staged: h.Get(queue.HeaderStaged), length: h.Get(queue.HeaderLength), inProgress: msg.InProgress,
-	}
-	if err != nil || rc.jobID == "" {
-		return queue.Permanent(fmt.Errorf("raw chunk on %s without job or index headers", msg.Subject()))
-	}
-	job, err := c.runningJob(ctx, rc.jobID)
+// fetchDirect fetches a whole chunk from a reader's data server.
+func (c *Compressor) fetchDirect(ctx context.Context, url string, req *queue.FetchRequest, buf []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(queue.Encode(req)))
 	if err != nil {
 		return err
 	}
-	done, err := c.process(ctx, rc, job)
-	if err != nil && !queue.IsPermanent(err) {
-		if md, mdErr := msg.Metadata(); mdErr == nil && md.NumDelivered >= MaxDeliver {
-			err = queue.Permanent(fmt.Errorf("chunk %d of job %s: giving up after %d attempts: %w", index, rc.jobID, md.NumDelivered, err))
-		}
-	}
-	if err := c.complete(ctx, done, err); err != nil {
+	resp, err := c.http.Do(hreq)
+	if err != nil {
 		return err
 	}
-	if rc.staged != "" {
-		c.deleteStaged(ctx, msg, job, rc.staged)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var ans struct{ Code, Error string }
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans) != nil || ans.Code == "" {
+			return fmt.Errorf("data server %s: %s", url, resp.Status)
+		}
+		return queue.Failed(queue.Code(ans.Code), "%s", ans.Error)
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(buf)) {
+		return fmt.Errorf("data server %s sends %d bytes of chunk %d, want %d", url, resp.ContentLength, req.Index, len(buf))
+	}
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		return fmt.Errorf("data server %s: chunk %d: %w", url, req.Index, err)
+	}
+	if n, _ := resp.Body.Read(make([]byte, 1)); n > 0 {
+		return fmt.Errorf("data server %s sent more than the %d bytes of chunk %d", url, len(buf), req.Index)
 	}
 	return nil
 }
 
-// Handoff stores a raw chunk handed over in memory by a reader in the same
-// process, which saves the chunk's trip through the NATS server: the same
-// work as for a chunk from the raw queue, with the same bounds, and the
-// completion is published before Handoff returns. data is not kept.
-// An error means the chunk was not stored; when it is permanent the job
-// has been failed.
-func (c *Compressor) Handoff(ctx context.Context, jobID string, index int, data []byte) error {
-	select {
-	case c.slots <- struct{}{}:
-		defer func() { <-c.slots }()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	job, err := c.runningJob(ctx, jobID)
-	if err != nil {
-		return err
-	}
-	done, err := c.process(ctx, &rawChunk{jobID: jobID, index: index, data: data}, job)
-	return c.complete(ctx, done, err)
-}
-
-// runningJob returns the job a chunk belongs to; an error that is
-// permanent when the job is gone or has ended (its chunks are not stored).
-func (c *Compressor) runningJob(ctx context.Context, id string) (*jobInfo, error) {
-	job, err := c.job(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if queue.Final(job.state) {
-		return nil, queue.Permanent(fmt.Errorf("job %s is %s", id, job.state))
-	}
-	return job, nil
-}
-
-// process stores one raw chunk of a running job.
-func (c *Compressor) process(ctx context.Context, rc *rawChunk, job *jobInfo) (*queue.Done, error) {
-	done := &queue.Done{V: queue.MessageVersion, JobID: rc.jobID, Op: queue.OpRead, Index: rc.index, Worker: c.cfg.Name}
-	c.inFlight.Add(1)
-	defer c.inFlight.Add(-1)
-	return done, c.storeRetrying(ctx, rc, job, done)
-}
-
-// complete records the outcome of processing a chunk: its completion, or
-// for a permanent failure the error that fails the job. A job that ended
-// while the chunk waited needs neither.
-func (c *Compressor) complete(ctx context.Context, done *queue.Done, err error) error {
-	if errors.Is(err, errJobEnded) {
-		return err // nobody waits for its completions
-	}
-	if queue.IsPermanent(err) {
-		done.Error = err.Error()
-		if pubErr := c.publishDone(ctx, done); pubErr != nil {
-			return pubErr
+// fetchNATS fetches a chunk from the readers of its host by request/reply,
+// in parts that fit a message.
+func (c *Compressor) fetchNATS(ctx context.Context, ready *queue.ChunkReady, req *queue.FetchRequest, buf []byte) error {
+	part := max(c.nc.MaxPayload()-64<<10, 64<<10)
+	for off := int64(0); off < ready.Length; off += part {
+		req.Offset, req.Length = off, min(part, ready.Length-off)
+		reqCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
+		msg, err := c.nc.RequestWithContext(reqCtx, queue.FetchSubject(ready.Host), queue.Encode(req))
+		cancel()
+		if err != nil {
+			if errors.Is(err, nats.ErrNoResponders) {
+				return fmt.Errorf("no reader of host %s serves chunk %d of job %s", ready.Host, ready.Index, ready.JobID)
+			}
+			return fmt.Errorf("fetch chunk %d from host %s: %w", ready.Index, ready.Host, err)
 		}
-		return err
+		if code := msg.Header.Get(queue.HeaderCode); code != "" {
+			return queue.Failed(queue.Code(code), "%s", msg.Header.Get(queue.HeaderError))
+		}
+		if int64(len(msg.Data)) != req.Length {
+			return fmt.Errorf("host %s sent %d bytes of chunk %d at %d, want %d", ready.Host, len(msg.Data), ready.Index, off, req.Length)
+		}
+		copy(buf[off:], msg.Data)
+	}
+	return nil
+}
+
+func (c *Compressor) reachable(url string) bool {
+	c.unreachMu.Lock()
+	defer c.unreachMu.Unlock()
+	return time.Now().After(c.unreachable[url])
+}
+
+func (c *Compressor) setUnreachable(url string) {
+	c.unreachMu.Lock()
+	defer c.unreachMu.Unlock()
+	c.unreachable[url] = time.Now().Add(unreachableFor)
+}
+
+// complete records the outcome of storing a chunk: its completion, or for
+// a permanent failure the failure that fails the job. A job that ended
+// while the chunk waited needs neither.
+func (c *Compressor) complete(ctx context.Context, done *queue.ChunkDone, err error) error {
+	if errors.Is(err, errJobEnded) {
+		return queue.Permanent(err) // nobody waits for its completions
 	}
 	if err != nil {
-		return err
+		code, permanent := codeOf(err)
+		if !permanent {
+			return err
+		}
+		f := &queue.WorkFailed{V: queue.WorkVersion, JobID: done.JobID, Op: queue.OpRead, Index: done.Index,
+			Code: code, Message: err.Error(), Worker: c.cfg.Name}
+		c.logger.ErrorContext(ctx, "chunk failed", "job_id", done.JobID, "index", done.Index, "code", code, "err", err)
+		if _, pubErr := c.js.Publish(ctx, queue.DoneSubject(done.JobID, queue.DoneFailed), queue.Encode(f),
+			jetstream.WithMsgID(queue.WorkFailedMsgID(f))); pubErr != nil {
+			return fmt.Errorf("publish failure: %w", pubErr)
+		}
+		return queue.Permanent(err)
 	}
-	if err := c.publishDone(ctx, done); err != nil {
-		return err
+	if _, err := c.js.Publish(ctx, queue.DoneSubject(done.JobID, queue.DoneChunk), queue.Encode(done),
+		jetstream.WithMsgID(queue.ChunkDoneMsgID(done))); err != nil {
+		return fmt.Errorf("publish completion: %w", err)
 	}
 	c.chunks.Add(1)
 	c.bytes.Add(done.Length)
 	return nil
 }
 
-// deleteStaged deletes a stored chunk's staged object once the server has
-// confirmed the raw message's acknowledgement: until then the message may
-// be redelivered, and the redelivery needs the object. If the
-// acknowledgement is not confirmed the object stays; the coordinator
-// removes a job's staged objects when the job ends.
-func (c *Compressor) deleteStaged(ctx context.Context, msg jetstream.Msg, job *jobInfo, key string) {
-	if err := msg.DoubleAck(ctx); err != nil {
-		c.logger.WarnContext(ctx, "ack not confirmed; staged chunk kept", "key", key, "err", err)
-		return
+// codeOf classifies an error of storing a chunk; permanent reports whether
+// it fails the job rather than being retried.
+func codeOf(err error) (code queue.Code, permanent bool) {
+	switch {
+	case errors.Is(err, retry.ErrUnavailable):
+		return queue.CodeUnavailable, true
+	case errors.Is(err, store.ErrNoSpace):
+		return queue.CodeNoSpace, true
+	case errors.Is(err, store.ErrAccessDenied):
+		return queue.CodeDenied, true
+	case queue.IsPermanent(err):
+		return queue.CodeFailed, true
 	}
-	repo, err := c.cfg.Repos.Get(ctx, job.repo, false)
-	if err == nil {
-		err = repo.Store().Delete(ctx, key)
-	}
-	if err != nil {
-		c.logger.WarnContext(ctx, "delete staged chunk", "key", key, "err", err)
-	}
+	return queue.CodeFailed, false
 }
 
 // status is this compressor's heartbeat.
@@ -382,91 +533,53 @@ func (c *Compressor) status() queue.WorkerStatus {
 	}
 }
 
-// storeRetrying stores one chunk, retrying in place while the repository
-// fails, with a growing delay, until it succeeds or has failed for
-// StoreTimeout; then the error is permanent and names the repository. While
-// it waits it tells the server the message is in progress, so the message
-// is neither redelivered nor counted against MaxDeliver: every other worker
-// would fail on it the same way. A staged chunk that is not found and
-// refused credentials are not outages; they go the usual way (nak and
-// redeliver, perhaps to a compressor with working credentials). A full
-// repository fails the chunk, and with it the job, at once.
-func (c *Compressor) storeRetrying(ctx context.Context, rc *rawChunk, job *jobInfo, done *queue.Done) error {
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := c.store(ctx, rc, job, done)
-		if err == nil {
-			if attempt > 1 {
-				c.logger.InfoContext(ctx, "repository reachable again", "job_id", done.JobID, "index", done.Index,
-					"repo", job.repo, "attempt", attempt, "waited", time.Since(start).Round(time.Millisecond))
-			}
-			return nil
+// store hashes, deduplicates, seals and writes one chunk. While the
+// repository fails in a way that may pass, its store retries in place;
+// meanwhile this keeps the chunk's message alive (inProgress, nil for a
+// chunk of this process) and stops when the job has ended.
+func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []byte, job *jobInfo, inProgress func() error) (*queue.ChunkDone, error) {
+	done := &queue.ChunkDone{V: queue.WorkVersion, JobID: jobID, Index: index, Worker: c.cfg.Name, Length: int64(len(raw))}
+	retries := 0              // the repository calls of this chunk retried
+	var firstFailed time.Time // when the first of them began
+	defer func() {
+		if retries > 0 && done.StoredSize > 0 {
+			c.logger.InfoContext(ctx, "repository reachable again", "job_id", jobID, "index", index, "repo", job.repo,
+				"retries", retries, "waited", time.Since(firstFailed))
 		}
-		if errors.Is(err, store.ErrNoSpace) {
-			// A full repository is not an outage that passes: every chunk
-			// would fail the same way until someone frees space. Fail the
-			// job now, naming the cause, rather than after StoreTimeout.
-			c.cfg.Metrics.Error("no_space")
-			return queue.Permanent(fmt.Errorf("repository %s is full: %w", job.repo, err))
+	}()
+	ctx = retry.WithNotify(ctx, func(attempt int, waited time.Duration, err error) error {
+		if retries++; retries == 1 {
+			firstFailed = time.Now().Add(-waited)
 		}
-		if queue.IsPermanent(err) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrAccessDenied) || ctx.Err() != nil {
-			return err
+		if j, jobErr := c.job(ctx, jobID); jobErr == nil && queue.Final(j.state) {
+			return fmt.Errorf("job %s is %s: %w", jobID, j.state, errJobEnded) // cancelled or failed meanwhile
 		}
-		waited := time.Since(start)
-		if waited >= c.cfg.StoreTimeout {
-			c.cfg.Metrics.Error("store_timeout")
-			return queue.Permanent(fmt.Errorf("repository %s unavailable for %s, past the compressor's store timeout (%s): %w",
-				job.repo, waited.Round(time.Second), c.cfg.StoreTimeout, err))
-		}
-		if j, jobErr := c.job(ctx, done.JobID); jobErr == nil && queue.Final(j.state) {
-			return queue.Permanent(fmt.Errorf("job %s is %s: %w", done.JobID, j.state, errJobEnded)) // cancelled or failed meanwhile
-		}
-		c.logger.WarnContext(ctx, "repository unavailable; retrying", "job_id", done.JobID, "index", done.Index,
+		c.logger.WarnContext(ctx, "repository unavailable; retrying", "job_id", jobID, "index", index,
 			"repo", job.repo, "attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
 		c.cfg.Metrics.Retry("store")
-		if rc.inProgress != nil {
-			if ipErr := rc.inProgress(); ipErr != nil {
-				c.logger.DebugContext(ctx, "extend ack wait", "job_id", done.JobID, "err", ipErr)
-			}
+		if inProgress != nil {
+			_ = inProgress()
 		}
-		delay := min(storeRetryMax, storeRetryMin<<min(attempt-1, 10), c.cfg.StoreTimeout-waited)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
-	}
-}
-
-// store hashes, deduplicates, seals and writes one chunk, filling in done.
-func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done *queue.Done) error {
+		return nil
+	})
 	repo, err := c.cfg.Repos.Get(ctx, job.repo, false)
 	if err != nil {
-		return fmt.Errorf("repository %s: %w", job.repo, err)
-	}
-	raw := rc.data
-	if rc.staged != "" {
-		if raw, err = repo.Store().Get(ctx, rc.staged); err != nil {
-			return fmt.Errorf("staged chunk %s: %w", rc.staged, err)
-		}
-	}
-	if want := rc.length; want != "" && want != strconv.Itoa(len(raw)) {
-		return queue.Permanent(fmt.Errorf("chunk %d: %d bytes arrived, header says %s", done.Index, len(raw), want))
+		return done, fmt.Errorf("%w %s: %w", errOpen, job.repo, err)
 	}
 	m := c.cfg.Metrics
 	defer m.Begin("compress")()
 	if err := c.acquireCPU(ctx); err != nil {
-		return err
+		return done, err
 	}
 	start := time.Now()
 	id := chunk.Sum(raw)
 	m.Stage("hash", start)
 	c.releaseCPU()
-	done.Hash, done.Length = id.String(), int64(len(raw))
+	done.Hash = id.String()
 	stat, err := repo.StatChunk(ctx, id)
 	if err != nil {
 		m.Error("stat")
-		return err
+		return done, repoError(job.repo, err)
 	}
 	size := stat.Size
 	// Only an intact object is deduplicated against: a missing,
@@ -474,29 +587,30 @@ func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done
 	// names a chunk it knows is not there whole.
 	if stat.State != repository.ChunkIntact {
 		if stat.State != repository.ChunkMissing {
-			c.logger.WarnContext(ctx, "stored chunk is not intact; storing it again", "job_id", done.JobID,
+			c.logger.WarnContext(ctx, "stored chunk is not intact; storing it again", "job_id", jobID,
 				"chunk_id", id.String(), "state", stat.State.String(), "problem", stat.Problem)
 		}
 		sealer, err := c.sealer(job.level)
 		if err != nil {
-			return queue.Permanent(err)
+			return done, queue.Permanent(err)
 		}
 		if err := c.acquireCPU(ctx); err != nil {
-			return err
+			return done, err
 		}
 		start = time.Now()
 		// Sized for the worst case, stored raw, so that it never grows.
-		sealed := sealer.Seal(c.bufs.Get(chunk.HeaderSize + len(raw))[:0], id, raw)
+		sealed := sealer.Seal(c.sealed.Get(chunk.HeaderSize + len(raw))[:0], id, raw)
+		c.throttle(ctx, int64(len(raw)), time.Since(start))
 		m.Stage("compress", start)
 		c.releaseCPU()
 		start = time.Now()
 		err = repo.PutChunk(ctx, id, sealed)
 		m.Stage("put", start)
 		size = int64(len(sealed))
-		c.bufs.Put(sealed)
+		c.sealed.Put(sealed)
 		if err != nil {
 			m.Error("put")
-			return err
+			return done, repoError(job.repo, err)
 		}
 		done.New = true
 		m.Chunk("stored", done.Length)
@@ -505,8 +619,36 @@ func (c *Compressor) store(ctx context.Context, rc *rawChunk, job *jobInfo, done
 		m.Chunk("deduplicated", done.Length)
 	}
 	done.StoredSize = size
-	c.logger.DebugContext(ctx, "chunk stored", "job_id", done.JobID, "chunk_id", done.Hash, "bytes", done.Length, "new", done.New)
-	return nil
+	c.logger.DebugContext(ctx, "chunk stored", "job_id", jobID, "chunk_id", done.Hash, "bytes", done.Length, "new", done.New)
+	return done, nil
+}
+
+// repoError says what a failure of repository repo means for its users,
+// where the store's error does not: that it is full, or refused access.
+func repoError(repo string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNoSpace):
+		return fmt.Errorf("repository %s is full: %w", repo, err)
+	case errors.Is(err, store.ErrAccessDenied):
+		return fmt.Errorf("repository %s refused access: %w", repo, err)
+	}
+	return err
+}
+
+// throttle, with Config.RateLimit, holds a worker until compressing n bytes
+// has taken as long as the limit allows (benchmarks only).
+func (c *Compressor) throttle(ctx context.Context, n int64, took time.Duration) {
+	if c.cfg.RateLimit <= 0 {
+		return
+	}
+	if want := time.Duration(float64(n) / float64(c.cfg.RateLimit) * float64(time.Second)); want > took {
+		t := time.NewTimer(want - took)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
 }
 
 // acquireCPU waits for one of the Workers turns to hash or compress.
@@ -520,10 +662,3 @@ func (c *Compressor) acquireCPU(ctx context.Context) error {
 }
 
 func (c *Compressor) releaseCPU() { <-c.cpu }
-
-func (c *Compressor) publishDone(ctx context.Context, d *queue.Done) error {
-	if _, err := c.js.Publish(ctx, queue.DoneSubject(d.JobID), queue.Encode(d), jetstream.WithMsgID(queue.DoneMsgID(d))); err != nil {
-		return fmt.Errorf("publish done: %w", err)
-	}
-	return nil
-}

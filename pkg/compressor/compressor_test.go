@@ -3,9 +3,16 @@ package compressor_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,24 +26,31 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
+	"github.com/bulkbackup/bulkbackup/pkg/store/retry"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
 )
 
 // testDeadline bounds any single wait.
 const testDeadline = 60 * time.Second
 
-// bundle is a compressor with one worker on an embedded broker, a job whose
-// repository is a bucket in a MinIO server of its own, and the test's view
-// of the job's completions and of the compressor's log.
+// testHost is the host of the chunks' reader.
+const testHost = "h1"
+
+// bundle is a compressor with one worker on an embedded broker (messages
+// of at most 1 MiB), a job whose repository is a bucket in a MinIO server
+// of its own, a stand-in for the reader that holds the job's chunks (over
+// NATS and HTTP), and the test's view of the job's completions and of the
+// compressor's log.
 type bundle struct {
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	minio *testenv.MinIOServer
-	repo  *repository.Repository
-	job   *queue.Job
-	done  *nats.Subscription
-	log   *testenv.LogBuffer
-	comp  *compressor.Compressor
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	minio  *testenv.MinIOServer
+	repo   *repository.Repository
+	job    *queue.Job
+	done   *nats.Subscription
+	log    *testenv.LogBuffer
+	comp   *compressor.Compressor
+	holder *holder
 }
 
 func setup(t *testing.T, storeTimeout time.Duration) *bundle {
@@ -45,7 +59,7 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 		t.Skip("runs a MinIO server")
 	}
 	m := testenv.MinIO(t)
-	br, err := broker.Start(broker.Config{StoreDir: t.TempDir(), InProcessOnly: true})
+	br, err := broker.Start(broker.Config{StoreDir: t.TempDir(), InProcessOnly: true, MaxPayload: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +77,7 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 	if b.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
-	if err := queue.Setup(t.Context(), b.js, queue.StreamConfig{MaxPayload: int32(nc.MaxPayload())}); err != nil {
+	if err := queue.Setup(t.Context(), b.js, queue.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if b.kv, err = b.js.KeyValue(t.Context(), queue.BucketJobs); err != nil {
@@ -84,16 +98,20 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 		Backup: &queue.BackupRequest{V: queue.MessageVersion, JobID: "job1", Repo: repoName, Level: "fastest"},
 	}
 	b.saveJob(t)
-	if b.done, err = nc.SubscribeSync(queue.DoneSubject(b.job.ID)); err != nil {
+	if b.done, err = nc.SubscribeSync(queue.DoneFilter(b.job.ID)); err != nil {
 		t.Fatal(err)
 	}
+	b.holder = newHolder(t, connect("reader"))
 
-	// The compressor opens the repository itself, at its first chunk.
+	// The compressor opens the repository itself, at its first chunk,
+	// through the retrying store a compressor process sets up.
 	compRepos := repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
-		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
+		return retry.Open(ctx, retry.Config{MaxElapsed: storeTimeout}, repo, func(ctx context.Context) (store.Store, error) {
+			return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
+		})
 	})
 	c, err := compressor.New(connect("compressor"), compressor.Config{
-		Name: "c1", Workers: 1, Repos: compRepos, StoreTimeout: storeTimeout,
+		Name: "c1", Workers: 1, Repos: compRepos,
 		Logger: slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -127,35 +145,52 @@ func (b *bundle) saveJob(t *testing.T) {
 	}
 }
 
-// publishChunk publishes a raw chunk of random bytes as chunk 0 of the job
-// and returns its ID.
-func (b *bundle) publishChunk(t *testing.T) chunk.ID {
+// announce has the holder hold n random bytes as chunk index of the job,
+// publishes its descriptor (with direct as its data server's URL, "" for
+// none) and returns the chunk's ID.
+func (b *bundle) announce(t *testing.T, index, n int, direct string) chunk.ID {
 	t.Helper()
-	data := make([]byte, 1<<20)
+	data := make([]byte, n)
 	rand.Read(data)
-	msg := nats.NewMsg(queue.RawSubject(b.job.ID))
-	msg.Data = data
-	msg.Header.Set(queue.HeaderJob, b.job.ID)
-	msg.Header.Set(queue.HeaderIndex, "0")
-	msg.Header.Set(queue.HeaderLength, strconv.Itoa(len(data)))
-	if _, err := b.js.PublishMsg(t.Context(), msg); err != nil {
+	read := queue.ReadChunk{V: queue.WorkVersion, JobID: b.job.ID, Index: index, Length: int64(n), Repo: b.job.Backup.Repo, Path: "/dev/vol"}
+	b.holder.hold(read, data)
+	ready := &queue.ChunkReady{
+		V: queue.WorkVersion, JobID: b.job.ID, Index: index, Length: int64(n), Host: testHost, Read: read, Direct: direct, Token: "t0k3n",
+	}
+	if _, err := b.js.Publish(t.Context(), queue.ReadySubject(b.job.ID), queue.Encode(ready)); err != nil {
 		t.Fatal(err)
 	}
 	return chunk.Sum(data)
 }
 
-// nextDone waits for the job's next completion.
-func (b *bundle) nextDone(t *testing.T) *queue.Done {
+// nextDone waits for the job's next completion: a *queue.ChunkDone or a
+// *queue.WorkFailed.
+func (b *bundle) nextDone(t *testing.T) any {
 	t.Helper()
 	msg, err := b.done.NextMsg(testDeadline)
 	if err != nil {
 		t.Fatalf("no completion within %s: %v", testDeadline, err)
 	}
-	var d queue.Done
-	if err := queue.Decode(msg.Data, &d); err != nil {
+	d, err := queue.DecodeDone(msg.Subject, msg.Data)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &d
+	return d
+}
+
+// nextChunkDone waits for the job's next completion, which must be a
+// chunk's.
+func (b *bundle) nextChunkDone(t *testing.T) *queue.ChunkDone {
+	t.Helper()
+	switch d := b.nextDone(t).(type) {
+	case *queue.ChunkDone:
+		return d
+	case *queue.WorkFailed:
+		t.Fatalf("chunk %d failed: %s (%s)", d.Index, d.Message, d.Code)
+	default:
+		t.Fatalf("unexpected completion %T", d)
+	}
+	return nil
 }
 
 // waitLog waits until the compressor has logged a line containing s.
@@ -170,43 +205,192 @@ func (b *bundle) waitLog(t *testing.T, s string) {
 	}
 }
 
+// holder stands in for the reader holding a job's chunks: it answers
+// FetchRequests over NATS on testHost's fetch subject and on an HTTP data
+// server, as a reader does, counting both, and fails the first fetches
+// when told to.
+type holder struct {
+	mu       sync.Mutex
+	chunks   map[int][]byte
+	failNext []*queue.Failure // answers for the next NATS fetches
+	http     *httptest.Server
+	// overNATS and overHTTP count fetch requests answered.
+	overNATS, overHTTP atomic.Int64
+}
+
+func newHolder(t *testing.T, nc *nats.Conn) *holder {
+	h := &holder{chunks: make(map[int][]byte)}
+	sub, err := nc.QueueSubscribe(queue.FetchSubject(testHost), queue.ReaderQueueGroup, func(m *nats.Msg) {
+		h.overNATS.Add(1)
+		var req queue.FetchRequest
+		resp := nats.NewMsg(m.Reply)
+		data, f := h.part(m.Data, &req)
+		if f != nil {
+			resp.Header.Set(queue.HeaderCode, string(f.Code))
+			resp.Header.Set(queue.HeaderError, f.Message)
+		}
+		resp.Data = data
+		_ = m.RespondMsg(resp)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	h.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.overHTTP.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		var req queue.FetchRequest
+		data, f := h.part(body, &req)
+		if f == nil && req.Token != "t0k3n" {
+			f = queue.Failed(queue.CodeDenied, "bad token")
+		}
+		if f != nil {
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(map[string]string{"code": string(f.Code), "error": f.Message})
+			return
+		}
+		_, _ = w.Write(data)
+	}))
+	t.Cleanup(h.http.Close)
+	return h
+}
+
+func (h *holder) hold(read queue.ReadChunk, data []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.chunks[read.Index] = data
+}
+
+// part decodes a FetchRequest into req and returns the bytes it asks for,
+// or the failure to answer with.
+func (h *holder) part(body []byte, req *queue.FetchRequest) ([]byte, *queue.Failure) {
+	if err := queue.Decode(body, req); err != nil {
+		return nil, queue.Failed(queue.CodeInvalid, "%v", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.failNext) > 0 {
+		f := h.failNext[0]
+		h.failNext = h.failNext[1:]
+		return nil, f
+	}
+	data, ok := h.chunks[req.Index]
+	if !ok || req.Offset < 0 || req.Offset+req.Length > int64(len(data)) {
+		return nil, queue.Failed(queue.CodeInvalid, "no such part")
+	}
+	return data[req.Offset : req.Offset+req.Length], nil
+}
+
+// url is the holder's data server's fetch URL.
+func (h *holder) url() string { return h.http.URL + "/v1/fetch" }
+
+func (b *bundle) checkStored(t *testing.T, d *queue.ChunkDone, id chunk.ID, index int) {
+	t.Helper()
+	if d.Index != index || d.Hash != id.String() || !d.New {
+		t.Fatalf("completion %+v, want chunk %d (%s) newly stored", d, index, id)
+	}
+	if st, err := b.repo.StatChunk(t.Context(), id); err != nil || st.State != repository.ChunkIntact || st.Size != d.StoredSize {
+		t.Errorf("chunk %s in the repository: %+v, %v; want intact, %d bytes", id, st, err, d.StoredSize)
+	}
+}
+
+// TestFetch stores announced chunks fetched each way a reader serves them.
+func TestFetch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Minute)
+	tests := []struct {
+		name              string
+		size              int
+		direct            string // the descriptor's data server URL
+		wantHTTP, wantNAT int64  // fetch requests each way
+	}{
+		{"direct", 3 << 20, b.holder.url(), 1, 0},
+		{"over NATS, in parts larger than a message allows", 3<<20 + 1, "", 0, 4},
+		{"data server unreachable: over NATS", 100 << 10, "http://127.0.0.1:1/v1/fetch", 0, 1},
+		{"token refused (another server at that address): over NATS", 100 << 10, b.holder.http.URL + "/v1/fetch?other", 1, 1},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			http0, nats0 := b.holder.overHTTP.Load(), b.holder.overNATS.Load()
+			// "?other": the holder's server, but the descriptor's token
+			// is one it refuses, as another process at that address would.
+			direct, other := strings.CutSuffix(tt.direct, "?other")
+			id := b.announceWith(t, i, tt.size, direct, other)
+			b.checkStored(t, b.nextChunkDone(t), id, i)
+			if got := b.holder.overHTTP.Load() - http0; got != tt.wantHTTP {
+				t.Errorf("%d fetches over HTTP, want %d", got, tt.wantHTTP)
+			}
+			if got := b.holder.overNATS.Load() - nats0; got != tt.wantNAT {
+				t.Errorf("%d fetches over NATS, want %d", got, tt.wantNAT)
+			}
+		})
+	}
+}
+
+// announceWith is announce, with a token the holder's data server refuses
+// when badToken.
+func (b *bundle) announceWith(t *testing.T, index, n int, direct string, badToken bool) chunk.ID {
+	t.Helper()
+	if !badToken {
+		return b.announce(t, index, n, direct)
+	}
+	data := make([]byte, n)
+	rand.Read(data)
+	read := queue.ReadChunk{V: queue.WorkVersion, JobID: b.job.ID, Index: index, Length: int64(n), Repo: b.job.Backup.Repo, Path: "/dev/vol"}
+	b.holder.hold(read, data)
+	ready := &queue.ChunkReady{V: queue.WorkVersion, JobID: b.job.ID, Index: index, Length: int64(n), Host: testHost, Read: read, Direct: direct, Token: "wrong"}
+	if _, err := b.js.Publish(t.Context(), queue.ReadySubject(b.job.ID), queue.Encode(ready)); err != nil {
+		t.Fatal(err)
+	}
+	return chunk.Sum(data)
+}
+
+// TestFetchFailureRetried: a reader that cannot serve a chunk for a while
+// (it failed to read it) has its descriptor retried, and the chunk stored
+// once it can.
+func TestFetchFailureRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Minute)
+	b.holder.mu.Lock()
+	b.holder.failNext = []*queue.Failure{queue.Failed(queue.CodeSource, "read /dev/vol: input/output error")}
+	b.holder.mu.Unlock()
+	id := b.announce(t, 0, 64<<10, "")
+	b.checkStored(t, b.nextChunkDone(t), id, 0)
+	if n := b.holder.overNATS.Load(); n != 2 {
+		t.Errorf("%d fetches, want 2 (the failed one, then the one that worked)", n)
+	}
+}
+
 func TestStoreRetriedUntilRepositoryReturns(t *testing.T) {
 	t.Parallel()
 	b := setup(t, time.Minute)
 	b.minio.Stop()
-	id := b.publishChunk(t)
+	id := b.announce(t, 0, 1<<20, b.holder.url())
 	b.waitLog(t, "repository unavailable; retrying")
 	b.minio.Start(t)
 
-	d := b.nextDone(t)
-	if d.Error != "" || !d.New || d.Hash != id.String() {
-		t.Fatalf("completion %+v, want chunk %s newly stored", d, id)
-	}
-	if st, err := b.repo.StatChunk(t.Context(), id); err != nil || st.State != repository.ChunkIntact {
-		t.Errorf("chunk %s not in the repository after its completion: %v", id, err)
-	}
+	b.checkStored(t, b.nextChunkDone(t), id, 0)
 	b.waitLog(t, "repository reachable again")
-	// The worker retried in place: the outage spent no delivery.
-	cons, err := b.js.Consumer(t.Context(), queue.StreamRaw, queue.ConsumerCompressors)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumRedelivered != 0 {
-		t.Errorf("%d raw messages were redelivered during the outage, want 0", info.NumRedelivered)
+	// The worker retried in place: the chunk was fetched once, the outage
+	// spent no delivery.
+	if n := b.holder.overHTTP.Load(); n != 1 {
+		t.Errorf("the chunk was fetched %d times, want once", n)
 	}
 }
 
 // TestChunkInFlightWhileAnotherWaitsForStore checks that a worker's CPU is
 // not held by a chunk waiting for the repository: with one worker and the
 // repository away, a second chunk is hashed and reaches the store too, and
-// both are stored once it returns.
+// both are stored once it returns. Meanwhile, with both of the worker's
+// slots taken, TryStore reports at once that it has no room.
 func TestChunkInFlightWhileAnotherWaitsForStore(t *testing.T) {
 	t.Parallel()
 	b := setup(t, time.Minute)
+	// A first chunk opens the repository: the two below then wait for its
+	// store, not for its opening (which one chunk at a time does).
+	if err := b.comp.Store(t.Context(), b.job.ID, 9, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
 	b.minio.Stop()
 	errs := make(chan error, 2)
 	var ids []chunk.ID
@@ -214,15 +398,18 @@ func TestChunkInFlightWhileAnotherWaitsForStore(t *testing.T) {
 		data := make([]byte, 1<<20)
 		rand.Read(data)
 		ids = append(ids, chunk.Sum(data))
-		go func() { errs <- b.comp.Handoff(t.Context(), b.job.ID, index, data) }()
+		go func() { errs <- b.comp.Store(t.Context(), b.job.ID, index, data) }()
 	}
 	for index := range 2 {
 		b.waitLog(t, "index="+strconv.Itoa(index)+" repo="+b.job.Backup.Repo) // retrying, as nothing was stored
 	}
+	if stored, err := b.comp.TryStore(t.Context(), b.job.ID, 2, []byte("more")); stored || err != nil {
+		t.Errorf("TryStore with every slot taken = %t, %v; want false, nil", stored, err)
+	}
 	b.minio.Start(t)
 	for range 2 {
 		if err := <-errs; err != nil {
-			t.Fatalf("Handoff: %v", err)
+			t.Fatalf("Store: %v", err)
 		}
 	}
 	for _, id := range ids {
@@ -232,20 +419,29 @@ func TestChunkInFlightWhileAnotherWaitsForStore(t *testing.T) {
 	}
 }
 
+// TestStoreTimeoutFailsChunk: a repository away for longer than the
+// store's retry allows fails the chunk, and so the job, with an error that
+// names the repository and why.
 func TestStoreTimeoutFailsChunk(t *testing.T) {
 	t.Parallel()
 	const limit = 2 * time.Second
 	b := setup(t, limit)
 	b.minio.Stop()
 	start := time.Now()
-	b.publishChunk(t)
+	b.announce(t, 0, 1<<20, b.holder.url())
 
-	d := b.nextDone(t)
+	f, ok := b.nextDone(t).(*queue.WorkFailed)
 	elapsed := time.Since(start)
-	t.Logf("completion after %s: %s", elapsed.Round(time.Millisecond), d.Error)
-	for _, want := range []string{"repository " + b.job.Backup.Repo + " unavailable for", "store timeout (2s)", "connection refused"} {
-		if !strings.Contains(d.Error, want) {
-			t.Errorf("completion error %q does not say %q", d.Error, want)
+	if !ok {
+		t.Fatal("the chunk did not fail")
+	}
+	t.Logf("failure after %s: %s", elapsed.Round(time.Millisecond), f.Message)
+	if f.Code != queue.CodeUnavailable || f.Op != queue.OpRead || f.Index != 0 {
+		t.Errorf("failure %+v, want chunk 0's, code %s", f, queue.CodeUnavailable)
+	}
+	for _, want := range []string{"repository s3://", "unavailable for", "connection refused"} {
+		if !strings.Contains(f.Message, want) {
+			t.Errorf("failure %q does not say %q", f.Message, want)
 		}
 	}
 	if elapsed < limit {
@@ -257,7 +453,7 @@ func TestStoreRetryStopsWhenJobEnds(t *testing.T) {
 	t.Parallel()
 	b := setup(t, time.Minute)
 	b.minio.Stop()
-	b.publishChunk(t)
+	b.announce(t, 0, 1<<20, b.holder.url())
 	b.waitLog(t, "repository unavailable; retrying")
 
 	b.job.State = queue.StateCancelled
@@ -270,32 +466,32 @@ func TestStoreRetryStopsWhenJobEnds(t *testing.T) {
 	}
 }
 
-// TestHandoff stores chunks handed over in memory, as a reader in the same
-// process does: stored and completed before Handoff returns, refused for a
-// job that is unknown or has ended, and failing the job (a completion with
-// the error) when the repository stays away past the store timeout.
-func TestHandoff(t *testing.T) {
+// TestStore stores chunks read in the same process: stored and completed
+// before Store returns, deduplicated the second time, and refused for a job
+// that is unknown or has ended.
+func TestStore(t *testing.T) {
 	t.Parallel()
 	b := setup(t, time.Minute)
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	id := chunk.Sum(data)
-	if err := b.comp.Handoff(t.Context(), b.job.ID, 3, data); err != nil {
-		t.Fatalf("Handoff: %v", err)
+	if err := b.comp.Store(t.Context(), b.job.ID, 3, data); err != nil {
+		t.Fatalf("Store: %v", err)
 	}
 	if st, err := b.repo.StatChunk(t.Context(), id); err != nil || st.State != repository.ChunkIntact {
-		t.Fatalf("chunk %s not in the repository when Handoff returned: %v", id, err)
+		t.Fatalf("chunk %s not in the repository when Store returned: %v", id, err)
 	}
-	d := b.nextDone(t)
-	if d.Error != "" || !d.New || d.Index != 3 || d.Hash != id.String() || d.Length != int64(len(data)) {
-		t.Fatalf("completion %+v, want chunk 3 (%s) newly stored", d, id)
+	d := b.nextChunkDone(t)
+	b.checkStored(t, d, id, 3)
+	if d.Length != int64(len(data)) {
+		t.Errorf("completion length %d, want %d", d.Length, len(data))
 	}
 
 	// The same chunk again is deduplicated.
-	if err := b.comp.Handoff(t.Context(), b.job.ID, 4, data); err != nil {
-		t.Fatalf("second Handoff: %v", err)
+	if stored, err := b.comp.TryStore(t.Context(), b.job.ID, 4, data); !stored || err != nil {
+		t.Fatalf("TryStore with a free worker = %t, %v; want true, nil", stored, err)
 	}
-	if d := b.nextDone(t); d.New || d.Index != 4 || d.Hash != id.String() {
+	if d := b.nextChunkDone(t); d.New || d.Index != 4 || d.Hash != id.String() {
 		t.Fatalf("completion %+v, want chunk 4 deduplicated", d)
 	}
 
@@ -311,14 +507,14 @@ func TestHandoff(t *testing.T) {
 		{"unknown job", "nope"},
 		{"cancelled job", cancelled.ID},
 	} {
-		sub, err := b.js.Conn().SubscribeSync(queue.DoneSubject(tt.job))
+		sub, err := b.js.Conn().SubscribeSync(queue.DoneFilter(tt.job))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer sub.Unsubscribe()
-		err = b.comp.Handoff(t.Context(), tt.job, 5, data)
+		err = b.comp.Store(t.Context(), tt.job, 5, data)
 		if err == nil || !queue.IsPermanent(err) {
-			t.Errorf("%s: Handoff = %v, want a permanent error", tt.name, err)
+			t.Errorf("%s: Store = %v, want a permanent error", tt.name, err)
 		}
 		if msg, err := sub.NextMsg(100 * time.Millisecond); err == nil {
 			t.Errorf("%s: a completion was published: %s", tt.name, msg.Data)
@@ -326,15 +522,19 @@ func TestHandoff(t *testing.T) {
 	}
 }
 
-func TestHandoffStoreTimeoutFailsJob(t *testing.T) {
+func TestStoreTimeoutFailsJob(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 2*time.Second)
 	b.minio.Stop()
-	err := b.comp.Handoff(t.Context(), b.job.ID, 0, []byte("raw bytes that cannot be stored"))
+	err := b.comp.Store(t.Context(), b.job.ID, 0, []byte("raw bytes that cannot be stored"))
 	if err == nil || !queue.IsPermanent(err) || !strings.Contains(err.Error(), b.job.Backup.Repo) {
-		t.Fatalf("Handoff = %v, want a permanent error naming the repository", err)
+		t.Fatalf("Store = %v, want a permanent error naming the repository", err)
 	}
-	if d := b.nextDone(t); !strings.Contains(d.Error, "store timeout") {
-		t.Errorf("completion error %q, want the store timeout", d.Error)
+	var ue *retry.UnavailableError
+	if !errors.As(err, &ue) {
+		t.Errorf("Store = %v, want a retry.UnavailableError in it", err)
+	}
+	if f, ok := b.nextDone(t).(*queue.WorkFailed); !ok || f.Code != queue.CodeUnavailable {
+		t.Errorf("completion %+v, want a failure with code %s", f, queue.CodeUnavailable)
 	}
 }

@@ -128,9 +128,6 @@ func New(nc *nats.Conn, cfg Config) (*Coordinator, error) {
 // resumed by the next coordinator.
 func (c *Coordinator) Run(ctx context.Context) error {
 	c.runCtx = ctx
-	if c.cfg.Streams.MaxPayload == 0 {
-		c.cfg.Streams.MaxPayload = int32(c.nc.MaxPayload())
-	}
 	if err := queue.Setup(ctx, c.js, c.cfg.Streams); err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
@@ -145,7 +142,6 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if c.cfg.Metrics != nil {
 		c.jobs.Go(func() { c.pollQueues(ctx) })
 	}
-	c.jobs.Go(func() { c.watchRaw(ctx) })
 	c.jobs.Go(func() { c.runSchedules(ctx) })
 	svc, err := c.serveAPI(ctx)
 	if err != nil {
@@ -541,7 +537,7 @@ func (c *Coordinator) pollQueues(ctx context.Context) {
 	ticker := time.NewTicker(5 * time.Second)
 	defer ticker.Stop()
 	for {
-		for _, name := range []string{queue.StreamRaw, queue.StreamWork} {
+		for _, name := range []string{queue.StreamReady, queue.StreamWork} {
 			stream, err := c.js.Stream(ctx, name)
 			if err != nil {
 				continue

@@ -628,12 +628,12 @@ func TestCancel(t *testing.T) {
 	case <-time.After(testDeadline):
 		t.Fatal("the job never planned its chunks")
 	}
-	raw, err := b.js.Stream(t.Context(), queue.StreamRaw)
+	ready, err := b.js.Stream(t.Context(), queue.StreamReady)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "raw chunks from the reader", func() bool {
-		info, err := raw.Info(t.Context())
+	waitFor(t, "chunks announced by the reader", func() bool {
+		info, err := ready.Info(t.Context())
 		return err == nil && info.State.Msgs > 0
 	})
 	b.publish(t, queue.SubjectRequestCancel, queue.Encode(&queue.CancelRequest{V: 1, JobID: id}))
@@ -664,6 +664,14 @@ func TestCancel(t *testing.T) {
 	}
 	if n := len(info.State.Subjects); n != 0 {
 		t.Errorf("%d work subjects of the cancelled job remain: %v", n, info.State.Subjects)
+	}
+	// And so are the descriptors of the chunks its reader held.
+	readyInfo, err := ready.Info(t.Context(), jetstream.WithSubjectFilter(queue.ReadySubject(id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := readyInfo.State.Msgs; n != 0 {
+		t.Errorf("%d descriptors of the cancelled job remain", n)
 	}
 	rp, err := b.repos.Get(t.Context(), repo, false)
 	if err != nil {

@@ -2,12 +2,8 @@ package coordinator
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"iter"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/dispatch"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
@@ -50,15 +46,14 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		}
 		parentc <- p
 	}()
-	err := jr.phase(ctx, single(dispatch.Unit{Op: queue.OpScan}), func(ctx context.Context, _ dispatch.Unit, attempt int, msgID string) error {
-		item := &queue.ScanItem{V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt}
-		_, err := jr.c.js.Publish(ctx, queue.ScanSubject(req.Source.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
-		return err
+	err := jr.phase(ctx, single(dispatch.Unit{Op: queue.OpScan}), func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
+		item := &queue.ScanTree{V: queue.WorkVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt}
+		return jr.sendWork(ctx, u.Op, req.Source.Host, item, msgID)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("scan %s: %w", req.Source, err)
+		return nil, err
 	}
-	entries, scanProblems, err := jr.scanned()
+	scan, entries, err := jr.rec.scanned()
 	if err != nil {
 		return nil, err
 	}
@@ -71,47 +66,39 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	if err := jr.c.saveJob(ctx, jr.job); err != nil {
 		return nil, err
 	}
-	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
-	err = jr.phase(ctx, indexes(queue.OpRead, len(fp.Packs)), func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
-		item := &queue.ReadItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Path: req.Source.Path, Index: u.Index,
-			Length: fp.Packs[u.Index].Length, Repo: req.Repo, Pieces: fp.Pieces(u.Index),
+	err = jr.phase(ctx, indexes(queue.OpRead, len(fp.Packs)), func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
+		item := &queue.ReadChunk{
+			V: queue.WorkVersion, JobID: jr.job.ID, Index: u.Index, Attempt: attempt, Repo: req.Repo, Path: req.Source.Path,
+			Length: fp.Packs[u.Index].Length, Pieces: fp.Pieces(u.Index),
 		}
-		_, err := jr.c.js.Publish(ctx, subject, queue.Encode(item), jetstream.WithMsgID(msgID))
-		return err
+		return jr.sendWork(ctx, u.Op, req.Source.Host, item, msgID)
 	})
 	if err != nil {
 		return nil, err
 	}
 	problems := make(map[string]plan.Problem)
-	jr.mu.Lock()
-	for u, d := range jr.done {
-		if u.Op == queue.OpProblems {
-			for _, p := range d.Problems {
-				if old, ok := problems[p.Path]; !ok || p.Unread && !old.Unread {
-					problems[p.Path] = plan.Problem{Unread: p.Unread, Warning: p.Error}
-				}
-			}
+	for _, p := range jr.rec.fileProblems() {
+		if old, ok := problems[p.Path]; !ok || p.Unread && !old.Unread {
+			problems[p.Path] = plan.Problem{Unread: p.Unread, Warning: p.Err}
 		}
 	}
-	jr.mu.Unlock()
 	snap := &manifest.Snapshot{
 		Version: manifest.VersionFor(manifest.ModeFiles), ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
 		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeFiles, SourceKind: manifest.KindDir,
 		ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 	}
 	fp.Build(snap, func(i int) plan.Stored {
-		d := jr.completion(dispatch.Unit{Op: queue.OpRead, Index: i})
+		d := jr.rec.chunk(i)
 		return plan.Stored{Hash: d.Hash, Length: d.Length, StoredSize: d.StoredSize, Zero: d.Zero, New: d.New}
 	}, problems)
 	snap.SetVersion()
-	for _, p := range scanProblems {
+	for _, w := range scan.Warnings {
 		snap.Stats.Warnings++
-		jr.warn(p.Error)
+		jr.warn(w)
 	}
 	for _, e := range snap.Files {
 		if e.Warning != "" {
-			jr.warn(e.Path + ": " + e.Warning)
+			jr.warn(manifest.Display(e.Path) + ": " + e.Warning)
 		}
 	}
 	snap.Stats.Seconds = time.Since(jr.job.Started).Seconds()
@@ -123,27 +110,6 @@ func (jr *jobRun) warn(w string) {
 	if len(jr.job.Warnings) < queue.MaxWarnings {
 		jr.job.Warnings = append(jr.job.Warnings, w)
 	}
-}
-
-// scanned assembles the entries of the scan that completed.
-func (jr *jobRun) scanned() ([]manifest.Entry, []queue.FileProblem, error) {
-	final := jr.completion(dispatch.Unit{Op: queue.OpScan})
-	if final == nil {
-		return nil, nil, errors.New("scan: no completion recorded")
-	}
-	var entries []manifest.Entry
-	for i := range final.Batches {
-		part := jr.completion(dispatch.Unit{Op: queue.OpScanPart, Target: final.Attempt, Index: i})
-		if part == nil {
-			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, final.Batches)
-		}
-		entries = append(entries, part.Entries...)
-		part.Entries = nil // one copy of a large listing is enough
-	}
-	if len(entries) == 0 || entries[0].Path != "." {
-		return nil, nil, errors.New("scan: the listing does not start with the tree's root")
-	}
-	return entries, final.Problems, nil
 }
 
 func single(u dispatch.Unit) iter.Seq[dispatch.Unit] {
@@ -181,38 +147,40 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 	}
 	publish := func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
 		t := req.Targets[u.Target]
-		item := &queue.WriteItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.Op, Target: u.Target, Path: t.Path,
-			Repo: req.Repo, Overwrite: req.Overwrite, Index: u.Index, Tree: true,
-		}
-		if u.Op == queue.WriteEntries {
-			item.Keep = jr.c.otherRestores(jr.job.ID)
-		}
+		step := queue.Step{V: queue.WorkVersion, JobID: jr.job.ID, Target: u.Target, Index: u.Index, Path: t.Path}
+		var item any
 		switch u.Op {
-		case queue.WriteEntries:
-			item.Entries = rp.Create[u.Index]
-		case queue.WriteMetadata:
-			item.Entries = rp.Metadata[u.Index]
-		case queue.WriteLinks:
-			item.Entries = rp.Links[u.Index]
-		case queue.WriteDirs:
-			item.Entries = rp.Dirs[u.Index]
-		case queue.WriteExtents:
+		case queue.OpExtents:
 			w := rp.Extents[u.Index]
-			item.Hash, item.Length, item.Parts = snap.Chunks[w.Chunk].Hash, snap.Chunks[w.Chunk].Length, w.Parts
+			item = &queue.WriteExtents{Step: step, Repo: req.Repo, Overwrite: req.Overwrite,
+				Hash: snap.Chunks[w.Chunk].Hash, Length: snap.Chunks[w.Chunk].Length, Parts: w.Parts}
+		case queue.OpAbort:
+			item = &queue.AbortRestore{Step: step, Tree: true}
+		default:
+			te := &queue.TreeEntries{Step: step, Overwrite: req.Overwrite}
+			switch u.Op {
+			case queue.OpEntries:
+				te.Entries, te.Keep = rp.Create[u.Index], jr.c.otherRestores(jr.job.ID)
+			case queue.OpMetadata:
+				te.Entries = rp.Metadata[u.Index]
+			case queue.OpLinks:
+				te.Entries = rp.Links[u.Index]
+			case queue.OpDirs:
+				te.Entries = rp.Dirs[u.Index]
+			}
+			item = te
 		}
-		_, err := jr.c.js.Publish(ctx, queue.WriteSubject(t.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
-		return err
+		return jr.sendWork(ctx, u.Op, t.Host, item, msgID)
 	}
 	steps := []struct {
 		op string
 		n  int
 	}{
-		{queue.WriteEntries, len(rp.Create)},
-		{queue.WriteExtents, len(rp.Extents)},
-		{queue.WriteMetadata, len(rp.Metadata)},
-		{queue.WriteLinks, len(rp.Links)},
-		{queue.WriteDirs, max(len(rp.Dirs), 1)}, // the last step also flushes
+		{queue.OpEntries, len(rp.Create)},
+		{queue.OpExtents, len(rp.Extents)},
+		{queue.OpMetadata, len(rp.Metadata)},
+		{queue.OpLinks, len(rp.Links)},
+		{queue.OpDirs, max(len(rp.Dirs), 1)}, // the last step also flushes
 	}
 	if len(rp.Dirs) == 0 {
 		rp.Dirs = [][]manifest.Entry{nil}

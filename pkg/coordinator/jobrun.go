@@ -7,7 +7,6 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,10 +19,6 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
 
-func unitOf(d *queue.Done) dispatch.Unit {
-	return dispatch.Unit{Op: d.Op, Target: d.Target, Index: d.Index}
-}
-
 // jobRun is the state of one job while a coordinator drives it.
 type jobRun struct {
 	c       *Coordinator
@@ -31,106 +26,11 @@ type jobRun struct {
 	logger  *slog.Logger
 	started time.Time
 
-	mu    sync.Mutex                    // guards done and the progress counts record keeps
-	done  map[dispatch.Unit]*queue.Done // completions seen, first of each unit
-	dones chan *queue.Done
+	rec   *records // the job's completions, from follow
+	dones chan any // completions as they come (queue.DecodeDone's values)
 	stop  func()
 
 	lastSave time.Time
-}
-
-// follow replays the job's completions recorded so far and then delivers new
-// ones on jr.dones.
-func (jr *jobRun) follow(ctx context.Context) error {
-	jr.done = make(map[dispatch.Unit]*queue.Done)
-	jr.dones = make(chan *queue.Done, 256)
-	it, err := queue.NewTail(ctx, jr.c.js, queue.StreamDone, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{queue.DoneSubject(jr.job.ID)},
-	})
-	if err != nil {
-		return fmt.Errorf("follow completions: %w", err)
-	}
-	info, err := it.Info(ctx)
-	if err != nil {
-		it.Stop()
-		return fmt.Errorf("follow completions: %w", err)
-	}
-	for range info.NumPending { // replay synchronously
-		msg, err := it.Next(ctx)
-		if err != nil {
-			it.Stop()
-			return fmt.Errorf("replay completions: %w", err)
-		}
-		if d := decodeDone(msg); d != nil {
-			jr.record(d)
-		}
-	}
-	if info.NumPending > 0 {
-		jr.logger.InfoContext(ctx, "replayed completions", "count", len(jr.done))
-	}
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			msg, err := it.Next(ctx)
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
-					// The job goes on without completions: it re-issues
-					// its work and then fails, loudly.
-					jr.logger.ErrorContext(ctx, "following completions failed", "err", err)
-				}
-				return
-			}
-			if d := decodeDone(msg); d != nil {
-				select {
-				case jr.dones <- d:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	jr.stop = func() { it.Stop(); <-stopped }
-	return nil
-}
-
-func decodeDone(msg jetstream.Msg) *queue.Done {
-	var d queue.Done
-	if err := queue.Decode(msg.Data(), &d); err != nil {
-		return nil
-	}
-	return &d
-}
-
-// isDone reports whether unit u has completed.
-func (jr *jobRun) isDone(u dispatch.Unit) bool {
-	jr.mu.Lock()
-	defer jr.mu.Unlock()
-	_, ok := jr.done[u]
-	return ok
-}
-
-// completion returns u's completion, or nil.
-func (jr *jobRun) completion(u dispatch.Unit) *queue.Done {
-	jr.mu.Lock()
-	defer jr.mu.Unlock()
-	return jr.done[u]
-}
-
-// record notes a completion; it reports whether it was new.
-func (jr *jobRun) record(d *queue.Done) bool {
-	u := unitOf(d)
-	jr.mu.Lock()
-	defer jr.mu.Unlock()
-	if _, ok := jr.done[u]; ok {
-		return false
-	}
-	jr.done[u] = d
-	if d.Error == "" && (d.Op == queue.OpRead || d.Op == queue.WriteChunk || d.Op == queue.WriteExtents) {
-		jr.job.Progress.ChunksDone++
-		jr.job.Progress.BytesDone += d.Length
-	}
-	return true
 }
 
 // cleanup stops following completions and removes the job's transient
@@ -147,9 +47,12 @@ func (jr *jobRun) purge(ctx context.Context, completions bool) {
 	if s, err := jr.c.js.Stream(ctx, queue.StreamWork); err == nil {
 		_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.JobWorkFilter(jr.job.ID)))
 	}
+	if s, err := jr.c.js.Stream(ctx, queue.StreamReady); err == nil {
+		_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.ReadySubject(jr.job.ID)))
+	}
 	if completions {
 		if s, err := jr.c.js.Stream(ctx, queue.StreamDone); err == nil {
-			_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.DoneSubject(jr.job.ID)))
+			_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.DoneFilter(jr.job.ID)))
 		}
 	}
 }
@@ -174,16 +77,13 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 			select {
 			case <-phaseCtx.Done():
 				return
-			case d := <-jr.dones:
-				if !jr.record(d) {
+			case v := <-jr.dones:
+				c, news := jr.rec.add(v)
+				if !news {
 					continue
 				}
-				c := dispatch.Completion{Unit: unitOf(d)}
-				switch {
-				case d.Error != "":
-					c.Err = fmt.Errorf("%s %d: %s", d.Op, d.Index, d.Error)
-				case d.Op == queue.OpScanPart:
-					c.Unit, c.Alive, c.Attempt = dispatch.Unit{Op: queue.OpScan}, true, d.Target
+				if c.Err != nil {
+					c.Err = jr.failure(c.Err)
 				}
 				select {
 				case completions <- c:
@@ -196,7 +96,7 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 	err := dispatch.Run(ctx, dispatch.Config{
 		Window: cfg.Window, Timeout: cfg.ChunkTimeout, MaxAttempts: cfg.MaxAttempts, Stall: cfg.StallTimeout,
 		Ticks: ticker.C, Transient: isTransient, OnTick: func() { jr.progress(ctx) }, Logger: jr.logger,
-	}, units, jr.isDone, completions, func(ctx context.Context, u dispatch.Unit, attempt int) error {
+	}, units, jr.rec.done, completions, func(ctx context.Context, u dispatch.Unit, attempt int) error {
 		msgID := fmt.Sprintf("%s.%s.%d.%d.e%d.a%d", jr.job.ID, u.Op, u.Target, u.Index, jr.job.Epoch, attempt)
 		return publish(ctx, u, attempt, msgID)
 	})
@@ -272,8 +172,8 @@ func (jr *jobRun) rate() {
 
 // progress publishes a progress event and, now and then, saves the record.
 func (jr *jobRun) progress(ctx context.Context) {
-	jr.mu.Lock() // the completions of a phase update the progress meanwhile
-	defer jr.mu.Unlock()
+	jr.rec.mu.Lock() // the completions of a phase update the progress meanwhile
+	defer jr.rec.mu.Unlock()
 	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
 	if time.Since(jr.lastSave) > 5*time.Second {
@@ -307,18 +207,6 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Once the job has ended, however it ended, nothing needs its staged
-		// chunks: a failed job leaves those not yet stored, and a compressor
-		// stopped between acknowledging a stored one and deleting it leaves
-		// that one, even in a job that succeeded. A job interrupted by
-		// shutdown resumes and may need them.
-		if ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled) {
-			if n, derr := repo.DeleteStaging(context.WithoutCancel(ctx), jr.job.ID); derr != nil || n > 0 {
-				jr.logger.InfoContext(ctx, "removed staged chunks of the ended job", "count", n, "err", derr)
-			}
-		}
-	}()
 	if jr.job.SnapshotID == "" {
 		jr.job.SnapshotID = repository.NewSnapshotID()
 	}
@@ -391,20 +279,18 @@ func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository,
 		}
 	}
 	parent := jr.parent(ctx, repo, manifest.ModeVolume)
-	subject := queue.ReadSubject(req.Source.Host, jr.job.ID)
-	err := jr.phase(ctx, all, func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
+	err := jr.phase(ctx, all, func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
 		r := layout.At(u.Index, stat.Size, req.ChunkSize)
-		item := &queue.ReadItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Path: readPath,
-			Index: r.Index, Offset: r.Offset, Length: r.Length, Repo: req.Repo,
+		item := &queue.ReadChunk{
+			V: queue.WorkVersion, JobID: jr.job.ID, Index: r.Index, Attempt: attempt, Repo: req.Repo,
+			Path: readPath, Offset: r.Offset, Length: r.Length,
 		}
 		if parent != nil && u.Index < len(parent.Chunks) {
 			if pc := parent.Chunks[u.Index]; !pc.Zero && pc.Offset == r.Offset && pc.Length == r.Length {
-				item.ParentHash, item.ParentStored = pc.Hash, pc.StoredSize
+				item.Parent = &queue.ParentChunk{Hash: pc.Hash, StoredSize: pc.StoredSize}
 			}
 		}
-		_, err := jr.c.js.Publish(ctx, subject, queue.Encode(item), jetstream.WithMsgID(msgID))
-		return err
+		return jr.sendWork(ctx, u.Op, req.Source.Host, item, msgID)
 	})
 	if err != nil {
 		return nil, err
@@ -463,7 +349,7 @@ func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
 	st.SourceBytes, st.Chunks = stat.Size, n
 	seen := make(map[string]bool)
 	for i := range n {
-		d := jr.completion(dispatch.Unit{Op: queue.OpRead, Index: i})
+		d := jr.rec.chunk(i)
 		c := manifest.Chunk{Offset: int64(i) * req.ChunkSize, Length: d.Length}
 		if d.Zero {
 			c.Zero = true
@@ -515,22 +401,22 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	}
 	publish := func(ctx context.Context, u dispatch.Unit, _ int, msgID string) error {
 		t := req.Targets[u.Target]
-		item := &queue.WriteItem{
-			V: queue.MessageVersion, JobID: jr.job.ID, Op: u.Op, Target: u.Target, Path: t.Path,
-			Repo: req.Repo, Size: snap.Size, Overwrite: req.Overwrite, Index: u.Index,
-		}
-		if u.Op == queue.WritePrepare {
-			item.Keep = jr.c.otherRestores(jr.job.ID)
-		}
-		if u.Op == queue.WritePrepare || u.Op == queue.WriteFinish {
-			item.FileMode = snap.FileMode
-		}
-		if u.Op == queue.WriteChunk {
+		step := queue.Step{V: queue.WorkVersion, JobID: jr.job.ID, Target: u.Target, Index: u.Index, Path: t.Path}
+		var item any
+		switch u.Op {
+		case queue.OpPrepare:
+			item = &queue.PrepareVolume{Step: step, Size: snap.Size, Overwrite: req.Overwrite,
+				Keep: jr.c.otherRestores(jr.job.ID), FileMode: snap.FileMode}
+		case queue.OpChunk:
 			c := snap.Chunks[u.Index]
-			item.Offset, item.Length, item.Hash, item.Zero = c.Offset, c.Length, c.Hash, c.Zero
+			item = &queue.WriteChunk{Step: step, Repo: req.Repo, Size: snap.Size,
+				Offset: c.Offset, Length: c.Length, Hash: c.Hash, Zero: c.Zero}
+		case queue.OpFinish:
+			item = &queue.FinishVolume{Step: step, Size: snap.Size, Overwrite: req.Overwrite, FileMode: snap.FileMode}
+		case queue.OpAbort:
+			item = &queue.AbortRestore{Step: step}
 		}
-		_, err := jr.c.js.Publish(ctx, queue.WriteSubject(t.Host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
-		return err
+		return jr.sendWork(ctx, u.Op, t.Host, item, msgID)
 	}
 	perTarget := func(op string) iter.Seq[dispatch.Unit] {
 		return func(yield func(dispatch.Unit) bool) {
@@ -544,18 +430,18 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	chunks := func(yield func(dispatch.Unit) bool) {
 		for i, c := range snap.Chunks {
 			for t := range req.Targets {
-				if c.Zero && !jr.completion(dispatch.Unit{Op: queue.WritePrepare, Target: t}).Device {
+				if c.Zero && !jr.rec.step(dispatch.Unit{Op: queue.OpPrepare, Target: t}).Device {
 					// A hole in a new file is already zero: nothing to write.
-					jr.record(&queue.Done{Op: queue.WriteChunk, Target: t, Index: i, Length: c.Length, Zero: true})
+					jr.rec.add(&queue.StepDone{Op: queue.OpChunk, Target: t, Index: i, Length: c.Length})
 					continue
 				}
-				if !yield(dispatch.Unit{Op: queue.WriteChunk, Target: t, Index: i}) {
+				if !yield(dispatch.Unit{Op: queue.OpChunk, Target: t, Index: i}) {
 					return
 				}
 			}
 		}
 	}
-	for _, step := range []iter.Seq[dispatch.Unit]{perTarget(queue.WritePrepare), chunks, perTarget(queue.WriteFinish)} {
+	for _, step := range []iter.Seq[dispatch.Unit]{perTarget(queue.OpPrepare), chunks, perTarget(queue.OpFinish)} {
 		if err := jr.phase(ctx, step, publish); err != nil {
 			jr.abortRestore(ctx, publish)
 			return err
@@ -585,14 +471,14 @@ func (jr *jobRun) abortRestore(ctx context.Context, publish publishFunc) {
 	}
 	targets := len(jr.job.Restore.Targets)
 	for t := range targets {
-		if err := publish(endCtx, dispatch.Unit{Op: queue.WriteAbort, Target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t)); err != nil {
+		if err := publish(endCtx, dispatch.Unit{Op: queue.OpAbort, Target: t}, 0, fmt.Sprintf("%s.abort.%d", jr.job.ID, t)); err != nil {
 			jr.logger.WarnContext(endCtx, "abort restore", "target", t, "err", err)
 		}
 	}
 	waitCtx, cancel := context.WithTimeout(endCtx, abortWait)
 	defer cancel()
 	it, err := queue.NewTail(waitCtx, jr.c.js, queue.StreamDone, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{queue.DoneSubject(jr.job.ID)},
+		FilterSubjects: []string{queue.DoneSubject(jr.job.ID, queue.DoneStep)},
 	})
 	if err != nil {
 		jr.logger.WarnContext(endCtx, "partial files of the failed restore may remain", "err", err)
@@ -607,7 +493,8 @@ func (jr *jobRun) abortRestore(ctx context.Context, publish publishFunc) {
 				"removed", len(aborted), "targets", targets, "err", err)
 			return
 		}
-		if d := decodeDone(msg); d != nil && d.Op == queue.WriteAbort {
+		var d queue.StepDone
+		if queue.Decode(msg.Data(), &d) == nil && d.Op == queue.OpAbort {
 			aborted[d.Target] = true
 		}
 	}
@@ -647,3 +534,43 @@ func (jr *jobRun) checkUnchanged(ctx context.Context, readPath string, snap *man
 	jr.warn(fmt.Sprintf(changedWarning, why))
 	jr.logger.WarnContext(ctx, "source changed while read", "why", why)
 }
+
+// sendWork publishes a work item of op for host, deduplicated by msgID.
+func (jr *jobRun) sendWork(ctx context.Context, op, host string, item any, msgID string) error {
+	_, err := jr.c.js.Publish(ctx, queue.WorkSubject(op, host, jr.job.ID), queue.Encode(item), jetstream.WithMsgID(msgID))
+	return err
+}
+
+// failure turns the failure a worker reported into the job's error: one
+// sentence saying what failed, where, and why.
+func (jr *jobRun) failure(err error) error {
+	var we *WorkError
+	if !errors.As(err, &we) {
+		return err
+	}
+	f := &we.Failed
+	what := ""
+	switch {
+	case jr.job.Backup != nil && f.Op == queue.OpScan:
+		what = "scanning " + jr.job.Backup.Source.String()
+	case jr.job.Backup != nil && f.Code == queue.CodeSource:
+		what = "reading " + jr.job.Backup.Source.String()
+	case jr.job.Backup != nil:
+		what = fmt.Sprintf("storing chunk %d of %s", f.Index, jr.job.Backup.Source)
+	case jr.job.Restore != nil && f.Target < len(jr.job.Restore.Targets):
+		what = "restoring to " + jr.job.Restore.Targets[f.Target].String()
+	}
+	if what == "" {
+		return err
+	}
+	return &jobError{what: what, err: we}
+}
+
+// jobError is a job's error: what it was doing, and the worker's failure.
+type jobError struct {
+	what string
+	err  *WorkError
+}
+
+func (e *jobError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }

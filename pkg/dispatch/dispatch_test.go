@@ -44,6 +44,13 @@ var errTransient = errors.New("no responders")
 
 func start(t *testing.T, window int, work iter.Seq[dispatch.Unit], done func(dispatch.Unit) bool, tweaks ...func(*dispatch.Config)) *harness {
 	t.Helper()
+	return startFailing(t, nil, window, work, done, tweaks...)
+}
+
+// startFailing is start with the first publishes failing with failFirst,
+// queued before Run starts, so that they are the first it sees.
+func startFailing(t *testing.T, failFirst []error, window int, work iter.Seq[dispatch.Unit], done func(dispatch.Unit) bool, tweaks ...func(*dispatch.Config)) *harness {
+	t.Helper()
 	h := &harness{
 		t: t, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		ticks: make(chan time.Time), completions: make(chan dispatch.Completion),
@@ -56,6 +63,9 @@ func start(t *testing.T, window int, work iter.Seq[dispatch.Unit], done func(dis
 	}
 	for _, tweak := range tweaks {
 		tweak(&cfg)
+	}
+	for _, err := range failFirst {
+		h.failNext <- err
 	}
 	ctx, cancel := context.WithCancelCause(t.Context())
 	h.cancel = cancel
@@ -256,8 +266,7 @@ func TestFailedUnit(t *testing.T) {
 // without spending an attempt; any other fails the step.
 func TestPublishErrors(t *testing.T) {
 	t.Parallel()
-	h := start(t, 1, units("read", 1), nil)
-	h.failNext <- errTransient
+	h := startFailing(t, []error{errTransient}, 1, units("read", 1), nil)
 	h.advance(time.Second)
 	h.expectSent(sentItem{u(0), 0})
 	h.complete(u(0))
@@ -265,8 +274,7 @@ func TestPublishErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h = start(t, 1, units("read", 1), nil)
-	h.failNext <- errors.New("permission denied")
+	h = startFailing(t, []error{errors.New("permission denied")}, 1, units("read", 1), nil)
 	if err := h.wait(); err == nil {
 		t.Fatal("Run succeeded though publishing failed for good")
 	}

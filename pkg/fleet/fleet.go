@@ -1,19 +1,19 @@
 // Package fleet runs a whole bulkbackup fleet in one process: an embedded
 // NATS server with JetStream, the coordinator, a reader for this host and a
 // pool of compressors, all talking over the same subjects a distributed
-// fleet uses, except that the reader hands raw chunks to the compressors in
-// memory rather than through the raw queue (Config.RawViaNATS). It is
-// bulkctl's default when no NATS URL is given, and the fleet of the demo
-// and the integration tests.
+// fleet uses. By default the reader compresses and stores the chunks it
+// reads with the process's compressors, as a reader with --compress does;
+// Config.DataPlane makes it hand them to the compressors the way a reader
+// of another machine does instead. It is bulkctl's default when no NATS URL
+// is given, and the fleet of the demo and the integration tests.
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,32 +27,34 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/reader"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/service"
 )
 
 // Config configures a Fleet. Zero values take defaults.
 type Config struct {
 	// Dir holds the embedded server's JetStream data; required.
 	Dir string
-	// Host is the reader's host name; defaults to LocalHost().
+	// Host is the reader's host name; defaults to service.LocalHost().
 	Host string
 	// Compressors is the number of compressor workers; 0 means one per CPU.
 	Compressors int
 	// Readers is the number of reader workers; 0 means the reader's default.
 	Readers int
-	// RawMaxBytes bounds raw chunk bytes in flight; 0 means the default.
-	RawMaxBytes int64
+	// MaxHeld bounds the raw chunk bytes the reader holds for the
+	// compressors (with DataHTTP or DataNATS); 0 means the reader's
+	// default.
+	MaxHeld int64
 	// MaxPayload bounds one NATS message; 0 means broker.DefaultMaxPayload.
 	MaxPayload int32
-	// RawViaNATS sends raw chunks from the reader to the compressors
-	// through the NATS raw queue, as a fleet of separate processes does.
-	// By default they are handed over in memory, which saves every raw
-	// byte its copies through the server.
-	RawViaNATS bool
-	// StoreTimeout bounds how long the compressor retries a chunk while
-	// the repository fails; 0 means compressor.DefaultStoreTimeout.
-	StoreTimeout time.Duration
-	// Repos opens repositories; required.
+	// DataPlane is how raw chunks reach the compressors: DataLocal (the
+	// default), DataHTTP or DataNATS.
+	DataPlane DataPlane
+	// Repos opens repositories for the coordinator; required.
 	Repos *repository.Cache
+	// WorkerRepos opens repositories for the reader and the compressors,
+	// which may retry a failing repository longer than the coordinator's
+	// checks should wait (pkg/store/retry); nil means Repos.
+	WorkerRepos *repository.Cache
 	// Coordinator overrides coordinator settings (Repos, Logger and Streams
 	// are filled in).
 	Coordinator coordinator.Config
@@ -60,6 +62,35 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, is shared by every component.
 	Metrics *metrics.Metrics
+}
+
+// DataPlane names how the reader hands raw chunks to the compressors.
+type DataPlane string
+
+// The data planes of Config.DataPlane.
+const (
+	// DataLocal: the reader stores each chunk through the compressors of
+	// its process, in memory (reader.Config.Compress).
+	DataLocal DataPlane = "local"
+	// DataHTTP: the reader holds each chunk and announces it on the
+	// ready stream; a compressor fetches it from the reader's data server
+	// on 127.0.0.1, as the compressors of other machines do.
+	DataHTTP DataPlane = "http"
+	// DataNATS: as DataHTTP, but the compressors fetch the bytes by
+	// request/reply through the NATS server (a reader without a data
+	// server, or one the compressors cannot reach).
+	DataNATS DataPlane = "nats"
+)
+
+// ParseDataPlane returns the DataPlane s names ("" is DataLocal).
+func ParseDataPlane(s string) (DataPlane, error) {
+	switch DataPlane(s) {
+	case "", DataLocal:
+		return DataLocal, nil
+	case DataHTTP, DataNATS:
+		return DataPlane(s), nil
+	}
+	return "", fmt.Errorf("data plane %q: want local, http or nats", s)
 }
 
 // Fleet is a running single-process fleet.
@@ -73,33 +104,19 @@ type Fleet struct {
 	host   string
 }
 
-// LocalHost returns this machine's short host name, made safe as a subject
-// token ("local" if it has none).
-func LocalHost() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "local"
-	}
-	h, _, _ = strings.Cut(h, ".")
-	var b strings.Builder
-	for _, r := range h {
-		if r == '-' || r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
-
 // Start starts the server and every service, and returns once they serve.
 func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	if cfg.Repos == nil {
 		return nil, errors.New("fleet: Config.Repos is required")
 	}
 	if cfg.Host == "" {
-		cfg.Host = LocalHost()
+		cfg.Host = service.LocalHost()
 	}
+	plane, err := ParseDataPlane(string(cfg.DataPlane))
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	workerRepos := cmp.Or(cfg.WorkerRepos, cfg.Repos)
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -121,7 +138,6 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 
 	cc := cfg.Coordinator
 	cc.Repos, cc.Logger, cc.Metrics = cfg.Repos, logger, cfg.Metrics
-	cc.Streams.RawMaxBytes = cfg.RawMaxBytes
 	nc, err := connect("coordinator")
 	if err != nil {
 		f.Close()
@@ -147,21 +163,29 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, err
 	}
 	comp, err := compressor.New(nc, compressor.Config{
-		Workers: cfg.Compressors, Repos: cfg.Repos, Logger: logger, Name: "fleet-" + cfg.Host, Metrics: cfg.Metrics, StoreTimeout: cfg.StoreTimeout,
+		Workers: cfg.Compressors, Repos: workerRepos, Logger: logger, Name: "fleet-" + cfg.Host, Metrics: cfg.Metrics,
 	})
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	f.spawn(func() error { return comp.Run(runCtx) })
 
 	if nc, err = connect("reader"); err != nil {
 		f.Close()
 		return nil, err
 	}
-	rc := reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: cfg.Repos, Logger: logger, Metrics: cfg.Metrics}
-	if !cfg.RawViaNATS {
-		rc.Handoff = comp.Handoff
+	rc := reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: workerRepos, Logger: logger, Metrics: cfg.Metrics, MaxHeld: cfg.MaxHeld}
+	// The compressors also serve the ready stream, for readers that hand
+	// chunks over rather than store them here.
+	f.spawn(func() error { return comp.Run(runCtx) })
+	switch plane {
+	case DataLocal:
+		// The compressors share this process's CPUs with the reader:
+		// a chunk waits for one of them rather than being announced to
+		// the others (there are none).
+		rc.Compress = comp
+	case DataHTTP:
+		rc.DataAddr = "127.0.0.1:0"
 	}
 	rd, err := reader.New(nc, rc)
 	if err != nil {

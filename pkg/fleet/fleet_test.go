@@ -169,78 +169,62 @@ func TestBackupRestore(t *testing.T) {
 	}
 }
 
-// TestFullRawQueue backs up through a raw queue that holds only two
-// chunks, so that readers wait for room most of the time (the reader's
-// gate: one waits, the others queue), and checks that nothing is lost.
-func TestFullRawQueue(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "vol.img")
-	if err := volgen.WriteFile(t.Context(), src, 24<<20+777, volgen.Options{Seed: 11}); err != nil {
-		t.Fatal(err)
-	}
-	b := setupFleet(t, storeurl.S3Options{}, fleet.Config{MaxPayload: 1 << 20, RawMaxBytes: 2 << 20, Readers: 8, Compressors: 1, RawViaNATS: true})
-	repo := filepath.Join(dir, "repo")
-	ev := b.backup(t, src, repo, 512<<10)
-	if ev.State != queue.StateSucceeded {
-		t.Fatalf("backup %s: %s", ev.State, ev.Error)
-	}
-	out := filepath.Join(dir, "out.img")
-	if ev = b.restore(t, repo, ev.SnapshotID, out); ev.State != queue.StateSucceeded {
-		t.Fatalf("restore %s: %s", ev.State, ev.Error)
-	}
-	if fileHash(t, out) != fileHash(t, src) {
-		t.Fatal("restored volume differs from the source")
+// TestSmallHoldWindow backs up through a reader that may hold only two
+// chunks for the compressors, so that its readers wait for room most of
+// the time, over both ways compressors fetch chunks, and checks that
+// nothing is lost.
+func TestSmallHoldWindow(t *testing.T) {
+	for _, plane := range []fleet.DataPlane{fleet.DataHTTP, fleet.DataNATS} {
+		t.Run(string(plane), func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "vol.img")
+			if err := volgen.WriteFile(t.Context(), src, 24<<20+777, volgen.Options{Seed: 11}); err != nil {
+				t.Fatal(err)
+			}
+			b := setupFleet(t, storeurl.S3Options{}, fleet.Config{MaxPayload: 1 << 20, MaxHeld: 1 << 20, Readers: 8, Compressors: 1, DataPlane: plane})
+			repo := filepath.Join(dir, "repo")
+			ev := b.backup(t, src, repo, 512<<10)
+			if ev.State != queue.StateSucceeded {
+				t.Fatalf("backup %s: %s", ev.State, ev.Error)
+			}
+			out := filepath.Join(dir, "out.img")
+			if ev = b.restore(t, repo, ev.SnapshotID, out); ev.State != queue.StateSucceeded {
+				t.Fatalf("restore %s: %s", ev.State, ev.Error)
+			}
+			if fileHash(t, out) != fileHash(t, src) {
+				t.Fatal("restored volume differs from the source")
+			}
+		})
 	}
 }
 
-// TestStagedChunks uses chunks larger than a NATS message, which travel as
-// staged objects in the repository.
-func TestStagedChunks(t *testing.T) {
+// TestChunksLargerThanAMessage uses chunks sixteen times the NATS message
+// limit, fetched through NATS in parts: nothing is staged anywhere, and
+// the volume restores whole.
+func TestChunksLargerThanAMessage(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "vol.img")
 	if err := volgen.WriteFile(t.Context(), src, 40<<20+3, volgen.Options{Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	b := setupFleet(t, storeurl.S3Options{}, fleet.Config{RawViaNATS: true})
+	b := setupFleet(t, storeurl.S3Options{}, fleet.Config{MaxPayload: 1 << 20, DataPlane: fleet.DataNATS})
 	repo := filepath.Join(dir, "repo")
 	ev := b.backup(t, src, repo, 16<<20)
 	if ev.State != queue.StateSucceeded {
 		t.Fatalf("backup %s: %s", ev.State, ev.Error)
 	}
-	entries, err := os.ReadDir(filepath.Join(repo, "staging"))
-	if err == nil {
-		for _, e := range entries {
-			sub, _ := os.ReadDir(filepath.Join(repo, "staging", e.Name()))
-			if len(sub) > 0 {
-				t.Fatalf("staged objects left behind: %d in %s", len(sub), e.Name())
-			}
+	entries, err := os.ReadDir(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "staging" {
+			t.Errorf("the repository holds a staging area: raw chunks went through it")
 		}
 	}
 	out := filepath.Join(dir, "out.img")
 	if ev = b.restore(t, repo, "latest", out); ev.State != queue.StateSucceeded {
 		t.Fatalf("restore %s: %s", ev.State, ev.Error)
-	}
-
-	// A compressor stopped between acknowledging a staged chunk and
-	// deleting it leaves the staged object; the coordinator removes it when
-	// the job ends, also when the job succeeds.
-	id := uuid.NewString()
-	leftover := filepath.Join(repo, filepath.FromSlash(repository.StagingKey(id, 99)))
-	if err := os.MkdirAll(filepath.Dir(leftover), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(leftover, []byte("raw chunk"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ev = b.do(t, queue.SubjectRequestBackup, &queue.BackupRequest{
-		V: queue.MessageVersion, JobID: id, Source: queue.Endpoint{Host: b.fleet.Host(), Path: src},
-		Repo: repo, ChunkSize: 16 << 20,
-	}, id)
-	if ev.State != queue.StateSucceeded {
-		t.Fatalf("second backup %s: %s", ev.State, ev.Error)
-	}
-	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
-		t.Errorf("staged object %s left after its job succeeded (%v)", leftover, err)
 	}
 	a, _ := os.ReadFile(src)
 	c, _ := os.ReadFile(out)

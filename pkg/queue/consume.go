@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -74,7 +76,20 @@ type ConsumeConfig struct {
 	// message is handed back for redelivery, and with "permanent" when one
 	// is given up on (for metrics).
 	OnRetry func(reason string)
+	// Conn, when set, is the connection the consumer pulls over: when it
+	// reconnects (the server restarted, or the client moved to another
+	// node) Consume returns ErrReconnected, so that Serve binds the
+	// consumer afresh. A pull iterator carried across a server restart
+	// can otherwise wait for messages forever while heartbeats still come.
+	Conn *nats.Conn
 }
+
+// ErrReconnected is returned by Consume when ConsumeConfig.Conn reconnected
+// under it.
+var ErrReconnected = errors.New("consume: the connection reconnected")
+
+// reconnectPoll is how often Consume looks for a reconnect.
+const reconnectPoll = time.Second
 
 // Consume pulls messages from cons and hands them to h on cfg.Workers
 // goroutines until ctx is cancelled. Then it stops pulling, lets in-flight
@@ -128,6 +143,28 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 			}
 		})
 	}
+	var reconnected atomic.Bool
+	if nc := cfg.Conn; nc != nil {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go func() {
+			start := nc.Stats().Reconnects
+			tick := time.NewTicker(reconnectPoll)
+			defer tick.Stop()
+			for {
+				select {
+				case <-watchCtx.Done():
+					return
+				case <-tick.C:
+				}
+				if nc.Stats().Reconnects != start {
+					reconnected.Store(true)
+					it.Drain() // what was pulled still comes out, to be naked
+					return
+				}
+			}
+		}()
+	}
 	var loopErr error
 	// Messages pulled but not started when ctx ends are naked only once the
 	// iterator is drained: naked while it still has pull requests open, they
@@ -141,7 +178,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 			}
 			break
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || reconnected.Load() {
 			unstarted = append(unstarted, msg)
 			continue
 		}
@@ -156,6 +193,9 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, cfg Consum
 		_ = msg.Nak()
 	}
 	wg.Wait()
+	if loopErr == nil && reconnected.Load() && ctx.Err() == nil {
+		loopErr = ErrReconnected
+	}
 	return loopErr
 }
 
@@ -206,10 +246,15 @@ func Serve(ctx context.Context, js jetstream.JetStream, stream string, cc jetstr
 		cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
 		if err == nil {
 			waiting = false
+			cfg.Conn = js.Conn()
 			err = Consume(ctx, cons, h, cfg)
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if errors.Is(err, ErrReconnected) {
+			logger.InfoContext(ctx, "reconnected; binding the consumer again", "stream", stream, "consumer", cc.Durable)
+			continue
 		}
 		if !waiting {
 			logger.WarnContext(ctx, "consumer unavailable; retrying", "stream", stream, "consumer", cc.Durable, "err", err)

@@ -541,7 +541,7 @@ func TestSetupIdempotent(t *testing.T) {
 	want := map[string]jetstream.StorageType{
 		queue.StreamRequests: jetstream.FileStorage,
 		queue.StreamWork:     jetstream.FileStorage,
-		queue.StreamRaw:      jetstream.MemoryStorage,
+		queue.StreamReady:    jetstream.FileStorage,
 		queue.StreamDone:     jetstream.FileStorage,
 		queue.StreamEvents:   jetstream.FileStorage,
 	}
@@ -555,26 +555,15 @@ func TestSetupIdempotent(t *testing.T) {
 			t.Errorf("stream %s storage = %v, want %v", name, got, storage)
 		}
 	}
-	raw, err := js.Stream(t.Context(), queue.StreamRaw)
+	// Only descriptors enter the ready stream: raw bytes never do.
+	ready, err := js.Stream(t.Context(), queue.StreamReady)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := raw.CachedInfo().Config; got.MaxBytes != queue.DefaultRawMaxBytes || got.Discard != jetstream.DiscardNew {
-		t.Errorf("raw stream MaxBytes = %d, Discard = %v; want %d, DiscardNew", got.MaxBytes, got.Discard, queue.DefaultRawMaxBytes)
+	if got := ready.CachedInfo().Config; got.MaxMsgSize != 1<<20 || got.Retention != jetstream.WorkQueuePolicy {
+		t.Errorf("ready stream MaxMsgSize = %d, retention %v; want 1 MiB, work queue", got.MaxMsgSize, got.Retention)
 	}
 	if _, err := js.KeyValue(t.Context(), queue.BucketJobs); err != nil {
 		t.Errorf("bucket %s: %v", queue.BucketJobs, err)
-	}
-
-	// A later Setup with another bound updates the stream in place.
-	if err := queue.Setup(t.Context(), js, queue.StreamConfig{RawMaxBytes: 1 << 20}); err != nil {
-		t.Fatalf("Setup with a new raw bound: %v", err)
-	}
-	info, err := raw.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.Config.MaxBytes != 1<<20 {
-		t.Errorf("raw stream MaxBytes after update = %d, want %d", info.Config.MaxBytes, 1<<20)
 	}
 }

@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
-	"github.com/bulkbackup/bulkbackup/pkg/plan"
 )
 
-// MessageVersion is the version of the JSON messages below. Every message
-// carries it in "v"; receivers reject versions they do not know.
+// MessageVersion is the version of the JSON messages clients exchange with
+// the coordinator: requests, job records, events, the API. Every message
+// carries its version in "v"; receivers reject versions they do not know.
+// The fleet's own messages have their own version, WorkVersion.
 const MessageVersion = 1
 
 // ErrBadMessage is wrapped by every decoding and validation error.
@@ -34,8 +35,12 @@ func Decode(data []byte, v interface{ version() int }) error {
 	if _, err := dec.Token(); err != io.EOF { // More would accept a stray '}' or ']'
 		return fmt.Errorf("%w: trailing data after the JSON object", ErrBadMessage)
 	}
-	if got := v.version(); got != MessageVersion {
-		return fmt.Errorf("%w: version %d (want %d)", ErrBadMessage, got, MessageVersion)
+	want := MessageVersion
+	if _, ok := v.(interface{ work() }); ok {
+		want = WorkVersion
+	}
+	if got := v.version(); got != want {
+		return fmt.Errorf("%w: version %d (want %d)", ErrBadMessage, got, want)
 	}
 	return nil
 }
@@ -237,138 +242,6 @@ type Event struct {
 
 func (e *Event) version() int { return e.V }
 
-// ReadItem asks the reader of a host to read one chunk of a source.
-type ReadItem struct {
-	V       int    `json:"v"`
-	JobID   string `json:"job_id"`
-	Path    string `json:"path"`
-	Index   int    `json:"index"`
-	Offset  int64  `json:"offset"`
-	Length  int64  `json:"length"`
-	Attempt int    `json:"attempt"`
-	// Repo is used to stage chunks too large for a message.
-	Repo string `json:"repo"`
-	// ParentHash and ParentStored describe this chunk in the source's
-	// previous snapshot. A reader whose chunk hashes to ParentHash reports
-	// it done at once: unchanged data never travels or is compressed again.
-	ParentHash   string `json:"parent_hash,omitempty"`
-	ParentStored int64  `json:"parent_stored,omitempty"`
-	// Pieces, in files mode, are the file pieces that make up the chunk,
-	// laid end to end; Path is then the tree's root.
-	Pieces []plan.Piece `json:"pieces,omitempty"`
-}
-
-func (r *ReadItem) version() int { return r.V }
-
-// ScanItem asks the reader of a host to list a tree (files mode). The
-// reader answers with Done messages: OpScanPart ones carrying the entries
-// in batches (Target is the attempt, Index the batch), then one OpScan
-// naming how many batches that attempt sent.
-type ScanItem struct {
-	V       int    `json:"v"`
-	JobID   string `json:"job_id"`
-	Path    string `json:"path"`
-	Attempt int    `json:"attempt"`
-}
-
-func (r *ScanItem) version() int { return r.V }
-
-// Write operations of a restore, in the order the coordinator issues them
-// for each target.
-const (
-	WritePrepare = "prepare" // create or check the target, set its size
-	WriteChunk   = "chunk"   // fetch, verify and write one chunk
-	WriteFinish  = "finish"  // flush the target to stable storage
-	WriteAbort   = "abort"   // remove the partial file of a failed restore
-
-	// Steps of a files-mode restore, in order.
-	WriteEntries  = "entries"  // create directories and partial files
-	WriteExtents  = "extents"  // fetch, verify one chunk, write its extents
-	WriteMetadata = "metadata" // set owner, mode, times; move files into place; make symlinks
-	WriteLinks    = "links"    // make hard links
-	WriteDirs     = "dirs"     // set directories' owner, mode and times; flush
-)
-
-// WriteItem asks the reader of a host to do one step of a restore.
-type WriteItem struct {
-	V      int    `json:"v"`
-	JobID  string `json:"job_id"`
-	Op     string `json:"op"`
-	Target int    `json:"target"`
-	Path   string `json:"path"`
-	Repo   string `json:"repo"`
-	// Size is the volume size (prepare).
-	Size      int64 `json:"size,omitempty"`
-	Overwrite bool  `json:"overwrite,omitempty"`
-	// FileMode, on prepare and finish, is the mode a file target gets
-	// (the snapshot's file_mode); absent to keep the restore's 0600.
-	FileMode *uint32 `json:"file_mode,omitempty"`
-	// Chunk fields (chunk).
-	Index  int    `json:"index,omitempty"`
-	Offset int64  `json:"offset,omitempty"`
-	Length int64  `json:"length,omitempty"`
-	Hash   string `json:"hash,omitempty"`
-	Zero   bool   `json:"zero,omitempty"`
-	// Files mode: the target is a directory (also for abort), Entries the
-	// entries a step handles, Parts where a chunk's bytes go.
-	Tree    bool             `json:"tree,omitempty"`
-	Entries []manifest.Entry `json:"entries,omitempty"`
-	Parts   []plan.Extent    `json:"parts,omitempty"`
-	// Keep, on prepare and entries, names the other restore jobs still
-	// running: their partial files are work in progress, those of any
-	// other job debris of an interrupted restore, removed.
-	Keep []string `json:"keep,omitempty"`
-}
-
-func (w *WriteItem) version() int { return w.V }
-
-// Done records the completion (or permanent failure) of one piece of work:
-// a chunk stored (backup) or a write step done (restore).
-type Done struct {
-	V      int    `json:"v"`
-	JobID  string `json:"job_id"`
-	Op     string `json:"op"` // OpRead for backup chunks, a Write* for restore steps
-	Index  int    `json:"index"`
-	Target int    `json:"target,omitempty"`
-	Length int64  `json:"length"`
-	// Backup results.
-	Hash       string `json:"hash,omitempty"`
-	StoredSize int64  `json:"stored_size,omitempty"`
-	Zero       bool   `json:"zero,omitempty"`
-	New        bool   `json:"new,omitempty"`
-	// Device reports, on prepare, that the target is a block device, so
-	// zero chunks must be written rather than left as holes.
-	Device bool `json:"device,omitempty"`
-	// Error, when set, fails the job: the work cannot succeed by retrying.
-	Error string `json:"error,omitempty"`
-	// Files mode: a batch of scanned entries (OpScanPart), the number of
-	// batches of a finished scan (OpScan), what went wrong with single
-	// files (OpScan, OpProblems), none of which fails the job. Attempt
-	// names the scan attempt whose batches an OpScan completes.
-	Entries  []manifest.Entry `json:"entries,omitempty"`
-	Batches  int              `json:"batches,omitempty"`
-	Attempt  int              `json:"attempt,omitempty"`
-	Problems []FileProblem    `json:"problems,omitempty"`
-	// Worker names who did it, for logs.
-	Worker string `json:"worker,omitempty"`
-}
-
-func (d *Done) version() int { return d.V }
-
-// FileProblem is a file a backup could not read (Unread) or whose content
-// is suspect, with why; Path is relative to the tree's root, or a quoted
-// absolute name when it cannot be recorded.
-type FileProblem struct {
-	Path   string `json:"path"`
-	Unread bool   `json:"unread,omitempty"`
-	Error  string `json:"error"`
-}
-
-// DoneMsgID is the deduplication ID of a completion.
-func DoneMsgID(d *Done) string {
-	return fmt.Sprintf("%s.%s.%d.%d", d.JobID, d.Op, d.Target, d.Index)
-}
-
 // StatRequest asks a host's reader to describe a source.
 type StatRequest struct {
 	V    int    `json:"v"`
@@ -399,16 +272,6 @@ type StatReply struct {
 }
 
 func (r *StatReply) version() int { return r.V }
-
-// Headers of a raw chunk message on StreamRaw; the body is the raw bytes,
-// or empty when HeaderStaged names the staging key instead.
-const (
-	HeaderJob    = "Bulk-Job"
-	HeaderIndex  = "Bulk-Index"
-	HeaderOffset = "Bulk-Offset"
-	HeaderLength = "Bulk-Length"
-	HeaderStaged = "Bulk-Staged"
-)
 
 // The coordinator's request/reply API, served as the NATS micro service
 // "bulkbackup" (so `nats micro ls` lists it). Errors come back as micro

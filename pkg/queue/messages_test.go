@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
@@ -90,12 +92,36 @@ func TestDecodeEveryMessage(t *testing.T) {
 			func(b []byte) (any, error) { var v queue.Job; return &v, queue.Decode(b, &v) }},
 		{"Event", &queue.Event{V: 1, JobID: "j", Kind: queue.KindRestore, State: queue.StateRunning, Message: "waiting"},
 			func(b []byte) (any, error) { var v queue.Event; return &v, queue.Decode(b, &v) }},
-		{"ReadItem", &queue.ReadItem{V: 1, JobID: "j", Path: "/p", Index: 3, Offset: 12288, Length: 4096, Attempt: 1, Repo: "/r"},
-			func(b []byte) (any, error) { var v queue.ReadItem; return &v, queue.Decode(b, &v) }},
-		{"WriteItem", &queue.WriteItem{V: 1, JobID: "j", Op: queue.WriteChunk, Path: "/t", Repo: "/r", Index: 2, Offset: 8192, Length: 4096, Hash: "ab"},
-			func(b []byte) (any, error) { var v queue.WriteItem; return &v, queue.Decode(b, &v) }},
-		{"Done", &queue.Done{V: 1, JobID: "j", Op: queue.OpRead, Index: 7, Length: 4096, Hash: "ab", StoredSize: 100, New: true},
-			func(b []byte) (any, error) { var v queue.Done; return &v, queue.Decode(b, &v) }},
+		{"ReadChunk", &queue.ReadChunk{V: 2, JobID: "j", Path: "/p", Index: 3, Offset: 12288, Length: 4096, Attempt: 1, Repo: "/r",
+			Parent: &queue.ParentChunk{Hash: "ab", StoredSize: 10}},
+			func(b []byte) (any, error) { var v queue.ReadChunk; return &v, queue.Decode(b, &v) }},
+		{"ScanTree", &queue.ScanTree{V: 2, JobID: "j", Path: "/p", Attempt: 2},
+			func(b []byte) (any, error) { var v queue.ScanTree; return &v, queue.Decode(b, &v) }},
+		{"PrepareVolume", &queue.PrepareVolume{Step: queue.Step{V: 2, JobID: "j", Target: 1, Path: "/t"}, Size: 8192, Keep: []string{"k"}},
+			func(b []byte) (any, error) { var v queue.PrepareVolume; return &v, queue.Decode(b, &v) }},
+		{"WriteChunk", &queue.WriteChunk{Step: queue.Step{V: 2, JobID: "j", Index: 2, Path: "/t"}, Repo: "/r", Size: 8192, Offset: 4096, Length: 4096, Hash: "ab"},
+			func(b []byte) (any, error) { var v queue.WriteChunk; return &v, queue.Decode(b, &v) }},
+		{"FinishVolume", &queue.FinishVolume{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Size: 8192, Overwrite: true},
+			func(b []byte) (any, error) { var v queue.FinishVolume; return &v, queue.Decode(b, &v) }},
+		{"AbortRestore", &queue.AbortRestore{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Tree: true},
+			func(b []byte) (any, error) { var v queue.AbortRestore; return &v, queue.Decode(b, &v) }},
+		{"TreeEntries", &queue.TreeEntries{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Entries: []manifest.Entry{{Path: "a", Type: manifest.TypeDir}}},
+			func(b []byte) (any, error) { var v queue.TreeEntries; return &v, queue.Decode(b, &v) }},
+		{"WriteExtents", &queue.WriteExtents{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Repo: "/r", Hash: "ab", Length: 3,
+			Parts: []plan.Extent{{Path: "a", ChunkOffset: 0, FileOffset: 0, Length: 3}}},
+			func(b []byte) (any, error) { var v queue.WriteExtents; return &v, queue.Decode(b, &v) }},
+		{"ChunkDone", &queue.ChunkDone{V: 2, JobID: "j", Index: 7, Length: 4096, Hash: "ab", StoredSize: 100, New: true},
+			func(b []byte) (any, error) { var v queue.ChunkDone; return &v, queue.Decode(b, &v) }},
+		{"ScanDone", &queue.ScanDone{V: 2, JobID: "j", Attempt: 1, Batches: 3, Warnings: []string{"w"}},
+			func(b []byte) (any, error) { var v queue.ScanDone; return &v, queue.Decode(b, &v) }},
+		{"StepDone", &queue.StepDone{V: 2, JobID: "j", Op: queue.OpChunk, Index: 3, Length: 10},
+			func(b []byte) (any, error) { var v queue.StepDone; return &v, queue.Decode(b, &v) }},
+		{"WorkFailed", &queue.WorkFailed{V: 2, JobID: "j", Op: queue.OpRead, Index: 3, Code: queue.CodeSource, Message: "m"},
+			func(b []byte) (any, error) { var v queue.WorkFailed; return &v, queue.Decode(b, &v) }},
+		{"ChunkReady", &queue.ChunkReady{V: 2, JobID: "j", Index: 1, Length: 5, Host: "h", Read: queue.ReadChunk{V: 2, JobID: "j", Index: 1, Length: 5}, Direct: "http://x/v1/fetch", Token: "t"},
+			func(b []byte) (any, error) { var v queue.ChunkReady; return &v, queue.Decode(b, &v) }},
+		{"FetchRequest", &queue.FetchRequest{V: 2, JobID: "j", Index: 1, Offset: 2, Length: 3, Read: queue.ReadChunk{V: 2, JobID: "j", Index: 1, Length: 5}},
+			func(b []byte) (any, error) { var v queue.FetchRequest; return &v, queue.Decode(b, &v) }},
 		{"StatRequest", &queue.StatRequest{V: 1, Path: "/p"},
 			func(b []byte) (any, error) { var v queue.StatRequest; return &v, queue.Decode(b, &v) }},
 		{"StatReply", &queue.StatReply{V: 1, Size: 10, Kind: "file"},
@@ -112,7 +138,10 @@ func TestDecodeEveryMessage(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.in) {
 				t.Errorf("Decode(Encode(v)) = %+v, want %+v", got, tt.in)
 			}
+			// Client messages are version 1, the fleet's work messages
+			// version 2: each refuses the other's and any later one.
 			future := bytes.Replace(data, []byte(`"v":1`), []byte(`"v":99`), 1)
+			future = bytes.Replace(future, []byte(`"v":2`), []byte(`"v":99`), 1)
 			if _, err := tt.decode(future); !errors.Is(err, queue.ErrBadMessage) {
 				t.Errorf("Decode of version 99 = %v, want %v", err, queue.ErrBadMessage)
 			}

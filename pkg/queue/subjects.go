@@ -25,9 +25,11 @@ const (
 
 	// StreamWork holds work items for readers: bulk.work.<op>.<host>.<job>.
 	StreamWork = "BULK_WORK"
-	// StreamRaw is the memory-backed queue of raw chunks: bulk.raw.<job>.
-	StreamRaw = "BULK_RAW"
-	// StreamDone records chunk completions: bulk.done.<job>.
+	// StreamReady holds the descriptors of raw chunks readers hold for the
+	// compressors (ChunkReady): bulk.ready.<job>. The bytes themselves
+	// never enter a stream: compressors fetch them from the readers.
+	StreamReady = "BULK_READY"
+	// StreamDone records completions: bulk.done.<job>.<kind>.
 	StreamDone = "BULK_DONE"
 	// StreamEvents carries job state and progress: bulk.event.job.<job>.
 	StreamEvents = "BULK_EVENTS"
@@ -36,29 +38,13 @@ const (
 
 	// ConsumerCoordinator is the coordinator's durable on StreamRequests.
 	ConsumerCoordinator = "coordinator"
-	// ConsumerCompressors is the compressors' shared durable on StreamRaw.
+	// ConsumerCompressors is the compressors' shared durable on StreamReady.
 	ConsumerCompressors = "compressors"
 )
 
-// Work operations in a work subject.
-const (
-	OpRead  = "read"  // read a chunk of a source (backup)
-	OpWrite = "write" // write chunks to a target (restore)
-	OpScan  = "scan"  // list a tree (files-mode backup)
-
-	// Completions of a scan and of file problems (bulk.done.<job> only).
-	OpScanPart = "scanpart"
-	OpProblems = "problems"
-)
-
-// ScanSubject is where the scan of a files-mode backup is published.
-func ScanSubject(host, jobID string) string { return "bulk.work.scan." + host + "." + jobID }
-
-// ReadSubject is where read work for host's job is published.
-func ReadSubject(host, jobID string) string { return "bulk.work.read." + host + "." + jobID }
-
-// WriteSubject is where restore work for host's job is published.
-func WriteSubject(host, jobID string) string { return "bulk.work.write." + host + "." + jobID }
+// WorkSubject is where work of op for host's job is published; op is one
+// of the Op constants.
+func WorkSubject(op, host, jobID string) string { return "bulk.work." + op + "." + host + "." + jobID }
 
 // WorkFilter matches all work for host.
 func WorkFilter(host string) string { return "bulk.work.*." + host + ".*" }
@@ -66,11 +52,19 @@ func WorkFilter(host string) string { return "bulk.work.*." + host + ".*" }
 // JobWorkFilter matches all work of one job.
 func JobWorkFilter(jobID string) string { return "bulk.work.*.*." + jobID }
 
-// RawSubject is where raw chunks of a job travel to compressors.
-func RawSubject(jobID string) string { return "bulk.raw." + jobID }
+// ReadySubject is where the descriptors of a job's raw chunks go.
+func ReadySubject(jobID string) string { return "bulk.ready." + jobID }
 
-// DoneSubject is where completions of a job's chunks are recorded.
-func DoneSubject(jobID string) string { return "bulk.done." + jobID }
+// FetchSubject is the request/reply subject the readers of host answer
+// FetchRequests on (core NATS, queue group ReaderQueueGroup).
+func FetchSubject(host string) string { return "bulk.fetch." + host }
+
+// DoneSubject is where completions of kind (a Done constant) of a job are
+// recorded.
+func DoneSubject(jobID, kind string) string { return "bulk.done." + jobID + "." + kind }
+
+// DoneFilter matches every completion of a job.
+func DoneFilter(jobID string) string { return "bulk.done." + jobID + ".>" }
 
 // EventSubject is where a job's state and progress are published.
 func EventSubject(jobID string) string { return "bulk.event.job." + jobID }
@@ -102,35 +96,18 @@ func CheckToken(what, s string) error {
 // StreamConfig sizes the streams Setup creates.
 type StreamConfig struct {
 	// Replicas is the replication factor of file-backed streams and the KV
-	// bucket (1 for a single server, 3 in a cluster).
+	// buckets (1 for a single server, 3 in a cluster).
 	Replicas int
-	// RawMaxBytes bounds the raw chunk bytes in flight in StreamRaw, fleet
-	// wide. Zero means DefaultRawMaxBytes.
-	RawMaxBytes int64
-	// MaxPayload is the server's message size limit, used to size
-	// StreamRaw's per-message limit.
-	MaxPayload int32
 	// WorkerTTL is how long a worker stays listed after its last
 	// heartbeat; 0 means DefaultWorkerTTL.
 	WorkerTTL time.Duration
 }
-
-// DefaultRawMaxBytes is the default in-flight bound on raw chunk bytes.
-const DefaultRawMaxBytes = 256 << 20
 
 // Setup creates or updates every stream and bucket of the contract. It is
 // idempotent; every service calls it on start.
 func Setup(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
-	}
-	if cfg.RawMaxBytes == 0 {
-		cfg.RawMaxBytes = DefaultRawMaxBytes
-	}
-	if cfg.MaxPayload > 0 && cfg.RawMaxBytes < 2*int64(cfg.MaxPayload) {
-		// One raw chunk can be as large as a message; a bound below two
-		// messages would leave readers waiting for room that never comes.
-		return fmt.Errorf("raw-max-bytes %d must be at least twice the NATS max payload %d", cfg.RawMaxBytes, cfg.MaxPayload)
 	}
 	streams := []jetstream.StreamConfig{
 		{
@@ -145,10 +122,11 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error 
 			Replicas: cfg.Replicas, Duplicates: 2 * time.Minute,
 		},
 		{
-			Name: StreamRaw, Subjects: []string{"bulk.raw.>"},
-			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.MemoryStorage,
-			Replicas: 1, MaxBytes: cfg.RawMaxBytes, Discard: jetstream.DiscardNew,
-			Duplicates: 2 * time.Minute,
+			// Small descriptors, durable and replicated like the work
+			// items: a NATS node lost takes no chunk with it.
+			Name: StreamReady, Subjects: []string{"bulk.ready.>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, Duplicates: 2 * time.Minute, MaxMsgSize: 1 << 20,
 		},
 		{
 			Name: StreamDone, Subjects: []string{"bulk.done.>"},

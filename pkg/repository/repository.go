@@ -31,7 +31,6 @@ const (
 	ChunksPrefix     = "chunks/"
 	SnapshotsPrefix  = "snapshots/"
 	HeadersPrefix    = "headers/"
-	StagingPrefix    = "staging/"
 	snapshotSealerLv = chunk.LevelDefault
 )
 
@@ -282,31 +281,6 @@ func (r *Repository) GetChunk(ctx context.Context, id chunk.ID, dst []byte) ([]b
 		return dst, fmt.Errorf("get chunk %s: %w", id, err)
 	}
 	return chunk.Open(dst, id, obj)
-}
-
-// StagingKey returns the key a raw chunk of a job is staged under when it is
-// too large to travel as a message.
-func StagingKey(jobID string, index int) string {
-	return fmt.Sprintf("%s%s/%08d", StagingPrefix, jobID, index)
-}
-
-// DeleteStaging removes what a job staged (raw chunks too large for a
-// message) and returns how many objects it removed. Compressors delete each
-// staged chunk once stored and acknowledged; this clears, when a job ends,
-// what it left behind: chunks a failed job never stored, and those whose
-// compressor stopped between acknowledging and deleting them.
-func (r *Repository) DeleteStaging(ctx context.Context, jobID string) (int, error) {
-	n := 0
-	for info, err := range r.st.List(ctx, StagingPrefix+jobID+"/") {
-		if err != nil {
-			return n, fmt.Errorf("list staging of job %s: %w", jobID, err)
-		}
-		if err := r.st.Delete(ctx, info.Key); err != nil {
-			return n, fmt.Errorf("delete %s: %w", info.Key, err)
-		}
-		n++
-	}
-	return n, nil
 }
 
 func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {

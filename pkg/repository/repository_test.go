@@ -105,7 +105,6 @@ func runRepositoryTests(t *testing.T, newEnv func(t *testing.T) env) {
 		{"CorruptSnapshot", testCorruptSnapshot},
 		{"OversizedSnapshot", testOversizedSnapshot},
 		{"SnapshotHeaders", testSnapshotHeaders},
-		{"DeleteStaging", testDeleteStaging},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -732,35 +731,9 @@ func TestKeys(t *testing.T) {
 	if got, want := repository.ChunkKey(id), "chunks/"+id.String()[:2]+"/"+id.String(); got != want {
 		t.Errorf("ChunkKey = %q, want %q", got, want)
 	}
-	if got, want := repository.StagingKey("job-7", 42), "staging/job-7/00000042"; got != want {
-		t.Errorf("StagingKey = %q, want %q", got, want)
-	}
 	sid := repository.NewSnapshotID()
 	if len(sid) != 32 || strings.Trim(sid, "0123456789abcdef") != "" {
 		t.Errorf("NewSnapshotID = %q, want 32 lowercase hex digits", sid)
-	}
-}
-
-func testDeleteStaging(t *testing.T, newEnv func(t *testing.T) env) {
-	e := newEnv(t)
-	repo := openRepo(t, e.st, true)
-	ctx := t.Context()
-	for _, key := range []string{
-		repository.StagingKey("job-a", 1), repository.StagingKey("job-a", 2), repository.StagingKey("job-ab", 1),
-	} {
-		if err := e.st.Put(ctx, key, []byte("raw")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n, err := repo.DeleteStaging(ctx, "job-a")
-	if err != nil || n != 2 {
-		t.Fatalf("DeleteStaging(job-a) = %d, %v; want 2, nil", n, err)
-	}
-	if _, err := e.st.Stat(ctx, repository.StagingKey("job-ab", 1)); err != nil {
-		t.Fatalf("another job's staged chunk is gone: %v", err)
-	}
-	if n, err := repo.DeleteStaging(ctx, "job-a"); err != nil || n != 0 {
-		t.Fatalf("second DeleteStaging = %d, %v; want 0, nil", n, err)
 	}
 }
 

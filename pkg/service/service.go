@@ -21,6 +21,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
+	"github.com/bulkbackup/bulkbackup/pkg/store/retry"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
 )
 
@@ -137,15 +138,71 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 
 // Repos returns a repository cache whose S3 stores take their endpoint and
 // credentials from the environment (storeurl.S3FromEnv), with endpoint
-// overriding the environment's when set.
-func Repos(endpoint string) *repository.Cache {
+// overriding the environment's when set. With retryFor > 0 every store
+// retries failures that may pass (the object store restarting, a network
+// blip) for up to that long (pkg/store/retry), logging each retry; workers
+// that hold queue messages meanwhile use it. 0 fails such calls at once.
+func Repos(endpoint string, retryFor time.Duration, logger *slog.Logger) *repository.Cache {
 	s3 := storeurl.S3FromEnv()
 	if endpoint != "" {
 		s3.Endpoint = endpoint
 	}
-	return repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	open := func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
+	}
+	if retryFor <= 0 {
+		return repository.NewCache(open)
+	}
+	return repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
+		cfg := retry.Config{MaxElapsed: retryFor, OnRetry: func(ctx context.Context, op, key string, attempt int, waited time.Duration, err error) {
+			logger.DebugContext(ctx, "store call failed; retrying", "repo", repo, "op", op, "key", key,
+				"attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
+		}}
+		return retry.Open(ctx, cfg, repo, func(ctx context.Context) (store.Store, error) { return open(ctx, repo, create) })
 	})
+}
+
+// Together runs every fn until ctx is done or one of them returns, then
+// stops the others and returns their errors: the parts of one service.
+func Together(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() {
+			err := fn(ctx)
+			cancel()
+			errs <- err
+		}()
+	}
+	var all []error
+	for range fns {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// LocalHost returns this machine's short host name, made safe as a subject
+// token ("local" if it has none): the host name a reader serves by
+// default.
+func LocalHost() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "local"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	var b strings.Builder
+	for _, r := range h {
+		if r == '-' || r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
 }
 
 // Run runs a service until ctx is cancelled, serving its metrics and health

@@ -38,14 +38,21 @@ type UnavailableError struct {
 	// end of the last; Tries is how many tries were made.
 	Elapsed time.Duration
 	Tries   int
+	// Limit is the Config.MaxElapsed that was reached.
+	Limit time.Duration
 	// Err is the last try's error.
 	Err error
 }
 
 // Error says which store was unavailable for how long, and why:
-// "repository s3://b/p unavailable for 5m0s (64 tries): put k: ...".
+// "repository s3://b/p unavailable for 5m0s (64 tries, store timeout
+// 5m0s): put k: ...".
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("repository %s unavailable for %s (%d tries): %v", e.Location, round(e.Elapsed), e.Tries, e.Err)
+	tries := "tries"
+	if e.Tries == 1 {
+		tries = "try"
+	}
+	return fmt.Sprintf("repository %s unavailable for %s (%d %s, store timeout %s): %v", e.Location, round(e.Elapsed), e.Tries, tries, e.Limit, e.Err)
 }
 
 // Unwrap returns ErrUnavailable and the last try's error, so errors.Is
@@ -112,8 +119,19 @@ type notifyKey struct{}
 // WithNotify returns a context that makes the calls of a Store made with it
 // call fn between tries. A worker holding a queue message while the store
 // is down uses it to keep the message (tell the server it is in progress)
-// and to give up when the work was cancelled meanwhile.
+// and to give up when the work was cancelled meanwhile. A function ctx
+// already carries is called too, after fn (unless fn stops the retrying),
+// so that every layer holding something while the call waits is told.
 func WithNotify(ctx context.Context, fn NotifyFunc) context.Context {
+	if outer, ok := ctx.Value(notifyKey{}).(NotifyFunc); ok {
+		inner := fn
+		fn = func(attempt int, waited time.Duration, err error) error {
+			if nerr := inner(attempt, waited, err); nerr != nil {
+				return nerr
+			}
+			return outer(attempt, waited, err)
+		}
+	}
 	return context.WithValue(ctx, notifyKey{}, fn)
 }
 
@@ -206,10 +224,33 @@ type final struct{ err error }
 
 func (f final) Error() string { return f.err.Error() }
 
+// Open opens a store with open, retrying while that fails in a way that
+// may pass (the object store restarting when a worker first needs it), as
+// cfg says, and returns the store retrying as cfg says. location names the
+// store in the error of an open given up.
+func Open(ctx context.Context, cfg Config, location string, open func(ctx context.Context) (store.Store, error)) (*Store, error) {
+	r := New(nil, cfg)
+	var st store.Store
+	err := r.call(ctx, location, "open", "", func() (err error) {
+		st, err = open(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Store = st
+	return r, nil
+}
+
 // retry calls try until it succeeds, fails in a way that does not pass, the
 // caller's context ends, the notify function in ctx says to stop, or
 // MaxElapsed passes.
 func (s *Store) retry(ctx context.Context, op, key string, try func() error) error {
+	return s.call(ctx, s.Location(), op, key, try)
+}
+
+// call is retry for the store at location.
+func (s *Store) call(ctx context.Context, location, op, key string, try func() error) error {
 	notify, _ := ctx.Value(notifyKey{}).(NotifyFunc)
 	start := s.cfg.Now()
 	for attempt := 1; ; attempt++ {
@@ -222,7 +263,7 @@ func (s *Store) retry(ctx context.Context, op, key string, try func() error) err
 		}
 		waited := s.cfg.Now().Sub(start)
 		if waited >= s.cfg.MaxElapsed {
-			return &UnavailableError{Location: s.Location(), Elapsed: waited, Tries: attempt, Err: err}
+			return &UnavailableError{Location: location, Elapsed: waited, Tries: attempt, Limit: s.cfg.MaxElapsed, Err: err}
 		}
 		if notify != nil {
 			if nerr := notify(attempt, waited, err); nerr != nil {
@@ -233,7 +274,7 @@ func (s *Store) retry(ctx context.Context, op, key string, try func() error) err
 			s.cfg.OnRetry(ctx, op, key, attempt, waited, err)
 		}
 		if cerr := s.cfg.Sleep(ctx, min(backoff(attempt), s.cfg.MaxElapsed-waited)); cerr != nil {
-			return fmt.Errorf("%w while retrying on %s (%d tries in %s): %w", cerr, s.Location(), attempt, round(waited), err)
+			return fmt.Errorf("%w while retrying on %s (%d tries in %s): %w", cerr, location, attempt, round(waited), err)
 		}
 	}
 }

@@ -295,14 +295,14 @@ func TestRetry(t *testing.T) {
 				if !errors.As(err, &unavailable) {
 					t.Fatalf("error %v (%T) is not an *UnavailableError", err, err)
 				}
-				want := retry.UnavailableError{Location: "fake://repo", Elapsed: maxElapsed, Tries: calls, Err: errForever}
+				want := retry.UnavailableError{Location: "fake://repo", Elapsed: maxElapsed, Tries: calls, Limit: maxElapsed, Err: errForever}
 				if *unavailable != want {
 					t.Errorf("error = %+v, want %+v", *unavailable, want)
 				}
 				if !errors.Is(err, errForever) || !errors.Is(err, store.ErrUnavailable) {
 					t.Errorf("error %v does not wrap the last try's error", err)
 				}
-				wantText := fmt.Sprintf("repository fake://repo unavailable for 1m0s (%d tries): %v", calls, errForever)
+				wantText := fmt.Sprintf("repository fake://repo unavailable for 1m0s (%d tries, store timeout 1m0s): %v", calls, errForever)
 				if err.Error() != wantText {
 					t.Errorf("error text = %q, want %q", err, wantText)
 				}
@@ -507,6 +507,32 @@ func TestHooks(t *testing.T) {
 			t.Errorf("%d waits, want 3: none after notify said stop", got)
 		}
 	})
+	t.Run("nested notifies are all called, inner first", func(t *testing.T) {
+		t.Parallel()
+		clock := newClock()
+		var order []string
+		ctx := retry.WithNotify(t.Context(), func(int, time.Duration, error) error { order = append(order, "outer"); return nil })
+		ctx = retry.WithNotify(ctx, func(int, time.Duration, error) error { order = append(order, "inner"); return nil })
+		fake := &fakeStore{fails: []error{errDown}}
+		if err := retry.New(fake, config(clock, time.Minute)).Put(ctx, "k", nil); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+		if got := strings.Join(order, ","); got != "inner,outer" {
+			t.Errorf("notified %q, want inner,outer", got)
+		}
+	})
+	t.Run("an inner stop skips the outer notify", func(t *testing.T) {
+		t.Parallel()
+		clock := newClock()
+		outer := 0
+		stop := errors.New("stop")
+		ctx := retry.WithNotify(t.Context(), func(int, time.Duration, error) error { outer++; return nil })
+		ctx = retry.WithNotify(ctx, func(int, time.Duration, error) error { return stop })
+		fake := &fakeStore{fails: []error{errDown}}
+		if err := retry.New(fake, config(clock, time.Minute)).Put(ctx, "k", nil); !errors.Is(err, stop) || outer != 0 {
+			t.Errorf("Put = %v with the outer notify called %d times; want %v and 0", err, outer, stop)
+		}
+	})
 	t.Run("no notify when giving up", func(t *testing.T) {
 		t.Parallel()
 		clock := newClock()
@@ -572,6 +598,52 @@ func TestList(t *testing.T) {
 			}
 			if got := fake.Calls(); tt.wantCalls >= 0 && got != tt.wantCalls {
 				t.Errorf("store listed %d times, want %d", got, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		fails     []error // one per try of open, then it succeeds
+		wantErr   error   // nil: opened
+		wantTries int
+	}{
+		{"at once", nil, nil, 1},
+		{"after the store comes back", []error{errDown, errSlowDown}, nil, 3},
+		{"denied: not retried", []error{errDenied}, store.ErrAccessDenied, 1},
+		{"down for longer than allowed", []error{errForever}, retry.ErrUnavailable, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clock := newClock()
+			tries := 0
+			st, err := retry.Open(t.Context(), config(clock, 10*time.Second), "s3://b/p", func(context.Context) (store.Store, error) {
+				tries++
+				if i := tries - 1; i < len(tt.fails) || len(tt.fails) > 0 && tt.fails[len(tt.fails)-1] == errForever {
+					return nil, tt.fails[min(i, len(tt.fails)-1)]
+				}
+				return &fakeStore{}, nil
+			})
+			if tt.wantErr == nil {
+				if err != nil || st == nil {
+					t.Fatalf("Open = %v, %v; want a store", st, err)
+				}
+				// The store it returns retries too.
+				if _, err := st.Get(t.Context(), "k"); err != nil {
+					t.Errorf("Get on the opened store: %v", err)
+				}
+			} else if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Open = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantTries > 0 && tries != tt.wantTries {
+				t.Errorf("open tried %d times, want %d", tries, tt.wantTries)
+			}
+			if errors.Is(err, retry.ErrUnavailable) && !strings.Contains(err.Error(), "s3://b/p") {
+				t.Errorf("Open error %q does not name the store", err)
 			}
 		})
 	}

@@ -1,0 +1,119 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
+)
+
+// subjectMsg is a message with only a subject and a body: what a Mux reads.
+type subjectMsg struct {
+	jetstream.Msg
+	subject string
+	data    []byte
+}
+
+func (m subjectMsg) Subject() string { return m.subject }
+func (m subjectMsg) Data() []byte    { return m.data }
+
+func TestMux(t *testing.T) {
+	t.Parallel()
+	var got []any
+	mux := queue.NewMux(2)
+	queue.HandleOp(mux, queue.OpRead, func(_ context.Context, _ jetstream.Msg, item *queue.ReadChunk) error {
+		got = append(got, item)
+		return nil
+	})
+	queue.HandleOp(mux, queue.OpChunk, func(_ context.Context, _ jetstream.Msg, item *queue.WriteChunk) error {
+		got = append(got, item)
+		return errors.New("handler failed")
+	})
+	read := &queue.ReadChunk{V: queue.WorkVersion, JobID: "j", Index: 4, Length: 10, Path: "/p"}
+	write := &queue.WriteChunk{Step: queue.Step{V: queue.WorkVersion, JobID: "j", Path: "/t"}, Length: 3}
+	tests := []struct {
+		name          string
+		subject       string
+		data          []byte
+		want          any  // what the handler got; nil: not called
+		wantPermanent bool // the error is permanent (no redelivery fixes it)
+		wantErr       bool
+	}{
+		{"read", queue.WorkSubject(queue.OpRead, "h", "j"), queue.Encode(read), read, false, false},
+		{"handler error passes through", queue.WorkSubject(queue.OpChunk, "h", "j"), queue.Encode(write), write, false, true},
+		{"unknown operation", queue.WorkSubject("erase", "h", "j"), queue.Encode(read), nil, true, true},
+		{"body of another operation", queue.WorkSubject(queue.OpRead, "h", "j"), queue.Encode(write), nil, true, true},
+		{"client version", queue.WorkSubject(queue.OpRead, "h", "j"), []byte(`{"v":1,"job_id":"j"}`), nil, true, true},
+		{"not JSON", queue.WorkSubject(queue.OpRead, "h", "j"), []byte("{"), nil, true, true},
+		{"short subject", "bulk.work", queue.Encode(read), nil, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got = nil
+			err := mux.Handle(t.Context(), subjectMsg{subject: tt.subject, data: tt.data})
+			if (err != nil) != tt.wantErr || queue.IsPermanent(err) != tt.wantPermanent {
+				t.Fatalf("Handle = %v (permanent %t), want error %t, permanent %t", err, queue.IsPermanent(err), tt.wantErr, tt.wantPermanent)
+			}
+			switch {
+			case tt.want == nil && len(got) > 0:
+				t.Errorf("handler called with %+v, want not called", got[0])
+			case tt.want != nil && (len(got) != 1 || !reflect.DeepEqual(got[0], tt.want)):
+				t.Errorf("handler got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMuxRegisterTwicePanics(t *testing.T) {
+	t.Parallel()
+	mux := queue.NewMux(2)
+	h := func(context.Context, jetstream.Msg, *queue.ReadChunk) error { return nil }
+	queue.HandleOp(mux, queue.OpRead, h)
+	defer func() {
+		if recover() == nil {
+			t.Error("second HandleOp of one operation did not panic")
+		}
+	}()
+	queue.HandleOp(mux, queue.OpRead, h)
+}
+
+func TestDecodeDone(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		kind string
+		v    any
+	}{
+		{queue.DoneChunk, &queue.ChunkDone{V: 2, JobID: "j", Index: 1, Length: 5}},
+		{queue.DoneScanPart, &queue.ScanBatch{V: 2, JobID: "j", Batch: 2}},
+		{queue.DoneScan, &queue.ScanDone{V: 2, JobID: "j", Batches: 3}},
+		{queue.DoneProblems, &queue.FileProblems{V: 2, JobID: "j", Index: 4}},
+		{queue.DoneStep, &queue.StepDone{V: 2, JobID: "j", Op: queue.OpFinish}},
+		{queue.DoneFailed, &queue.WorkFailed{V: 2, JobID: "j", Code: queue.CodeMissing, Message: "gone"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			t.Parallel()
+			got, err := queue.DecodeDone(queue.DoneSubject("j", tt.kind), queue.Encode(tt.v))
+			if err != nil || !reflect.DeepEqual(got, tt.v) {
+				t.Errorf("DecodeDone = %+v, %v; want %+v", got, err, tt.v)
+			}
+		})
+	}
+	t.Run("unknown kind", func(t *testing.T) {
+		t.Parallel()
+		if _, err := queue.DecodeDone("bulk.done.j.bogus", []byte(`{"v":2}`)); !errors.Is(err, queue.ErrBadMessage) {
+			t.Errorf("DecodeDone of an unknown kind = %v, want %v", err, queue.ErrBadMessage)
+		}
+	})
+	t.Run("body of another kind", func(t *testing.T) {
+		t.Parallel()
+		body := queue.Encode(&queue.StepDone{V: 2, JobID: "j", Op: queue.OpFinish})
+		if _, err := queue.DecodeDone(queue.DoneSubject("j", queue.DoneChunk), body); !errors.Is(err, queue.ErrBadMessage) {
+			t.Errorf("DecodeDone of a step as a chunk = %v, want %v", err, queue.ErrBadMessage)
+		}
+	})
+}
