@@ -305,7 +305,7 @@ func (m *minioServer) start(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("minio on %s not live within 30s", m.addr)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling the health endpoint
 	}
 }
 

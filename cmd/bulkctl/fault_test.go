@@ -524,7 +524,7 @@ func restartCoordinator(t *testing.T, addr, dataDir string, args ...string) *pro
 		if attempt == 10 || !errors.Is(err, errAddrInUse) {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the port was taken meanwhile: pick another
 	}
 }
 

@@ -298,7 +298,7 @@ func TestKilledBulkctlLeavesNoTempDir(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(leftover) == 0 && time.Now().Before(deadline) {
 		leftover, _ = filepath.Glob(filepath.Join(tmp, "bulkctl-fleet-*", "jetstream"))
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling a directory
 	}
 	if len(leftover) == 0 {
 		t.Fatal("the bulkctl under test made no fleet directory")
@@ -366,7 +366,7 @@ func TestVolumeChangedWhileRead(t *testing.T) {
 				wrote <- err
 				return
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // polling for the first chunk
 		}
 		wrote <- errors.New("the backup stored no chunk within a minute")
 	}()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,16 +109,9 @@ func jobSubject(j *queue.Job) string {
 		for _, t := range j.Restore.Targets {
 			targets = append(targets, t.String())
 		}
-		return j.Restore.Repo + "@" + cmpOr(j.SnapshotID, j.Restore.Snapshot) + " -> " + strings.Join(targets, ",")
+		return j.Restore.Repo + "@" + cmp.Or(j.SnapshotID, j.Restore.Snapshot) + " -> " + strings.Join(targets, ",")
 	}
 	return ""
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func runJob(ctx context.Context, e *env, args []string) error {

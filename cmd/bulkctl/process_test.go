@@ -243,7 +243,7 @@ func (p *proc) waitLog(t *testing.T, s string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s did not log %q within 30s", p.name, s)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling a log, not synchronisation
 	}
 }
 
@@ -279,7 +279,7 @@ func (p *proc) waitListening(addr string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not listening on %s within 30s (%v)", p.name, addr, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling a port, not synchronisation
 	}
 }
 

@@ -1,12 +1,12 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,16 +28,19 @@ type Config struct {
 	Repos *repository.Cache
 	// Streams sizes the JetStream streams the coordinator sets up.
 	Streams queue.StreamConfig
-	// Window is how many work items of one job may be outstanding; 512.
+	// Window is how many work items of one job may be outstanding;
+	// DefaultWindow.
 	Window int
 	// ChunkTimeout is how long a work item may stay without completion
-	// before it is published again; 2m.
+	// before it is published again; DefaultChunkTimeout.
 	ChunkTimeout time.Duration
 	// MaxAttempts is how often one item is published before the job fails; 5.
 	MaxAttempts int
-	// StallTimeout fails a job that completes nothing for this long; 10m.
+	// StallTimeout fails a job that completes nothing for this long;
+	// DefaultStallTimeout.
 	StallTimeout time.Duration
-	// ReaderTimeout is how long a job waits for a reader of its host; 1m.
+	// ReaderTimeout is how long a job waits for a reader of its host;
+	// DefaultReaderTimeout.
 	ReaderTimeout time.Duration
 	// ProgressInterval is how often progress events are published; 1s.
 	ProgressInterval time.Duration
@@ -51,17 +54,25 @@ type Config struct {
 	ScheduleTick time.Duration
 }
 
+// Defaults of the Config fields the coordinator's flags set.
+const (
+	DefaultWindow        = 512
+	DefaultChunkTimeout  = 2 * time.Minute
+	DefaultStallTimeout  = 10 * time.Minute
+	DefaultReaderTimeout = time.Minute
+)
+
 func (c *Config) validate() error {
 	if c.Repos == nil {
 		return errors.New("coordinator: Config.Repos is required")
 	}
-	c.Window = cmpOr(c.Window, 512)
-	c.ChunkTimeout = cmpOr(c.ChunkTimeout, 2*time.Minute)
-	c.MaxAttempts = cmpOr(c.MaxAttempts, 5)
-	c.StallTimeout = cmpOr(c.StallTimeout, 10*time.Minute)
-	c.ReaderTimeout = cmpOr(c.ReaderTimeout, time.Minute)
-	c.ProgressInterval = cmpOr(c.ProgressInterval, time.Second)
-	c.ScheduleTick = cmpOr(c.ScheduleTick, 15*time.Second)
+	c.Window = cmp.Or(c.Window, DefaultWindow)
+	c.ChunkTimeout = cmp.Or(c.ChunkTimeout, DefaultChunkTimeout)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 5)
+	c.StallTimeout = cmp.Or(c.StallTimeout, DefaultStallTimeout)
+	c.ReaderTimeout = cmp.Or(c.ReaderTimeout, DefaultReaderTimeout)
+	c.ProgressInterval = cmp.Or(c.ProgressInterval, time.Second)
+	c.ScheduleTick = cmp.Or(c.ScheduleTick, 15*time.Second)
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
@@ -75,14 +86,6 @@ func (c *Config) validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Coordinator is the control plane service.
@@ -99,10 +102,11 @@ type Coordinator struct {
 	// partial files and removes those of any other job.
 	restoring map[string]bool
 	jobs      sync.WaitGroup
-	// runCtx is Run's context. Jobs live as long as it, not as long as
-	// the request handler that started them: a handler's context ends
-	// whenever the request consumer is rebound (a NATS node lost).
-	runCtx context.Context
+	// stopping is closed when Run's context ends. Jobs live until then,
+	// not as long as the request handler that started them: a handler's
+	// context ends whenever the request consumer is rebound (a NATS node
+	// lost).
+	stopping <-chan struct{}
 }
 
 // errCancelled is the cause of a job cancelled by request.
@@ -127,7 +131,7 @@ func New(nc *nats.Conn, cfg Config) (*Coordinator, error) {
 // ctx is cancelled. Jobs interrupted by shutdown keep their state and are
 // resumed by the next coordinator.
 func (c *Coordinator) Run(ctx context.Context) error {
-	c.runCtx = ctx
+	c.stopping = ctx.Done()
 	if err := queue.Setup(ctx, c.js, c.cfg.Streams); err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
@@ -407,13 +411,21 @@ func (c *Coordinator) otherRestores(jobID string) []string {
 }
 
 // start runs job in its own goroutine until it ends or the coordinator stops.
-func (c *Coordinator) start(_ context.Context, job *queue.Job) {
+func (c *Coordinator) start(ctx context.Context, job *queue.Job) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.running[job.ID]; ok {
 		return
 	}
-	jobCtx, cancel := context.WithCancelCause(c.runCtx)
+	jobCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopping := c.stopping
+	go func() {
+		select {
+		case <-stopping:
+			cancel(context.Canceled)
+		case <-jobCtx.Done():
+		}
+	}()
 	c.running[job.ID] = cancel
 	if job.Kind == queue.KindRestore {
 		c.restoring[job.ID] = true
@@ -527,7 +539,14 @@ func isTransient(err error) bool {
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
-		errors.Is(err, nats.ErrDisconnected) || strings.Contains(err.Error(), "no responders")
+		errors.Is(err, nats.ErrDisconnected) || isUnavailable(err)
+}
+
+// isUnavailable reports whether err is JetStream answering that it cannot
+// serve now (no leader yet, a cluster still electing one).
+func isUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 503
 }
 
 // pollQueues publishes the depth of the work queues as metrics every few

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,8 +34,7 @@ type jobRun struct {
 	lastSave time.Time
 }
 
-// cleanup stops following completions and removes the job's transient
-// records once it has ended (or stops watching on shutdown).
+// cleanup stops following the job's completions.
 func (jr *jobRun) cleanup(ctx context.Context) {
 	if jr.stop != nil {
 		jr.stop()
@@ -154,8 +154,7 @@ func (jr *jobRun) probeRepo(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	_, err = repo.Store().Stat(ctx, repository.ConfigKey)
-	return err
+	return repo.Ping(ctx)
 }
 
 // rate updates the job's throughput and ETA.
@@ -195,7 +194,7 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	readPath := cmpOr(jr.job.Device, req.Source.Path)
+	readPath := cmp.Or(jr.job.Device, req.Source.Path)
 	if jr.job.Mode == plan.ModeVolume && (stat == nil || jr.job.Device != "") {
 		// A resumed job, or a directory read through its device: the
 		// choice's stat did not describe what is read.
@@ -236,9 +235,9 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 // source.
 func (jr *jobRun) chooseMode(ctx context.Context) (*queue.StatReply, error) {
 	req := jr.job.Backup
-	threshold := cmpOr(req.FilesThreshold, plan.DefaultFilesThreshold)
+	threshold := cmp.Or(req.FilesThreshold, plan.DefaultFilesThreshold)
 	var limit int64
-	if cmpOr(req.Mode, plan.ModeAuto) == plan.ModeAuto {
+	if cmp.Or(req.Mode, plan.ModeAuto) == plan.ModeAuto {
 		limit = threshold
 	}
 	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path, limit)
@@ -379,7 +378,7 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap, err := repo.FindSnapshot(ctx, cmpOr(jr.job.SnapshotID, req.Snapshot))
+	snap, err := repo.FindSnapshot(ctx, cmp.Or(jr.job.SnapshotID, req.Snapshot))
 	if err != nil {
 		return err
 	}

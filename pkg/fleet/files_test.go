@@ -27,6 +27,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
+	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
 )
 
@@ -502,7 +503,7 @@ func connect(t testing.TB, f *fleet.Fleet, repos *repository.Cache) *bundle {
 
 // saveRawSnapshot writes a manifest into the repository without the
 // validation SaveSnapshot does, as an attacker with write access could.
-func saveRawSnapshot(t *testing.T, r *repository.Repository, snap *manifest.Snapshot) {
+func saveRawSnapshot(t *testing.T, repoDir string, snap *manifest.Snapshot) {
 	t.Helper()
 	js, err := json.Marshal(snap)
 	if err != nil {
@@ -512,7 +513,11 @@ func saveRawSnapshot(t *testing.T, r *repository.Repository, snap *manifest.Snap
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Store().Put(t.Context(), repository.SnapshotsPrefix+snap.ID, sealer.Seal(nil, chunk.Sum(js), js)); err != nil {
+	st, err := dirstore.New(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(t.Context(), repository.SnapshotsPrefix+snap.ID, sealer.Seal(nil, chunk.Sum(js), js)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -566,7 +571,7 @@ func TestFilesRestoreRejectsEscapes(t *testing.T) {
 			snap := *good
 			snap.ID = repository.NewSnapshotID()
 			snap.Files = append([]manifest.Entry{good.Files[0]}, tc.entries...)
-			saveRawSnapshot(t, r, &snap)
+			saveRawSnapshot(t, repo, &snap)
 			target := filepath.Join(dir, "target-"+strings.ReplaceAll(tc.name, " ", "-"))
 			rev := b.restorePaths(t, repo, snap.ID, target, true)
 			if rev.State != queue.StateFailed || !strings.Contains(rev.Error, tc.want) {
@@ -611,7 +616,7 @@ func TestFilesChangingAndUnreadable(t *testing.T) {
 		defer f.Close()
 		for ctx.Err() == nil {
 			fmt.Fprintf(f, "%s line\n", time.Now())
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // a file that keeps growing, not too fast
 		}
 	})
 	b := setup(t, storeurl.S3Options{})

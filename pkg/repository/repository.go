@@ -109,8 +109,13 @@ func create(ctx context.Context, st store.Store) (*Repository, error) {
 // Config returns the repository's config.
 func (r *Repository) Config() Config { return r.config }
 
-// Store returns the store the repository lives on.
-func (r *Repository) Store() store.Store { return r.st }
+// Ping checks that the repository answers: its config object is there.
+func (r *Repository) Ping(ctx context.Context) error {
+	if _, err := r.st.Stat(ctx, ConfigKey); err != nil {
+		return fmt.Errorf("repository %s: %w", r.st.Location(), err)
+	}
+	return nil
+}
 
 // Location names the repository for humans.
 func (r *Repository) Location() string { return r.st.Location() }

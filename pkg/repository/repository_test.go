@@ -192,7 +192,8 @@ func seal(t *testing.T, raw []byte) (chunk.ID, []byte) {
 }
 
 func testChunkRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
-	r := openRepo(t, newEnv(t).st, true)
+	e := newEnv(t)
+	r := openRepo(t, e.st, true)
 	random := make([]byte, 64<<10)
 	_, _ = rand.Read(random)
 	tests := []struct {
@@ -221,7 +222,7 @@ func testChunkRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
 			if want := append(slices.Clone(tt.dst), tt.raw...); !bytes.Equal(got, want) {
 				t.Fatalf("GetChunk = %d bytes, want %d bytes", len(got), len(want))
 			}
-			obj, err := r.Store().Get(ctx, repository.ChunkKey(id))
+			obj, err := e.st.Get(ctx, repository.ChunkKey(id))
 			if err != nil {
 				t.Fatalf("chunk not under its documented key: %v", err)
 			}
@@ -406,7 +407,8 @@ func encode(t *testing.T, s *manifest.Snapshot) string {
 var t0 = time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
 
 func testSnapshotRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
-	r := openRepo(t, newEnv(t).st, true)
+	e := newEnv(t)
+	r := openRepo(t, e.st, true)
 	ctx := t.Context()
 	want := snapshot(repository.NewSnapshotID(), "job-1", t0)
 	if err := r.SaveSnapshot(ctx, want); err != nil {
@@ -422,7 +424,7 @@ func testSnapshotRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
 
 	// The object is the manifest JSON sealed like a chunk whose ID is the
 	// JSON's SHA-256 (docs/format.md).
-	obj, err := r.Store().Get(ctx, repository.SnapshotsPrefix+want.ID)
+	obj, err := e.st.Get(ctx, repository.SnapshotsPrefix+want.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,19 +461,20 @@ func testSaveSnapshotAgain(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := openRepo(t, newEnv(t).st, true)
+			e := newEnv(t)
+			r := openRepo(t, e.st, true)
 			ctx := t.Context()
 			if err := r.SaveSnapshot(ctx, tt.first); err != nil {
 				t.Fatal(err)
 			}
-			before, err := r.Store().Get(ctx, repository.SnapshotsPrefix+id)
+			before, err := e.st.Get(ctx, repository.SnapshotsPrefix+id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := r.SaveSnapshot(ctx, tt.second); !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
 				t.Fatalf("second SaveSnapshot: err = %v, want %v", err, tt.wantErr)
 			}
-			after, err := r.Store().Get(ctx, repository.SnapshotsPrefix+id)
+			after, err := e.st.Get(ctx, repository.SnapshotsPrefix+id)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -122,7 +122,8 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 			return nc, nil
 		}
 		var certErr *tls.CertificateVerificationError
-		if strings.Contains(err.Error(), "Authorization") || errors.As(err, &certErr) || attempt >= 20 {
+		refused := errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
+		if refused || errors.As(err, &certErr) || attempt >= 20 {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", o.URL, err)
 		}
 		if attempt == 0 {

@@ -139,12 +139,11 @@ func (s *Store) Location() string {
 //     again on the server. Chunk keys are already hashes of the content,
 //     verified on read, so the body goes unsigned (as it does over https).
 //   - Checksum CRC32C: the body is still checked in transit, by a CRC32C
-//     trailer the server verifies (it needs TrailingHeaders, set in New). For
-//     an 8 MiB PUT this measured 4.8 ms of client CPU against 10.3 ms for the
-//     default streaming signature. Without an explicit Checksum, minio-go
-//     sends no CRC on single PUTs.
+//     trailer the server verifies (it needs TrailingHeaders, set in New), at
+//     less than half the client CPU of the default streaming signature.
+//     Without an explicit Checksum, minio-go sends no CRC on single PUTs.
 //   - SendContentMd5 false (the default): an MD5 pass costs more than SHA-256
-//     (16 ms for 8 MiB) and only duplicates the CRC.
+//     and only duplicates the CRC.
 //   - ConcurrentStreamParts off (the default): it only helps multipart uploads
 //     of unknown size; we always send a known size from a bytes.Reader.
 //
