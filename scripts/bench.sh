@@ -19,17 +19,35 @@
 #   BENCH_CACHE        warm (default unless BENCH_DROP_CACHES=1): inputs read into the
 #                      page cache before each run; cold: the same as BENCH_DROP_CACHES=1
 #   BENCH_SECTIONS     what to run, in order (default
-#                      "volume processes scaling sweep tree memory go")
+#                      "volume processes scaling reader sweep tree memory go")
 #   BENCH_PEERS        peer tools to compare with (default "restic borg"; "" for none)
 #   BENCH_RESTIC       a restic binary to use (default: restic on PATH, else Debian's,
 #                      else restic $BENCH_RESTIC_VERSION built from the Go module proxy)
 #   BENCH_RESTIC_VERSION  the version built when needed (default v0.18.1)
 #   BENCH_COMPRESSORS  --compressors of the embedded fleet (default: bulkctl's, one per CPU)
-#   BENCH_FLEET_COMPRESSORS  compressor processes of the process fleet (default 2)
-#   BENCH_SCALE        compressor counts of the scaling curve, GOMAXPROCS=1 each (default "1 2")
+#   BENCH_FLEET_COMPRESSORS  compressor processes of the process fleet (processes, reader
+#                      and memory sections; default 2)
+#   BENCH_SCALE        compressor processes of the scaling curve, one worker each limited
+#                      to BENCH_RATE (default "1 2 4 8 16")
+#   BENCH_RATE         --rate-limit of each scaling compressor: raw bytes per second of
+#                      its one worker (default 4MiB). The curve shows how the data plane
+#                      scales when the compressors, not this machine, are the bottleneck,
+#                      so the largest count times the rate must stay well under what the
+#                      machine moves with nothing throttled. 4MiB was chosen on the 2-vCPU
+#                      VM: there reader --compress 0 with 1, 2 or 16 unthrottled
+#                      one-worker compressors moved 150-320 MB/s of a generated volume
+#                      (less while other work ran) at 5.7-6.4 CPU-s per GB, and
+#                      16 x 4MiB/s = 67 MB/s, under half of the least: about 0.5 CPU
+#                      cores in all, measured. 0: unthrottled, to measure what a
+#                      machine moves
+#   BENCH_SCALE_SIZE   generated volume per scaling compressor: N compressors back up a
+#                      volume of N x this (mkvolume, no zero regions; default 32MiB,
+#                      quick 16MiB), so every point takes about BENCH_SCALE_SIZE /
+#                      BENCH_RATE seconds (8 s by default) and fixed costs weigh the same
 #   BENCH_SWEEP        chunk sizes of the sweep in MiB (default "1 2 4 8 16 32"; quick "4 16")
 #   BENCH_MEM_SIZES    volume sizes of the memory section (default "1GiB 8GiB"; quick "512MiB 1GiB":
-#                      both above the process fleet's 256 MiB in-flight bound)
+#                      both far above what the process fleet's reader holds in flight,
+#                      2 chunks per live compressor worker)
 #   BENCH_TREE_FILES   files in the tree (default 100000; quick 2000)
 #
 # Sections (functions below; each adds rows to the one results table):
@@ -42,10 +60,23 @@
 #              and an incremental backup of the unchanged image
 #   processes  the same backup through separate processes: a coordinator with its
 #              embedded NATS server, a reader, BENCH_FLEET_COMPRESSORS compressors
-#              (scripts/bench/fleet.sh), first and incremental
-#   scaling    the process fleet with compressors limited to one CPU each
-#              (GOMAXPROCS=1), for each count in BENCH_SCALE
-#   sweep      one embedded backup per chunk size
+#              (scripts/bench/fleet.sh): the reader with --compress 0 (every chunk
+#              fetched from it by the compressor processes: the distributed data
+#              path), then with its default --compress auto (it compresses what its
+#              own workers have room for, the compressors fetch the rest), and the
+#              incremental; a note compares MB/s and CPU-s per GB with the embedded
+#              fleet's backup of the same run (the volume section's, else measured
+#              here)
+#   scaling    a simulated scaling curve: reader --compress 0 and N compressor
+#              processes with one worker each slowed to BENCH_RATE (--workers 1
+#              --rate-limit), for each N in BENCH_SCALE, on a generated volume of
+#              N x BENCH_SCALE_SIZE; efficiency MB/s(N) / (N x MB/s(first N)) and
+#              the knee, the first N below 0.9
+#   reader     one reader's cap: reader --compress 0 and BENCH_FLEET_COMPRESSORS
+#              unthrottled compressors; the reader process's own CPU-s per GB of the
+#              image and the GB/s one reader core could feed (1 / that)
+#   sweep      one embedded backup per chunk size, chunks handed over as between
+#              machines (--data-plane http)
 #   tree       the same peers and tar | zstd on a BENCH_TREE_FILES-file tree
 #              (scripts/bench/tree.sh); bulkctl once it has --mode files
 #   memory     peak RSS of a backup (embedded, and each process of the fleet) of
@@ -67,7 +98,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
-	: "${BENCH_SIZE:=256MiB}" "${BENCH_RUNS:=1}" "${BENCH_SWEEP:=4 16}"
+	: "${BENCH_SIZE:=256MiB}" "${BENCH_RUNS:=1}" "${BENCH_SWEEP:=4 16}" "${BENCH_SCALE_SIZE:=16MiB}"
 	: "${BENCH_MEM_SIZES:=512MiB 1GiB}" "${BENCH_TREE_FILES:=2000}"
 fi
 BENCH_DIR=${BENCH_DIR:-$ROOT/.bench}
@@ -81,13 +112,15 @@ if [[ $BENCH_DROP_CACHES == 1 ]]; then
 else
 	BENCH_CACHE=${BENCH_CACHE:-warm}
 fi
-BENCH_SECTIONS=${BENCH_SECTIONS:-volume processes scaling sweep tree memory go}
+BENCH_SECTIONS=${BENCH_SECTIONS:-volume processes scaling reader sweep tree memory go}
 BENCH_PEERS=${BENCH_PEERS-restic borg}
 BENCH_RESTIC=${BENCH_RESTIC:-}
 BENCH_RESTIC_VERSION=${BENCH_RESTIC_VERSION:-v0.18.1}
 BENCH_COMPRESSORS=${BENCH_COMPRESSORS:-}
 BENCH_FLEET_COMPRESSORS=${BENCH_FLEET_COMPRESSORS:-2}
-BENCH_SCALE=${BENCH_SCALE:-1 2}
+BENCH_SCALE=${BENCH_SCALE:-1 2 4 8 16}
+BENCH_RATE=${BENCH_RATE:-4MiB}
+BENCH_SCALE_SIZE=${BENCH_SCALE_SIZE:-32MiB}
 BENCH_SWEEP=${BENCH_SWEEP:-1 2 4 8 16 32}
 BENCH_MEM_SIZES=${BENCH_MEM_SIZES:-1GiB 8GiB}
 BENCH_TREE_FILES=${BENCH_TREE_FILES:-100000}
@@ -107,11 +140,6 @@ source "$ROOT/scripts/bench/fleet.sh"
 source "$ROOT/scripts/bench/tree.sh"
 # shellcheck source=scripts/bench/report.sh
 source "$ROOT/scripts/bench/report.sh"
-
-# The embedded broker's max payload (pkg/broker.DefaultMaxPayload); the reader
-# stages a chunk through the repository when it is longer than this minus
-# 4 KiB of headroom (pkg/reader), i.e. from 8 MiB up.
-NATS_MAX_PAYLOAD=$((8 << 20))
 
 # What a backup row is compared with: each baseline's row on the same data.
 VS_VOL='{"zstd":"vol/zstd","restic":"vol/restic","borg":"vol/borg","ceiling":"vol/ceiling"}'
@@ -332,86 +360,224 @@ bench_ours() {
 		"{\"speedup_vs_first\":$(jnum "$(div "$first" "$M_WALL")"),\"new_bytes\":$(jnum "$(jget "$M_OUT" new_bytes)")}"
 	rm -rf "$REPO"
 
-	# The first backup again with the raw chunks through the embedded NATS
-	# server's raw queue, as between separate processes, instead of handed
-	# from reader to compressor in memory: what the hop costs, same data.
-	WARM=("$VOL")
-	measure backup-nats "$LOGS/backup-nats.json" fresh_repo "$BIN/bulkctl" backup "$VOL" -r "$REPO" --json \
-		--raw-via-nats "${BULK_FLAGS[@]}"
-	backup_row vol/backup-nats "bulkctl backup --raw-via-nats (embedded fleet, raw chunks through NATS)" "$VS_VOL"
-	rm -rf "$REPO"
-}
-
-# fleet_backup ID NAME: measure `bulkctl backup --nats` through the process
-# fleet that is up, each run into an empty repository, and add its row. The
-# row's peak RSS is the largest of any one process (the fleet's and the
-# client's); each process's own peak is in the JSON (rss_procs).
-fleet_backup() {
-	local id=$1 name=$2 rss_procs
-	WARM=("$VOL")
-	measure "${id//\//-}" "$LOGS/${id//\//-}.json" fresh_repo \
-		"$BIN/bulkctl" backup "$FLEET_HOST:$VOL" -r "$REPO" --nats "$FLEET_URL" --json
-	rss_procs=$(fleet_rss_json)
-	M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
-	backup_row "$id" "$name" "$VS_VOL" "{\"rss_procs\":$rss_procs}"
-}
-
-# The same backup through separate processes, the deployed topology on one
-# machine: every raw chunk crosses a TCP connection to the NATS server and
-# another to a compressor. Then the incremental backup through a fresh
-# fleet, so that its processes' peak RSS is the incremental's own.
-bench_processes() {
-	local first rss_procs
-	fleet_up "$BENCH_FLEET_COMPRESSORS"
-	fleet_backup vol/procs "bulkctl backup --nats: coordinator, reader, $BENCH_FLEET_COMPRESSORS compressors (processes)"
-	first=$M_WALL
-	fleet_down
-	fleet_up "$BENCH_FLEET_COMPRESSORS"
-	WARM=("$VOL" "$REPO")
-	measure procs-incremental "$LOGS/procs-incremental.json" : \
-		"$BIN/bulkctl" backup "$FLEET_HOST:$VOL" -r "$REPO" --nats "$FLEET_URL" --json
-	rss_procs=$(fleet_rss_json)
-	M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
-	add_row vol/procs-incr "$VOL_DATA" "bulkctl backup --nats, incremental (unchanged)" "$VOL_BYTES" "" \
-		"$(jget "$M_OUT" seconds)" '{}' "{\"speedup_vs_first\":$(jnum "$(div "$first" "$M_WALL")"),\"rss_procs\":$rss_procs}"
-	fleet_down
-	rm -rf "$REPO"
-}
-
-# Scaling: compressors limited to one CPU each, 1, 2, ... of them. On a
-# machine with few CPUs the reader, NATS server and coordinator share them
-# with the compressors, so the curve shows this machine, not the design's
-# bound (see the model in docs/benchmarks.md).
-bench_scaling() {
-	local n base='' first=''
-	for n in $BENCH_SCALE; do
-		fleet_up "$n" 1
-		fleet_backup "scale/$n" "processes: $n compressor(s), GOMAXPROCS=1 each"
-		fleet_down
+	# The first backup again with the chunks handed from reader to
+	# compressors as across machines, instead of stored by the reader's own
+	# workers: the reader holds each chunk and the compressors fetch it from
+	# its HTTP data server, or through the embedded NATS server: what the
+	# hop costs, same data.
+	local plane
+	local -A via=([http]="from the reader's HTTP data server" [nats]="through the NATS server")
+	for plane in http nats; do
+		WARM=("$VOL")
+		measure "backup-$plane" "$LOGS/backup-$plane.json" fresh_repo "$BIN/bulkctl" backup "$VOL" -r "$REPO" --json \
+			--data-plane "$plane" "${BULK_FLAGS[@]}"
+		backup_row "vol/backup-$plane" "bulkctl backup --data-plane $plane (embedded fleet, chunks fetched ${via[$plane]}, as across machines)" "$VS_VOL"
 		rm -rf "$REPO"
-		if [[ -z $base ]]; then
-			base=$M_WALL first=$n
-		else
-			note "Scaling: $n compressors with GOMAXPROCS=1 each ran at $(div "$base" "$M_WALL")× the throughput of $first."
-		fi
 	done
 }
 
-# Chunk size trades per-chunk overhead (a message, an fsync'd object, a
-# manifest entry, an ack) against parallelism and memory in flight. The
-# sweep sends raw chunks through NATS (--raw-via-nats), as a fleet of
-# processes does, so that it also compares the two transports: chunks of
-# 8 MiB and more do not fit in one NATS message and are staged through the
-# repository (written once raw, read back by the compressor, deleted).
+# fleet_measure ID SOURCE PREP: measure `bulkctl backup --nats` of SOURCE
+# (a path on this machine) through the process fleet that is up, each run
+# after PREP (fresh_repo: into an empty repository), its inputs in WARM.
+# M_RSS_MIB becomes the largest peak RSS of any one process (the fleet's and
+# the client's); M_FLEET is a JSON object for add_row's EXTRA: each
+# process's peak RSS in MiB so far (rss_procs) and CPU seconds during the
+# fastest run (cpu_procs).
+M_FLEET='{}'
+fleet_measure() {
+	local id=$1 src=$2 prep=$3 rss_procs
+	measure "${id//\//-}" "$LOGS/${id//\//-}.json" "$prep" \
+		"$BIN/bulkctl" backup "$FLEET_HOST:$src" -r "$REPO" --nats "$FLEET_URL" --json
+	rss_procs=$(fleet_rss_json)
+	M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
+	M_FLEET=$(jq -cn --argjson r "$rss_procs" --argjson c "$M_CPU_PROCS" '{rss_procs: $r, cpu_procs: $c}')
+}
+
+# fleet_backup ID NAME [EXTRA]: a first backup of the image through the
+# process fleet that is up, each run into an empty repository, and its row
+# (with M_FLEET and EXTRA).
+fleet_backup() {
+	local id=$1 name=$2 extra=${3:-"{}"}
+	WARM=("$VOL")
+	fleet_measure "$id" "$VOL" fresh_repo
+	backup_row "$id" "$name" "$VS_VOL" "$(jq -cn --argjson a "$M_FLEET" --argjson b "$extra" '$a + $b')"
+}
+
+# row_json ID: the row ID of this run as JSON ("" when there is none), with
+# mb_s and cpu_s_per_gb as report.sh derives them.
+row_json() {
+	jq -c --arg id "$1" 'select(.id == $id) | . + {mb_s: (.bytes / 1e6 / .wall_s),
+		cpu_s_per_gb: (if .cpu_s == null then null else .cpu_s / (.bytes / 1e9) end)}' "$ROWS" | tail -n 1
+}
+
+# vs_embedded ID EMBEDDED: "MB/s A ÷ B = X×, CPU-s per GB C ÷ D = Y×" of
+# row ID against row EMBEDDED.
+vs_embedded() {
+	jq -rn --argjson p "$(row_json "$1")" --argjson e "$(row_json "$2")" '
+		def f(d): . * pow(10; d) | round / pow(10; d) | tostring;
+		"MB/s \($p.mb_s | f(1)) ÷ \($e.mb_s | f(1)) = \($p.mb_s / $e.mb_s | f(2))×, " +
+		"CPU-s per GB \($p.cpu_s_per_gb | f(2)) ÷ \($e.cpu_s_per_gb | f(2)) = \($p.cpu_s_per_gb / $e.cpu_s_per_gb | f(2))×"'
+}
+
+# EMBEDDED_ID: the embedded fleet's first backup of the image in this run
+# that the process fleet is compared with: vol/backup when the volume
+# section ran before, else procs/embedded, measured by embedded_reference.
+EMBEDDED_ID=
+embedded_reference() {
+	if [[ -n $(row_json vol/backup) ]]; then
+		EMBEDDED_ID=vol/backup
+		return
+	fi
+	EMBEDDED_ID=procs/embedded
+	WARM=("$VOL")
+	measure procs-embedded "$LOGS/procs-embedded.json" fresh_repo "$BIN/bulkctl" backup "$VOL" -r "$REPO" --json \
+		"${BULK_FLAGS[@]}"
+	backup_row "$EMBEDDED_ID" "bulkctl backup (embedded fleet, defaults: the processes' reference)" "$VS_VOL"
+	rm -rf "$REPO"
+}
+
+# The same backup through separate processes, the deployed topology on one
+# machine. With reader --compress 0 every chunk takes the distributed data
+# path: the reader holds it, a compressor process fetches it from the
+# reader's HTTP data server, compresses and stores it. With the reader's
+# default (--compress auto) the reader stores what its own workers have
+# room for and the compressors fetch the rest. Each is compared with the
+# embedded fleet's backup of the same run (MB/s, and CPU-s per GB of all
+# processes). Then the incremental backup through a fresh fleet, so that
+# its processes' peak RSS is the incremental's own.
+bench_processes() {
+	local first n=$BENCH_FLEET_COMPRESSORS counts zero
+	embedded_reference
+	FLEET_READER_ARGS=(--compress 0)
+	fleet_up "$n" procs-compress0
+	fleet_backup vol/procs-c0 "bulkctl backup --nats: coordinator, reader --compress 0, $n compressors (processes)" \
+		"{\"embedded\":\"$EMBEDDED_ID\"}"
+	fleet_down
+	FLEET_READER_ARGS=()
+	fleet_up "$n" procs
+	fleet_backup vol/procs "bulkctl backup --nats: coordinator, reader (--compress auto), $n compressors (processes)" \
+		"{\"embedded\":\"$EMBEDDED_ID\"}"
+	first=$M_WALL zero=$(jget "$M_OUT" zero_chunks)
+	fleet_down
+	counts=$(fleet_reader_stopped)
+	note "Process fleet ÷ embedded fleet ($EMBEDDED_ID), same run and image, CPU of all processes: reader --compress 0: $(vs_embedded vol/procs-c0 "$EMBEDDED_ID") (targets: MB/s ≥ 0.8×, CPU-s per GB ≤ 1.25×); reader --compress auto: $(vs_embedded vol/procs "$EMBEDDED_ID")$(jq -r --argjson runs "$BENCH_RUNS" --argjson zero "$(jnum "$zero")" '
+		if .chunks and $zero != null then "; that reader compressed and stored \(.stored_here) of the \(.chunks - $runs * $zero) non-zero chunks itself (\(.chunks) read in \($runs) run(s)), the compressor processes the rest" else "" end' <<<"$counts")."
+	fleet_up "$n" procs-incr
+	WARM=("$VOL" "$REPO")
+	fleet_measure vol/procs-incr "$VOL" :
+	add_row vol/procs-incr "$VOL_DATA" "bulkctl backup --nats, incremental (unchanged)" "$VOL_BYTES" "" \
+		"$(jget "$M_OUT" seconds)" '{}' "$(jq -cn --argjson a "$M_FLEET" --argjson s "$(jnum "$(div "$first" "$M_WALL")")" \
+			'$a + {speedup_vs_first: $s}')"
+	fleet_down
+	rm -rf "$REPO"
+}
+
+# gen_volume SIZE: GEN_VOL, a generated volume of SIZE without zero
+# regions (mkvolume), made once (BENCH_DIR/mem-SIZE-seedN.img, shared by
+# the memory and scaling sections); GEN_BYTES its size.
+GEN_VOL=
+GEN_BYTES=0
+gen_volume() {
+	GEN_VOL=$BENCH_DIR/mem-$1-seed$BENCH_SEED.img
+	if [[ ! -s $GEN_VOL ]]; then
+		log "generating $GEN_VOL (mkvolume, no zero regions)"
+		"$BIN/mkvolume" -size "$1" -seed "$BENCH_SEED" -mix 35,25,0,15 -o "$GEN_VOL.tmp" >&2
+		mv "$GEN_VOL.tmp" "$GEN_VOL"
+	fi
+	GEN_BYTES=$(stat -c %s "$GEN_VOL")
+}
+
+# Scaling, simulated: what this machine's 2 cores cannot show with real
+# compressors (each core would be shared by the reader, the NATS server and
+# every compressor) it shows with slow ones. Each compressor process runs
+# one worker slowed to BENCH_RATE raw bytes per second (--rate-limit: it
+# holds its turn until compressing took that long), so N of them take at
+# most N x BENCH_RATE, well under what the machine moves; the reader
+# (--compress 0) hands every chunk to them. N compressors back up a volume
+# of N x BENCH_SCALE_SIZE, generated without zero regions (every chunk goes
+# to a compressor), so each point takes about as long and the fixed costs
+# of a backup (start, first chunk, commit) weigh the same at every N. A data
+# plane that scales keeps MB/s(N) near N x MB/s(1): efficiency 1. The knee
+# is the first N below 0.9.
+bench_scaling() {
+	local n per size data mbs base='' first='' eff knee='' rate effs=() last=''
+	per=$(size_bytes "$BENCH_SCALE_SIZE")
+	((per % 1048576 == 0)) || die "BENCH_SCALE_SIZE=$BENCH_SCALE_SIZE: want whole MiB"
+	rate=$(size_bytes "$BENCH_RATE")
+	FLEET_READER_ARGS=(--compress 0)
+	FLEET_COMPRESSOR_ARGS=(--workers 1 --rate-limit "$BENCH_RATE")
+	for n in $BENCH_SCALE; do
+		size=$((n * per / 1048576))MiB
+		gen_volume "$size"
+		data="mkvolume $size, no zeros"
+		fleet_up "$n" "scale-$n"
+		WARM=("$GEN_VOL")
+		fleet_measure "scale/$n" "$GEN_VOL" fresh_repo
+		mbs=$(mbps "$GEN_BYTES" "$M_WALL")
+		[[ -n $base ]] || base=$mbs first=$n
+		eff=$(calc "$mbs / ($n / $first * $base)" 2)
+		add_row "scale/$n" "$data" \
+			"processes: reader --compress 0, $n compressor(s), --workers 1 --rate-limit $BENCH_RATE each ($n x $BENCH_SCALE_SIZE)" \
+			"$GEN_BYTES" "$(dir_bytes "$REPO")" "$(jget "$M_OUT" seconds)" '{}' \
+			"$(jq -cn --argjson a "$M_FLEET" --argjson n "$n" --argjson r "$rate" --argjson e "$eff" \
+				'$a + {compressors: $n, rate_limit: $r, efficiency: $e}')"
+		fleet_down
+		rm -rf "$REPO"
+		effs+=("N=$n: $mbs MB/s, $eff")
+		if [[ -z $knee ]] && awk -v e="$eff" 'BEGIN { exit !(e < 0.9) }'; then
+			knee=$n
+		fi
+		last=$n
+	done
+	FLEET_READER_ARGS=() FLEET_COMPRESSOR_ARGS=()
+	[[ -n $base ]] || return 0
+	if ((rate > 0)); then
+		rate="one worker at $BENCH_RATE/s = $(calc "$rate / 1e6" 2) MB/s each"
+	else
+		rate="one unthrottled worker each (BENCH_RATE=0: what this machine moves)"
+	fi
+	note "Scaling (simulated: reader --compress 0, N compressor processes with $rate, N x $BENCH_SCALE_SIZE of mkvolume without zeros): MB/s and efficiency MB/s(N) ÷ (N/$first × MB/s($first)): $(
+		IFS=';'
+		printf '%s' "${effs[*]}" | sed 's/;/; /g'
+	). Knee (first N below 0.9): ${knee:-none up to N=$last}."
+}
+
+# One reader's cap: a reader that compresses nothing (--compress 0) only
+# reads, hashes, holds and serves chunks; with enough unthrottled
+# compressors fetching from it, its own CPU per GB of the image says how
+# many GB/s one reader core could feed a fleet (the host's disk and network
+# aside).
+bench_reader() {
+	local n=$BENCH_FLEET_COMPRESSORS cpu per_gb chunks zero
+	FLEET_READER_ARGS=(--compress 0)
+	fleet_up "$n" reader
+	fleet_backup reader/compress0 "bulkctl backup --nats: reader --compress 0, $n compressors (one reader's cap)"
+	fleet_down
+	FLEET_READER_ARGS=()
+	cpu=$(jq -r '.reader // empty' <<<"$M_CPU_PROCS")
+	[[ -n $cpu ]] || die "reader section: no CPU figure for the reader process"
+	per_gb=$(calc "$cpu / ($VOL_BYTES / 1e9)" 3)
+	chunks=$(jget "$M_OUT" chunks) zero=$(jget "$M_OUT" zero_chunks)
+	jq -c --argjson c "$cpu" --argjson g "$per_gb" \
+		'if .id == "reader/compress0" then . + {reader_cpu_s: $c, reader_cpu_s_per_gb: $g,
+			reader_core_gb_s: (if $g > 0 then (1 / $g * 100 | round / 100) else null end)} else . end' \
+		"$ROWS" >"$ROWS.tmp"
+	mv "$ROWS.tmp" "$ROWS"
+	note "One reader's cap (reader --compress 0, $n compressors, $VOL_DATA): the reader process used $cpu CPU-s for $(calc "$VOL_BYTES / 1e9" 3) GB of source ($((chunks - zero)) of $chunks chunks non-zero, each read, hashed and fetched by a compressor; zero chunks only read): $per_gb CPU-s per GB, so one reader core could feed about $(div 1 "$per_gb") GB/s."
+}
+
+# Chunk size trades per-chunk overhead (a descriptor, a fetch, an fsync'd
+# object, a manifest entry, an ack) against parallelism and memory in
+# flight. The sweep hands chunks from the reader to the compressors as
+# between machines (--data-plane http: held by the reader, fetched from its
+# data server), as a fleet of processes does.
 bench_sweep() {
-	local mib label
+	local mib
 	for mib in $BENCH_SWEEP; do
 		WARM=("$VOL")
 		measure "sweep-${mib}MiB" "$LOGS/sweep-${mib}MiB.json" fresh_repo \
-			"$BIN/bulkctl" backup "$VOL" -r "$REPO" --json --raw-via-nats --chunk-size "${mib}MiB" "${BULK_FLAGS[@]}"
-		label="sweep: bulkctl backup --raw-via-nats --chunk-size ${mib}MiB"
-		((mib * 1048576 > NATS_MAX_PAYLOAD - 4096)) && label+=" (staged)"
-		backup_row "sweep/${mib}MiB" "$label" "$VS_VOL"
+			"$BIN/bulkctl" backup "$VOL" -r "$REPO" --json --data-plane http --chunk-size "${mib}MiB" "${BULK_FLAGS[@]}"
+		backup_row "sweep/${mib}MiB" "sweep: bulkctl backup --data-plane http --chunk-size ${mib}MiB" "$VS_VOL"
 		rm -rf "$REPO"
 	done
 }
@@ -421,15 +587,10 @@ bench_sweep() {
 # is skipped and the file has no holes; one run each (peak RSS, not speed,
 # is the point), through the embedded fleet and through the processes.
 bench_memory() {
-	local size vol bytes data
+	local size vol bytes data rss_procs
 	for size in $BENCH_MEM_SIZES; do
-		vol=$BENCH_DIR/mem-$size-seed$BENCH_SEED.img
-		if [[ ! -s $vol ]]; then
-			log "generating $vol (mkvolume, no zero regions)"
-			"$BIN/mkvolume" -size "$size" -seed "$BENCH_SEED" -mix 35,25,0,15 -o "$vol.tmp" >&2
-			mv "$vol.tmp" "$vol"
-		fi
-		bytes=$(stat -c %s "$vol")
+		gen_volume "$size"
+		vol=$GEN_VOL bytes=$GEN_BYTES
 		data="mkvolume $size, no zeros"
 		WARM=("$vol")
 		MEASURE_RUNS=1 measure "mem-$size" "$LOGS/mem-$size.json" fresh_repo \
@@ -438,14 +599,11 @@ bench_memory() {
 			"$(jget "$M_OUT" seconds)" '{}'
 		rm -rf "$REPO"
 
-		fleet_up "$BENCH_FLEET_COMPRESSORS"
-		MEASURE_RUNS=1 measure "mem-$size-procs" "$LOGS/mem-$size-procs.json" fresh_repo \
-			"$BIN/bulkctl" backup "$FLEET_HOST:$vol" -r "$REPO" --nats "$FLEET_URL" --json
-		local rss_procs
-		rss_procs=$(fleet_rss_json)
-		M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
+		fleet_up "$BENCH_FLEET_COMPRESSORS" "mem-$size"
+		MEASURE_RUNS=1 fleet_measure "mem/$size/procs" "$vol" fresh_repo
+		rss_procs=$(jq -c .rss_procs <<<"$M_FLEET")
 		add_row "mem/$size/procs" "$data" "bulkctl backup --nats, $BENCH_FLEET_COMPRESSORS compressors (largest process)" \
-			"$bytes" "$(dir_bytes "$REPO")" "$(jget "$M_OUT" seconds)" '{}' "{\"rss_procs\":$rss_procs}"
+			"$bytes" "$(dir_bytes "$REPO")" "$(jget "$M_OUT" seconds)" '{}' "$M_FLEET"
 		note "Memory, $data: peak RSS per process $(jq -c . <<<"$rss_procs") MiB (process fleet); embedded fleet in its row."
 		fleet_down
 		rm -rf "$REPO"
@@ -573,6 +731,7 @@ main() {
 			;;
 		processes) bench_processes ;;
 		scaling) bench_scaling ;;
+		reader) bench_reader ;;
 		sweep) bench_sweep ;;
 		tree) bench_tree ;;
 		memory) bench_memory ;;
@@ -581,7 +740,7 @@ main() {
 		esac
 		SECTION_SECONDS=$(jq -c --arg s "$section" --argjson t "$((SECONDS - t0))" '. + {($s): $t}' <<<"$SECTION_SECONDS")
 	done
-	note "× zstd: backups against zstd -T0 -1 (the tree: tar | zstd -T0 -1), restore and verify against zstd -d; × restic, × Borg, × ceiling: against those rows on the same data. Peak RSS of the process rows: the largest single process (each process's in results.json, rss_procs)."
+	note "× zstd: backups against zstd -T0 -1 (the tree: tar | zstd -T0 -1), restore and verify against zstd -d; × restic, × Borg, × ceiling: against those rows on the same data. Peak RSS of the process rows: the largest single process (each process's in results.json, rss_procs); their CPU s: all processes, the client's included (each fleet process's in cpu_procs); CPU-s per GB: CPU s ÷ source GB (cpu_s_per_gb)."
 	note "Each figure is the fastest of $BENCH_RUNS run(s) by wall clock (memory rows: one run); results.json has every run's time and the median."
 	note "Load average (1, 5, 15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg). Suite time: $((SECONDS - START)) s."
 	META=$(meta_json)

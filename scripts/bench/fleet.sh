@@ -9,14 +9,23 @@
 # fleet-up.sh's 3 replicated NATS nodes and MinIO would add replication and
 # S3 to the figures.
 #
-# Globals: BIN (the binaries), BENCH_DIR, LOGS. Sets FLEET_URL and
-# FLEET_PIDS / FLEET_NAMES while a fleet is up.
+# Globals: BIN (the binaries), BENCH_DIR, LOGS; FLEET_READER_ARGS and
+# FLEET_COMPRESSOR_ARGS, the next fleet's extra flags. Sets FLEET_URL and
+# FLEET_PIDS / FLEET_NAMES while a fleet is up, FLEET_DIR (its logs) until
+# the next one.
 
 FLEET_PIDS=()
 FLEET_NAMES=()
 FLEET_URL=
 FLEET_HOST=bench # the reader's host name: sources are bench:/path
 FLEET_DIR=
+# Extra flags of the reader and of every compressor that fleet_up starts,
+# e.g. FLEET_READER_ARGS=(--compress 0) (all chunks to the compressor
+# processes) or FLEET_COMPRESSOR_ARGS=(--workers 1 --rate-limit 16MiB);
+# empty: each binary's defaults (the reader compresses with one worker per
+# CPU and holds the overflow for the compressors).
+FLEET_READER_ARGS=()
+FLEET_COMPRESSOR_ARGS=()
 
 # free_port prints a TCP port on 127.0.0.1 nobody listens on.
 free_port() {
@@ -60,27 +69,26 @@ fleet_wait_logged() {
 	done
 }
 
-# fleet_up N [GOMAXPROCS]: start a coordinator (embedded NATS), a reader and
-# N compressors; with GOMAXPROCS, each compressor gets it in its
-# environment (1 = one CPU each; a compressor runs one worker per
-# GOMAXPROCS by default). Logs in logs/fleet-LABEL/.
+# fleet_up N [LABEL]: start a coordinator (embedded NATS), a reader with
+# FLEET_READER_ARGS and N compressors with FLEET_COMPRESSOR_ARGS. Logs in
+# logs/fleet-LABEL/ (default: N).
 fleet_up() {
-	local n=$1 procs=${2:-} port i cvars=()
+	local n=$1 label=${2:-$1} port i
 	((${#FLEET_PIDS[@]} == 0)) || die "fleet_up: a fleet is already up"
-	FLEET_DIR=$LOGS/fleet-$n${procs:+-gomaxprocs$procs}
+	FLEET_DIR=$LOGS/fleet-$label
 	rm -rf "$FLEET_DIR"
 	mkdir -p "$FLEET_DIR/data"
 	port=$(free_port) || die "no free port for NATS"
 	FLEET_URL=nats://127.0.0.1:$port
-	log "process fleet: coordinator (NATS on :$port), reader, $n compressor(s)${procs:+ with GOMAXPROCS=$procs}"
+	log "process fleet $label: coordinator (NATS on :$port), reader ${FLEET_READER_ARGS[*]-}, $n compressor(s) ${FLEET_COMPRESSOR_ARGS[*]-}"
 	fleet_start coordinator -- "$BIN/coordinator" --listen "127.0.0.1:$port" --data "$FLEET_DIR/data" \
 		--log-format json --log-level info
 	fleet_wait_logged coordinator "coordinator serving"
-	fleet_start reader -- "$BIN/reader" --nats "$FLEET_URL" --host "$FLEET_HOST" --log-format json
-	[[ -n $procs ]] && cvars=("GOMAXPROCS=$procs")
+	fleet_start reader -- "$BIN/reader" --nats "$FLEET_URL" --host "$FLEET_HOST" --log-format json \
+		${FLEET_READER_ARGS[@]+"${FLEET_READER_ARGS[@]}"}
 	for ((i = 1; i <= n; i++)); do
-		fleet_start "compressor-$i" ${cvars[@]+"${cvars[@]}"} -- \
-			"$BIN/compressor" --nats "$FLEET_URL" --name "compressor-$i" --log-format json
+		fleet_start "compressor-$i" -- "$BIN/compressor" --nats "$FLEET_URL" --name "compressor-$i" --log-format json \
+			${FLEET_COMPRESSOR_ARGS[@]+"${FLEET_COMPRESSOR_ARGS[@]}"}
 	done
 	fleet_wait_logged reader "reader serving"
 	for ((i = 1; i <= n; i++)); do
@@ -107,26 +115,66 @@ fleet_down() {
 	FLEET_NAMES=()
 }
 
+# proc_cpu_ticks PID: user + system clock ticks process PID has used so far
+# (0 once it is gone).
+proc_cpu_ticks() {
+	local stat f
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
+		printf '0\n'
+		return
+	}
+	stat=${stat##*) } # fields after the command name, from field 3 (state)
+	read -r -a f <<<"$stat"
+	printf '%s\n' "$((f[11] + f[12]))" # utime, stime: fields 14 and 15
+}
+
 # fleet_cpu_ticks: user + system clock ticks the fleet's processes have
 # used so far (0 with no fleet); measure adds the difference to its CPU.
 fleet_cpu_ticks() {
-	local pid sum=0 stat f
+	local pid sum=0
 	for pid in ${FLEET_PIDS[@]+"${FLEET_PIDS[@]}"}; do
-		stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-		stat=${stat##*) } # fields after the command name, from field 3 (state)
-		read -r -a f <<<"$stat"
-		sum=$((sum + f[11] + f[12])) # utime, stime: fields 14 and 15
+		sum=$((sum + $(proc_cpu_ticks "$pid")))
 	done
 	printf '%s\n' "$sum"
+}
+
+# fleet_cpu_json: each fleet process's clock ticks so far, as a JSON object
+# {"coordinator": 120, "reader": 310, "compressor-1": 900, ...} ({} with no
+# fleet); measure keeps each process's difference (M_CPU_PROCS).
+fleet_cpu_json() {
+	local i args=()
+	for i in ${FLEET_PIDS[@]+"${!FLEET_PIDS[@]}"}; do
+		args+=("${FLEET_NAMES[$i]}" "$(proc_cpu_ticks "${FLEET_PIDS[$i]}")")
+	done
+	names_json ${args[@]+"${args[@]}"}
 }
 
 # fleet_rss_json: each fleet process's peak RSS so far in MiB (VmHWM), as a
 # JSON object {"coordinator": 80, "reader": 60, "compressor-1": 150, ...}.
 fleet_rss_json() {
 	local i kib args=()
-	for i in "${!FLEET_PIDS[@]}"; do
+	for i in ${FLEET_PIDS[@]+"${!FLEET_PIDS[@]}"}; do
 		kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/${FLEET_PIDS[$i]}/status" 2>/dev/null || echo 0)
 		args+=("${FLEET_NAMES[$i]}" "$((kib / 1024))")
 	done
-	printf '%s\n' "${args[@]}" | jq -Rn '[inputs] | [range(0; length; 2) as $i | {(.[$i]): (.[$i + 1] | tonumber)}] | add // {}'
+	names_json ${args[@]+"${args[@]}"}
+}
+
+# names_json NAME NUMBER...: the pairs as one JSON object ({} for none).
+names_json() {
+	(($# > 0)) || {
+		printf '{}\n'
+		return
+	}
+	printf '%s\n' "$@" | jq -Rn '[inputs] | [range(0; length; 2) as $i | {(.[$i]): (.[$i + 1] | tonumber)}] | add // {}'
+}
+
+# fleet_reader_stopped: the last fleet's reader's counts from its log line
+# at stop, as JSON {"chunks": N, "stored_here": M} (chunks it read and sent
+# on, and of those the ones its own workers compressed and stored), summed
+# over every backup that fleet ran; {} when the line is missing. Call it
+# after fleet_down.
+fleet_reader_stopped() {
+	grep -h '"msg":"reader stopped"' "$FLEET_DIR/reader.log" 2>/dev/null |
+		jq -cs 'last // {} | {chunks, stored_here} | with_entries(select(.value != null))'
 }

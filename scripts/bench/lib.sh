@@ -69,6 +69,20 @@ mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", b / 1e6 / s;
 # div A B: A/B with two decimals, "n/a" when B is not positive.
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 
+# size_bytes SIZE: bytes of a size as the binaries' flags take it (4MiB,
+# 16MiB, 1GiB, 10MB, 4096); dies on anything else.
+size_bytes() {
+	awk -v s="$1" 'BEGIN {
+		split("b 1 k 1024 kib 1024 kb 1e3 m 1048576 mib 1048576 mb 1e6 g 1073741824 gib 1073741824 gb 1e9", u, " ")
+		for (i = 1; i < 24; i += 2) mult[u[i]] = u[i + 1]
+		mult[""] = 1
+		if (!match(s, /^[0-9]+(\.[0-9]+)? */)) exit 1
+		unit = tolower(substr(s, RLENGTH + 1))
+		if (!(unit in mult)) exit 1
+		printf "%.0f\n", substr(s, 1, RLENGTH) * mult[unit]
+	}' || die "not a size: $1 (want e.g. 16MiB)"
+}
+
 # jnum VALUE: a JSON number, or null when VALUE is not numeric.
 jnum() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && printf '%s' "$1" || printf 'null'; }
 
@@ -135,31 +149,38 @@ CLK_TCK=$(getconf CLK_TCK)
 #
 # Sets, for the run with the shortest wall time (other load only adds time,
 # so the minimum is the best estimate of the code alone): M_WALL (s),
-# M_RSS_MIB, M_CPU (user + sys s), M_OUT (its stdout file); and M_MEDIAN (s),
+# M_RSS_MIB, M_CPU (user + sys s), M_CPU_PROCS (each fleet process's CPU s
+# during the run, a JSON object; {} with no fleet), M_OUT (its stdout
+# file); and M_MEDIAN (s),
 # M_WALLS (every run's seconds, a JSON array), M_LAST_OUT (the last run's
 # stdout: the run whose side effects, such as a repository, remain).
 measure() {
 	local name=$1 out=$2 prep=$3
 	shift 3
 	local runs=${MEASURE_RUNS:-$BENCH_RUNS}
-	local i tf err wall rss user sys t0 t1 cpu results=()
+	local i tf err wall rss user sys t0 t1 p0 p1 cpu results=() procs=()
 	for ((i = 1; i <= runs; i++)); do
 		tf=$LOGS/$name.$i.time err=$LOGS/$name.$i.log
 		"$prep"
 		prepare_cache "${WARM[@]}"
+		p0=$(fleet_cpu_json)
 		t0=$(fleet_cpu_ticks)
 		/usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$out.$i" 2>"$err" ||
 			die "$name failed (exit $?); see $err"
 		t1=$(fleet_cpu_ticks)
+		p1=$(fleet_cpu_json)
 		read -r wall rss user sys < <(tail -n 1 "$tf")
 		rss=$(calc "$rss / 1024" 0)
 		cpu=$(calc "$user + $sys + ($t1 - $t0) / $CLK_TCK" 2)
+		procs[i]=$(jq -cn --argjson a "$p0" --argjson b "$p1" --argjson hz "$CLK_TCK" \
+			'$b | with_entries(.value = ((.value - ($a[.key] // 0)) / $hz * 100 | round / 100))')
 		log "$name run $i/$runs: ${wall}s, peak RSS $rss MiB, CPU ${cpu}s"
 		results+=("$wall $rss $cpu $i")
 	done
 	local best
 	best=$(printf '%s\n' "${results[@]}" | sort -n -k1,1 | head -n 1)
 	read -r M_WALL M_RSS_MIB M_CPU i <<<"$best"
+	M_CPU_PROCS=${procs[i]}
 	M_OUT=$out.$i
 	M_LAST_OUT=$out.$runs
 	M_WALLS=[$(printf '%s\n' "${results[@]}" | cut -d' ' -f1 | paste -sd,)]

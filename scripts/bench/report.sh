@@ -6,14 +6,17 @@
 # Globals: ROWS (one JSON object per row, from add_row), NOTES, GO_BENCH,
 # BENCH_DIR, and META (a JSON object: machine, settings, versions).
 
-# The jq program: derive MB/s, ratio and the comparisons of every row, then
-# the targets of issue #6 from the rows they name. A comparison is MB/s of
-# the row divided by MB/s of the row its "vs" names; missing rows (a peer
-# not installed, a section not run) give null, shown as "-".
+# The jq program: derive MB/s, ratio, CPU-s per GB and the comparisons of
+# every row, then the targets of issue #6 and of the data plane from the
+# rows they name. A comparison is MB/s of the row divided by MB/s of the row
+# its "vs" names; a row's "embedded" names the embedded-fleet row the
+# process fleet is compared with. Missing rows (a peer not installed, a
+# section not run) give null, shown as "-".
 REPORT_JQ='
 def div(a; b): if a != null and b != null and b != 0 then a / b else null end;
 def mbs(s): if s != null and s > 0 then .bytes / 1e6 / s else null end;
-(map(. + {mb_s: mbs(.wall_s), mb_s_job: mbs(.job_s), ratio: div(.bytes; .stored_bytes)})) as $rows0
+(map(. + {mb_s: mbs(.wall_s), mb_s_job: mbs(.job_s), ratio: div(.bytes; .stored_bytes),
+  cpu_s_per_gb: div(.cpu_s; .bytes / 1e9)})) as $rows0
 | ($rows0 | INDEX(.id)) as $by0
 | ($rows0 | map(. as $r | . + {x: (.vs | with_entries(.value = div($r.mb_s; $by0[.value].mb_s)))})) as $rows
 | ($rows | INDEX(.id)) as $by
@@ -24,6 +27,8 @@ def mbs(s): if s != null and s > 0 then .bytes / 1e6 / s else null end;
     [$rows[] | select(.id | startswith("mem/") and endswith(suffix))] | sort_by(.bytes)
     | if length >= 2 then div(.[-1] | f; .[0] | f) else null end;
   def procmax: [(.rss_procs // {})[]] | max;
+  def emb(a; f): $by[a] as $p | if $p == null or $p.embedded == null then null
+    else div($p | f; $by[$p.embedded] | f) end;
   [
     t("1. backup, embedded fleet ÷ zstd -T0 -1 (throughput)"; r("vol/backup"; "vol/zstd"); ">="; 1.0),
     t("1. backup, embedded fleet ÷ zstd -T0 -1 (compression ratio)"; div($by["vol/backup"].ratio; $by["vol/zstd"].ratio); ">="; 0.95),
@@ -35,11 +40,13 @@ def mbs(s): if s != null and s > 0 then .bytes / 1e6 / s else null end;
     t("4. backup ÷ Borg, volume"; r("vol/backup"; "vol/borg"); ">="; 5),
     t("4. backup ÷ restic, tree"; r("tree/backup"; "tree/restic"); ">="; 3),
     t("4. backup ÷ Borg, tree"; r("tree/backup"; "tree/borg"); ">="; 5),
-    t("5. 2 ÷ 1 compressors (GOMAXPROCS=1 each)"; r("scale/2"; "scale/1"); ">="; 1.8),
+    t("5. 2 ÷ 1 compressors (one rate-limited worker each)"; r("scale/2"; "scale/1"); ">="; 1.8),
     t("6. peak RSS, largest ÷ smallest volume (embedded)"; rss_growth("/embedded"; .peak_rss_mib); "<="; 1.2),
     t("6. peak RSS per process, largest ÷ smallest volume (processes)"; rss_growth("/procs"; procmax); "<="; 1.2),
     t("7. incremental ÷ first backup, volume"; r("vol/incr"; "vol/backup"); ">="; 5),
-    t("7. incremental ÷ first backup, tree"; r("tree/incr"; "tree/backup"); ">="; 20)
+    t("7. incremental ÷ first backup, tree"; r("tree/incr"; "tree/backup"); ">="; 20),
+    t("data plane: process fleet (reader --compress 0) ÷ embedded fleet (throughput)"; emb("vol/procs-c0"; .mb_s); ">="; 0.8),
+    t("data plane: process fleet (reader --compress 0) ÷ embedded fleet (CPU-s per GB)"; emb("vol/procs-c0"; .cpu_s_per_gb); "<="; 1.25)
   ] as $targets
 | $meta + {rows: $rows, targets: $targets, notes: ($notes | split("\n") | map(select(length > 0))), go_bench: $gobench}
 '
@@ -55,7 +62,7 @@ def x: if . == null then "-" else f(2) + "×" end;
 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 (.rows[] | "| \(.data) | \(.name | gsub("\\|"; "\\|")) | \(.mb_s | f(1)) | \(.mb_s_job | f(1)) | \(.ratio | f(2)) | \(.peak_rss_mib | f(0)) | \(.cpu_s | f(2)) | \(.x.zstd | x) | \(.x.restic | x) | \(.x.borg | x) | \(.x.ceiling | x) |"),
 "",
-"## Targets of issue #6 (same run, same data)\n",
+"## Targets of issue #6 and of the data plane (same run, same data)\n",
 "| target | measured | goal | met |",
 "|---|---:|---:|---|",
 (.targets[] | "| \(.target) | \(.value | f(2)) | \(.op) \(.goal) | \(if .met == null then "not measured" elif .met then "yes" else "no" end) |"),
