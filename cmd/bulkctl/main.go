@@ -40,6 +40,8 @@ Usage:
   bulkctl verify SNAPSHOT -r REPO [--compare SOURCE]
   bulkctl snapshots -r REPO [--json] [--tag TAG]... [--host HOST]... [--path PATH]...
   bulkctl ls SNAPSHOT [PATH] -r REPO [--json]
+  bulkctl diff SNAPSHOT1 SNAPSHOT2 -r REPO [--json]
+  bulkctl find PATTERN... -r REPO [--tag TAG]... [--host HOST]... [--path PATH]... [--json]
 
 With a running coordinator (--nats URL or BULK_NATS):
   bulkctl jobs [--state running] [--limit 20] [--json]
