@@ -9,9 +9,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/source"
 )
 
@@ -190,4 +192,52 @@ func TestSelectionUsage(t *testing.T) {
 	fails(t, exitUsage, []string{"host"}, "backup", src, "-r", repo, "--host", "no spaces")
 	img := writeVolume(t, filepath.Join(dir, "v.img"), 1<<20, 1)
 	fails(t, exitError, []string{"v.img is a file", "apply to a directory"}, "backup", img, "-r", repo, "--exclude-caches")
+}
+
+// TestProcessScheduleSelection adds a schedule with selection and label
+// flags: the coordinator keeps them (patterns read from the exclude file
+// here), and show names them.
+func TestProcessScheduleSelection(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds and runs the fleet's binaries")
+	}
+	testenv.Binaries(t)
+	dir := t.TempDir()
+	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
+	deadline := time.Now().Add(30 * time.Second)
+	for bulkctlProc(t, "schedule", "list", "--nats", url).code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the coordinator's schedule API did not answer within 30s")
+		}
+		time.Sleep(100 * time.Millisecond) // polling the coordinator
+	}
+	file := filepath.Join(dir, "excludes")
+	if err := os.WriteFile(file, []byte("# caches\n/var/cache/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := bulkctlProcOK(t, "schedule", "add", "home", "--source", "h1:/home", "-r", filepath.Join(dir, "repo"), "--cron", "0 3 * * *",
+		"--exclude", "*.tmp", "--exclude-file", file, "--exclude-caches", "--exclude-larger-than", "1GiB", "--one-file-system",
+		"--tag", "nightly,home", "--host", "laptop", "--nats", url, "--json")
+	var s queue.Schedule
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("schedule add --json output %q: %v", r.stdout, err)
+	}
+	if !slices.Equal(s.Exclude, []string{"*.tmp", "/var/cache/"}) || !s.ExcludeCaches || s.ExcludeLargerThan != 1<<30 || !s.OneFileSystem ||
+		!slices.Equal(s.Tags, []string{"home", "nightly"}) || s.Host != "laptop" {
+		t.Errorf("added schedule %+v", s)
+	}
+	r = bulkctlProcOK(t, "schedule", "show", "home", "--nats", url)
+	for _, want := range []string{`leaves out  exclude "*.tmp", exclude "/var/cache/", caches, files over 1073741824 bytes, other filesystems`,
+		"labels      tags home, nightly; host laptop"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("schedule show does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	r = bulkctlProc(t, "schedule", "add", "bad", "--source", "h1:/home", "-r", filepath.Join(dir, "repo"), "--cron", "0 3 * * *",
+		"--exclude", "x[", "--nats", url)
+	if r.code != exitUsage || !strings.Contains(r.stderr, `"x["`) {
+		t.Errorf("schedule add with a bad pattern: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	stop(t, coord)
 }

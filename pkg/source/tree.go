@@ -32,6 +32,7 @@ func ScanTree(ctx context.Context, root string, emit func(manifest.Entry) error,
 	return err
 }
 
+// scan walks the tree at root.
 func (s *scanner) scan(root string) error {
 	dir, err := os.Open(root) // the root may be a symlink to the tree; nothing below is followed
 	if err != nil {
