@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
@@ -38,8 +39,11 @@ type backupResult struct {
 	UnchangedFiles int `json:"unchanged_files,omitempty"`
 	// HardLinks counts the files that are hard links of an earlier one:
 	// with new, changed and unchanged files they make up Files.
-	HardLinks   int      `json:"hard_links,omitempty"`
-	ReadBytes   int64    `json:"read_bytes,omitempty"`
+	HardLinks int   `json:"hard_links,omitempty"`
+	ReadBytes int64 `json:"read_bytes,omitempty"`
+	// Excluded counts the entries the selection left out (a directory once).
+	Excluded    int      `json:"excluded,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
 	Warnings    int      `json:"warnings,omitempty"`
 	WarningList []string `json:"warning_list,omitempty"`
 }
@@ -53,6 +57,7 @@ func runBackup(ctx context.Context, e *env, args []string) (err error) {
 	mode := fs.String("mode", plan.ModeAuto, "auto, volume (a file or block device) or files (a directory, file by file)")
 	threshold := fs.Int64("files-threshold", plan.DefaultFilesThreshold,
 		"auto mode backs up a directory holding more files than this through its block device, when it is a mounted filesystem's root")
+	sf := addSelectionFlags(fs)
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -74,6 +79,13 @@ func runBackup(ctx context.Context, e *env, args []string) (err error) {
 	if *threshold <= 0 {
 		return usageError("--files-threshold must be positive")
 	}
+	sel, labels, err := sf.request()
+	if err != nil {
+		return err
+	}
+	if !sel.Empty() && *mode == plan.ModeVolume {
+		return usageError("--mode volume reads the whole volume: --exclude, --exclude-file, --exclude-caches, --exclude-larger-than and --one-file-system need files mode")
+	}
 	repo, err := repoArg(c.repo)
 	if err != nil {
 		return err
@@ -91,6 +103,7 @@ func runBackup(ctx context.Context, e *env, args []string) (err error) {
 	req := &queue.BackupRequest{
 		V: queue.MessageVersion, JobID: jobID, Source: src, Repo: repo,
 		ChunkSize: int64(chunkSize), Level: *level, Mode: *mode, FilesThreshold: *threshold,
+		Selection: sel, Labels: labels,
 	}
 	ev, err := s.run(ctx, queue.SubjectRequestBackup, req, jobID, e.stderr, c.json)
 	if err != nil {
@@ -106,6 +119,7 @@ func runBackup(ctx context.Context, e *env, args []string) (err error) {
 		Chunks: st.Chunks, ZeroChunks: st.ZeroChunks, NewChunks: st.NewChunks, Seconds: st.Seconds,
 		Mode: ev.Mode, Reason: ev.Reason, Device: ev.Device, Files: st.Files, NewFiles: st.NewFiles, ChangedFiles: st.ChangedFiles,
 		UnchangedFiles: st.UnchangedFiles, ReadBytes: st.ReadBytes, Warnings: st.Warnings, WarningList: ev.Warnings,
+		Excluded: st.Excluded, Tags: labels.Tags,
 	}
 	if res.Mode == plan.ModeFiles {
 		res.HardLinks = max(0, st.Files-st.NewFiles-st.ChangedFiles-st.UnchangedFiles)
@@ -139,11 +153,17 @@ func printBackup(e *env, res *backupResult) {
 		}
 		fmt.Fprintf(e.stdout, "  files   %d: %d new, %d changed, %d unchanged%s; %s read of %s\n", res.Files, res.NewFiles,
 			res.ChangedFiles, res.UnchangedFiles, links, config.FormatBytes(res.ReadBytes), config.FormatBytes(res.SourceBytes))
+		if res.Excluded > 0 {
+			fmt.Fprintf(e.stdout, "  excluded %s (a directory counts once)\n", plural(res.Excluded, "entry"))
+		}
 	} else {
 		fmt.Fprintf(e.stdout, "  source  %s: %s in %s (%d all-zero, not stored)\n", res.Source, config.FormatBytes(res.SourceBytes), plural(res.Chunks, "chunk"), res.ZeroChunks)
 	}
 	fmt.Fprintf(e.stdout, "  stored  %s (%s new in %s), ratio %.2fx\n", config.FormatBytes(res.StoredBytes), config.FormatBytes(res.NewBytes), plural(res.NewChunks, "chunk"), res.Ratio)
 	fmt.Fprintf(e.stdout, "  time    %.2fs, %.0f MB/s\n", res.Seconds, res.MBps)
+	if len(res.Tags) > 0 {
+		fmt.Fprintf(e.stdout, "  tags    %s\n", strings.Join(res.Tags, ", "))
+	}
 	printWarnings(e, res.Warnings, res.WarningList)
 }
 

@@ -21,6 +21,14 @@ into the repository REPO (created if missing), and print the snapshot's ID
 and figures. In auto mode a directory is backed up file by file, unless it
 holds more than --files-threshold files and is a mounted filesystem's root
 whose device can be read. With --nats, SOURCE is HOST:PATH.
+
+A directory's --exclude patterns are written as in a .gitignore file and
+matched against paths relative to SOURCE: "*.o" anywhere, "/tmp" only at
+the top, "cache/" directories only, "a/**/b" across directories, "!x"
+includes again; the last pattern that matches decides, and nothing under
+an excluded directory comes back. What is left out is never opened. A
+repository inside SOURCE is always left out. --tag labels the snapshot
+(snapshots, restore latest and find select by it).
 `,
 	"restore": `Usage: bulkctl restore SNAPSHOT TARGET... -r REPO [flags]
 
@@ -29,7 +37,8 @@ file or block device TARGET (several targets get one copy each), a
 directory tree under the directory TARGET. --path restores only that file
 or directory of a tree: relative to the backed-up directory ("etc/nginx"),
 or as it was on the host ("/srv/etc/nginx" for a backup of /srv). With
---nats, each TARGET is HOST:PATH.
+--nats, each TARGET is HOST:PATH. --tag, --host and --source-path make
+"latest" the newest snapshot that matches them.
 `,
 	"verify": `Usage: bulkctl verify SNAPSHOT -r REPO [flags]
 
@@ -41,7 +50,9 @@ owners when run as root, and content), naming each difference by path.
 `,
 	"snapshots": `Usage: bulkctl snapshots -r REPO [flags]
 
-List the snapshots in the repository, oldest first.
+List the snapshots in the repository, oldest first; --tag, --host and
+--path list only those that match (each repeatable: any of them; a tag
+"a,b" means both).
 `,
 	"ls": `Usage: bulkctl ls SNAPSHOT [PATH] -r REPO [flags]
 

@@ -34,10 +34,14 @@ const usage = `bulkctl: high-speed bulk backup through a worker fleet
 
 Usage:
   bulkctl backup SOURCE -r REPO [--mode auto|volume|files] [--json] [--chunk-size 4MiB] [--level fastest]
-  bulkctl restore SNAPSHOT TARGET... -r REPO [--path SUB/PATH]... [--overwrite]
+                [--exclude PATTERN]... [--exclude-file FILE]... [--exclude-caches] [--exclude-larger-than SIZE]
+                [--one-file-system] [--tag TAG]... [--host NAME]
+  bulkctl restore SNAPSHOT TARGET... -r REPO [--path SUB/PATH]... [--overwrite] [--tag TAG] [--host H] [--source-path P]
   bulkctl verify SNAPSHOT -r REPO [--compare SOURCE]
-  bulkctl snapshots -r REPO [--json]
+  bulkctl snapshots -r REPO [--json] [--tag TAG]... [--host HOST]... [--path PATH]...
   bulkctl ls SNAPSHOT [PATH] -r REPO [--json]
+  bulkctl diff SNAPSHOT1 SNAPSHOT2 -r REPO [--json]
+  bulkctl find PATTERN... -r REPO [--tag TAG]... [--host HOST]... [--path PATH]... [--json]
 
 With a running coordinator (--nats URL or BULK_NATS):
   bulkctl jobs [--state running] [--limit 20] [--json]

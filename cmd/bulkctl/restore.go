@@ -31,6 +31,7 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 	overwrite := fs.Bool("overwrite", false, "replace existing target files")
 	var paths stringList
 	fs.Var(&paths, "path", "restore only this file or directory of a files-mode snapshot (repeatable)")
+	ff := addFilterFlags(fs, "source-path")
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -42,14 +43,14 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	snapRef := pos[0]
-	snapRef, paths = resolvePaths(ctx, &c, snapRef, paths)
+	snapRef, filter := pos[0], ff.filter()
+	snapRef, paths = resolvePaths(ctx, &c, snapRef, filter, paths)
 	s, err := openSession(ctx, &c, e.stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { err = s.finish(err) }()
-	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: newJobID(), Repo: repo, Snapshot: snapRef, Overwrite: *overwrite, Paths: paths}
+	req := &queue.RestoreRequest{V: queue.MessageVersion, JobID: newJobID(), Repo: repo, Snapshot: snapRef, Overwrite: *overwrite, Paths: paths, Filter: filter}
 	res := restoreResult{JobID: req.JobID}
 	for _, arg := range pos[1:] {
 		t, err := s.endpoint(arg)
@@ -102,14 +103,14 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 // the repository cannot be read from here (it may be reachable only by
 // the fleet), an absolute path is taken relative to the backed-up
 // directory, and the coordinator's error says which path to use.
-func resolvePaths(ctx context.Context, c *common, snapRef string, paths []string) (string, []string) {
+func resolvePaths(ctx context.Context, c *common, snapRef string, filter *manifest.Filter, paths []string) (string, []string) {
 	if len(paths) == 0 {
 		return snapRef, nil
 	}
 	root := ""
 	if slices.ContainsFunc(paths, func(p string) bool { return strings.HasPrefix(p, "/") }) {
 		if repo, err := openRepo(ctx, c); err == nil {
-			if snap, err := repo.FindSnapshot(ctx, snapRef); err == nil {
+			if snap, err := repo.FindSnapshotMatching(ctx, snapRef, filter); err == nil {
 				snapRef, root = snap.ID, snap.Path
 			}
 		}

@@ -17,6 +17,8 @@ import (
 const scheduleUsage = `Usage:
   bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" [--timezone Europe/Berlin]
                         [--level fastest] [--chunk-size 4MiB] [--keep-last N]
+                        [--exclude PATTERN]... [--exclude-file FILE]... [--exclude-caches]
+                        [--exclude-larger-than SIZE] [--one-file-system] [--tag TAG]... [--host NAME]
   bulkctl schedule list
   bulkctl schedule show NAME
   bulkctl schedule pause NAME
@@ -69,6 +71,7 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
 	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
 	keepLast := fs.Int("keep-last", 0, "snapshots of the source to keep; "+keepLastNote)
+	sf := addSelectionFlags(fs)
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -95,6 +98,10 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	if *keepLast < 0 {
 		return usageError("--keep-last must not be negative")
 	}
+	sel, labels, err := sf.request()
+	if err != nil {
+		return err
+	}
 	repo, err := repoArg(c.repo)
 	if err != nil {
 		return err
@@ -109,7 +116,7 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	var sched queue.Schedule
 	if err := call(ctx, s.nc, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
 		V: queue.MessageVersion, Name: pos[0], Source: src, Repo: repo, Cron: *cronExpr, Timezone: *timezone,
-		Level: *level, ChunkSize: int64(chunkSize), KeepLast: *keepLast,
+		Level: *level, ChunkSize: int64(chunkSize), KeepLast: *keepLast, Selection: sel, Labels: labels,
 	}, &sched); err != nil {
 		return err
 	}
@@ -184,6 +191,7 @@ func showSchedule(e *env, s *queue.Schedule) {
 	fmt.Fprintf(e.stdout, "repository  %s\n", s.Repo)
 	fmt.Fprintf(e.stdout, "cron        %s (%s)\n", s.Cron, s.Timezone)
 	fmt.Fprintf(e.stdout, "backup      level %s, chunk size %s\n", s.Level, config.FormatBytes(s.ChunkSize))
+	printSelection(e, &s.Selection, &s.Labels)
 	if s.KeepLast > 0 {
 		fmt.Fprintf(e.stdout, "keep last   %d (%s)\n", s.KeepLast, keepLastNote)
 	} else {

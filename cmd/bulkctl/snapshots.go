@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -22,11 +23,13 @@ type snapshotEntry struct {
 	StoredBytes int64     `json:"stored_bytes"`
 	Chunks      int       `json:"chunks"`
 	ChunkSize   int64     `json:"chunk_size"`
+	Tags        []string  `json:"tags,omitempty"`
 }
 
 func runSnapshots(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet("snapshots", &c)
+	ff := addFilterFlags(fs, "path")
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -38,7 +41,7 @@ func runSnapshots(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	snaps, err := repo.SnapshotHeaders(ctx)
+	snaps, err := repo.SnapshotHeadersMatching(ctx, ff.filter())
 	if err != nil {
 		return err
 	}
@@ -50,10 +53,10 @@ func runSnapshots(ctx context.Context, e *env, args []string) error {
 		return json.NewEncoder(e.stdout).Encode(entries)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tSOURCE\tSIZE\tSTORED\tCHUNKS")
+	fmt.Fprintln(tw, "ID\tTIME\tSOURCE\tSIZE\tSTORED\tCHUNKS\tTAGS")
 	for _, s := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s:%s\t%s\t%s\t%d\n", s.ID, s.Time.Local().Format("2006-01-02 15:04:05"),
-			s.Host, s.Path, config.FormatBytes(s.Size), config.FormatBytes(s.StoredBytes), s.Chunks)
+		fmt.Fprintf(tw, "%s\t%s\t%s:%s\t%s\t%s\t%d\t%s\n", s.ID, s.Time.Local().Format("2006-01-02 15:04:05"),
+			s.Host, s.Path, config.FormatBytes(s.Size), config.FormatBytes(s.StoredBytes), s.Chunks, strings.Join(s.Tags, ","))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -65,6 +68,6 @@ func runSnapshots(ctx context.Context, e *env, args []string) error {
 func entryOf(s *manifest.Snapshot) snapshotEntry {
 	return snapshotEntry{
 		ID: s.ID, Time: s.Time, Host: s.Host, Path: s.Path, Mode: s.Mode, Size: s.Size,
-		StoredBytes: s.Stats.StoredBytes, Chunks: s.Stats.Chunks, ChunkSize: s.ChunkSize,
+		StoredBytes: s.Stats.StoredBytes, Chunks: s.Stats.Chunks, ChunkSize: s.ChunkSize, Tags: s.Tags,
 	}
 }

@@ -349,7 +349,7 @@ func checkBackup(req *queue.BackupRequest) error {
 		return err
 	}
 	req.Level = level.String()
-	return nil
+	return checkSelection(req)
 }
 
 func checkRestore(req *queue.RestoreRequest) error {

@@ -48,7 +48,8 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		parentc <- p
 	}()
 	err := jr.phase(ctx, single(dispatch.Unit{Op: queue.OpScan}), func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
-		item := &queue.ScanTree{V: queue.WorkVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt}
+		item := &queue.ScanTree{V: queue.WorkVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt,
+			Selection: req.Selection, Repo: req.Repo}
 		return jr.sendWork(ctx, u.Op, req.Source.Host, item, msgID)
 	})
 	if err != nil {
@@ -88,11 +89,13 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeFiles, SourceKind: manifest.KindDir,
 		ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 	}
+	label(snap, req)
 	fp.Build(snap, func(i int) plan.Stored {
 		d := jr.rec.chunk(i)
 		return plan.Stored{Hash: d.Hash, Length: d.Length, StoredSize: d.StoredSize, Zero: d.Zero, New: d.New}
 	}, problems)
 	snap.SetVersion()
+	snap.Stats.Excluded = scan.Excluded
 	for _, w := range scan.Warnings {
 		snap.Stats.Warnings++
 		jr.warn(w)

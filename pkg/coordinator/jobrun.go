@@ -237,16 +237,19 @@ func (jr *jobRun) chooseMode(ctx context.Context) (*queue.StatReply, error) {
 	req := jr.job.Backup
 	threshold := cmp.Or(req.FilesThreshold, plan.DefaultFilesThreshold)
 	var limit int64
-	if cmp.Or(req.Mode, plan.ModeAuto) == plan.ModeAuto {
+	if cmp.Or(req.Mode, plan.ModeAuto) == plan.ModeAuto && req.Selection.Empty() {
 		limit = threshold
 	}
 	stat, err := jr.waitForReader(ctx, req.Source.Host, req.Source.Path, limit)
 	if err != nil {
 		return nil, err
 	}
-	choice, err := plan.ChooseMode(req.Mode, req.Source.String(), plan.SourceFacts{
-		Kind: stat.Kind, Files: stat.Files, MountRoot: stat.MountRoot, Device: stat.Device,
-	}, threshold)
+	choice, chosen, err := selectMode(req, stat)
+	if !chosen {
+		choice, err = plan.ChooseMode(req.Mode, req.Source.String(), plan.SourceFacts{
+			Kind: stat.Kind, Files: stat.Files, MountRoot: stat.MountRoot, Device: stat.Device,
+		}, threshold)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -321,7 +324,7 @@ func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository, mode 
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
 		s := snaps[i]
-		if s.Host == req.Source.Host && s.Path == req.Source.Path && s.Mode == mode && s.ID != jr.job.SnapshotID &&
+		if s.Host == snapshotHost(req) && s.Path == req.Source.Path && s.Mode == mode && s.ID != jr.job.SnapshotID &&
 			(mode == manifest.ModeFiles || s.ChunkSize == req.ChunkSize) {
 			full, err := repo.LoadSnapshot(ctx, s.ID)
 			if err != nil {
@@ -344,6 +347,7 @@ func (jr *jobRun) manifest(stat *queue.StatReply, n int) *manifest.Snapshot {
 		Size: stat.Size, ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 		Chunks: make([]manifest.Chunk, n),
 	}
+	label(snap, req)
 	st := &snap.Stats
 	st.SourceBytes, st.Chunks = stat.Size, n
 	seen := make(map[string]bool)
@@ -378,7 +382,7 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap, err := repo.FindSnapshot(ctx, cmp.Or(jr.job.SnapshotID, req.Snapshot))
+	snap, err := findRestored(ctx, repo, cmp.Or(jr.job.SnapshotID, req.Snapshot), req.Filter)
 	if err != nil {
 		return err
 	}

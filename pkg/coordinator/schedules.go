@@ -93,7 +93,8 @@ func newSchedule(req *queue.ScheduleAddRequest, now time.Time) (*queue.Schedule,
 	}
 	// The same checks (and defaults) as a backup request's, so every
 	// window's request is valid.
-	backup := &queue.BackupRequest{V: queue.MessageVersion, Source: req.Source, Repo: req.Repo, ChunkSize: req.ChunkSize, Level: req.Level}
+	backup := &queue.BackupRequest{V: queue.MessageVersion, Source: req.Source, Repo: req.Repo, ChunkSize: req.ChunkSize, Level: req.Level,
+		Selection: req.Selection, Labels: req.Labels}
 	if err := checkBackup(backup); err != nil {
 		return nil, err
 	}
@@ -107,7 +108,7 @@ func newSchedule(req *queue.ScheduleAddRequest, now time.Time) (*queue.Schedule,
 	return &queue.Schedule{
 		V: queue.MessageVersion, Name: req.Name, Source: backup.Source, Repo: backup.Repo,
 		Cron: spec.Cron(), Timezone: spec.Timezone(), Level: backup.Level, ChunkSize: backup.ChunkSize,
-		KeepLast: req.KeepLast, Created: now.UTC(),
+		KeepLast: req.KeepLast, Created: now.UTC(), Selection: backup.Selection, Labels: backup.Labels,
 	}, nil
 }
 
@@ -344,6 +345,7 @@ func (c *Coordinator) fireSchedule(ctx context.Context, kv jetstream.KeyValue, n
 		}
 		job, _, err := c.decodeRequest(queue.SubjectRequestBackup, queue.Encode(&queue.BackupRequest{
 			V: queue.MessageVersion, JobID: jobID, Source: s.Source, Repo: s.Repo, ChunkSize: s.ChunkSize, Level: s.Level,
+			Selection: s.Selection, Labels: s.Labels,
 		}))
 		if err != nil { // only a record not written by apiScheduleAdd gets here
 			s.LastSkipped, s.LastSkipReason = window, "invalid backup request: "+err.Error()

@@ -373,6 +373,7 @@ func (d *Dashboard) startBackup(w http.ResponseWriter, r *http.Request, ss *sess
 	req := &queue.BackupRequest{
 		V: queue.MessageVersion, JobID: id, Source: t.Source, Repo: t.Repo,
 		ChunkSize: t.ChunkSize, Level: t.Level, Mode: t.Mode, FilesThreshold: t.FilesThreshold,
+		Selection: t.Selection, Labels: t.Labels,
 	}
 	if err := d.api.submitBackup(ctx, req); err != nil {
 		d.fail(w, r, ss, http.StatusBadGateway, "The backup could not be requested.", err)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -386,7 +387,8 @@ func TestStartAndCancel(t *testing.T) {
 	repo := t.TempDir()
 	b := setup(t, coordinator.Config{ReaderTimeout: 10 * time.Minute}, queue.Job{
 		V: 1, ID: "done-1", Kind: queue.KindBackup, State: queue.StateSucceeded, Created: time.Now(),
-		Backup: &queue.BackupRequest{V: 1, Source: queue.Endpoint{Host: "nohost", Path: "/data/disk.img"}, Repo: repo, ChunkSize: 1 << 20, Level: "better"},
+		Backup: &queue.BackupRequest{V: 1, Source: queue.Endpoint{Host: "nohost", Path: "/data/disk.img"}, Repo: repo, ChunkSize: 1 << 20, Level: "better",
+			Selection: queue.Selection{Exclude: []string{"*.tmp"}}, Labels: queue.Labels{Tags: []string{"nightly"}}},
 	})
 	c := newClient(t, serve(t, b.nc, dashboard.Config{Credentials: dashboard.Credentials{Token: testToken}}))
 	token := c.mustLogin()
@@ -424,7 +426,8 @@ func TestStartAndCancel(t *testing.T) {
 	waitFor(t, "the started job to run", func() bool {
 		return request(b, queue.SubjectAPIJob, &queue.JobRequest{V: 1, JobID: started}, &job) == nil && job.State == queue.StateRunning
 	})
-	if job.Backup.ChunkSize != 1<<20 || job.Backup.Level != "better" || job.Backup.Repo != repo {
+	if job.Backup.ChunkSize != 1<<20 || job.Backup.Level != "better" || job.Backup.Repo != repo ||
+		!slices.Equal(job.Backup.Exclude, []string{"*.tmp"}) || !slices.Equal(job.Backup.Tags, []string{"nightly"}) {
 		t.Errorf("started %+v, want the settings of the last backup", job.Backup)
 	}
 	if r := c.get("/jobs/" + started); r.status != http.StatusOK || !strings.Contains(r.body, `action="/actions/cancel"`) {

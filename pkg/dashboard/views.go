@@ -194,6 +194,9 @@ type target struct {
 	Level          string
 	Mode           string
 	FilesThreshold int64
+	// What the backup leaves out and how it labels its snapshot.
+	Selection queue.Selection
+	Labels    queue.Labels
 	// LastState and LastTime describe the newest job of the pair, if any.
 	LastState string
 	LastTime  string
@@ -215,7 +218,7 @@ func knownTargets(jobs []queue.Job, schedules []queue.Schedule) []target {
 		}
 		t := target{
 			Source: j.Backup.Source, Repo: j.Backup.Repo, ChunkSize: j.Backup.ChunkSize, Level: j.Backup.Level,
-			Mode: j.Backup.Mode, FilesThreshold: j.Backup.FilesThreshold,
+			Mode: j.Backup.Mode, FilesThreshold: j.Backup.FilesThreshold, Selection: j.Backup.Selection, Labels: j.Backup.Labels,
 			LastState: j.State, LastTime: formatTime(j.Created), LastJobID: j.ID,
 		}
 		if _, ok := seen[t.key()]; !ok {
@@ -225,7 +228,7 @@ func knownTargets(jobs []queue.Job, schedules []queue.Schedule) []target {
 	}
 	for i := range schedules {
 		s := &schedules[i]
-		t := target{Source: s.Source, Repo: s.Repo, ChunkSize: s.ChunkSize, Level: s.Level}
+		t := target{Source: s.Source, Repo: s.Repo, ChunkSize: s.ChunkSize, Level: s.Level, Selection: s.Selection, Labels: s.Labels}
 		if _, ok := seen[t.key()]; !ok {
 			seen[t.key()] = len(targets)
 			targets = append(targets, t)

@@ -90,7 +90,9 @@ type Snapshot struct {
 	// chmod(2)) when it was backed up; a restore to a file gives the file
 	// this mode. Absent for devices, directories and older snapshots.
 	FileMode *uint32 `json:"file_mode,omitempty"`
-	Stats    Stats   `json:"stats"`
+	// Tags label the snapshot (bulkctl backup --tag), sorted, each once.
+	Tags  []string `json:"tags,omitempty"`
+	Stats Stats    `json:"stats"`
 }
 
 // Chunk locates one chunk of the source. A zero chunk (all bytes zero) has no
@@ -131,6 +133,10 @@ type Stats struct {
 	// ReadBytes is what readers read: less than SourceBytes when
 	// unchanged files were skipped.
 	ReadBytes int64 `json:"read_bytes,omitempty"`
+	// Excluded counts the entries of the tree left out by the backup's
+	// selection (excludes, caches, sizes, other filesystems, the
+	// repository), an excluded directory once.
+	Excluded int `json:"excluded,omitempty"`
 }
 
 // ErrInvalid is wrapped by every validation and decoding error.

@@ -103,6 +103,10 @@ type BackupRequest struct {
 	// FilesThreshold is how many files make auto mode read a mounted
 	// filesystem's device instead; 0 means plan.DefaultFilesThreshold.
 	FilesThreshold int64 `json:"files_threshold,omitempty"`
+	// Selection leaves entries of a tree out (files mode only); Labels
+	// tag the snapshot and may name its host. See selection.go.
+	Selection
+	Labels
 	// ReplyTo, if set, receives a JobAccepted message.
 	ReplyTo string `json:"reply_to,omitempty"`
 }
@@ -121,8 +125,11 @@ type RestoreRequest struct {
 	Overwrite bool `json:"overwrite,omitempty"`
 	// Paths, for a files-mode snapshot, restores only these entries and
 	// what lies under them (relative to the snapshot's root).
-	Paths   []string `json:"paths,omitempty"`
-	ReplyTo string   `json:"reply_to,omitempty"`
+	Paths []string `json:"paths,omitempty"`
+	// Filter, with Snapshot "latest", restores the newest snapshot that
+	// matches it.
+	Filter  *manifest.Filter `json:"filter,omitempty"`
+	ReplyTo string           `json:"reply_to,omitempty"`
 }
 
 func (r *RestoreRequest) version() int { return r.V }

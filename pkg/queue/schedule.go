@@ -29,6 +29,9 @@ type Schedule struct {
 	Name   string   `json:"name"`
 	Source Endpoint `json:"source"`
 	Repo   string   `json:"repo"`
+	// Selection and Labels are those of each window's BackupRequest.
+	Selection
+	Labels
 	// Cron is a standard five-field cron expression read in Timezone (an
 	// IANA zone name; "UTC" if none was given).
 	Cron      string `json:"cron"`
@@ -105,7 +108,9 @@ type ScheduleAddRequest struct {
 	Name   string   `json:"name"`
 	Source Endpoint `json:"source"`
 	Repo   string   `json:"repo"`
-	Cron   string   `json:"cron"`
+	Selection
+	Labels
+	Cron string `json:"cron"`
 	// Timezone is an IANA zone name; empty means UTC.
 	Timezone string `json:"timezone,omitempty"`
 	// Level and ChunkSize are as in BackupRequest; empty means the default.

@@ -75,6 +75,10 @@ type ScanTree struct {
 	JobID   string `json:"job_id"`
 	Path    string `json:"path"`
 	Attempt int    `json:"attempt"`
+	// Selection says what to leave out of the listing; Repo, a directory
+	// repository, is left out too when it lies inside the tree.
+	Selection
+	Repo string `json:"repo,omitempty"`
 }
 
 func (r *ScanTree) version() int { return r.V }
@@ -204,6 +208,9 @@ type ScanDone struct {
 	Attempt  int      `json:"attempt"`
 	Batches  int      `json:"batches"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Excluded counts the entries the scan's Selection left out (an
+	// excluded directory once).
+	Excluded int `json:"excluded,omitempty"`
 }
 
 func (d *ScanDone) version() int { return d.V }

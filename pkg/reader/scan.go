@@ -53,7 +53,11 @@ func (r *Reader) handleScan(ctx context.Context, msg jetstream.Msg, item *queue.
 			warnings = append(warnings, w)
 		}
 	}
-	err := source.ScanTree(ctx, item.Path, emit, warn)
+	opts, err := scanOptions(item)
+	if err != nil {
+		return r.fail(ctx, &queue.WorkFailed{JobID: item.JobID, Op: queue.OpScan, Code: queue.CodeInvalid, Message: err.Error()})
+	}
+	res, err := source.ScanTreeWith(ctx, item.Path, opts, emit, warn)
 	if err == nil {
 		err = flush()
 	}
@@ -64,7 +68,7 @@ func (r *Reader) handleScan(ctx context.Context, msg jetstream.Msg, item *queue.
 		}
 		return r.fail(ctx, &queue.WorkFailed{JobID: item.JobID, Op: queue.OpScan, Code: queue.CodeSource, Message: err.Error()})
 	}
-	d := &queue.ScanDone{V: queue.WorkVersion, JobID: item.JobID, Attempt: item.Attempt, Batches: batches, Warnings: warnings}
+	d := &queue.ScanDone{V: queue.WorkVersion, JobID: item.JobID, Attempt: item.Attempt, Batches: batches, Warnings: warnings, Excluded: res.Excluded}
 	return r.publish(ctx, queue.DoneScan, item.JobID, d, queue.ScanDoneMsgID(d))
 }
 

@@ -26,8 +26,14 @@ import (
 // is emitted with a Warning, a special file with a Warning saying it is
 // skipped. Names and symlink targets that are not UTF-8 text are kept in
 // their encoded manifest form (manifest.EncodeName); warn is left for what
-// cannot be recorded at all.
+// cannot be recorded at all. ScanTreeWith leaves parts of the tree out.
 func ScanTree(ctx context.Context, root string, emit func(manifest.Entry) error, warn func(string)) error {
+	_, err := ScanTreeWith(ctx, root, ScanOptions{}, emit, warn)
+	return err
+}
+
+// scan walks the tree at root.
+func (s *scanner) scan(root string) error {
 	dir, err := os.Open(root) // the root may be a symlink to the tree; nothing below is followed
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
@@ -40,8 +46,8 @@ func ScanTree(ctx context.Context, root string, emit func(manifest.Entry) error,
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("scan %s: not a directory", root)
 	}
-	s := &scanner{ctx: ctx, emit: emit, warn: warn, links: make(map[[2]uint64]string)}
-	return s.dir(dir, root, ".", statOf(&st))
+	s.rootDev = st.Dev
+	return s.dir(dir, root, ".", "", statOf(&st))
 }
 
 type scanner struct {
@@ -49,13 +55,20 @@ type scanner struct {
 	emit  func(manifest.Entry) error
 	warn  func(string)
 	links map[[2]uint64]string // (device, inode) of multiply-linked files seen
+	// What to leave out (select.go): the options, the (device, inode) of
+	// SkipDirs, the root's device, and how many entries were left out.
+	opts     ScanOptions
+	skip     map[[2]uint64]bool
+	rootDev  uint64
+	excluded int
 }
 
 // dir emits the open directory dir and walks what it holds. Children are
 // examined relative to dir's descriptor (fstatat, readlinkat, openat), which
 // spares the kernel a path lookup from the root for every entry and never
-// follows a symlink.
-func (s *scanner) dir(dir *os.File, abs, rel string, st stat) error {
+// follows a symlink. raw is rel as the bytes of its names (not encoded),
+// "" for the root, which exclude patterns are matched against.
+func (s *scanner) dir(dir *os.File, abs, rel, raw string, st stat) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
@@ -70,7 +83,21 @@ func (s *scanner) dir(dir *os.File, abs, rel string, st stat) error {
 	}
 	slices.Sort(names)
 	fd := int(dir.Fd())
+	selecting := s.selecting()
+	if selecting {
+		names = s.cacheNames(fd, names)
+	}
 	for _, name := range names {
+		childRaw, v := name, keep
+		if selecting {
+			if raw != "" {
+				childRaw = raw + "/" + name
+			}
+			if v = s.byPattern(childRaw); v == drop {
+				s.excluded++
+				continue // not even looked at
+			}
+		}
 		// A name that is not UTF-8 text is kept, encoded (manifest.EncodeName).
 		childAbs, childRel := filepath.Join(abs, name), path.Join(rel, manifest.EncodeName(name))
 		if err := manifest.CheckPath(childRel); err != nil {
@@ -89,6 +116,16 @@ func (s *scanner) dir(dir *os.File, abs, rel string, st stat) error {
 			continue
 		}
 		cst := statOf(&ust)
+		if selecting && s.leaveOut(childRaw, v, cst) {
+			s.excluded++
+			continue
+		}
+		if selecting && s.mountPoint(cst) {
+			if err := s.emit(entryOfStat(childRel, cst)); err != nil { // the mount point, empty
+				return err
+			}
+			continue
+		}
 		if cst.mode&unix.S_IFMT == unix.S_IFDIR {
 			cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			if err != nil {
@@ -100,7 +137,7 @@ func (s *scanner) dir(dir *os.File, abs, rel string, st stat) error {
 				continue
 			}
 			child := os.NewFile(uintptr(cfd), childAbs)
-			err = s.dir(child, childAbs, childRel, cst)
+			err = s.dir(child, childAbs, childRel, childRaw, cst)
 			child.Close()
 			if err != nil {
 				return err

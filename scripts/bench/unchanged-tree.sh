@@ -1,0 +1,43 @@
+#!/bin/bash
+# Unchanged re-backups of a tree through a process fleet (external
+# nats-server, coordinator, reader, compressor, bulkctl --nats): the
+# repository's growth per backup, each snapshot's objects, and each
+# process's peak RSS (VmHWM). The coordinator is restarted before each
+# unchanged backup, so its peak is that backup's alone.
+#
+#   scripts/bench/unchanged-tree.sh TREE [WORKDIR]
+#
+# Needs bin/ (make build), nats-server on PATH or in $(go env GOPATH)/bin,
+# jq and /usr/bin/time. docs/benchmarks.md, "Manifests at 100,000 files".
+set -euo pipefail
+TREE=$(realpath "$1"); W=${2:-.bench/unchanged-tree}; BIN=$(realpath bin)
+NATS_BIN=$(command -v nats-server || echo "$(go env GOPATH)/bin/nats-server")
+PORT=${PORT:-14222}; URL=nats://127.0.0.1:$PORT
+rm -rf "$W"; mkdir -p "$W/logs"; W=$(realpath "$W")
+"$NATS_BIN" -js -sd "$W/js" -p "$PORT" -a 127.0.0.1 > "$W/logs/nats.log" 2>&1 & NATS=$!
+sleep 1
+start_coord() { "$BIN/coordinator" --nats "$URL" --data "$W/coord" --log-format json > "$W/logs/coord-$1.log" 2>&1 & COORD=$!; sleep 1; }
+start_coord 1
+"$BIN/reader" --nats "$URL" --host bench --log-format json > "$W/logs/reader.log" 2>&1 & READER=$!
+"$BIN/compressor" --nats "$URL" --log-format json > "$W/logs/comp.log" 2>&1 & COMP=$!
+trap 'kill $COORD $READER $COMP $NATS 2>/dev/null || true' EXIT
+sleep 2
+hwm() { awk '/VmHWM/{print int($2/1024)}' "/proc/$1/status"; }
+size() { du -sb --apparent-size "$W/repo" | cut -f1; }
+run() {
+	local n=$1 id
+	/usr/bin/time -f "%e s" "$BIN/bulkctl" backup "bench:$TREE" -r "$W/repo" --nats "$URL" --json > "$W/logs/backup-$n.json" 2> "$W/logs/backup-$n.err"
+	echo "backup $n: $(jq -c '{files,new_files,unchanged_files,new_bytes,seconds}' "$W/logs/backup-$n.json")"
+	echo "  peak RSS MiB: coordinator $(hwm $COORD), reader $(hwm $READER), compressor $(hwm $COMP), nats-server $(hwm $NATS)"
+	id=$(jq -r .snapshot_id "$W/logs/backup-$n.json")
+	echo "  snapshots/$id $(stat -c %s "$W/repo/snapshots/$id") bytes, headers/$id $(stat -c %s "$W/repo/headers/$id") bytes"
+}
+run 1
+for n in 2 3; do
+	before=$(size)
+	kill $COORD; wait $COORD || true; start_coord $n
+	run $n
+	echo "  repository growth $(( $(size) - before )) bytes"
+done
+echo "breakdown of the last snapshot (GOGC=50):"
+GOGC=50 go run ./scripts/manifestcost "$W/repo" "$(jq -r .snapshot_id "$W/logs/backup-3.json")"

@@ -1,0 +1,149 @@
+// Command manifestcost shows where an unchanged tree backup's coordinator
+// memory and repository bytes go, phase by phase, as the coordinator runs
+// them (docs/benchmarks.md, "Manifests at 100,000 files"):
+//
+//	manifestcost REPO SNAPSHOT_ID
+//
+// It loads the tree snapshot as the parent, decodes its entries again as
+// a scan's batches would bring them, plans and builds the unchanged
+// backup's manifest, encodes and seals it, and prints the live heap each
+// step adds (after a GC) and what it allocated; then how many bytes per
+// entry the stored manifest spends on what. Run it with the services'
+// GOGC (50) to compare with their peak RSS.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
+)
+
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func total() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.TotalAlloc
+}
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: manifestcost REPO SNAPSHOT_ID")
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	st, err := storeurl.Open(ctx, os.Args[1], storeurl.Options{})
+	check(err)
+	repo, err := repository.Open(ctx, st, repository.OpenOptions{})
+	check(err)
+	id := os.Args[2]
+	n := 0
+	report := func(what string, live uint64, alloc uint64, t time.Duration) {
+		fmt.Printf("%-44s live %7.1f MiB (%5d B/entry)  allocated %7.1f MiB  %6.2fs\n", what,
+			float64(live)/(1<<20), int(live)/max(n, 1), float64(alloc)/(1<<20), t.Seconds())
+	}
+	h0, a0, t0 := heap(), total(), time.Now()
+	parent, err := repo.LoadSnapshot(ctx, id)
+	check(err)
+	n = len(parent.Files)
+	h1, a1 := heap(), total()
+	report("parent snapshot, decoded", h1-h0, a1-a0, time.Since(t0))
+
+	// The scan's entries as the coordinator holds them: decoded from
+	// ScanBatch JSON (no content).
+	scan := make([]manifest.Entry, len(parent.Files))
+	copy(scan, parent.Files)
+	for i := range scan {
+		scan[i].Content = nil
+	}
+	js, _ := json.Marshal(scan)
+	scan = nil
+	jsLen := uint64(len(js))
+	h1 = heap()
+	a1, t0 = total(), time.Now()
+	var entries []manifest.Entry
+	check(json.Unmarshal(js, &entries))
+	js = nil
+	h2, a2 := heap(), total()
+	report("scan entries (from batches' JSON)", h2+jsLen-h1, a2-a1, time.Since(t0))
+
+	t0 = time.Now()
+	fp := plan.Files(entries, parent, nil, parent.ChunkSize)
+	h3, a3 := heap(), total()
+	report("plan.Files (packs of changed files: none)", h3-h2, a3-a2, time.Since(t0))
+
+	snap := &manifest.Snapshot{Version: 2, ID: "ffff", Time: time.Now(), Host: parent.Host, Path: parent.Path,
+		Mode: manifest.ModeFiles, SourceKind: manifest.KindDir, ChunkSize: parent.ChunkSize, Hash: "sha256", Compression: "zstd", Level: "fastest"}
+	t0 = time.Now()
+	fp.Build(snap, func(int) plan.Stored { panic("no packs") }, nil)
+	h4, a4 := heap(), total()
+	report("new snapshot built (Build)", h4-h3, a4-a3, time.Since(t0))
+
+	t0 = time.Now()
+	data, err := manifest.Encode(snap)
+	check(err)
+	a5 := total()
+	h5 := heap()
+	report("manifest JSON (Encode, validates)", h5-h4, a5-a4, time.Since(t0))
+	sealer, err := chunk.NewSealer(chunk.LevelDefault)
+	check(err)
+	t0 = time.Now()
+	obj := sealer.Seal(nil, chunk.Sum(data), data)
+	a6 := total()
+	report("sealed (zstd)", uint64(len(obj)), a6-a5, time.Since(t0))
+	fmt.Printf("\nentries %d, chunks %d; JSON %d bytes (%d/entry), sealed %d bytes (%.1f/entry)\n",
+		n, len(snap.Chunks), len(data), len(data)/n, len(obj), float64(len(obj))/float64(n))
+	runtime.KeepAlive(parent)
+	runtime.KeepAlive(entries)
+	runtime.KeepAlive(fp)
+
+	// What the JSON holds: the same entries with fields taken away.
+	size := func(what string, files []manifest.Entry) {
+		b, _ := json.Marshal(files)
+		o := sealer.Seal(nil, chunk.Sum(b), b)
+		fmt.Printf("  %-46s JSON %6.1f B/entry, sealed %5.1f B/entry\n", what, float64(len(b))/float64(n), float64(len(o))/float64(n))
+	}
+	files := snap.Files
+	size("entries as stored", files)
+	strip := func(f func(*manifest.Entry)) []manifest.Entry {
+		out := make([]manifest.Entry, len(files))
+		copy(out, files)
+		for i := range out {
+			f(&out[i])
+		}
+		return out
+	}
+	size("without content extents", strip(func(e *manifest.Entry) { e.Content = nil }))
+	size("without content, inode, nlink", strip(func(e *manifest.Entry) { e.Content, e.Inode, e.Links = nil, 0, 0 }))
+	type pathOnly struct {
+		Path string `json:"path"`
+	}
+	po := make([]pathOnly, len(files))
+	for i := range files {
+		po[i].Path = files[i].Path
+	}
+	b, _ := json.Marshal(po)
+	o := sealer.Seal(nil, chunk.Sum(b), b)
+	fmt.Printf("  %-46s JSON %6.1f B/entry, sealed %5.1f B/entry\n", "paths alone", float64(len(b))/float64(n), float64(len(o))/float64(n))
+}
+
+func check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
