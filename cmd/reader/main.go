@@ -89,6 +89,7 @@ func run(ctx context.Context, args []string) error {
 	if compress > 0 {
 		comp, err = compressor.New(nc, compressor.Config{
 			Name: "reader-" + o.host, Workers: compress, Repos: repos, Logger: logger, Metrics: m, DrainTimeout: o.drain,
+			Assist: true,
 		})
 		if err != nil {
 			return err

@@ -96,6 +96,11 @@ type Config struct {
 	// bytes per second, to show on a small machine how throughput scales
 	// with compressors. 0 means no limit.
 	RateLimit int64
+	// Assist marks a compressor that helps the fleet's (a reader's own):
+	// a chunk from the shared queue whose repository it cannot store into
+	// (it cannot open it, or its credentials are refused) is left for the
+	// fleet's compressors instead of failing the job.
+	Assist bool
 }
 
 func (c *Config) validate() error {
@@ -207,6 +212,9 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	if c.cfg.Assist && c.notHere(job.repo) {
+		return queue.RetryAfter(leaveDelay, errLeftToFleet)
+	}
 	c.slots <- struct{}{}
 	defer func() { <-c.slots }()
 	c.inFlight.Add(1)
@@ -230,8 +238,20 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	defer c.raw.Put(data)
 	done, err := c.store(ctx, ready.JobID, ready.Index, data, job, msg.InProgress)
+	if c.cfg.Assist && err != nil && cannotStoreHere(err) {
+		c.setNotHere(ctx, job.repo, err)
+		return queue.RetryAfter(leaveDelay, fmt.Errorf("%w: %w", errLeftToFleet, err))
+	}
 	return c.complete(ctx, done, err)
 }
+
+// errLeftToFleet is why an assisting compressor hands a chunk back: it
+// cannot store into the chunk's repository.
+var errLeftToFleet = errors.New("left for the fleet's compressors: cannot store into the repository from here")
+
+// leaveDelay is how long a chunk an assisting compressor hands back waits
+// before it is offered again, so that another compressor takes it first.
+const leaveDelay = time.Second
 
 // TryStore stores a chunk a reader of this process read, when a worker is
 // free now; it reports false at once when none is, and also when this

@@ -51,9 +51,20 @@ type bundle struct {
 	log    *testenv.LogBuffer
 	comp   *compressor.Compressor
 	holder *holder
+	br     *broker.Broker
+	// s3 and storeTimeout are how compressors reach the job's repository.
+	s3           storeurl.S3Options
+	storeTimeout time.Duration
 }
 
 func setup(t *testing.T, storeTimeout time.Duration) *bundle {
+	t.Helper()
+	return setupWith(t, storeTimeout, false)
+}
+
+// setupWith is setup, without the compressor when noCompressor: the test
+// starts its own (startCompressor).
+func setupWith(t *testing.T, storeTimeout time.Duration, noCompressor bool) *bundle {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs a MinIO server")
@@ -73,7 +84,7 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 		return nc
 	}
 	nc := connect("test")
-	b := &bundle{minio: m, log: &testenv.LogBuffer{}}
+	b := &bundle{minio: m, log: &testenv.LogBuffer{}, br: br}
 	if b.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
@@ -103,21 +114,35 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 	}
 	b.holder = newHolder(t, connect("reader"))
 
-	// The compressor opens the repository itself, at its first chunk,
-	// through the retrying store a compressor process sets up.
+	b.s3, b.storeTimeout = s3, storeTimeout
+	if !noCompressor {
+		b.comp = b.startCompressor(t, "c1", s3, false)
+	}
+	return b
+}
+
+// startCompressor runs a compressor with one worker, logging into b.log,
+// that opens the job's repository itself, at its first chunk, through the
+// retrying store a compressor process sets up, with the credentials in s3.
+func (b *bundle) startCompressor(t *testing.T, name string, s3 storeurl.S3Options, assist bool) *compressor.Compressor {
+	t.Helper()
 	compRepos := repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
-		return retry.Open(ctx, retry.Config{MaxElapsed: storeTimeout}, repo, func(ctx context.Context) (store.Store, error) {
+		return retry.Open(ctx, retry.Config{MaxElapsed: b.storeTimeout}, repo, func(ctx context.Context) (store.Store, error) {
 			return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
 		})
 	})
-	c, err := compressor.New(connect("compressor"), compressor.Config{
-		Name: "c1", Workers: 1, Repos: compRepos,
-		Logger: slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	nc, err := b.br.Connect(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c, err := compressor.New(nc, compressor.Config{
+		Name: name, Workers: 1, Repos: compRepos, Assist: assist,
+		Logger: slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("compressor", name),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.comp = c
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() { stopped <- c.Run(ctx) }()
@@ -126,16 +151,16 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 		select {
 		case err := <-stopped:
 			if err != nil {
-				t.Errorf("compressor: %v", err)
+				t.Errorf("compressor %s: %v", name, err)
 			}
 		case <-time.After(testDeadline):
-			t.Errorf("compressor did not stop")
+			t.Errorf("compressor %s did not stop", name)
 		}
 		if t.Failed() {
-			t.Logf("compressor log:\n%s", b.log.String())
+			t.Logf("compressor %s log:\n%s", name, b.log.String())
 		}
 	})
-	return b
+	return c
 }
 
 func (b *bundle) saveJob(t *testing.T) {
@@ -537,4 +562,24 @@ func TestStoreTimeoutFailsJob(t *testing.T) {
 	if f, ok := b.nextDone(t).(*queue.WorkFailed); !ok || f.Code != queue.CodeUnavailable {
 		t.Errorf("completion %+v, want a failure with code %s", f, queue.CodeUnavailable)
 	}
+}
+
+// TestAssistLeavesRefusedRepositoryToFleet: a reader's own compressor
+// (Assist) whose credentials the repository refuses hands a chunk of the
+// shared queue back instead of failing the job, and a compressor that can
+// store it does.
+func TestAssistLeavesRefusedRepositoryToFleet(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, 5*time.Second, true)
+	wrong := b.s3
+	wrong.SecretKey = "not-the-secret"
+	b.startCompressor(t, "reader-h1", wrong, true)
+	id := b.announce(t, 0, 256<<10, b.holder.url())
+	b.waitLog(t, "cannot store into the repository from here")
+	if msg, err := b.done.NextMsg(500 * time.Millisecond); err == nil {
+		d, _ := queue.DecodeDone(msg.Subject, msg.Data)
+		t.Fatalf("the assisting compressor published %+v; want nothing until another compressor stores the chunk", d)
+	}
+	b.startCompressor(t, "c1", b.s3, false)
+	b.checkStored(t, b.nextChunkDone(t), id, 0)
 }
