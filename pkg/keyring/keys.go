@@ -194,9 +194,13 @@ func (h *Hasher) Sum(raw []byte) [KeySize]byte {
 	return [KeySize]byte(h.buf)
 }
 
+// MetaNonceSize is the size of the nonce SealMeta puts before the
+// ciphertext.
+const MetaNonceSize = chacha20poly1305.NonceSizeX
+
 // MetaOverhead is how many bytes SealMeta adds: a 24-byte nonce before the
 // ciphertext and a 16-byte tag after it.
-const MetaOverhead = chacha20poly1305.NonceSizeX + chacha20poly1305.Overhead
+const MetaOverhead = MetaNonceSize + chacha20poly1305.Overhead
 
 // metaAEAD returns the XChaCha20-Poly1305 of the key's metadata.
 func (k *WriteKey) metaAEAD() (cipher.AEAD, error) {
