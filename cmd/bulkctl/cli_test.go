@@ -122,9 +122,12 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	for _, sub := range []string{"add", "list", "show", "pause", "resume", "rm"} {
 		names = append(names, "schedule "+sub)
 	}
+	for _, sub := range []string{"list", "add", "remove", "passwd", "write-key"} {
+		names = append(names, "key "+sub)
+	}
 	for _, name := range names {
-		if name == "schedule" {
-			continue // its own usage, checked in TestHelpAndUsage
+		if name == "schedule" || name == "key" {
+			continue // their own usage, checked in TestHelpAndUsage
 		}
 		args := append(strings.Fields(name), "--help")
 		streams{code: exitOK, stdout: []string{"Usage: bulkctl " + name + " ", "Flags:", "-repo"}, stderr: empty}.check(t, args, bulkctl(t, args...))

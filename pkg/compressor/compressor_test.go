@@ -88,7 +88,7 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 	s3 := storeurl.S3Options{Endpoint: "http://" + m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Region: "us-east-1"}
 	repos := repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	repoName := "s3://" + m.NewBucket(t) + "/repo"
 	if b.repo, err = repos.Get(t.Context(), repoName, true); err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func setup(t *testing.T, storeTimeout time.Duration) *bundle {
 		return retry.Open(ctx, retry.Config{MaxElapsed: storeTimeout}, repo, func(ctx context.Context) (store.Store, error) {
 			return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
 		})
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	c, err := compressor.New(connect("compressor"), compressor.Config{
 		Name: "c1", Workers: 1, Repos: compRepos,
 		Logger: slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -8,11 +8,13 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"log/slog"
+	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -31,6 +33,7 @@ const (
 	labelHostMeta = "bulkbackup host meta v1"
 	labelSession  = "bulkbackup session v1"
 	labelObject   = "bulkbackup object v1"
+	labelKeyCheck = "bulkbackup key check v1"
 )
 
 // derive returns HKDF-Expand-SHA256(root, info, 32) with info = label, or
@@ -108,6 +111,38 @@ func (k *WriteKey) CheckRepository(id string) error {
 		return fmt.Errorf("%w: the key is for repository %q, not %q", ErrWrongRepository, k.Repository, id)
 	}
 	return nil
+}
+
+// Check returns the key check of the key's repository: HMAC-SHA256 under
+// Expand(ID, "bulkbackup key check v1") of the repository ID, a zero byte
+// and the public key. Every holder of a write key computes it; a
+// repository's config records it, so a key that is not the repository's
+// (a damaged or planted key object, a write key file of another
+// repository under the same ID) is refused before it writes or reads
+// anything.
+func (k *WriteKey) Check() [KeySize]byte {
+	ck := derive(k.ID[:], labelKeyCheck, "")
+	mac := hmac.New(sha256.New, ck[:])
+	mac.Write([]byte(k.Repository))
+	mac.Write([]byte{0})
+	mac.Write(k.Public.Bytes())
+	return [KeySize]byte(mac.Sum(nil))
+}
+
+// Fingerprint returns the first 16 bytes of Check in hex, in groups of
+// four digits: what people compare to tell that two keys are the same
+// repository's.
+func (k *WriteKey) Fingerprint() string {
+	c := k.Check()
+	h := hex.EncodeToString(c[:16])
+	var b strings.Builder
+	for i := 0; i < len(h); i += 4 {
+		if i > 0 {
+			b.WriteByte('-')
+		}
+		b.WriteString(h[i : i+4])
+	}
+	return b.String()
 }
 
 // ForHost returns the write key of host: the same ID root and public key,

@@ -45,6 +45,10 @@ type WorkerStatus struct {
 	Bytes    int64 `json:"bytes"`
 	// MBps is the worker's throughput over its last heartbeat interval.
 	MBps float64 `json:"mb_per_s"`
+	// Recipient is, for a reader, its host's age recipient (age1…): restore
+	// clients wrap the keys of a restore of an encrypted repository to it,
+	// once they trust it (docs/encryption.md section 8.2).
+	Recipient string `json:"recipient,omitempty"`
 }
 
 func (w *WorkerStatus) version() int { return w.V }
