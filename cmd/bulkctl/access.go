@@ -33,7 +33,9 @@ func writeAccess(wk *keyring.WriteKey) *access {
 	worker := wk.WithoutMeta()
 	return &access{
 		coordinator: func(repository.Config) (repository.Credentials, error) { return repository.Credentials{Write: wk}, nil },
-		workers:     func(repository.Config) (repository.Credentials, error) { return repository.Credentials{Write: worker}, nil },
+		workers: func(repository.Config) (repository.Credentials, error) {
+			return repository.Credentials{Write: worker}, nil
+		},
 	}
 }
 
