@@ -213,7 +213,7 @@ func TestPlural(t *testing.T) {
 func TestSummaryCounts(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestOwnerNames(t *testing.T) {
 func TestLsAndPaths(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	for _, d := range []string{"usr/share/doc/x", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -418,7 +418,7 @@ func TestLsAndPaths(t *testing.T) {
 func TestVerifyTree(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo, out := filepath.Join(dir, "src"), filepath.Join(dir, "repo"), filepath.Join(dir, "out")
+	src, repo, out := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo")), filepath.Join(dir, "out")
 	writeTree(t, src, 20)
 	res := backup(t, src, repo)
 	ok(t, "restore", "latest", out, "-r", repo)
@@ -497,7 +497,7 @@ func TestFleetLog(t *testing.T) {
 	if err := volgen.WriteFile(t.Context(), vol, 2*mib, volgen.Options{Seed: 3, Mix: volgen.Mix{Random: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	res := backup(t, vol, repo, "--chunk-size", "1MiB")
 	corruptChunk(t, repo, loadSnapshot(t, repo, res.SnapshotID).Chunks[1].Hash)
 
@@ -726,7 +726,7 @@ func TestImageFileMode(t *testing.T) {
 	if err := os.Chmod(vol, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	res := backup(t, vol, repo, "--chunk-size", "64KiB")
 	if m := loadSnapshot(t, repo, res.SnapshotID).FileMode; m == nil || *m != 0o644 {
 		t.Errorf("snapshot file_mode %v, want 0644", m)
