@@ -122,7 +122,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	for _, sub := range []string{"add", "list", "show", "pause", "resume", "rm"} {
 		names = append(names, "schedule "+sub)
 	}
-	for _, sub := range []string{"list", "add", "remove", "passwd", "write-key"} {
+	for _, sub := range []string{"list", "add", "remove", "passwd", "write-key", "identity"} {
 		names = append(names, "key "+sub)
 	}
 	for _, name := range names {

@@ -26,6 +26,7 @@ key write-key prints on the hosts that get write keys.
 	"key add":       "Usage: bulkctl key add -r REPO [flags]\n\nAdd a password (BULK_NEW_PASSWORD_FILE) or --recipient that opens the repository.\n",
 	"key remove":    "Usage: bulkctl key remove KEY_ID -r REPO [flags]\n\nRemove a key object: never the last, nor the one that opened the repository.\n",
 	"key passwd":    "Usage: bulkctl key passwd -r REPO [flags]\n\nReplace the password that opened the repository by BULK_NEW_PASSWORD_FILE's.\n",
+	"key identity":  "Usage: bulkctl key identity -o FILE [flags]\n\nCreate an age identity file (mode 0600) and print its recipient.\n",
 	"key write-key": "Usage: bulkctl key write-key -r REPO --for coordinator|worker -o FILE [flags]\n\nWrite the write key file the fleet's services load (BULK_WRITE_KEY_FILE).\n",
 	"backup": `Usage: bulkctl backup SOURCE -r REPO [flags]
 

@@ -154,6 +154,7 @@ const keyUsage = `Usage:
   bulkctl key remove KEY_ID -r REPO
   bulkctl key passwd -r REPO
   bulkctl key write-key -r REPO --for coordinator|worker -o FILE
+  bulkctl key identity -o FILE
 
 The keys of an encrypted repository are stored in it, wrapped by passwords
 or to age identities. Every command but list needs one that opens it now:
@@ -168,12 +169,13 @@ passwd replaces the password of the key that opened the repository.
 write-key writes the write key file the fleet's services load
 (BULK_WRITE_KEY_FILE): --for coordinator can read and write snapshots,
 --for worker (readers, compressors) only adds chunks; neither opens a
-chunk.
+chunk. identity makes a new age identity file (as age-keygen does) and
+prints its recipient, for init --recipient or key add --recipient.
 `
 
 func runKey(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError("want a key command: list, add, remove, passwd or write-key")
+		return usageError("want a key command: list, add, remove, passwd, write-key or identity")
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -187,11 +189,13 @@ func runKey(ctx context.Context, e *env, args []string) error {
 		return keyPasswd(ctx, e, args)
 	case "write-key":
 		return keyWriteKey(ctx, e, args)
+	case "identity":
+		return keyIdentity(e, args)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, keyUsage)
 		return flag.ErrHelp
 	default:
-		return usageError("unknown key command %q: want list, add, remove, passwd or write-key", sub)
+		return usageError("unknown key command %q: want list, add, remove, passwd, write-key or identity", sub)
 	}
 }
 
@@ -444,5 +448,41 @@ func keyWriteKey(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "wrote the %s write key of repository %s to %s (fingerprint %s)\n", *forWhom, repo.Config().ID, *out, wk.Fingerprint())
+	return nil
+}
+
+func keyIdentity(e *env, args []string) error {
+	var c common
+	fs := newFlagSet("key identity", &c)
+	out := fs.String("o", "", "the identity file to write (created with mode 0600; never overwritten)")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || *out == "" {
+		return usageError("want -o FILE and no arguments")
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return err
+	}
+	content := fmt.Sprintf("# created: %s\n# public key: %s\n%s\n", time.Now().UTC().Format(time.RFC3339), id.Recipient(), id)
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s exists; key identity never overwrites a file", *out)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		os.Remove(*out)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(*out)
+		return err
+	}
+	fmt.Fprintln(e.stdout, id.Recipient())
 	return nil
 }
