@@ -11,8 +11,8 @@
 // (chunks, manifests) are encrypted to the public key, so the fleet of
 // readers, compressors and the coordinator, which hold only a WriteKey (the
 // roots and the public key, never the private key), can add data but not
-// read it. A WriteKey can be narrowed to one host's metadata (ForHost) or
-// to none (WithoutMeta).
+// read it. The coordinator's WriteKey has the metadata root (it writes and
+// reads manifests); the readers' and compressors' have none (WithoutMeta).
 //
 // Content objects are sealed by a Sealer: one ephemeral X25519 key per
 // writer session, one ECDH per session, then per object a key derived from

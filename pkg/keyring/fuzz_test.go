@@ -112,7 +112,7 @@ func FuzzUnwrap(f *testing.F) {
 func FuzzParseWriteKey(f *testing.F) {
 	var v writeKeyVector
 	readVector(f, "writekey.json", &v)
-	for _, s := range []string{v.Fleet, v.HostKey, v.NoMeta, "bulkbackup-write-key v1\n", ""} {
+	for _, s := range []string{v.Fleet, v.NoMeta, "bulkbackup-write-key v1\n", ""} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -218,10 +218,6 @@ type metaVector struct {
 	AAD          hexBytes `json:"aad"`
 	Plaintext    hexBytes `json:"plaintext"`
 	Sealed       hexBytes `json:"sealed"`
-	Host         string   `json:"host"`
-	HostMetaRoot hexBytes `json:"host_meta_root"`
-	HostMetaKey  hexBytes `json:"host_meta_key"`
-	HostSealed   hexBytes `json:"host_sealed"`
 }
 
 func TestKATMeta(t *testing.T) {
@@ -236,12 +232,6 @@ func TestKATMeta(t *testing.T) {
 		v.AAD = []byte("headers/3f2a9c0d5e6b47a8b1c2d3e4f5061728")
 		v.Plaintext = []byte(`{"version":1,"id":"3f2a9c0d5e6b47a8b1c2d3e4f5061728","host":"db01"}`)
 		v.Sealed, _ = k.sealMeta(nil, [24]byte(v.Nonce), v.Plaintext, v.AAD)
-		v.Host = "db01"
-		hk, _ := k.ForHost(v.Host)
-		v.HostMetaRoot = hk.Meta[:]
-		hmk := derive(hk.Meta[:], labelMeta, "")
-		v.HostMetaKey = hmk[:]
-		v.HostSealed, _ = hk.sealMeta(nil, [24]byte(v.Nonce), v.Plaintext, v.AAD)
 	})
 	root := [KeySize]byte(v.MetaRoot)
 	k := &WriteKey{Repository: "r", Meta: &root}
@@ -257,19 +247,6 @@ func TestKATMeta(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkHex(t, "opened", got, v.Plaintext)
-
-	hk, err := k.ForHost(v.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkHex(t, "host meta root", hk.Meta[:], v.HostMetaRoot)
-	hmk := derive(hk.Meta[:], labelMeta, "")
-	checkHex(t, "host meta key", hmk[:], v.HostMetaKey)
-	sealed, err = hk.sealMeta(nil, [24]byte(v.Nonce), v.Plaintext, v.AAD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkHex(t, "host sealed", sealed, v.HostSealed)
 }
 
 type stagingVector struct {
@@ -405,8 +382,6 @@ type writeKeyVector struct {
 	Comment string     `json:"comment"`
 	Keys    keysVector `json:"keys"`
 	Fleet   string     `json:"fleet"`
-	Host    string     `json:"host"`
-	HostKey string     `json:"host_file"`
 	NoMeta  string     `json:"no_meta_file"`
 }
 
@@ -420,14 +395,10 @@ func TestKATWriteKey(t *testing.T) {
 		}
 		return string(b)
 	}
-	hk, err := k.ForHost("db01")
-	if err != nil {
-		t.Fatal(err)
-	}
 	vector(t, "writekey.json", &v, func() {
 		v.Comment = "write key files, docs/encryption.md section 6"
-		v.Keys, v.Host = keysOf(k), "db01"
-		v.Fleet, v.HostKey, v.NoMeta = marshal(&k.WriteKey), marshal(hk), marshal(k.WithoutMeta())
+		v.Keys = keysOf(k)
+		v.Fleet, v.NoMeta = marshal(&k.WriteKey), marshal(k.WithoutMeta())
 	})
 	checkKeys(t, k, v.Keys) // the vectors were made from katKeys
 	for _, tt := range []struct {
@@ -435,7 +406,6 @@ func TestKATWriteKey(t *testing.T) {
 		want       *WriteKey
 	}{
 		{"fleet", v.Fleet, &k.WriteKey},
-		{"host", v.HostKey, hk},
 		{"no meta", v.NoMeta, k.WithoutMeta()},
 	} {
 		if got := marshal(tt.want); got != tt.file {
@@ -452,7 +422,7 @@ func TestKATWriteKey(t *testing.T) {
 }
 
 func sameWriteKey(a, b *WriteKey) bool {
-	return a.Repository == b.Repository && a.Host == b.Host && a.ID == b.ID &&
+	return a.Repository == b.Repository && a.ID == b.ID &&
 		(a.Meta == nil) == (b.Meta == nil) && (a.Meta == nil || *a.Meta == *b.Meta) && a.Public.Equal(b.Public)
 }
 

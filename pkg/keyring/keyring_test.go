@@ -216,8 +216,7 @@ func TestWriteKeyCannotOpen(t *testing.T) {
 			t.Fatal("the write key file contains the private key")
 		}
 	}
-	hk, _ := wk.ForHost("h")
-	for name, secret := range map[string][keyring.KeySize]byte{"id": wk.ID, "meta": *wk.Meta, "host meta": *hk.Meta, "public": [32]byte(wk.Public.Bytes())} {
+	for name, secret := range map[string][keyring.KeySize]byte{"id": wk.ID, "meta": *wk.Meta, "public": [32]byte(wk.Public.Bytes())} {
 		p, err := ecdh.X25519().NewPrivateKey(secret[:])
 		if err != nil {
 			t.Fatal(err)
@@ -356,8 +355,7 @@ func TestChunkID(t *testing.T) {
 	if k.ChunkID([]byte("other bytes")) == id {
 		t.Error("two inputs give the same chunk ID")
 	}
-	wk, _ := k.ForHost("h")
-	if wk.ChunkID(data) != id || k.WithoutMeta().ChunkID(data) != id {
+	if k.WithoutMeta().ChunkID(data) != id {
 		t.Error("narrowed write keys compute other chunk IDs: dedup would break")
 	}
 }
@@ -377,16 +375,6 @@ func TestMeta(t *testing.T) {
 	if got, err := k.OpenMeta(nil, box, aad); err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("OpenMeta = %q, %v", got, err)
 	}
-	a, _ := k.ForHost("a")
-	b, _ := k.ForHost("b")
-	boxA, err := a.SealMeta(nil, plain, aad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, _ := k.ForHost("a") // the coordinator derives host a's key from the fleet key
-	if got, err := again.OpenMeta(nil, boxA, aad); err != nil || !bytes.Equal(got, plain) {
-		t.Errorf("fleet key narrowed to a: OpenMeta = %q, %v", got, err)
-	}
 	for _, tt := range []struct {
 		name string
 		key  *keyring.WriteKey
@@ -396,9 +384,6 @@ func TestMeta(t *testing.T) {
 	}{
 		{"other aad", &k.WriteKey, box, []byte("headers/abd"), keyring.ErrAuth},
 		{"other repository", &other.WriteKey, box, aad, keyring.ErrAuth},
-		{"host a opens fleet", a, box, aad, keyring.ErrAuth},
-		{"host b opens host a", b, boxA, aad, keyring.ErrAuth},
-		{"fleet opens host a unnarrowed", &k.WriteKey, boxA, aad, keyring.ErrAuth},
 		{"short", &k.WriteKey, box[:keyring.MetaOverhead-1], aad, keyring.ErrAuth},
 		{"no meta", k.WithoutMeta(), box, aad, keyring.ErrNoMeta},
 	} {
@@ -415,12 +400,6 @@ func TestMeta(t *testing.T) {
 	}
 	if _, err := k.WithoutMeta().SealMeta(nil, plain, aad); !errors.Is(err, keyring.ErrNoMeta) {
 		t.Errorf("SealMeta without meta: err = %v, want ErrNoMeta", err)
-	}
-	if _, err := a.ForHost("b"); err == nil {
-		t.Error("a host key narrowed to another host")
-	}
-	if _, err := k.WithoutMeta().ForHost("a"); !errors.Is(err, keyring.ErrNoMeta) {
-		t.Errorf("ForHost without meta: err = %v, want ErrNoMeta", err)
 	}
 }
 
@@ -457,8 +436,7 @@ func TestStaging(t *testing.T) {
 func TestWriteKeyFile(t *testing.T) {
 	t.Parallel()
 	k := newKeys(t)
-	hk, _ := k.ForHost("db01")
-	for _, wk := range []*keyring.WriteKey{&k.WriteKey, hk, k.WithoutMeta()} {
+	for _, wk := range []*keyring.WriteKey{&k.WriteKey, k.WithoutMeta()} {
 		file, err := wk.Marshal()
 		if err != nil {
 			t.Fatal(err)
@@ -471,7 +449,7 @@ func TestWriteKeyFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Repository != wk.Repository || got.Host != wk.Host || got.ID != wk.ID ||
+			if got.Repository != wk.Repository || got.ID != wk.ID ||
 				(got.Meta == nil) != (wk.Meta == nil) || (got.Meta != nil && *got.Meta != *wk.Meta) || !got.Public.Equal(wk.Public) {
 				t.Errorf("round trip of %v gave %v", wk, got)
 			}
@@ -524,7 +502,7 @@ func TestParseWriteKeyRefuses(t *testing.T) {
 		{"short id", b(with("id", base64.StdEncoding.EncodeToString(k.ID[:31])))},
 		{"no public", b(with("public", nil))},
 		{"small-order public", b(with("public", base64.StdEncoding.EncodeToString(make([]byte, 32))))},
-		{"host without meta", b(map[string]any{"repository": "r", "host": "h", "id": id, "public": pub})},
+		{"host field", b(map[string]any{"repository": "r", "host": "h", "id": id, "public": pub})},
 		{"two objects", "bulkbackup-write-key v1\n" + base64.StdEncoding.EncodeToString([]byte(`{"repository":"r","id":"`+id+`","public":"`+pub+`"}{}`)) + "\n"},
 	} {
 		_, err := keyring.ParseWriteKey([]byte(tt.file))
@@ -603,7 +581,7 @@ func password(t testing.TB, pw string) age.Identity {
 
 func sameKeys(a, b *keyring.Keys) bool {
 	return a.Repository == b.Repository && a.ID == b.ID && *a.Meta == *b.Meta &&
-		a.Private.Equal(b.Private) && a.Public.Equal(b.Public) && a.Host == "" && b.Host == ""
+		a.Private.Equal(b.Private) && a.Public.Equal(b.Public)
 }
 
 func TestWrapPassword(t *testing.T) {
@@ -697,9 +675,8 @@ func TestWrapRecipients(t *testing.T) {
 	if _, _, err := keyring.WrapRecipients(k, nil, ""); err == nil {
 		t.Error("no recipients was accepted")
 	}
-	narrowed, _ := k.ForHost("h")
-	if _, _, err := keyring.WrapRecipients(&keyring.Keys{WriteKey: *narrowed, Private: k.Private}, []age.Recipient{alice.Recipient()}, ""); err == nil {
-		t.Error("keys with a host-narrowed write key were wrapped")
+	if _, _, err := keyring.WrapRecipients(&keyring.Keys{WriteKey: *k.WithoutMeta(), Private: k.Private}, []age.Recipient{alice.Recipient()}, ""); err == nil {
+		t.Error("keys without their metadata root were wrapped")
 	}
 }
 
@@ -864,12 +841,12 @@ func TestUnwrapWorkFactorBound(t *testing.T) {
 func TestRedaction(t *testing.T) {
 	t.Parallel()
 	k := newKeys(t)
-	hk, _ := k.ForHost("h")
+	hk := k.WithoutMeta()
 	var logs bytes.Buffer
 	l := slog.New(slog.NewTextHandler(&logs, nil))
 	l.Info("loaded", "keys", k, "write_key", &k.WriteKey, "host_key", hk, "value", *k)
 	out := fmt.Sprintf("%v %+v %#v %s %v %+v %#v %x %q", k, *k, k, k.WriteKey, &k.WriteKey, hk, *hk, k, hk) + logs.String()
-	for name, secret := range map[string][]byte{"id": k.ID[:], "meta": k.Meta[:], "private": k.Private.Bytes(), "host meta": hk.Meta[:]} {
+	for name, secret := range map[string][]byte{"id": k.ID[:], "meta": k.Meta[:], "private": k.Private.Bytes()} {
 		for _, enc := range []string{hex.EncodeToString(secret)[:16], base64.StdEncoding.EncodeToString(secret)[:16], fmt.Sprint(secret[:8])[1:20]} {
 			if strings.Contains(out, enc) {
 				t.Errorf("the %s key shows in %q", name, out)

@@ -30,7 +30,6 @@ const (
 	labelChunkID  = "bulkbackup chunk id v1"
 	labelStaging  = "bulkbackup staging v1"
 	labelMeta     = "bulkbackup meta v1"
-	labelHostMeta = "bulkbackup host meta v1"
 	labelSession  = "bulkbackup session v1"
 	labelObject   = "bulkbackup object v1"
 	labelKeyCheck = "bulkbackup key check v1"
@@ -55,21 +54,18 @@ func derive(root []byte, label, context string) [KeySize]byte {
 // repository's public key (NewSealer), seals staging objects and, unless it
 // was narrowed, seals and opens metadata. It cannot open content objects.
 //
-// Build one with GenerateKeys (the WriteKey field of Keys), ParseWriteKey,
-// ForHost or WithoutMeta; a WriteKey is not modified after that and is safe
+// Build one with GenerateKeys (the WriteKey field of Keys), ParseWriteKey
+// or WithoutMeta; a WriteKey is not modified after that and is safe
 // for concurrent use.
 type WriteKey struct {
 	// Repository is the repository's ID, from its config. It is not secret;
 	// it keeps a key from being used with another repository.
 	Repository string
-	// Host is the host whose metadata Meta covers on a key narrowed by
-	// ForHost; empty on a fleet-wide key.
-	Host string
 	// ID is the root of the chunk ID MAC key and of the staging keys.
 	ID [KeySize]byte
-	// Meta is the root of the metadata keys: the repository's on a
-	// fleet-wide key, one host's on a key narrowed by ForHost, nil on a key
-	// without metadata ability (WithoutMeta).
+	// Meta is the root of the metadata keys: the repository's on the
+	// coordinator's key, nil on a key without metadata ability
+	// (WithoutMeta), the readers' and compressors'.
 	Meta *[KeySize]byte
 	// Public is the repository's X25519 public key.
 	Public *ecdh.PublicKey
@@ -79,8 +75,8 @@ type WriteKey struct {
 // key management need it; the fleet holds its WriteKey. Keys is stored in
 // the repository wrapped (WrapPassword, WrapRecipients).
 type Keys struct {
-	// WriteKey is the repository's fleet-wide write key: Meta is the
-	// repository's Meta root and Host is empty.
+	// WriteKey is the repository's write key with metadata: Meta is the
+	// repository's Meta root.
 	WriteKey
 	// Private is the repository's X25519 private key; Public is its public
 	// key.
@@ -145,24 +141,6 @@ func (k *WriteKey) Fingerprint() string {
 	return b.String()
 }
 
-// ForHost returns the write key of host: the same ID root and public key,
-// and a Meta root derived for host alone, so a reader on that host can read
-// its own incremental indexes and nobody else's. The fleet-wide key
-// derives every host's key, so the coordinator can read them all. It fails
-// on a key that is already narrowed or has no Meta, and for an empty host.
-func (k *WriteKey) ForHost(host string) (*WriteKey, error) {
-	switch {
-	case host == "":
-		return nil, errors.New("keyring: write key for host: empty host name")
-	case k.Meta == nil:
-		return nil, fmt.Errorf("keyring: write key for host %q: %w", host, ErrNoMeta)
-	case k.Host != "":
-		return nil, fmt.Errorf("keyring: write key for host %q: the key is already narrowed to host %q", host, k.Host)
-	}
-	meta := derive(k.Meta[:], labelHostMeta, host)
-	return &WriteKey{Repository: k.Repository, Host: host, ID: k.ID, Meta: &meta, Public: k.Public}, nil
-}
-
 // WithoutMeta returns the key without metadata ability: what a compressor
 // needs, which writes chunks and reads no metadata.
 func (k *WriteKey) WithoutMeta() *WriteKey {
@@ -176,8 +154,6 @@ func (k *WriteKey) validate() error {
 		return errors.New("empty repository ID")
 	case k.Public == nil || k.Public.Curve() != ecdh.X25519():
 		return errors.New("no X25519 public key")
-	case k.Host != "" && k.Meta == nil:
-		return errors.New("a key narrowed to a host has no metadata key")
 	}
 	return checkPublic(k.Public)
 }
@@ -352,10 +328,7 @@ var errMarshal = errors.New("keyring: refusing to marshal secret keys as JSON (u
 // String describes the key without its secrets.
 func (k WriteKey) String() string {
 	s := fmt.Sprintf("write key of repository %q", k.Repository)
-	switch {
-	case k.Host != "":
-		s += fmt.Sprintf(", host %q", k.Host)
-	case k.Meta == nil:
+	if k.Meta == nil {
 		s += ", no metadata"
 	}
 	return s

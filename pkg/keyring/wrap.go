@@ -175,8 +175,8 @@ func (k *Keys) validate() error {
 		return errors.New("no X25519 private key")
 	case k.Public == nil || !k.Private.PublicKey().Equal(k.Public):
 		return errors.New("the public key is not the private key's")
-	case k.Meta == nil || k.Host != "":
-		return errors.New("not the repository's fleet-wide keys")
+	case k.Meta == nil:
+		return errors.New("without the metadata root")
 	}
 	return k.WriteKey.validate()
 }

@@ -22,7 +22,6 @@ const MaxSecretFileSize = 64 << 10
 // (docs/encryption.md, section 6).
 type writeKeyJSON struct {
 	Repository string `json:"repository"`
-	Host       string `json:"host,omitempty"`
 	ID         string `json:"id"`
 	Meta       string `json:"meta,omitempty"`
 	Public     string `json:"public"`
@@ -39,7 +38,6 @@ func (k *WriteKey) Marshal() ([]byte, error) {
 	}
 	j := writeKeyJSON{
 		Repository: k.Repository,
-		Host:       k.Host,
 		ID:         b64.EncodeToString(k.ID[:]),
 		Public:     b64.EncodeToString(k.Public.Bytes()),
 	}
@@ -88,7 +86,7 @@ func parseWriteKey(data []byte) (*WriteKey, error) {
 	if err := decodeStrict(body, &j); err != nil {
 		return nil, err
 	}
-	k := &WriteKey{Repository: j.Repository, Host: j.Host}
+	k := &WriteKey{Repository: j.Repository}
 	if err := decodeKey(&k.ID, j.ID, "id"); err != nil {
 		return nil, err
 	}
