@@ -211,13 +211,13 @@ func TestKATChunkID(t *testing.T) {
 }
 
 type metaVector struct {
-	Comment      string   `json:"comment"`
-	MetaRoot     hexBytes `json:"meta_root"`
-	MetaKey      hexBytes `json:"meta_key"`
-	Nonce        hexBytes `json:"nonce"`
-	AAD          hexBytes `json:"aad"`
-	Plaintext    hexBytes `json:"plaintext"`
-	Sealed       hexBytes `json:"sealed"`
+	Comment   string   `json:"comment"`
+	MetaRoot  hexBytes `json:"meta_root"`
+	MetaKey   hexBytes `json:"meta_key"`
+	Nonce     hexBytes `json:"nonce"`
+	AAD       hexBytes `json:"aad"`
+	Plaintext hexBytes `json:"plaintext"`
+	Sealed    hexBytes `json:"sealed"`
 }
 
 func TestKATMeta(t *testing.T) {
