@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/dispatch"
@@ -131,7 +132,15 @@ func indexes(op string, n int) iter.Seq[dispatch.Unit] {
 // target, step by step (see restore.Tree).
 func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) error {
 	req := jr.job.Restore
-	selected, err := snap.Select(req.Paths)
+	// A path may come as it was on the host (a CI client's request):
+	// relative to the backed-up directory is the manifest's form.
+	paths := make([]string, len(req.Paths))
+	for i, p := range req.Paths {
+		if paths[i] = p; strings.HasPrefix(p, "/") {
+			paths[i] = manifest.TreePath(snap.Path, p)
+		}
+	}
+	selected, err := snap.Select(paths)
 	if err != nil {
 		return err
 	}
