@@ -124,9 +124,9 @@ func checkArgs(t testing.TB, where, bin string, args []string) {
 		switch {
 		case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
 			return
-		case args[0] == "schedule" && len(args) > 1 && !strings.HasPrefix(args[1], "-"):
+		case (args[0] == "schedule" || args[0] == "key") && len(args) > 1 && !strings.HasPrefix(args[1], "-"):
 			// A command group: its flags belong to the subcommand
-			// (bulkctl schedule add -h). "list|show" in a usage line names
+			// (bulkctl schedule add -h, bulkctl key write-key -h). "list|show" in a usage line names
 			// alternatives; the first stands for them.
 			action, _, _ := strings.Cut(args[1], "|")
 			sub, args = []string{args[0], action}, args[2:]
