@@ -697,7 +697,7 @@ func TestJSONOutput(t *testing.T) {
 		{"in-process", func(p string) string { return p }, func(p string) string { return p }, nil, "local"},
 		{"--nats", func(p string) string { return "jsonhost:" + p }, func(p string) string { return "jsonhost:" + p }, []string{"--nats", url}, "remote"},
 	} {
-		repo := filepath.Join(dir, "repo-"+fleet.repoSuffix)
+		repo := plainRepo(t, filepath.Join(dir, "repo-"+fleet.repoSuffix))
 		args := append([]string{"backup", fleet.src(vol), "-r", repo, "--json", "--chunk-size", "1MiB"}, fleet.extra...)
 		r := bulkctlProc(t, args...)
 		var res backupResult

@@ -294,7 +294,7 @@ func TestKilledBulkctlLeavesNoTempDir(t *testing.T) {
 	}
 	env := append(os.Environ(), "TMPDIR="+tmp)
 	p := startExeWith(t, "bulkctl", filepath.Join(testenv.Binaries(t), "bulkctl"), func(c *exec.Cmd) { c.Env = env },
-		"backup", vol, "-r", filepath.Join(dir, "repo"), "--chunk-size", "256KiB")
+		"backup", vol, "-r", plainRepo(t, filepath.Join(dir, "repo")), "--chunk-size", "256KiB")
 	var leftover []string
 	deadline := time.Now().Add(30 * time.Second)
 	for len(leftover) == 0 && time.Now().Before(deadline) {
@@ -328,7 +328,7 @@ func TestKilledBulkctlLeavesNoTempDir(t *testing.T) {
 	if err := os.WriteFile(small, []byte(rand.Text()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := bulkctlProcEnv(t, env, "backup", small, "-r", filepath.Join(dir, "repo2")); r.code != 0 {
+	if r := bulkctlProcEnv(t, env, "backup", small, "-r", plainRepo(t, filepath.Join(dir, "repo2"))); r.code != 0 {
 		t.Fatalf("the next bulkctl: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	dirs, _ := filepath.Glob(filepath.Join(tmp, "bulkctl-fleet-*"))
