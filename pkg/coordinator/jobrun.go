@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,8 +72,15 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 	defer ticker.Stop()
 	completions := make(chan dispatch.Completion)
 	phaseCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
+	// The goroutine below records completions, and with them the job's
+	// progress: it has ended when phase returns, so that nothing writes
+	// the job while the caller saves it.
+	var recording sync.WaitGroup
+	defer func() {
+		stop()
+		recording.Wait()
+	}()
+	recording.Go(func() {
 		for {
 			select {
 			case <-phaseCtx.Done():
@@ -92,7 +100,7 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 				}
 			}
 		}
-	}()
+	})
 	err := dispatch.Run(ctx, dispatch.Config{
 		Window: cfg.Window, Timeout: cfg.ChunkTimeout, MaxAttempts: cfg.MaxAttempts, Stall: cfg.StallTimeout,
 		Ticks: ticker.C, Transient: isTransient, OnTick: func() { jr.progress(ctx) }, Logger: jr.logger,
