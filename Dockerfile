@@ -51,6 +51,13 @@ CMD ["server", "/data", "--address", ":9000", "--console-address", ":9001"]
 FROM gcr.io/distroless/static-debian12:nonroot AS bulkbackup
 COPY --from=build /bin/busybox /usr/local/bin/busybox
 COPY --from=build /out/ /usr/local/bin/
+# Named volumes mounted here start with these directories' owner (the
+# non-root user): the write key directories of encrypted repositories
+# (bulkctl key write-key writes them, the services read them) and the
+# state of a reader (its host identity) or of bulkctl (its known hosts).
+COPY --from=build --chown=65532:65532 /empty /keys/coordinator
+COPY --from=build --chown=65532:65532 /empty /keys/worker
+COPY --from=build --chown=65532:65532 /empty /state
 USER 65532:65532
 ENTRYPOINT []
 CMD ["bulkctl", "--help"]

@@ -19,7 +19,7 @@
 #   BENCH_CACHE        warm (default unless BENCH_DROP_CACHES=1): inputs read into the
 #                      page cache before each run; cold: the same as BENCH_DROP_CACHES=1
 #   BENCH_SECTIONS     what to run, in order (default
-#                      "volume processes scaling reader sweep tree memory go")
+#                      "volume encryption processes scaling reader sweep tree memory go")
 #   BENCH_PEERS        peer tools to compare with (default "restic borg"; "" for none)
 #   BENCH_RESTIC       a restic binary to use (default: restic on PATH, else Debian's,
 #                      else restic $BENCH_RESTIC_VERSION built from the Go module proxy)
@@ -58,6 +58,12 @@
 #              in pkg/fleet on the same image), bulkctl backup through the embedded
 #              fleet (default settings, directory repository), restore, verify,
 #              and an incremental backup of the unchanged image
+#   encryption the backup and restore of the image into a plaintext and an encrypted
+#              repository (issue 17), one after the other in this run: the
+#              encrypted backup with the coordinator's write key (what a backup
+#              host holds), the restore with an age identity; the ratios
+#              encrypted ÷ plaintext (targets: ≥ 0.95×), whether the CPU has
+#              AES-NI, and what unlocking with a password (scrypt) costs a command
 #   processes  the same backup through separate processes: a coordinator with its
 #              embedded NATS server, a reader, BENCH_FLEET_COMPRESSORS compressors
 #              (scripts/bench/fleet.sh): the reader with --compress 0 (every chunk
@@ -112,7 +118,7 @@ if [[ $BENCH_DROP_CACHES == 1 ]]; then
 else
 	BENCH_CACHE=${BENCH_CACHE:-warm}
 fi
-BENCH_SECTIONS=${BENCH_SECTIONS:-volume processes scaling reader sweep tree memory go}
+BENCH_SECTIONS=${BENCH_SECTIONS:-volume encryption processes scaling reader sweep tree memory go}
 BENCH_PEERS=${BENCH_PEERS-restic borg}
 BENCH_RESTIC=${BENCH_RESTIC:-}
 BENCH_RESTIC_VERSION=${BENCH_RESTIC_VERSION:-v0.18.1}
@@ -317,7 +323,11 @@ peer_borg() {
 REPO=$BENCH_DIR/repo
 RESTORED=$BENCH_DIR/restored.img
 SNAP=
-fresh_repo() { rm -rf "$REPO"; }
+# fresh_repo: an empty plaintext repository (backups do not create one).
+fresh_repo() {
+	rm -rf "$REPO"
+	"$BIN/bulkctl" init -r "$REPO" --plaintext >/dev/null
+}
 fresh_restore() { rm -f "$RESTORED"; }
 
 # backup_row ID NAME VS [EXTRA]: the row of the bulkctl backup just measured
@@ -374,6 +384,81 @@ bench_ours() {
 		backup_row "vol/backup-$plane" "bulkctl backup --data-plane $plane (embedded fleet, chunks fetched ${via[$plane]}, as across machines)" "$VS_VOL"
 		rm -rf "$REPO"
 	done
+}
+
+# Encryption (issue 17). The same image backed up into a plaintext and an
+# encrypted repository, then restored from each, one after the other in
+# this run, so the ratios compare like with like. The encrypted backup
+# holds only the coordinator's write key (BULK_WRITE_KEY_FILE), as a
+# backup host does: no password to unlock; its chunks are named by an HMAC,
+# compressed, then encrypted (AES-256-GCM), its manifest sealed. The
+# encrypted restore opens the keys with an age identity (BULK_IDENTITY_FILE)
+# and grants the in-process reader the keys of the snapshot's chunks. A
+# password (scrypt, work factor 18) costs every command that unlocks with
+# it about a second more: measured once, noted apart.
+ENC_REPO=$BENCH_DIR/repo-enc
+ENC_KEYS=$BENCH_DIR/keys
+fresh_enc_repo() {
+	rm -rf "$ENC_REPO" "$ENC_KEYS/coordinator.key"
+	"$BIN/bulkctl" init -r "$ENC_REPO" --recipient "$(cat "$ENC_KEYS/recipient")" >/dev/null
+	BULK_IDENTITY_FILE=$ENC_KEYS/identity "$BIN/bulkctl" key write-key -r "$ENC_REPO" --for coordinator \
+		-o "$ENC_KEYS/coordinator.key" >/dev/null
+}
+
+# ratio_rows A B: MB/s of row A ÷ MB/s of row B, whole command and job.
+ratio_rows() {
+	jq -rn --argjson a "$(row_json "$1")" --argjson b "$(row_json "$2")" '
+		def f: . * 100 | round / 100 | tostring;
+		"\($a.mb_s / $b.mb_s | f)× (\($a.mb_s * 10 | round / 10) ÷ \($b.mb_s * 10 | round / 10) MB/s; job: \(($b.job_s // 0) as $bj | ($a.job_s // 0) as $aj | if $aj > 0 and $bj > 0 then ($bj / $aj | f) + "×" else "n/a" end))"'
+}
+
+bench_encryption() {
+	local plain_snap enc_snap aesni t0
+	mkdir -p "$ENC_KEYS"
+	chmod 700 "$ENC_KEYS"
+	[[ -s $ENC_KEYS/identity ]] || "$BIN/bulkctl" key identity -o "$ENC_KEYS/identity" >"$ENC_KEYS/recipient"
+
+	WARM=("$VOL")
+	measure enc-backup-plain "$LOGS/enc-backup-plain.json" fresh_repo "$BIN/bulkctl" backup "$VOL" -r "$REPO" --json "${BULK_FLAGS[@]}"
+	backup_row enc/backup-plain "bulkctl backup, plaintext repository (the encrypted rows' reference)" "$VS_VOL"
+	plain_snap=$(jget "$M_LAST_OUT" snapshot_id)
+	WARM=("$VOL")
+	measure enc-backup "$LOGS/enc-backup.json" fresh_enc_repo env BULK_WRITE_KEY_FILE="$ENC_KEYS/coordinator.key" \
+		"$BIN/bulkctl" backup "$VOL" -r "$ENC_REPO" --json "${BULK_FLAGS[@]}"
+	add_row enc/backup "$VOL_DATA" "bulkctl backup, encrypted repository (coordinator's write key)" "$VOL_BYTES" \
+		"$(dir_bytes "$ENC_REPO")" "$(jget "$M_OUT" seconds)" "$VS_VOL"
+	enc_snap=$(jget "$M_LAST_OUT" snapshot_id)
+
+	WARM=("$REPO")
+	measure enc-restore-plain "$LOGS/enc-restore-plain.json" fresh_restore "$BIN/bulkctl" restore "$plain_snap" "$RESTORED" \
+		-r "$REPO" --json "${BULK_FLAGS[@]}"
+	add_row enc/restore-plain "$VOL_DATA" "bulkctl restore, plaintext repository (reference)" "$VOL_BYTES" "" \
+		"$(jget "$M_OUT" seconds)" "$VS_RESTORE"
+	cmp -s "$VOL" "$RESTORED" || die "restored volume differs from the source: $RESTORED"
+	WARM=("$ENC_REPO")
+	measure enc-restore "$LOGS/enc-restore.json" fresh_restore env BULK_IDENTITY_FILE="$ENC_KEYS/identity" \
+		"$BIN/bulkctl" restore "$enc_snap" "$RESTORED" -r "$ENC_REPO" --json "${BULK_FLAGS[@]}"
+	add_row enc/restore "$VOL_DATA" "bulkctl restore, encrypted repository (age identity, grant to the reader)" "$VOL_BYTES" "" \
+		"$(jget "$M_OUT" seconds)" "$VS_RESTORE"
+	cmp -s "$VOL" "$RESTORED" || die "restored encrypted volume differs from the source: $RESTORED"
+	rm -f "$RESTORED"
+
+	printf 'a password for the benchmark\n' >"$ENC_KEYS/password"
+	chmod 600 "$ENC_KEYS/password"
+	BULK_IDENTITY_FILE=$ENC_KEYS/identity BULK_NEW_PASSWORD_FILE=$ENC_KEYS/password \
+		"$BIN/bulkctl" key add -r "$ENC_REPO" >/dev/null
+	t0=$(date +%s.%N)
+	BULK_PASSWORD_FILE=$ENC_KEYS/password "$BIN/bulkctl" snapshots -r "$ENC_REPO" >/dev/null
+	local pw_s id_s
+	pw_s=$(calc "$(date +%s.%N) - $t0" 2)
+	t0=$(date +%s.%N)
+	BULK_IDENTITY_FILE=$ENC_KEYS/identity "$BIN/bulkctl" snapshots -r "$ENC_REPO" >/dev/null
+	id_s=$(calc "$(date +%s.%N) - $t0" 2)
+	rm -rf "$ENC_REPO" "$REPO"
+
+	aesni=no
+	grep -qw aes /proc/cpuinfo && aesni=yes
+	note "Encryption, same run and image (targets ≥ 0.95×): backup encrypted ÷ plaintext $(ratio_rows enc/backup enc/backup-plain); restore encrypted ÷ plaintext $(ratio_rows enc/restore enc/restore-plain). CPU AES-NI: $aesni (PCLMULQDQ: $(grep -qw pclmulqdq /proc/cpuinfo && echo yes || echo no), SHA-NI: $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)). A command that unlocks the keys with a password (scrypt, work factor 18) took $pw_s s (bulkctl snapshots), with an age identity $id_s s: backup hosts use write keys, restores an identity or pay that second once."
 }
 
 # fleet_measure ID SOURCE PREP: measure `bulkctl backup --nats` of SOURCE
@@ -729,6 +814,7 @@ main() {
 			if ((HAVE_BORG)); then peer_borg vol "$VOL" "$VOL_BYTES" "$VOL_DATA"; fi
 			bench_ours
 			;;
+		encryption) bench_encryption ;;
 		processes) bench_processes ;;
 		scaling) bench_scaling ;;
 		reader) bench_reader ;;

@@ -10,6 +10,10 @@ bin="$(cd "$(dirname "$0")/.." && pwd)/bin"
 mkdir -p "$dir"
 cd "$dir"
 rm -rf repo restored.img
+# The repository's password, for this demo only: in a file only you can
+# read, named by BULK_PASSWORD_FILE (secrets never go in flags).
+[ -s password ] || { (umask 077 && head -c 18 /dev/urandom | base64 > password); }
+export BULK_PASSWORD_FILE="$PWD/password"
 
 echo "== 1. sample volume ($size): text, binary, zeros, random"
 [ -f volume.img ] && [ "$(cat volume.size 2>/dev/null)" = "$size" ] || {
@@ -17,7 +21,8 @@ echo "== 1. sample volume ($size): text, binary, zeros, random"
   echo "$size" > volume.size
 }
 echo
-echo "== 2. backup through the fleet into ./repo"
+echo "== 2. an encrypted repository ./repo, and a backup through the fleet into it"
+"$bin/bulkctl" init -r repo
 "$bin/bulkctl" backup volume.img -r repo
 echo
 echo "== 3. restore the snapshot to restored.img"

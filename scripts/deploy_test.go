@@ -124,9 +124,9 @@ func checkArgs(t testing.TB, where, bin string, args []string) {
 		switch {
 		case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
 			return
-		case args[0] == "schedule" && len(args) > 1 && !strings.HasPrefix(args[1], "-"):
+		case (args[0] == "schedule" || args[0] == "key") && len(args) > 1 && !strings.HasPrefix(args[1], "-"):
 			// A command group: its flags belong to the subcommand
-			// (bulkctl schedule add -h). "list|show" in a usage line names
+			// (bulkctl schedule add -h, bulkctl key write-key -h). "list|show" in a usage line names
 			// alternatives; the first stands for them.
 			action, _, _ := strings.Cut(args[1], "|")
 			sub, args = []string{args[0], action}, args[2:]
@@ -985,7 +985,10 @@ func TestFleetScripts(t *testing.T) {
 	repo := "s3://fleet-" + strings.ToLower(rand.Text()[:10]) + "/test"
 	bulkctl := func(args ...string) []byte {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, filepath.Join(bins, "bulkctl"), append(args, "-r", repo, "--nats", f.env["BULK_NATS"])...)
+		if args[0] != "init" && args[0] != "key" {
+			args = append(args, "--nats", f.env["BULK_NATS"])
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(bins, "bulkctl"), append(args, "-r", repo)...)
 		cmd.Env = env
 		for k, v := range f.env {
 			cmd.Env = append(cmd.Env, k+"="+v)
@@ -999,6 +1002,12 @@ func TestFleetScripts(t *testing.T) {
 		t.Logf("bulkctl %s: %v", args[0], time.Since(start).Round(time.Millisecond))
 		return stdout.Bytes()
 	}
+	// An encrypted repository, as the fleet's notes say: the password in
+	// the env file's BULK_PASSWORD_FILE, the services' write keys in the
+	// fleet's key directories, found without a restart.
+	bulkctl("init", "--work-factor", "10")
+	bulkctl("key", "write-key", "--for", "coordinator", "-o", filepath.Join(f.dir, "keys", "coordinator", "test.key"))
+	bulkctl("key", "write-key", "--for", "worker", "-o", filepath.Join(f.dir, "keys", "worker", "test.key"))
 	var backup struct {
 		SnapshotID  string `json:"snapshot_id"`
 		SourceBytes int64  `json:"source_bytes"`

@@ -11,6 +11,11 @@
 # Logs, PID files, data and the binaries live under $FLEET_DIR; the
 # connection settings and secrets are written to $FLEET_DIR/env (mode 600),
 # which a shell sources to use the fleet. scripts/fleet-down.sh stops it.
+# Encrypted repositories: the coordinator takes write keys from
+# $FLEET_DIR/keys/coordinator, the reader and compressors from
+# $FLEET_DIR/keys/worker (bulkctl key write-key -o puts them there, no
+# restart needed), the reader keeps its host identity in
+# $FLEET_DIR/host-identity; the env file names a password file for bulkctl.
 #
 #   scripts/fleet-up.sh                        # defaults below
 #   COMPRESSORS=4 READER_HOST=db1 FLEET_DIR=/tmp/fleet scripts/fleet-up.sh
@@ -101,7 +106,8 @@ rm -rf "$pids" "$logs.prev"
 if [ -d "$logs" ]; then
   mv "$logs" "$logs.prev"
 fi
-mkdir -p "$pids" "$logs" "$FLEET_DIR/nats1" "$FLEET_DIR/nats2" "$FLEET_DIR/nats3" "$FLEET_DIR/minio"
+mkdir -p "$pids" "$logs" "$FLEET_DIR/nats1" "$FLEET_DIR/nats2" "$FLEET_DIR/nats3" "$FLEET_DIR/minio" \
+  "$FLEET_DIR/keys/coordinator" "$FLEET_DIR/keys/worker"
 # What an earlier run (before the umask above) made readable is closed too.
 chmod -R go-rwx "$FLEET_DIR"
 
@@ -192,9 +198,13 @@ export AWS_ENDPOINT_URL='$s3_url'
 export AWS_ACCESS_KEY_ID='$minio_user'
 export AWS_SECRET_ACCESS_KEY='$minio_password'
 export AWS_REGION='us-east-1'
+export BULK_PASSWORD_FILE='$FLEET_DIR/password'
+export BULK_KNOWN_HOSTS='$FLEET_DIR/known_hosts'
 FLEET_PORT_BASE='$base'
 EOF
 chmod 600 "$envfile"
+# The password of the repositories bulkctl init makes from this shell.
+[ -s "$FLEET_DIR/password" ] || { token 24 >"$FLEET_DIR/password" && chmod 600 "$FLEET_DIR/password"; }
 
 # --- binaries --------------------------------------------------------------
 if [ -n "${FLEET_BIN:-}" ]; then
@@ -344,7 +354,7 @@ log_flags=(--log-format json --log-level "$FLEET_LOG_LEVEL")
 # the coordinator's requests time out: start it again, as compose's restart
 # policy would, a few times.
 start_coordinator() {
-  start coordinator "${svc_env[@]}" -- \
+  start coordinator "${svc_env[@]}" "BULK_WRITE_KEY_FILE=$FLEET_DIR/keys/coordinator" -- \
     "$bin/coordinator" --nats "$nats_urls" --replicas 3 "${log_flags[@]}"
 }
 coordinator_ready() {
@@ -366,13 +376,13 @@ start_coordinator
 wait_for "the coordinator" -- coordinator_ready
 
 echo "fleet-up: starting reader $READER_HOST and $COMPRESSORS compressor(s)" >&2
-start reader "${svc_env[@]}" -- \
+start reader "${svc_env[@]}" "BULK_WRITE_KEY_FILE=$FLEET_DIR/keys/worker" "BULK_HOST_IDENTITY_FILE=$FLEET_DIR/host-identity" -- \
   "$bin/reader" --nats "$nats_urls" --host "$READER_HOST" "${log_flags[@]}"
 workers=()
 [ -z "$COMPRESSOR_WORKERS" ] || workers=(--workers "$COMPRESSOR_WORKERS")
 names=(reader)
 for ((i = 1; i <= COMPRESSORS; i++)); do
-  start "compressor-$i" "${svc_env[@]}" -- \
+  start "compressor-$i" "${svc_env[@]}" "BULK_WRITE_KEY_FILE=$FLEET_DIR/keys/worker" -- \
     "$bin/compressor" --nats "$nats_urls" --name "compressor-$i" ${workers[@]+"${workers[@]}"} "${log_flags[@]}"
   names+=("compressor-$i")
 done
@@ -397,6 +407,9 @@ Use the fleet from a shell (sources and targets are HOST:PATH, absolute paths
 on this machine, where the reader for host "$READER_HOST" runs):
 
   source $envfile
+  $bin/bulkctl init -r s3://backups/demo             # encrypted, with the password in \$BULK_PASSWORD_FILE
+  $bin/bulkctl key write-key -r s3://backups/demo --for coordinator -o $FLEET_DIR/keys/coordinator/demo.key
+  $bin/bulkctl key write-key -r s3://backups/demo --for worker -o $FLEET_DIR/keys/worker/demo.key
   $sample$bin/bulkctl backup $READER_HOST:$FLEET_DIR/sample.img -r s3://backups/demo
   $bin/bulkctl restore latest $READER_HOST:$FLEET_DIR/restored.img -r s3://backups/demo
   $bin/bulkctl snapshots -r s3://backups/demo

@@ -90,7 +90,13 @@ func runBackup(ctx context.Context, e *env, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	s, err := openSession(ctx, &c, e.stderr)
+	var acc *access
+	if c.natsURL == "" { // a remote fleet holds its own keys
+		if acc, err = backupAccess(ctx, &c, e); err != nil {
+			return err
+		}
+	}
+	s, err := openSession(ctx, &c, e.stderr, acc)
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,7 @@ func TestBackupRestoreVerify(t *testing.T) {
 	dir := t.TempDir()
 	const size = 20 * mib
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), size, 1)
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 
 	first := backup(t, vol, repo, "--chunk-size", "1MiB")
 	t.Logf("first backup: %+v", first)
@@ -282,7 +282,7 @@ func TestVolumeSizes(t *testing.T) {
 			} else {
 				writeVolume(t, vol, tt.size, 7)
 			}
-			repo := filepath.Join(dir, "repo")
+			repo := plainRepo(t, filepath.Join(dir, "repo"))
 			res := backup(t, vol, repo, "--chunk-size", "64KiB")
 			if res.SourceBytes != tt.size || res.Chunks != tt.wantChunks {
 				t.Errorf("backup: %d bytes in %d chunks, want %d in %d", res.SourceBytes, res.Chunks, tt.size, tt.wantChunks)
@@ -302,7 +302,7 @@ func TestBadInput(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 256*kib, 3)
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	plainFile := filepath.Join(dir, "plain")
 	if err := os.WriteFile(plainFile, []byte("not a directory"), 0o644); err != nil {
 		t.Fatal(err)
@@ -415,7 +415,7 @@ func TestSnapshotReferences(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 64*kib, 5)
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 
 	// Back up until two snapshot IDs share their first digit, so that digit
 	// is an ambiguous prefix; 17 snapshots guarantee it, about 5 are
@@ -476,7 +476,7 @@ func TestCorruptChunk(t *testing.T) {
 	if err := volgen.WriteFile(t.Context(), vol, 4*mib, volgen.Options{Seed: 9, Mix: volgen.Mix{Random: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	res := backup(t, vol, repo, "--chunk-size", "1MiB")
 	if res.Chunks != 4 || res.NewChunks != 4 {
 		t.Fatalf("backup: %d chunks, %d new; want 4 and 4", res.Chunks, res.NewChunks)
@@ -573,6 +573,10 @@ func TestRepoFromEnv(t *testing.T) {
 	fails(t, exitUsage, []string{"no repository", "-r", "BULK_REPO"}, "backup", vol)
 	fails(t, exitUsage, []string{"no repository"}, "snapshots")
 	noFile(t, repo)
+	// A backup never creates the repository: bulkctl init does.
+	fails(t, exitError, []string{"no repository", "bulkctl init"}, "backup", vol, "-r", repo)
+	noFile(t, repo)
+	plainRepo(t, repo)
 
 	t.Setenv("BULK_REPO", repo)
 	r := ok(t, "backup", vol, "--json", "--chunk-size", "64KiB")
@@ -593,7 +597,7 @@ func TestRepoFromEnv(t *testing.T) {
 	ok(t, "verify", "latest", "--compare", vol)
 
 	// -r wins over BULK_REPO.
-	other := filepath.Join(dir, "flag-repo")
+	other := plainRepo(t, filepath.Join(dir, "flag-repo"))
 	ok(t, "backup", vol, "-r", other, "--chunk-size", "64KiB")
 	r = ok(t, "snapshots", "--json")
 	var list []snapshotEntry
@@ -603,4 +607,13 @@ func TestRepoFromEnv(t *testing.T) {
 	if len(list) != 1 {
 		t.Errorf("BULK_REPO holds %d snapshots after a backup with -r elsewhere, want 1", len(list))
 	}
+}
+
+// plainRepo creates a plaintext repository at path (bulkctl init
+// --plaintext) and returns path: the tests that are not about encryption
+// back up into one. The encrypted ones use encryptedRepo.
+func plainRepo(t *testing.T, path string) string {
+	t.Helper()
+	ok(t, "init", "-r", path, "--plaintext")
+	return path
 }

@@ -122,9 +122,12 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	for _, sub := range []string{"add", "list", "show", "pause", "resume", "rm"} {
 		names = append(names, "schedule "+sub)
 	}
+	for _, sub := range []string{"list", "add", "remove", "passwd", "write-key", "identity"} {
+		names = append(names, "key "+sub)
+	}
 	for _, name := range names {
-		if name == "schedule" {
-			continue // its own usage, checked in TestHelpAndUsage
+		if name == "schedule" || name == "key" {
+			continue // their own usage, checked in TestHelpAndUsage
 		}
 		args := append(strings.Fields(name), "--help")
 		streams{code: exitOK, stdout: []string{"Usage: bulkctl " + name + " ", "Flags:", "-repo"}, stderr: empty}.check(t, args, bulkctl(t, args...))
@@ -210,7 +213,7 @@ func TestPlural(t *testing.T) {
 func TestSummaryCounts(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +317,7 @@ func TestOwnerNames(t *testing.T) {
 func TestLsAndPaths(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	for _, d := range []string{"usr/share/doc/x", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -415,7 +418,7 @@ func TestLsAndPaths(t *testing.T) {
 func TestVerifyTree(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo, out := filepath.Join(dir, "src"), filepath.Join(dir, "repo"), filepath.Join(dir, "out")
+	src, repo, out := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo")), filepath.Join(dir, "out")
 	writeTree(t, src, 20)
 	res := backup(t, src, repo)
 	ok(t, "restore", "latest", out, "-r", repo)
@@ -494,7 +497,7 @@ func TestFleetLog(t *testing.T) {
 	if err := volgen.WriteFile(t.Context(), vol, 2*mib, volgen.Options{Seed: 3, Mix: volgen.Mix{Random: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	res := backup(t, vol, repo, "--chunk-size", "1MiB")
 	corruptChunk(t, repo, loadSnapshot(t, repo, res.SnapshotID).Chunks[1].Hash)
 
@@ -694,7 +697,7 @@ func TestJSONOutput(t *testing.T) {
 		{"in-process", func(p string) string { return p }, func(p string) string { return p }, nil, "local"},
 		{"--nats", func(p string) string { return "jsonhost:" + p }, func(p string) string { return "jsonhost:" + p }, []string{"--nats", url}, "remote"},
 	} {
-		repo := filepath.Join(dir, "repo-"+fleet.repoSuffix)
+		repo := plainRepo(t, filepath.Join(dir, "repo-"+fleet.repoSuffix))
 		args := append([]string{"backup", fleet.src(vol), "-r", repo, "--json", "--chunk-size", "1MiB"}, fleet.extra...)
 		r := bulkctlProc(t, args...)
 		var res backupResult
@@ -723,7 +726,7 @@ func TestImageFileMode(t *testing.T) {
 	if err := os.Chmod(vol, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	res := backup(t, vol, repo, "--chunk-size", "64KiB")
 	if m := loadSnapshot(t, repo, res.SnapshotID).FileMode; m == nil || *m != 0o644 {
 		t.Errorf("snapshot file_mode %v, want 0644", m)

@@ -73,7 +73,7 @@ func TestDamageNotInherited(t *testing.T) {
 
 	t.Run("unchanged volume chunks", func(t *testing.T) {
 		t.Parallel()
-		repo := filepath.Join(t.TempDir(), "repo")
+		repo := plainRepo(t, filepath.Join(t.TempDir(), "repo"))
 		backup(t, vol, repo, "--chunk-size", "256KiB")
 		deleted, truncated := damage(t, repo)
 		again := backup(t, vol, repo, "--chunk-size", "256KiB")
@@ -86,7 +86,7 @@ func TestDamageNotInherited(t *testing.T) {
 	t.Run("deduplicated chunks", func(t *testing.T) {
 		t.Parallel()
 		d := t.TempDir()
-		repo := filepath.Join(d, "repo")
+		repo := plainRepo(t, filepath.Join(d, "repo"))
 		backup(t, vol, repo, "--chunk-size", "256KiB")
 		damage(t, repo)
 		// The same bytes under another path: no parent snapshot, so every
@@ -109,7 +109,7 @@ func TestDamageNotInherited(t *testing.T) {
 	t.Run("unchanged files", func(t *testing.T) {
 		t.Parallel()
 		d := t.TempDir()
-		src, repo := filepath.Join(d, "src"), filepath.Join(d, "repo")
+		src, repo := filepath.Join(d, "src"), plainRepo(t, filepath.Join(d, "repo"))
 		writeTree(t, src, 300)
 		if err := os.WriteFile(filepath.Join(src, "big.img"), mustRead(t, vol), 0o644); err != nil {
 			t.Fatal(err)

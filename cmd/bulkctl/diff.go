@@ -49,7 +49,7 @@ func runDiff(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 2 {
 		return usageError("want SNAPSHOT1 SNAPSHOT2, got %d arguments", len(pos))
 	}
-	repo, err := openRepo(ctx, &c)
+	repo, _, err := openRepo(ctx, &c, e, needAll)
 	if err != nil {
 		return err
 	}

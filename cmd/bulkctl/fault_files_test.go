@@ -280,7 +280,7 @@ func TestFaultTreeCoordinatorKilled(t *testing.T) {
 	kill(t, e.coord)
 	storedAtKill, scansAtKill := w.storedSet(), w.count(queue.DoneScanPart)
 	addr := strings.TrimPrefix(e.url, "nats://")
-	e.coord = restartCoordinator(t, addr, e.dataDir, e.coordArg...)
+	e.coord = restartCoordinator(t, addr, e.dataDir, e.coordEnv, e.coordArg...)
 	e.coord.waitLog(t, "resuming job")
 
 	ev := e.wait(t, jobID)
@@ -335,7 +335,7 @@ func TestFaultTreeReaderKilledInScan(t *testing.T) {
 	if scansAtKill > 0 {
 		t.Fatalf("the scan had ended (%d completions) before the kill: the tree is listed too fast to strike mid-scan", scansAtKill)
 	}
-	e.reader = startFaultReader(t, "reader-restarted", e.url)
+	e.reader = startFaultReader(t, "reader-restarted", e.url, e.workerEnv)
 
 	ev := e.wait(t, jobID)
 	t.Logf("job ended %s in %s, %s after the kill (chunk timeout %s)", ev.State, time.Since(start).Round(time.Millisecond),

@@ -46,9 +46,10 @@ func TestFaultTenBackups(t *testing.T) {
 	size := int64(16 * mib) // 64 chunks a job, 160 MiB in all
 	e := &faultEnv{dir: t.TempDir()}
 	e.dataDir, e.repo = filepath.Join(e.dir, "jetstream"), filepath.Join(e.dir, "repo")
+	e.initRepo(t, false)
 	e.coord, e.url = startCoordinator(t, e.dataDir, "--window", fmt.Sprint(window))
 	e.coord.waitLog(t, "coordinator serving")
-	e.reader = startFaultReader(t, "reader", e.url)
+	e.reader = startFaultReader(t, "reader", e.url, nil)
 	e.connect(t)
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")

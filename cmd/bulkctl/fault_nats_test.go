@@ -137,12 +137,13 @@ func TestFaultNATSNodeKilled(t *testing.T) {
 
 	e := &faultEnv{dir: t.TempDir(), url: url}
 	e.repo = filepath.Join(e.dir, "repo")
+	e.initRepo(t, false)
 	e.size = faultVolumeSize()
 	e.vol = writeVolume(t, filepath.Join(e.dir, "vol.img"), e.size, 31)
 	e.nonZero = nonZeroChunks(t, e.vol, faultChunkSize)
 	e.coord = startProc(t, "coordinator", "coordinator", "--nats", url, "--replicas", "3", "--chunk-timeout", "10s", "--log-format", "json")
 	e.coord.waitLog(t, "coordinator serving")
-	e.reader = startFaultReader(t, "reader", url)
+	e.reader = startFaultReader(t, "reader", url, nil)
 	e.connect(t)
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
@@ -193,7 +194,7 @@ func TestClusterDataPlane(t *testing.T) {
 	testenv.Binaries(t)
 	cluster := natsCluster(t, bin)
 	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	const size = 48 << 20
 	coord := startProc(t, "coordinator", "coordinator", "--nats", cluster.url, "--replicas", "3", "--log-format", "json")
 	coord.waitLog(t, "coordinator serving")

@@ -12,9 +12,11 @@ import (
 // TestFaultReaderKilled kills the reader mid-backup and starts it again:
 // the job goes on from the chunks not yet stored, none stored before the
 // kill is stored again, and the snapshot verifies.
-func TestFaultReaderKilled(t *testing.T) {
+func TestFaultReaderKilled(t *testing.T) { cryptModes(t, testFaultReaderKilled) }
+
+func testFaultReaderKilled(t *testing.T, encrypted bool) {
 	// The chunk timeout re-issues at once the items the dead reader held.
-	e := newFaultEnv(t, "", "--chunk-timeout", "5s")
+	e := newFaultEnvCrypt(t, "", encrypted, "--chunk-timeout", "5s")
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
 	start := time.Now()
@@ -23,7 +25,7 @@ func TestFaultReaderKilled(t *testing.T) {
 	w.until(t, e.strikePoint())
 	kill(t, e.reader)
 	storedAtKill := w.storedSet()
-	e.reader = startFaultReader(t, "reader-restarted", e.url)
+	e.reader = startFaultReader(t, "reader-restarted", e.url, e.workerEnv)
 
 	ev := e.wait(t, jobID)
 	total := e.size / faultChunkSize

@@ -30,7 +30,7 @@ func TestFaultRestoreNoSpace(t *testing.T) {
 	if n := nonZeroChunks(t, vol, mib); n < 4 {
 		t.Fatalf("only %d chunks of the volume are not all zeros; want at least 4 to fill the target", n)
 	}
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	ok(t, "backup", vol, "-r", repo, "--chunk-size", "1MiB") // in-process fleet
 
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))

@@ -15,20 +15,21 @@ import (
 // real MinIO server, and kill the server mid-backup: for a while, after
 // which it comes back (scenario 5), or for good.
 
-// faultBucketRepo is the repository of the S3 fault tests; the first
-// backup creates the bucket.
+// faultBucketRepo is the repository of the S3 fault tests; bulkctl init
+// creates the bucket.
 const faultBucketRepo = "s3://fault-test/repo"
 
 // newS3FaultEnv starts MinIO and a fault fleet whose repository is a bucket
-// on it. Every process the test starts, the fleet's and bulkctl's, takes the
-// S3 endpoint and keys from the environment.
-func newS3FaultEnv(t *testing.T, coordArgs ...string) (*testenv.MinIOServer, *faultEnv) {
+// on it, encrypted when encrypted is set. Every process the test starts,
+// the fleet's and bulkctl's, takes the S3 endpoint and keys from the
+// environment.
+func newS3FaultEnv(t *testing.T, encrypted bool, coordArgs ...string) (*testenv.MinIOServer, *faultEnv) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries and MinIO")
 	}
 	m := startMinIOForAll(t)
-	return m, newFaultEnv(t, faultBucketRepo, coordArgs...)
+	return m, newFaultEnvCrypt(t, faultBucketRepo, encrypted, coordArgs...)
 }
 
 // startMinIOForAll starts MinIO (testenv.MinIO: skipped without a binary,
@@ -45,9 +46,14 @@ func startMinIOForAll(t *testing.T) *testenv.MinIOServer {
 	return m
 }
 
-func TestFaultS3Outage(t *testing.T) {
+// TestFaultS3Outage stops MinIO mid-backup for a while, on a plaintext
+// repository and on an encrypted one (where every retried chunk is sealed
+// again: a chunk's ciphertext differs at each attempt).
+func TestFaultS3Outage(t *testing.T) { cryptModes(t, testFaultS3Outage) }
+
+func testFaultS3Outage(t *testing.T, encrypted bool) {
 	const outage = 20 * time.Second
-	m, e := newS3FaultEnv(t)
+	m, e := newS3FaultEnv(t, encrypted)
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
 	start := time.Now()
@@ -98,7 +104,7 @@ func TestFaultS3Outage(t *testing.T) {
 
 func TestFaultS3Down(t *testing.T) {
 	const storeTimeout = 5 * time.Second
-	m, e := newS3FaultEnv(t)
+	m, e := newS3FaultEnv(t, false)
 	comp1 := e.startCompressor(t, "comp1", "--store-timeout", storeTimeout.String())
 	comp2 := e.startCompressor(t, "comp2", "--store-timeout", storeTimeout.String())
 
@@ -163,6 +169,7 @@ func TestFaultS3DownInProcess(t *testing.T) {
 	}
 	m := startMinIOForAll(t)
 	vol := writeVolume(t, filepath.Join(t.TempDir(), "vol.img"), 512<<20, 41)
+	plainRepo(t, faultBucketRepo)
 	backup := startProc(t, "bulkctl-backup", "bulkctl", "backup", vol, "-r", faultBucketRepo,
 		"--chunk-size", "1MiB", "--store-timeout", storeTimeout.String(), "--log-level", "debug", "--log-file", "-")
 	backup.waitLog(t, "chunk stored")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,12 +68,24 @@ type faultEnv struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	coordArg []string
+	// coordEnv, workerEnv and clientEnv are what the coordinator, the
+	// readers and compressors, and bulkctl get in their environment: in
+	// an encrypted fleet, the coordinator's and the workers' write keys,
+	// the workers' host identity, and the client's password.
+	coordEnv, workerEnv, clientEnv []string
 }
 
 // newFaultEnv starts a coordinator (with coordArgs) and a reader for
 // faultHost, writes the volume and connects the test's client. It starts no
 // compressor.
 func newFaultEnv(t *testing.T, repo string, coordArgs ...string) *faultEnv {
+	t.Helper()
+	return newFaultEnvCrypt(t, repo, false, coordArgs...)
+}
+
+// newFaultEnvCrypt is newFaultEnv with the repository encrypted when
+// encrypted is set: the same faults, on the write-only fleet.
+func newFaultEnvCrypt(t *testing.T, repo string, encrypted bool, coordArgs ...string) *faultEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
@@ -84,7 +97,7 @@ func newFaultEnv(t *testing.T, repo string, coordArgs ...string) *faultEnv {
 	if nonZero < 16 {
 		t.Fatalf("only %d of %d chunks are not all zeros: too few to strike mid-way", nonZero, size/faultChunkSize)
 	}
-	e := newFaultFleet(t, dir, repo, coordArgs...)
+	e := newFaultFleetCrypt(t, dir, repo, encrypted, coordArgs...)
 	e.vol, e.size, e.nonZero = vol, size, nonZero
 	return e
 }
@@ -93,6 +106,13 @@ func newFaultEnv(t *testing.T, repo string, coordArgs ...string) *faultEnv {
 // (with coordArgs) and a reader for faultHost, and connects the test's
 // client. It starts no compressor; repo "" means a directory in dir.
 func newFaultFleet(t *testing.T, dir, repo string, coordArgs ...string) *faultEnv {
+	t.Helper()
+	return newFaultFleetCrypt(t, dir, repo, false, coordArgs...)
+}
+
+// newFaultFleetCrypt is newFaultFleet with an encrypted repository when
+// encrypted is set.
+func newFaultFleetCrypt(t *testing.T, dir, repo string, encrypted bool, coordArgs ...string) *faultEnv {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
@@ -104,18 +124,54 @@ func newFaultFleet(t *testing.T, dir, repo string, coordArgs ...string) *faultEn
 	if e.repo == "" {
 		e.repo = filepath.Join(e.dir, "repo")
 	}
-	e.coord, e.url = startCoordinator(t, e.dataDir, coordArgs...)
-	e.reader = startFaultReader(t, "reader", e.url)
+	e.initRepo(t, encrypted)
+	e.coord, e.url = startCoordinatorEnv(t, e.dataDir, e.coordEnv, coordArgs...)
+	e.reader = startFaultReader(t, "reader", e.url, e.workerEnv)
 	e.connect(t)
 	return e
+}
+
+// initRepo creates the fault env's repository: plaintext, or encrypted
+// with a password only bulkctl (the test's client) holds, the coordinator
+// holding its write key with metadata and the readers and compressors one
+// without (bulkctl key write-key), as docs/operations.md deploys it.
+func (e *faultEnv) initRepo(t *testing.T, encrypted bool) {
+	t.Helper()
+	e.clientEnv = procEnv()
+	if !encrypted {
+		e.bulkctlOK(t, "init", "-r", e.repo, "--plaintext")
+		return
+	}
+	pw := filepath.Join(e.dir, "password")
+	if err := os.WriteFile(pw, []byte(rand.Text()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.clientEnv = procEnv("BULK_PASSWORD_FILE="+pw, "BULK_KNOWN_HOSTS="+filepath.Join(e.dir, "known_hosts"))
+	e.bulkctlOK(t, "init", "-r", e.repo, "--work-factor", "10")
+	coordKey, workerKey := filepath.Join(e.dir, "coordinator.key"), filepath.Join(e.dir, "worker.key")
+	e.bulkctlOK(t, "key", "write-key", "-r", e.repo, "--for", "coordinator", "-o", coordKey)
+	e.bulkctlOK(t, "key", "write-key", "-r", e.repo, "--for", "worker", "-o", workerKey)
+	e.coordEnv = []string{"BULK_WRITE_KEY_FILE=" + coordKey}
+	e.workerEnv = []string{"BULK_WRITE_KEY_FILE=" + workerKey, "BULK_HOST_IDENTITY_FILE=" + filepath.Join(e.dir, "host-identity")}
+}
+
+// bulkctlOK runs the bulkctl binary as the fault env's client, and fails
+// the test unless it exits 0.
+func (e *faultEnv) bulkctlOK(t *testing.T, args ...string) result {
+	t.Helper()
+	r := bulkctlProcEnv(t, e.clientEnv, args...)
+	if r.code != 0 {
+		t.Fatalf("bulkctl %s: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
 }
 
 // startFaultReader starts a reader for faultHost that compresses nothing
 // itself (--compress 0), so that every chunk goes through the compressors
 // the fault tests strike, and waits until it serves.
-func startFaultReader(t *testing.T, name, url string, args ...string) *proc {
+func startFaultReader(t *testing.T, name, url string, env []string, args ...string) *proc {
 	t.Helper()
-	p := startProc(t, name, "reader", append([]string{"--nats", url, "--host", faultHost, "--log-format", "json", "--compress", "0"}, args...)...)
+	p := startProcEnv(t, name, "reader", env, append([]string{"--nats", url, "--host", faultHost, "--log-format", "json", "--compress", "0"}, args...)...)
 	p.waitLog(t, "reader serving")
 	return p
 }
@@ -140,7 +196,7 @@ func (e *faultEnv) connect(t *testing.T) {
 // serves.
 func (e *faultEnv) startCompressor(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := startProc(t, name, "compressor", append([]string{"--nats", e.url, "--workers", "1", "--name", name, "--log-format", "json"}, args...)...)
+	p := startProcEnv(t, name, "compressor", e.workerEnv, append([]string{"--nats", e.url, "--workers", "1", "--name", name, "--log-format", "json"}, args...)...)
 	p.waitLog(t, "compressor serving")
 	return p
 }
@@ -197,7 +253,7 @@ func (e *faultEnv) check(t *testing.T, ev *queue.Event) {
 	if ev.State != queue.StateSucceeded {
 		t.Fatalf("job %s ended %s: %s", ev.JobID, ev.State, ev.Error)
 	}
-	r := bulkctlProcOK(t, "snapshots", "-r", e.repo, "--json")
+	r := e.bulkctlOK(t, "snapshots", "-r", e.repo, "--json")
 	var snaps []snapshotEntry
 	if err := json.Unmarshal([]byte(r.stdout), &snaps); err != nil {
 		t.Fatalf("snapshots --json output %q: %v", r.stdout, err)
@@ -208,7 +264,7 @@ func (e *faultEnv) check(t *testing.T, ev *queue.Event) {
 	if s := snaps[0]; s.ID != ev.SnapshotID || s.Size != e.size || int64(s.Chunks) != e.size/faultChunkSize {
 		t.Errorf("snapshot %+v, want ID %s with %d bytes in %d chunks", s, ev.SnapshotID, e.size, e.size/faultChunkSize)
 	}
-	r = bulkctlProcOK(t, "verify", "latest", "-r", e.repo, "--compare", e.vol)
+	r = e.bulkctlOK(t, "verify", "latest", "-r", e.repo, "--compare", e.vol)
 	if !strings.Contains(r.stdout, ev.SnapshotID) || !strings.Contains(r.stdout, "OK") {
 		t.Errorf("verify output:\n%s", r.stdout)
 	}
@@ -413,8 +469,18 @@ func stillRunning(t *testing.T, p *proc) {
 	}
 }
 
-func TestFaultCompressorKilled(t *testing.T) {
-	e := newFaultEnv(t, "", "--chunk-timeout", "5s")
+// cryptModes runs a fault test on a plaintext repository and on an
+// encrypted one (a write-only fleet: the coordinator, readers and
+// compressors hold write keys, only the test's bulkctl the password).
+func cryptModes(t *testing.T, test func(t *testing.T, encrypted bool)) {
+	t.Run("plaintext", func(t *testing.T) { test(t, false) })
+	t.Run("encrypted", func(t *testing.T) { test(t, true) })
+}
+
+func TestFaultCompressorKilled(t *testing.T) { cryptModes(t, testFaultCompressorKilled) }
+
+func testFaultCompressorKilled(t *testing.T, encrypted bool) {
+	e := newFaultEnvCrypt(t, "", encrypted, "--chunk-timeout", "5s")
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
 	start := time.Now()
@@ -435,7 +501,7 @@ func TestFaultCompressorKilled(t *testing.T) {
 	}
 
 	out := filepath.Join(e.dir, "out.img")
-	bulkctlProcOK(t, "restore", "latest", faultHost+":"+out, "-r", e.repo, "--nats", e.url)
+	e.bulkctlOK(t, "restore", "latest", faultHost+":"+out, "-r", e.repo, "--nats", e.url)
 	sameFile(t, e.vol, out)
 	stop(t, comp1, e.reader, e.coord)
 }
@@ -479,10 +545,12 @@ func TestFaultCompressorTerminated(t *testing.T) {
 	stop(t, comp1, e.reader, e.coord)
 }
 
-func TestFaultCoordinatorKilled(t *testing.T) {
+func TestFaultCoordinatorKilled(t *testing.T) { cryptModes(t, testFaultCoordinatorKilled) }
+
+func testFaultCoordinatorKilled(t *testing.T, encrypted bool) {
 	// A short chunk timeout re-issues quickly the chunks whose raw data
 	// was lost with the memory stream.
-	e := newFaultEnv(t, "", "--chunk-timeout", "5s")
+	e := newFaultEnvCrypt(t, "", encrypted, "--chunk-timeout", "5s")
 	comp1 := e.startCompressor(t, "comp1")
 	comp2 := e.startCompressor(t, "comp2")
 	start := time.Now()
@@ -492,7 +560,7 @@ func TestFaultCoordinatorKilled(t *testing.T) {
 	kill(t, e.coord)
 	doneAtKill, _ := w.counts()
 	addr := strings.TrimPrefix(e.url, "nats://")
-	e.coord = restartCoordinator(t, addr, e.dataDir, e.coordArg...)
+	e.coord = restartCoordinator(t, addr, e.dataDir, e.coordEnv, e.coordArg...)
 	e.coord.waitLog(t, "resuming job")
 
 	ev := e.wait(t, jobID)
@@ -513,10 +581,10 @@ func TestFaultCoordinatorKilled(t *testing.T) {
 
 // restartCoordinator starts a coordinator again on addr with its JetStream
 // directory, retrying while the old process's port is still held.
-func restartCoordinator(t *testing.T, addr, dataDir string, args ...string) *proc {
+func restartCoordinator(t *testing.T, addr, dataDir string, env []string, args ...string) *proc {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		p := startProc(t, fmt.Sprintf("coordinator-restarted-%d", attempt), "coordinator",
+		p := startProcEnv(t, fmt.Sprintf("coordinator-restarted-%d", attempt), "coordinator", env,
 			append([]string{"--listen", addr, "--data", dataDir, "--log-format", "json"}, args...)...)
 		err := p.waitListening(addr)
 		if err == nil {

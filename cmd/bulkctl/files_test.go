@@ -43,7 +43,7 @@ func writeTree(t *testing.T, root string, n int) {
 // the "completed with warnings" status.
 func TestFilesCLI(t *testing.T) {
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	writeTree(t, src, 40)
 
 	r := ok(t, "backup", src, "-r", repo)
@@ -107,7 +107,7 @@ func TestFilesCLI(t *testing.T) {
 // returns the repository.
 func writeVolumeRepo(t *testing.T, dir string) string {
 	t.Helper()
-	repo := filepath.Join(dir, "volrepo")
+	repo := plainRepo(t, filepath.Join(dir, "volrepo"))
 	backup(t, writeVolume(t, filepath.Join(dir, "small.img"), 1<<20, 3), repo)
 	return repo
 }
@@ -167,7 +167,7 @@ func TestProcessFilesUnreadable(t *testing.T) {
 	reader.waitLog(t, "reader serving")
 	comp.waitLog(t, "compressor serving")
 
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	r := bulkctlProc(t, "backup", "unpriv:"+src, "-r", repo, "--nats", url)
 	if r.code != exitWarnings {
 		t.Fatalf("backup: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, exitWarnings, r.stdout, r.stderr)
@@ -225,7 +225,7 @@ func TestFilesAutoDevice(t *testing.T) {
 		}
 	})
 
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	res := backup(t, mnt, repo, "--files-threshold", "10")
 	if res.Mode != "volume" || !strings.Contains(res.Reason, "more than 10 files") || !strings.Contains(res.Reason, "/dev/loop") {
 		t.Fatalf("auto mode over the threshold: %q (%s), want volume through the loop device", res.Mode, res.Reason)

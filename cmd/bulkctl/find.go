@@ -57,7 +57,7 @@ func runFind(ctx context.Context, e *env, args []string) error {
 		}
 		patterns = append(patterns, p)
 	}
-	repo, err := openRepo(ctx, &c)
+	repo, _, err := openRepo(ctx, &c, e, needMeta)
 	if err != nil {
 		return err
 	}

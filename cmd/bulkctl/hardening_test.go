@@ -187,7 +187,7 @@ func TestRestoreFailsFast(t *testing.T) {
 func TestFailedRestoresLeaveNoDebris(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	vol := filepath.Join(dir, "vol.img")
 	if err := volgen.WriteFile(t.Context(), vol, 4*mib, volgen.Options{Seed: 44, Mix: volgen.Mix{Random: 1}}); err != nil {
 		t.Fatal(err)
@@ -254,7 +254,7 @@ func TestFullRepositoryFailsAtOnce(t *testing.T) {
 		t.Skipf("cannot mount a small tmpfs here: %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
-	repo := filepath.Join(mnt, "repo")
+	repo := plainRepo(t, filepath.Join(mnt, "repo"))
 	dir := t.TempDir()
 	small := filepath.Join(dir, "small.img")
 	if err := volgen.WriteFile(t.Context(), small, 256*kib, volgen.Options{Seed: 45, Mix: volgen.Mix{Random: 1}}); err != nil {
@@ -294,7 +294,7 @@ func TestKilledBulkctlLeavesNoTempDir(t *testing.T) {
 	}
 	env := append(os.Environ(), "TMPDIR="+tmp)
 	p := startExeWith(t, "bulkctl", filepath.Join(testenv.Binaries(t), "bulkctl"), func(c *exec.Cmd) { c.Env = env },
-		"backup", vol, "-r", filepath.Join(dir, "repo"), "--chunk-size", "256KiB")
+		"backup", vol, "-r", plainRepo(t, filepath.Join(dir, "repo")), "--chunk-size", "256KiB")
 	var leftover []string
 	deadline := time.Now().Add(30 * time.Second)
 	for len(leftover) == 0 && time.Now().Before(deadline) {
@@ -328,7 +328,7 @@ func TestKilledBulkctlLeavesNoTempDir(t *testing.T) {
 	if err := os.WriteFile(small, []byte(rand.Text()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := bulkctlProcEnv(t, env, "backup", small, "-r", filepath.Join(dir, "repo2")); r.code != 0 {
+	if r := bulkctlProcEnv(t, env, "backup", small, "-r", plainRepo(t, filepath.Join(dir, "repo2"))); r.code != 0 {
 		t.Fatalf("the next bulkctl: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	dirs, _ := filepath.Glob(filepath.Join(tmp, "bulkctl-fleet-*"))
@@ -351,7 +351,7 @@ func TestVolumeChangedWhileRead(t *testing.T) {
 	if err := volgen.WriteFile(t.Context(), vol, 32*mib, volgen.Options{Seed: 48, Mix: volgen.Mix{Random: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	// While the backup runs, as soon as it has stored its first chunk,
 	// something writes to the volume.
 	wrote := make(chan error, 1)
@@ -390,7 +390,7 @@ func TestVolumeChangedWhileRead(t *testing.T) {
 func TestNonUTF8Names(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	for p, data := range map[string]string{
 		"plain.txt":               "plain",
 		"latin1-caf\xe9.txt":      "café in Latin-1",

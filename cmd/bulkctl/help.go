@@ -14,11 +14,25 @@ import (
 // prints above the command's flags, keyed by the command as its flag set
 // names it ("backup", "schedule add").
 var commandHelp = map[string]string{
+	"init": `Usage: bulkctl init -r REPO [flags]
+
+Create the repository REPO: encrypted, its keys wrapped by a password
+(from a file named by BULK_PASSWORD_FILE, or BULK_PASSWORD, or typed twice
+on a terminal) and/or to age recipients (--recipient); unencrypted only
+with --plaintext. It prints the keys' fingerprint: compare it with what
+key write-key prints on the hosts that get write keys.
+`,
+	"key list":      "Usage: bulkctl key list -r REPO [flags]\n\nList the repository's key objects: ID, kind, creation, label, recipients.\n",
+	"key add":       "Usage: bulkctl key add -r REPO [flags]\n\nAdd a password (BULK_NEW_PASSWORD_FILE) or --recipient that opens the repository.\n",
+	"key remove":    "Usage: bulkctl key remove KEY_ID -r REPO [flags]\n\nRemove a key object: never the last, nor the one that opened the repository.\n",
+	"key passwd":    "Usage: bulkctl key passwd -r REPO [flags]\n\nReplace the password that opened the repository by BULK_NEW_PASSWORD_FILE's.\n",
+	"key identity":  "Usage: bulkctl key identity -o FILE [flags]\n\nCreate an age identity file (mode 0600) and print its recipient.\n",
+	"key write-key": "Usage: bulkctl key write-key -r REPO --for coordinator|worker -o FILE [flags]\n\nWrite the write key file the fleet's services load (BULK_WRITE_KEY_FILE).\n",
 	"backup": `Usage: bulkctl backup SOURCE -r REPO [flags]
 
 Back up SOURCE, a volume (an image file or a block device) or a directory,
-into the repository REPO (created if missing), and print the snapshot's ID
-and figures. In auto mode a directory is backed up file by file, unless it
+into the repository REPO (bulkctl init creates one), and print the
+snapshot's ID and figures. In auto mode a directory is backed up file by file, unless it
 holds more than --files-threshold files and is a mounted filesystem's root
 whose device can be read. With --nats, SOURCE is HOST:PATH.
 

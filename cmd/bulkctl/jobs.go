@@ -24,7 +24,7 @@ func remoteSession(ctx context.Context, c *common, e *env) (*session, error) {
 	if c.natsURL == "" {
 		return nil, usageError("needs a running coordinator: give --nats URL or set BULK_NATS")
 	}
-	return openSession(ctx, c, e.stderr)
+	return openSession(ctx, c, e.stderr, nil)
 }
 
 // remoteCommand parses a command that talks to a running coordinator and

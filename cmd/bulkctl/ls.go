@@ -25,7 +25,7 @@ func runLs(ctx context.Context, e *env, args []string) error {
 	if len(pos) < 1 || len(pos) > 2 {
 		return usageError("want SNAPSHOT [PATH], got %d arguments", len(pos))
 	}
-	repo, err := openRepo(ctx, &c)
+	repo, _, err := openRepo(ctx, &c, e, needMeta)
 	if err != nil {
 		return err
 	}

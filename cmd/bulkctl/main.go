@@ -33,6 +33,8 @@ const (
 const usage = `bulkctl: high-speed bulk backup through a worker fleet
 
 Usage:
+  bulkctl init -r REPO [--recipient age1…]... [--plaintext]
+  bulkctl key list|add|remove|passwd|write-key -r REPO
   bulkctl backup SOURCE -r REPO [--mode auto|volume|files] [--json] [--chunk-size 4MiB] [--level fastest]
                 [--exclude PATTERN]... [--exclude-file FILE]... [--exclude-caches] [--exclude-larger-than SIZE]
                 [--one-file-system] [--tag TAG]... [--host NAME]
@@ -55,7 +57,13 @@ With a running coordinator (--nats URL or BULK_NATS):
 
 REPO is a directory, file://PATH or s3://BUCKET/PREFIX (S3 endpoint and keys
 from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); BULK_REPO
-sets it. SNAPSHOT is an ID, a unique ID prefix, or "latest".
+sets it; bulkctl init creates it, encrypted unless --plaintext. SNAPSHOT is
+an ID, a unique ID prefix, or "latest".
+
+An encrypted repository opens with its password, in a file named by
+BULK_PASSWORD_FILE (or in BULK_PASSWORD, or typed on a terminal), or its
+age identity, in a file named by BULK_IDENTITY_FILE. A backup may use a
+write key instead (BULK_WRITE_KEY_FILE), which cannot read backups.
 
 SOURCE is a volume (an image file or block device) or a directory. In auto
 mode a directory is backed up file by file, unless it holds more than
@@ -79,6 +87,8 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"init":      {run: runInit},
+	"key":       {run: runKey},
 	"backup":    {run: runBackup},
 	"restore":   {run: runRestore},
 	"verify":    {run: runVerify},

@@ -42,6 +42,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// procEnv is the environment of the processes the tests start: the test's,
+// with their own temporary and configuration directories (where readers
+// keep their host identity, and bulkctl the hosts' keys it trusts), never
+// the user's.
+func procEnv(extra ...string) []string {
+	env := append(os.Environ(), "TMPDIR="+testTmp, "XDG_CONFIG_HOME="+filepath.Join(testTmp, "config"))
+	return append(env, extra...)
+}
+
+// startProcEnv is startProc with env added to the process's environment.
+func startProcEnv(t *testing.T, name, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	return startExeWith(t, name, filepath.Join(testenv.Binaries(t), bin), func(c *exec.Cmd) { c.Env = append(c.Env, env...) }, args...)
+}
+
 // proc is a service running as an OS process, its output in a log file.
 type proc struct {
 	name    string
@@ -75,7 +90,7 @@ func startExeWith(t *testing.T, name, path string, setup func(*exec.Cmd), args .
 	}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.Env = append(os.Environ(), "TMPDIR="+testTmp)
+	p.cmd.Env = procEnv()
 	if setup != nil {
 		setup(p.cmd)
 	}
@@ -169,9 +184,16 @@ func (p *proc) waitListening(addr string) error {
 // another port.
 func startCoordinator(t *testing.T, dataDir string, args ...string) (*proc, string) {
 	t.Helper()
+	return startCoordinatorEnv(t, dataDir, nil, args...)
+}
+
+// startCoordinatorEnv is startCoordinator with env added to the process's
+// environment.
+func startCoordinatorEnv(t *testing.T, dataDir string, env []string, args ...string) (*proc, string) {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
 		addr := testenv.FreeAddr(t)
-		p := startProc(t, fmt.Sprintf("coordinator-%d", attempt), "coordinator",
+		p := startProcEnv(t, fmt.Sprintf("coordinator-%d", attempt), "coordinator", env,
 			append([]string{"--listen", addr, "--data", dataDir, "--log-format", "json"}, args...)...)
 		err := p.waitListening(addr)
 		if err == nil {
@@ -234,7 +256,7 @@ func runExeEnv(t *testing.T, path string, env []string, args ...string) result {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, path, args...)
 	if env == nil {
-		env = append(os.Environ(), "TMPDIR="+testTmp)
+		env = procEnv()
 	}
 	cmd.Stdout, cmd.Stderr, cmd.Env = &stdout, &stderr, env
 	err := cmd.Run()
@@ -308,7 +330,7 @@ func TestProcessFleet(t *testing.T) {
 
 	const size = 64 * mib
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), size, 21)
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	out := filepath.Join(dir, "out.img")
 
 	// Both compressors must be bound to the raw queue before the job, or
@@ -406,7 +428,7 @@ func TestProcessReaderAlone(t *testing.T) {
 	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "alone", "--log-format", "json", "--compress", "1")
 	reader.waitLog(t, "reader serving")
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 32*mib, 23)
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	r := bulkctlProcOK(t, "backup", "alone:"+vol, "-r", repo, "--nats", url, "--json", "--chunk-size", "1MiB")
 	var res backupResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
@@ -432,7 +454,7 @@ func TestProcessBadRequests(t *testing.T) {
 	// No reader runs: jobs give up on their host after 2s.
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"), "--reader-timeout", "2s")
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 64*kib, 2)
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 
 	t.Run("source without host", func(t *testing.T) {
 		r := bulkctlProc(t, "backup", "vol.img", "--nats", url, "-r", repo)

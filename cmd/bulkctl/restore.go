@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/service"
 )
 
 // restoreResult is what `restore --json` prints.
@@ -44,8 +47,22 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 		return err
 	}
 	snapRef, filter := pos[0], ff.filter()
-	snapRef, paths = resolvePaths(ctx, &c, snapRef, filter, paths)
-	s, err := openSession(ctx, &c, e.stderr)
+	// An encrypted repository is opened here, with its password or
+	// identity: the restore's hosts get the keys of the snapshot's chunks
+	// and no more (grantRestore), the fleet nothing else.
+	enc, err := openForRestore(ctx, &c, e, snapRef, filter)
+	if err != nil {
+		return err
+	}
+	var acc *access
+	if enc != nil {
+		snapRef = enc.snap.ID // the snapshot the grant is for
+		if c.natsURL == "" {
+			acc = writeAccess(&enc.unlocked.Keys.WriteKey)
+		}
+	}
+	snapRef, paths = resolvePaths(ctx, &c, e, snapRef, filter, paths)
+	s, err := openSession(ctx, &c, e.stderr, acc)
 	if err != nil {
 		return err
 	}
@@ -59,6 +76,20 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 		}
 		req.Targets = append(req.Targets, t)
 		res.Targets = append(res.Targets, t.String())
+	}
+	if enc != nil {
+		recipients, err := restoreRecipients(ctx, s, req.Targets, e.stderr)
+		if err != nil {
+			return err
+		}
+		if err := grantRestore(ctx, enc.repo, enc.unlocked, enc.snap, req.JobID, recipients); err != nil {
+			return err
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = enc.repo.DeleteGrant(dctx, req.JobID)
+		}()
 	}
 	ev, err := s.run(ctx, queue.SubjectRequestRestore, req, req.JobID, e.stderr, c.json)
 	if err != nil {
@@ -103,13 +134,13 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 // the repository cannot be read from here (it may be reachable only by
 // the fleet), an absolute path is taken relative to the backed-up
 // directory, and the coordinator's error says which path to use.
-func resolvePaths(ctx context.Context, c *common, snapRef string, filter *manifest.Filter, paths []string) (string, []string) {
+func resolvePaths(ctx context.Context, c *common, e *env, snapRef string, filter *manifest.Filter, paths []string) (string, []string) {
 	if len(paths) == 0 {
 		return snapRef, nil
 	}
 	root := ""
 	if slices.ContainsFunc(paths, func(p string) bool { return strings.HasPrefix(p, "/") }) {
-		if repo, err := openRepo(ctx, c); err == nil {
+		if repo, _, err := openRepo(ctx, c, e, needMeta); err == nil {
 			if snap, err := repo.FindSnapshotMatching(ctx, snapRef, filter); err == nil {
 				snapRef, root = snap.ID, snap.Path
 			}
@@ -120,6 +151,44 @@ func resolvePaths(ctx context.Context, c *common, snapRef string, filter *manife
 		out[i] = manifest.TreePath(root, p)
 	}
 	return snapRef, out
+}
+
+// encryptedRestore is what a restore from an encrypted repository holds:
+// the repository open with its keys, and the snapshot to restore.
+type encryptedRestore struct {
+	repo     *repository.Repository
+	unlocked *repository.Unlocked
+	snap     *manifest.Snapshot
+}
+
+// openForRestore opens the repository of a restore when it is encrypted,
+// with the secrets of the environment, and finds the snapshot; nil for a
+// plaintext repository (or one this host cannot reach: the fleet reports
+// it then).
+func openForRestore(ctx context.Context, c *common, e *env, ref string, filter *manifest.Filter) (*encryptedRestore, error) {
+	name, err := repoArg(c.repo)
+	if err != nil {
+		return nil, err
+	}
+	locked, err := service.Repos(c.s3Endpoint, 0, nil, nil).Get(ctx, name, false)
+	if err != nil {
+		if c.natsURL != "" && !errors.Is(err, repository.ErrNotRepository) {
+			return nil, nil // reachable by the fleet only, if at all: a plaintext repository, or the fleet's error
+		}
+		return nil, err
+	}
+	if !locked.Encrypted() {
+		return nil, nil
+	}
+	repo, u, err := openRepo(ctx, c, e, needAll)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := repo.FindSnapshotMatching(ctx, ref, filter)
+	if err != nil {
+		return nil, err
+	}
+	return &encryptedRestore{repo: repo, unlocked: u, snap: snap}, nil
 }
 
 // stringList is a repeatable string flag.

@@ -21,7 +21,7 @@ func TestProcessSchedules(t *testing.T) {
 	testenv.Binaries(t)
 	dir := t.TempDir()
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 
 	// The coordinator serves its API shortly after it listens.
 	deadline := time.Now().Add(30 * time.Second)

@@ -111,7 +111,7 @@ func TestSecurityNATS(t *testing.T) {
 	reader.waitLog(t, "reader serving")
 	comp.waitLog(t, "compressor serving")
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 8*mib, 4)
-	repo := filepath.Join(dir, "repo")
+	repo := plainRepo(t, filepath.Join(dir, "repo"))
 	bulkctlProcOK(t, "backup", "testhost:"+vol, "-r", repo, "--nats", url, "--chunk-size", "1MiB")
 	r := bulkctlProcOK(t, "verify", "latest", "-r", repo, "--compare", vol)
 	if !strings.Contains(r.stdout, "OK") {

@@ -20,9 +20,9 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
-	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
 	"github.com/bulkbackup/bulkbackup/pkg/store/retry"
+	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
 )
 
 // common holds the flags every command shares.
@@ -87,7 +87,7 @@ const fleetLogName = "fleet.log"
 // lines would only repeat that in a daemon's words and break the progress
 // bar. They go to --log-file, by default a file that finish keeps, and
 // names in the error, when the command fails.
-func openSession(ctx context.Context, c *common, stderr io.Writer) (*session, error) {
+func openSession(ctx context.Context, c *common, stderr io.Writer, acc *access) (*session, error) {
 	if _, err := service.NewLogger(io.Discard, c.logLevel, "text"); err != nil {
 		return nil, usageError("--log-level: %v", err)
 	}
@@ -99,7 +99,7 @@ func openSession(ctx context.Context, c *common, stderr io.Writer) (*session, er
 		if err != nil {
 			return nil, err
 		}
-	} else if err := s.startFleet(ctx, c, stderr); err != nil {
+	} else if err := s.startFleet(ctx, c, stderr, acc); err != nil {
 		return nil, s.finish(err)
 	}
 	var err error
@@ -110,7 +110,7 @@ func openSession(ctx context.Context, c *common, stderr io.Writer) (*session, er
 }
 
 // startFleet starts the in-process fleet, logging to c.logFile.
-func (s *session) startFleet(ctx context.Context, c *common, stderr io.Writer) error {
+func (s *session) startFleet(ctx context.Context, c *common, stderr io.Writer, acc *access) error {
 	var err error
 	if s.tmpDir, err = newFleetDir(); err != nil {
 		return err
@@ -138,9 +138,13 @@ func (s *session) startFleet(ctx context.Context, c *common, stderr io.Writer) e
 	if err != nil {
 		return usageError("--data-plane: %v", err)
 	}
+	if acc == nil {
+		acc = &access{}
+	}
 	s.fleet, err = fleet.Start(ctx, fleet.Config{
 		Dir: s.tmpDir.path, Compressors: c.compressors, MaxHeld: int64(c.maxHeld), MaxPayload: int32(c.maxPayload), DataPlane: plane,
-		Repos: service.Repos(c.s3Endpoint, 0, logger), WorkerRepos: service.Repos(c.s3Endpoint, c.storeTimeout, logger), Logger: logger,
+		Repos: service.Repos(c.s3Endpoint, 0, acc.coordinator, logger), WorkerRepos: service.Repos(c.s3Endpoint, c.storeTimeout, acc.workers, logger),
+		Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -264,13 +268,14 @@ func (s *session) run(ctx context.Context, subject string, req any, jobID string
 
 func newJobID() string { return uuid.NewString() }
 
-// openRepo opens an existing repository directly (verify, snapshots).
-func openRepo(ctx context.Context, c *common) (*repository.Repository, error) {
-	repo, err := repoArg(c.repo)
-	if err != nil {
-		return nil, err
+// s3Options returns the S3 settings of the environment, with
+// --s3-endpoint.
+func s3Options(c *common) storeurl.S3Options {
+	s3 := storeurl.S3FromEnv()
+	if c.s3Endpoint != "" {
+		s3.Endpoint = c.s3Endpoint
 	}
-	return service.Repos(c.s3Endpoint, 0, nil).Get(ctx, repo, false)
+	return s3
 }
 
 func isTerminal(w io.Writer) bool {

@@ -37,7 +37,7 @@ func runSnapshots(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 0 {
 		return usageError("unexpected arguments %q", pos)
 	}
-	repo, err := openRepo(ctx, &c)
+	repo, _, err := openRepo(ctx, &c, e, needMeta)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageError("want one SNAPSHOT, got %d arguments", len(pos))
 	}
-	repo, err := openRepo(ctx, &c)
+	repo, _, err := openRepo(ctx, &c, e, needAll)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	keys, err := service.WriteKeysFromEnv()
+	if err != nil {
+		return err
+	}
 	nc, err := service.Connect(ctx, service.NATSFromEnv(service.ConnectOptions{URL: o.NATS, Name: "compressor", Logger: logger}))
 	if err != nil {
 		return err
@@ -52,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 	defer nc.Close()
 	m := metrics.New("compressor")
 	comp, err := compressor.New(nc, compressor.Config{
-		Name: o.name, Workers: o.workers, Repos: service.Repos(o.S3Endpoint, o.storeTO, logger), Logger: logger, DrainTimeout: o.drain, Metrics: m,
+		Name: o.name, Workers: o.workers, Repos: service.Repos(o.S3Endpoint, o.storeTO, keys, logger), Logger: logger, DrainTimeout: o.drain, Metrics: m,
 		RateLimit: int64(o.rate),
 	})
 	if err != nil {

@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	keys, err := service.WriteKeysFromEnv()
+	if err != nil {
+		return err
+	}
 	var nc *nats.Conn
 	if o.NATS == "" {
 		if err := os.MkdirAll(o.data, 0o700); err != nil {
@@ -98,7 +102,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer nc.Close()
 	m := metrics.New("coordinator")
-	repos := service.Repos(o.S3Endpoint, 0, logger)
+	repos := service.Repos(o.S3Endpoint, 0, keys, logger)
 	coord, err := coordinator.New(nc, coordinator.Config{
 		Metrics: m,
 		Repos:   repos,

@@ -70,6 +70,14 @@ func run(ctx context.Context, args []string) error {
 	if o.compress == countAuto {
 		compress = runtime.NumCPU()
 	}
+	keys, err := service.WriteKeysFromEnv()
+	if err != nil {
+		return err
+	}
+	identity, err := service.HostIdentityFromEnv(logger)
+	if err != nil {
+		return err
+	}
 	nc, err := service.Connect(ctx, service.NATSFromEnv(service.ConnectOptions{URL: o.NATS, Name: "reader-" + o.host, Logger: logger}))
 	if err != nil {
 		return err
@@ -80,10 +88,10 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	m := metrics.New("reader")
-	repos := service.Repos(o.S3Endpoint, o.storeTimeout, logger)
+	repos := service.Repos(o.S3Endpoint, o.storeTimeout, keys, logger)
 	cfg := reader.Config{
 		Host: o.host, Workers: o.workers, Repos: repos, Logger: logger, DrainTimeout: o.drain, Metrics: m,
-		MaxHeld: int64(o.maxHeld), DataAddr: dataAddr, DataAdvertise: o.advertise, Overflow: true,
+		MaxHeld: int64(o.maxHeld), DataAddr: dataAddr, DataAdvertise: o.advertise, Overflow: true, Identity: identity,
 	}
 	var comp *compressor.Compressor
 	if compress > 0 {

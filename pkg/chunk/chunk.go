@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 )
 
 // Format constants of the stored chunk object (docs/format.md).
@@ -26,9 +28,9 @@ const (
 	// FormatVersion1 is the first object format, whose header does not
 	// record the payload's length.
 	FormatVersion1 = 1
-	// HeaderSize is the size of the fixed header this package writes; an
-	// object's header may be longer when it carries an extension (reserved
-	// for encryption).
+	// HeaderSize is the size of the fixed header of format version 2; an
+	// object's header is longer when it carries an extension (the
+	// encryption parameters of a content object: ContentHeaderSize).
 	HeaderSize = 60
 	// headerSizeV1 is the fixed header of FormatVersion1 objects.
 	headerSizeV1 = 52
@@ -46,15 +48,49 @@ const (
 	CompressionZstd Compression = 1
 )
 
-// Hash algorithm identifiers recorded in the header.
+// Hash algorithm identifiers recorded in the header: how the ID is
+// computed from the raw bytes.
 const (
+	// HashSHA256: the ID is the SHA-256 of the raw bytes (plaintext
+	// repositories).
 	HashSHA256 uint8 = 1
+	// HashHMACSHA256: the ID is an HMAC-SHA256 of the raw bytes under the
+	// repository's chunk ID key (encrypted repositories,
+	// docs/encryption.md section 3).
+	HashHMACSHA256 uint8 = 2
 )
 
-// Encryption identifiers; only "none" exists in format version 1.
+// Encryption identifiers recorded in the header (docs/format.md section 9).
 const (
+	// EncryptionNone: the payload is not encrypted.
 	EncryptionNone uint8 = 0
+	// EncryptionContent: a content object (a chunk), encrypted to the
+	// repository's public key with AES-256-GCM under a key of its own; the
+	// header's extension holds the writer session's ephemeral key and the
+	// nonce.
+	EncryptionContent uint8 = 1
+	// EncryptionMeta: a metadata object (a manifest or snapshot header),
+	// sealed with XChaCha20-Poly1305 under the repository's metadata key;
+	// the payload is nonce || ciphertext || tag.
+	EncryptionMeta uint8 = 2
 )
+
+// Sizes of encrypted objects.
+const (
+	// ContentHeaderSize is the header of a content object: the fixed
+	// header, then the ephemeral key (32 bytes) and the nonce (12 bytes).
+	ContentHeaderSize = HeaderSize + keyring.EphemeralSize + keyring.NonceSize
+	// ContentOverhead is what encryption adds to a content object's
+	// payload: the AES-GCM tag.
+	ContentOverhead = keyring.Overhead
+	// MetaOverhead is what encryption adds to a metadata object's
+	// payload: the 24-byte nonce and the 16-byte tag.
+	MetaOverhead = keyring.MetaOverhead
+)
+
+// MaxSealedSize is the largest object Seal, SealContent or SealMeta makes
+// of n raw bytes: a buffer of this capacity never grows.
+func MaxSealedSize(n int) int { return ContentHeaderSize + n + MetaOverhead }
 
 // IDSize is the length of an ID in bytes.
 const IDSize = sha256.Size
@@ -160,34 +196,50 @@ func NewSealer(level Level) (*Sealer, error) {
 func (s *Sealer) Level() Level { return s.level }
 
 // Seal appends the stored form of raw, whose ID is id, to dst and returns the
-// extended slice. The payload is stored uncompressed when zstd does not make
-// it smaller (random data), which also makes reading it back cheaper.
+// extended slice: an object of a plaintext repository. The payload is
+// stored uncompressed when zstd does not make it smaller (random data),
+// which also makes reading it back cheaper.
 func (s *Sealer) Seal(dst []byte, id ID, raw []byte) []byte {
 	start := len(dst)
-	dst = appendHeader(dst, CompressionZstd, int64(len(raw)), id)
-	dst = s.enc.EncodeAll(raw, dst)
-	if len(dst)-start-HeaderSize >= len(raw) {
-		dst = appendHeader(dst[:start], CompressionNone, int64(len(raw)), id)
-		dst = append(dst, raw...)
-	}
-	return setPayloadLen(dst, start)
+	dst = appendHeader(dst, EncryptionNone, HeaderSize, int64(len(raw)), id)
+	dst = s.appendPayload(dst, start, HeaderSize, raw)
+	return setPayloadLen(dst, start, HeaderSize)
 }
 
-// appendHeader appends a header whose payload length is filled in later
-// by setPayloadLen.
-func appendHeader(dst []byte, c Compression, rawLen int64, id ID) []byte {
+// appendPayload appends raw, compressed unless that does not make it
+// smaller, after the header at dst[start:start+headerLen], and records
+// the choice in the header.
+func (s *Sealer) appendPayload(dst []byte, start, headerLen int, raw []byte) []byte {
+	dst = s.enc.EncodeAll(raw, dst)
+	if len(dst)-start-headerLen < len(raw) {
+		dst[start+5] = byte(CompressionZstd)
+		return dst
+	}
+	dst[start+5] = byte(CompressionNone)
+	return append(dst[:start+headerLen], raw...)
+}
+
+// appendHeader appends the fixed header of an object with encryption enc
+// and a header of headerLen bytes; the caller appends the extension, and
+// appendPayload and setPayloadLen fill in the compression and the
+// payload's length.
+func appendHeader(dst []byte, enc uint8, headerLen uint32, rawLen int64, id ID) []byte {
+	hash := HashSHA256
+	if enc != EncryptionNone {
+		hash = HashHMACSHA256
+	}
 	dst = append(dst, Magic...)
-	dst = append(dst, FormatVersion, byte(c), EncryptionNone, HashSHA256)
-	dst = binary.LittleEndian.AppendUint32(dst, HeaderSize)
+	dst = append(dst, FormatVersion, byte(CompressionNone), enc, hash)
+	dst = binary.LittleEndian.AppendUint32(dst, headerLen)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(rawLen))
 	dst = append(dst, id[:]...)
 	return binary.LittleEndian.AppendUint64(dst, 0)
 }
 
 // setPayloadLen records the length of the payload that follows the header
-// starting at obj[start].
-func setPayloadLen(obj []byte, start int) []byte {
-	binary.LittleEndian.PutUint64(obj[start+52:start+60], uint64(len(obj)-start-HeaderSize))
+// of headerLen bytes starting at obj[start].
+func setPayloadLen(obj []byte, start, headerLen int) []byte {
+	binary.LittleEndian.PutUint64(obj[start+52:start+60], uint64(len(obj)-start-headerLen))
 	return obj
 }
 
@@ -203,6 +255,21 @@ type Header struct {
 	// PayloadLen is the length of the stored payload; -1 in a
 	// FormatVersion1 object, whose header does not record it.
 	PayloadLen int64
+	// Ephemeral and Nonce are, in a content object (EncryptionContent),
+	// its writer session's ephemeral public key and its nonce.
+	Ephemeral [keyring.EphemeralSize]byte
+	Nonce     [keyring.NonceSize]byte
+}
+
+// overhead is how many bytes the payload's encryption adds.
+func (h Header) overhead() int64 {
+	switch h.Encryption {
+	case EncryptionContent:
+		return ContentOverhead
+	case EncryptionMeta:
+		return MetaOverhead
+	}
+	return 0
 }
 
 // Size returns the length the whole object must have, as its header
@@ -222,8 +289,8 @@ func (h Header) Size() (int64, bool) {
 var ErrFormat = errors.New("chunk: invalid object format")
 
 // MaxHeaderPrefix is how many leading bytes of an object ParseHeader needs
-// at most to read its fixed header, whatever its version.
-const MaxHeaderPrefix = HeaderSize
+// at most to read its header, whatever its version and encryption.
+const MaxHeaderPrefix = ContentHeaderSize
 
 // ParseHeader decodes and checks the header at the start of obj, which may
 // be the whole object or only its first bytes (at least the fixed header:
@@ -258,19 +325,42 @@ func ParseHeader(obj []byte) (Header, error) {
 	default:
 		return h, fmt.Errorf("%w: format version %d (this build reads %d and %d)", ErrFormat, h.Version, FormatVersion1, FormatVersion)
 	}
+	// Each encryption has its hash algorithm and header length: nothing
+	// else is ever written, so nothing else is read.
+	wantHash, wantHeader := HashSHA256, uint32(0)
+	switch h.Encryption {
+	case EncryptionNone:
+	case EncryptionContent:
+		wantHash, wantHeader = HashHMACSHA256, ContentHeaderSize
+	case EncryptionMeta:
+		wantHash, wantHeader = HashHMACSHA256, HeaderSize
+	default:
+		return h, fmt.Errorf("%w: encryption %d is not supported by this build", ErrFormat, h.Encryption)
+	}
 	switch {
 	case h.Compression != CompressionNone && h.Compression != CompressionZstd:
 		return h, fmt.Errorf("%w: unknown compression %d", ErrFormat, h.Compression)
-	case h.Encryption != EncryptionNone:
-		return h, fmt.Errorf("%w: encryption %d is not supported by this build", ErrFormat, h.Encryption)
-	case h.HashAlg != HashSHA256:
-		return h, fmt.Errorf("%w: unknown hash algorithm %d", ErrFormat, h.HashAlg)
+	case h.Encryption != EncryptionNone && h.Version != FormatVersion:
+		return h, fmt.Errorf("%w: encryption %d in format version %d", ErrFormat, h.Encryption, h.Version)
+	case h.HashAlg != wantHash:
+		return h, fmt.Errorf("%w: hash algorithm %d with encryption %d", ErrFormat, h.HashAlg, h.Encryption)
 	case h.HeaderLen < fixed || h.HeaderLen > MaxRawSize:
 		return h, fmt.Errorf("%w: header length %d out of range", ErrFormat, h.HeaderLen)
+	case wantHeader != 0 && h.HeaderLen != wantHeader:
+		return h, fmt.Errorf("%w: header length %d with encryption %d (want %d)", ErrFormat, h.HeaderLen, h.Encryption, wantHeader)
 	case raw > MaxRawSize:
 		return h, fmt.Errorf("%w: raw length %d exceeds %d", ErrFormat, raw, MaxRawSize)
-	case h.Compression == CompressionNone && h.PayloadLen >= 0 && h.PayloadLen != int64(raw):
+	case h.PayloadLen >= 0 && h.PayloadLen < h.overhead():
+		return h, fmt.Errorf("%w: payload of %d bytes is shorter than its encryption's %d", ErrFormat, h.PayloadLen, h.overhead())
+	case h.Compression == CompressionNone && h.PayloadLen >= 0 && h.PayloadLen != int64(raw)+h.overhead():
 		return h, fmt.Errorf("%w: uncompressed payload of %d bytes for %d raw bytes", ErrFormat, h.PayloadLen, raw)
+	}
+	if h.Encryption == EncryptionContent {
+		if len(obj) < ContentHeaderSize {
+			return h, fmt.Errorf("%w: %d bytes is shorter than the %d-byte header of an encrypted object", ErrFormat, len(obj), ContentHeaderSize)
+		}
+		copy(h.Ephemeral[:], obj[HeaderSize:])
+		copy(h.Nonce[:], obj[HeaderSize+keyring.EphemeralSize:])
 	}
 	h.RawLen = int64(raw)
 	return h, nil
@@ -306,7 +396,14 @@ var ErrUnknownSize = errors.New("chunk: object format 1 does not record its comp
 type CorruptError struct {
 	ID     ID     // the chunk that was asked for
 	Reason string // what was wrong
+	// Err is the error that found it, when it has one callers may test
+	// for (an encrypted object that does not authenticate:
+	// keyring.ErrAuth; one a grant does not cover: keyring.ErrWrongJob).
+	Err error
 }
+
+// Unwrap returns Err.
+func (e *CorruptError) Unwrap() error { return e.Err }
 
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("chunk %s is corrupt: %s", e.ID, e.Reason)
@@ -340,25 +437,57 @@ func sharedDecoder() *zstd.Decoder {
 	return decoder
 }
 
-// Open decodes obj, which should hold chunk want, appending the raw bytes to
-// dst. It returns a *CorruptError when the object cannot be decoded, is for
-// another chunk, or decodes to bytes whose hash differs. Safe for concurrent
-// use.
+// Open decodes obj, an object of a plaintext repository which should hold
+// chunk want, appending the raw bytes to dst. It returns a *CorruptError
+// when the object cannot be decoded, is encrypted, is for another chunk, or
+// decodes to bytes whose hash differs. Safe for concurrent use.
 func Open(dst []byte, want ID, obj []byte) ([]byte, error) {
+	h, err := checkObject(want, obj, EncryptionNone)
+	if err != nil {
+		return dst, err
+	}
+	return decode(dst, want, h, obj[h.HeaderLen:], Sum)
+}
+
+// checkObject parses obj's header and checks that it holds chunk want,
+// with the encryption enc, at the length its header records.
+func checkObject(want ID, obj []byte, enc uint8) (Header, error) {
 	h, err := ParseHeader(obj)
 	if err != nil {
-		return dst, &CorruptError{ID: want, Reason: err.Error()}
+		return h, &CorruptError{ID: want, Reason: err.Error()}
 	}
-	if h.ID != want {
-		return dst, &CorruptError{ID: want, Reason: fmt.Sprintf("header names chunk %s", h.ID)}
-	}
-	if int64(h.HeaderLen) > int64(len(obj)) {
-		return dst, &CorruptError{ID: want, Reason: fmt.Sprintf("object of %d bytes is shorter than its %d-byte header", len(obj), h.HeaderLen)}
+	switch {
+	case h.Encryption != enc:
+		return h, &CorruptError{ID: want, Reason: fmt.Sprintf("%s object where %s is expected", encryptionName(h.Encryption), encryptionName(enc))}
+	case h.ID != want:
+		return h, &CorruptError{ID: want, Reason: fmt.Sprintf("header names chunk %s", h.ID)}
+	case int64(h.HeaderLen) > int64(len(obj)):
+		return h, &CorruptError{ID: want, Reason: fmt.Sprintf("object of %d bytes is shorter than its %d-byte header", len(obj), h.HeaderLen)}
 	}
 	if size, ok := h.Size(); ok && size != int64(len(obj)) {
-		return dst, &CorruptError{ID: want, Reason: fmt.Sprintf("object holds %d bytes, its header says %d", len(obj), size)}
+		return h, &CorruptError{ID: want, Reason: fmt.Sprintf("object holds %d bytes, its header says %d", len(obj), size)}
 	}
-	payload := obj[h.HeaderLen:]
+	return h, nil
+}
+
+// encryptionName names an encryption identifier in errors.
+func encryptionName(enc uint8) string {
+	switch enc {
+	case EncryptionNone:
+		return "an unencrypted"
+	case EncryptionContent:
+		return "an encrypted content"
+	case EncryptionMeta:
+		return "an encrypted metadata"
+	}
+	return fmt.Sprintf("an encryption %d", enc)
+}
+
+// decode decodes payload, the plaintext payload of the object whose header
+// is h, appending the raw bytes to dst, and checks their length and that
+// sum of them is want.
+func decode(dst []byte, want ID, h Header, payload []byte, sum func([]byte) ID) ([]byte, error) {
+	var err error
 	start := len(dst)
 	switch h.Compression {
 	case CompressionNone:
@@ -378,7 +507,7 @@ func Open(dst []byte, want ID, obj []byte) ([]byte, error) {
 	if int64(len(raw)) != h.RawLen {
 		return dst[:start], &CorruptError{ID: want, Reason: fmt.Sprintf("decoded %d bytes, header says %d", len(raw), h.RawLen)}
 	}
-	if got := Sum(raw); got != want {
+	if got := sum(raw); got != want {
 		return dst[:start], &CorruptError{ID: want, Reason: fmt.Sprintf("data hashes to %s", got)}
 	}
 	return dst, nil
@@ -393,28 +522,33 @@ func Open(dst []byte, want ID, obj []byte) ([]byte, error) {
 // read. maxRaw, when positive, refuses up front an object whose header
 // claims more raw bytes. Close releases the decoder.
 func OpenStream(want ID, obj []byte, maxRaw int64) (io.ReadCloser, error) {
-	h, err := ParseHeader(obj)
+	h, err := checkStream(want, obj, maxRaw, EncryptionNone)
 	if err != nil {
-		return nil, &CorruptError{ID: want, Reason: err.Error()}
+		return nil, err
 	}
-	switch {
-	case h.ID != want:
-		return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("header names chunk %s", h.ID)}
-	case int64(h.HeaderLen) > int64(len(obj)):
-		return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("object of %d bytes is shorter than its %d-byte header", len(obj), h.HeaderLen)}
-	case maxRaw > 0 && h.RawLen > maxRaw:
-		return nil, fmt.Errorf("%w: %d bytes when decoded, more than the %d this reader accepts", ErrTooLarge, h.RawLen, maxRaw)
+	return newStreamReader(want, h, obj[h.HeaderLen:], sha256.New())
+}
+
+// checkStream is checkObject for OpenStream and OpenMetaStream, which also
+// refuse an object that claims more than maxRaw raw bytes.
+func checkStream(want ID, obj []byte, maxRaw int64, enc uint8) (Header, error) {
+	if h, err := ParseHeader(obj); err == nil && maxRaw > 0 && h.RawLen > maxRaw {
+		return h, fmt.Errorf("%w: %d bytes when decoded, more than the %d this reader accepts", ErrTooLarge, h.RawLen, maxRaw)
 	}
-	if size, ok := h.Size(); ok && size != int64(len(obj)) {
-		return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("object holds %d bytes, its header says %d", len(obj), size)}
-	}
-	sr := &streamReader{want: want, rawLen: h.RawLen, sum: sha256.New()}
-	payload := bytes.NewReader(obj[h.HeaderLen:])
+	return checkObject(want, obj, enc)
+}
+
+// newStreamReader returns the reader of OpenStream over payload, the
+// plaintext payload of the object whose header is h; sum hashes the raw
+// bytes into their ID.
+func newStreamReader(want ID, h Header, payload []byte, sum hash.Hash) (io.ReadCloser, error) {
+	sr := &streamReader{want: want, rawLen: h.RawLen, sum: sum}
+	rd := bytes.NewReader(payload)
 	switch h.Compression {
 	case CompressionNone:
-		sr.src = payload
+		sr.src = rd
 	case CompressionZstd:
-		dec, err := zstd.NewReader(payload, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		dec, err := zstd.NewReader(rd, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxMemory(uint64(MaxRawSize)))
 		if err != nil {
 			return nil, &CorruptError{ID: want, Reason: fmt.Sprintf("zstd: %v", err)}

@@ -3,7 +3,8 @@
 //
 // Each worker takes a chunk's descriptor from the ready stream (the reader
 // that read the chunk holds it), fetches the bytes from that reader, hashes
-// them (SHA-256), and asks the repository whether that chunk is already
+// them into the chunk's ID (SHA-256, or in an encrypted repository a MAC
+// under its write key), and asks the repository whether that chunk is already
 // stored whole; only if not does it compress (zstd) and write it. It then
 // records the completion and only after that acknowledges the descriptor,
 // so a worker killed at any point loses nothing: the descriptor is
@@ -83,7 +84,9 @@ type Config struct {
 	// is written and recorded, the next one is compressed.
 	Workers int
 	// Repos opens repositories. Required. Retries of a failing repository
-	// are its stores' (retry.Store).
+	// are its stores' (retry.Store). An encrypted repository needs its
+	// write key there; a compressor needs no more, and with no more it
+	// cannot read what it stores.
 	Repos *repository.Cache
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
@@ -592,9 +595,12 @@ func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []b
 		return done, err
 	}
 	start := time.Now()
-	id := chunk.Sum(raw)
+	id, err := repo.ChunkID(raw)
 	m.Stage("hash", start)
 	c.releaseCPU()
+	if err != nil {
+		return done, queue.Permanent(err) // an encrypted repository this process has no key for
+	}
 	done.Hash = id.String()
 	stat, err := repo.StatChunk(ctx, id)
 	if err != nil {
@@ -619,10 +625,14 @@ func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []b
 		}
 		start = time.Now()
 		// Sized for the worst case, stored raw, so that it never grows.
-		sealed := sealer.Seal(c.sealed.Get(chunk.HeaderSize + len(raw))[:0], id, raw)
+		sealed, err := repo.SealChunk(sealer, c.sealed.Get(chunk.MaxSealedSize(len(raw)))[:0], id, raw)
 		c.throttle(ctx, int64(len(raw)), time.Since(start))
 		m.Stage("compress", start)
 		c.releaseCPU()
+		if err != nil {
+			c.sealed.Put(sealed)
+			return done, queue.Permanent(err)
+		}
 		start = time.Now()
 		err = repo.PutChunk(ctx, id, sealed)
 		m.Stage("put", start)

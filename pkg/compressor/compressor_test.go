@@ -99,7 +99,7 @@ func setupWith(t *testing.T, storeTimeout time.Duration, noCompressor bool) *bun
 	s3 := storeurl.S3Options{Endpoint: "http://" + m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Region: "us-east-1"}
 	repos := repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	repoName := "s3://" + m.NewBucket(t) + "/repo"
 	if b.repo, err = repos.Get(t.Context(), repoName, true); err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func (b *bundle) startCompressor(t *testing.T, name string, s3 storeurl.S3Option
 		return retry.Open(ctx, retry.Config{MaxElapsed: b.storeTimeout}, repo, func(ctx context.Context) (store.Store, error) {
 			return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
 		})
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	nc, err := b.br.Connect(name)
 	if err != nil {
 		t.Fatal(err)

@@ -483,6 +483,9 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 		job.State, job.Error = queue.StateFailed, err.Error()
 	}
 	job.Finished = time.Now().UTC()
+	if job.Kind == queue.KindRestore {
+		jr.dropGrant(endCtx)
+	}
 	c.cfg.Metrics.JobEnded(job.Kind, job.State)
 	if err := c.saveJob(endCtx, job); err != nil {
 		logger.ErrorContext(endCtx, "save final job state", "err", err)

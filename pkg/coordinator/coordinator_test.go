@@ -59,7 +59,7 @@ func setupWith(t *testing.T, cfg coordinator.Config) *bundle {
 	if bb.repos == nil {
 		bb.repos = repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 			return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
-		})
+		}, repository.OpenOptions{CreatePlaintext: true})
 	}
 	cfg.Repos = bb.repos
 	c, err := coordinator.New(bb.connect(t, "coordinator"), cfg)

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,8 +72,15 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 	defer ticker.Stop()
 	completions := make(chan dispatch.Completion)
 	phaseCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
+	// The goroutine below records completions, and with them the job's
+	// progress: it has ended when phase returns, so that nothing writes
+	// the job while the caller saves it.
+	var recording sync.WaitGroup
+	defer func() {
+		stop()
+		recording.Wait()
+	}()
+	recording.Go(func() {
 		for {
 			select {
 			case <-phaseCtx.Done():
@@ -92,7 +100,7 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 				}
 			}
 		}
-	}()
+	})
 	err := dispatch.Run(ctx, dispatch.Config{
 		Window: cfg.Window, Timeout: cfg.ChunkTimeout, MaxAttempts: cfg.MaxAttempts, Stall: cfg.StallTimeout,
 		Ticks: ticker.C, Transient: isTransient, OnTick: func() { jr.progress(ctx) }, Logger: jr.logger,
@@ -222,6 +230,7 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 	jr.job.State = queue.StateCommitting
 	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
+	snap.Hash = repo.HashName() // the chunks' IDs are the repository's: SHA-256, or its keyed MAC
 	if err := repo.SaveSnapshot(ctx, snap); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -454,6 +463,22 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	jr.job.Stats = manifest.Stats{SourceBytes: snap.Size, Chunks: len(snap.Chunks), Seconds: time.Since(jr.job.Started).Seconds()}
 	jr.purge(ctx, true)
 	return nil
+}
+
+// dropGrant removes, once a restore of an encrypted repository has ended,
+// the grant its client stored for the job's hosts (docs/encryption.md
+// section 8), in case the client did not live to do it: a grant is kept
+// no longer than its job.
+func (jr *jobRun) dropGrant(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	repo, err := jr.c.cfg.Repos.Get(ctx, jr.job.Restore.Repo, false)
+	if err != nil || !repo.Encrypted() {
+		return
+	}
+	if err := repo.DeleteGrant(ctx, jr.job.ID); err != nil {
+		jr.logger.WarnContext(ctx, "the ended restore's grant may remain in the repository", "err", err)
+	}
 }
 
 // abortWait bounds how long a failed restore waits for its readers to

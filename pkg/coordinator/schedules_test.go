@@ -72,7 +72,7 @@ func setupBroker(t *testing.T) *bundle {
 		broker: b,
 		repos: repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 			return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
-		}),
+		}, repository.OpenOptions{CreatePlaintext: true}),
 	}
 	bb.nc = bb.connect(t, "client")
 	if bb.js, err = jetstream.New(bb.nc); err != nil {

@@ -30,7 +30,7 @@ func TestStallNamesWhatIsMissing(t *testing.T) {
 		ReaderTimeout: readerTimeout, StallTimeout: stall, ProgressInterval: 100 * time.Millisecond,
 		Repos: repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 			return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
-		}),
+		}, repository.OpenOptions{CreatePlaintext: true}),
 	})
 	b.startReader(t)
 	repo := "s3://" + m.NewBucket(t) + "/repo"

@@ -152,7 +152,7 @@ func TestBrowser(t *testing.T) {
 	repo := filepath.Join(dir, "repo")
 	repos := repository.NewCache(func(ctx context.Context, r string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, r, storeurl.Options{Create: create})
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	f, err := fleet.Start(t.Context(), fleet.Config{
 		Dir: filepath.Join(dir, "nats"), Repos: repos, Compressors: 2,
 		Coordinator: coordinator.Config{ProgressInterval: 50 * time.Millisecond, ReaderTimeout: 10 * time.Minute},

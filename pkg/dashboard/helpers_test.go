@@ -51,7 +51,7 @@ func setup(t *testing.T, cfg coordinator.Config, seed ...queue.Job) *bundle {
 	t.Cleanup(b.Shutdown)
 	bb := &bundle{broker: b, repos: repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
-	})}
+	}, repository.OpenOptions{CreatePlaintext: true})}
 	bb.nc = bb.connect(t, "client")
 	if bb.js, err = jetstream.New(bb.nc); err != nil {
 		t.Fatal(err)

@@ -411,7 +411,7 @@ func TestFilesPartialRestore(t *testing.T) {
 	repos := repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		st, err := storeurl.Open(ctx, repo, storeurl.Options{Create: create})
 		return countingStore{Store: st, chunkGets: &gets}, err
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	f, err := fleet.Start(t.Context(), fleet.Config{Dir: t.TempDir(), Repos: repos, Compressors: 2})
 	if err != nil {
 		t.Fatal(err)

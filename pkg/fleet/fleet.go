@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -62,6 +63,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, is shared by every component.
 	Metrics *metrics.Metrics
+	// HostIdentity is the reader's host identity, which restores of
+	// encrypted repositories wrap their grants to (Recipient); nil means
+	// a new one, kept in memory only.
+	HostIdentity *age.X25519Identity
 }
 
 // DataPlane names how the reader hands raw chunks to the compressors.
@@ -102,6 +107,7 @@ type Fleet struct {
 	errMu  sync.Mutex
 	err    error
 	host   string
+	id     *age.X25519Identity
 }
 
 // Start starts the server and every service, and returns once they serve.
@@ -117,6 +123,11 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	workerRepos := cmp.Or(cfg.WorkerRepos, cfg.Repos)
+	if cfg.HostIdentity == nil {
+		if cfg.HostIdentity, err = age.GenerateX25519Identity(); err != nil {
+			return nil, fmt.Errorf("fleet: host identity: %w", err)
+		}
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -125,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	f := &Fleet{broker: b, host: cfg.Host}
+	f := &Fleet{broker: b, host: cfg.Host, id: cfg.HostIdentity}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	f.cancel = cancel
 	connect := func(name string) (*nats.Conn, error) {
@@ -174,7 +185,8 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
-	rc := reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: workerRepos, Logger: logger, Metrics: cfg.Metrics, MaxHeld: cfg.MaxHeld}
+	rc := reader.Config{Host: cfg.Host, Workers: cfg.Readers, Repos: workerRepos, Logger: logger, Metrics: cfg.Metrics, MaxHeld: cfg.MaxHeld,
+		Identity: cfg.HostIdentity}
 	// The compressors also serve the ready stream, for readers that hand
 	// chunks over rather than store them here.
 	f.spawn(func() error { return comp.Run(runCtx) })
@@ -208,6 +220,10 @@ func (f *Fleet) spawn(run func() error) {
 
 // Host returns the host name the fleet's reader serves.
 func (f *Fleet) Host() string { return f.host }
+
+// Recipient returns the age recipient of the reader's host identity: what
+// a restore of an encrypted repository wraps its grant to.
+func (f *Fleet) Recipient() age.Recipient { return f.id.Recipient() }
 
 // Connect returns a new client connection to the fleet's server.
 func (f *Fleet) Connect(name string) (*nats.Conn, error) { return f.broker.Connect(name) }

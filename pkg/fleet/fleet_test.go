@@ -40,7 +40,7 @@ func setupFleet(t testing.TB, s3 storeurl.S3Options, cfg fleet.Config) *bundle {
 	t.Helper()
 	cfg.Repos = repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	cfg.Dir = t.TempDir()
 	if cfg.Compressors == 0 {
 		cfg.Compressors = 2

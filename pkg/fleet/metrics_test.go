@@ -69,7 +69,7 @@ func TestMetrics(t *testing.T) {
 	defer srv.Close()
 	repos := repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
-	})
+	}, repository.OpenOptions{CreatePlaintext: true})
 	f, err := fleet.Start(t.Context(), fleet.Config{Dir: t.TempDir(), Repos: repos, Metrics: m})
 	if err != nil {
 		t.Fatal(err)

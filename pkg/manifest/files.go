@@ -117,7 +117,7 @@ func (s *Snapshot) validateFiles(bad func(string, ...any) error) error {
 		return bad("files mode needs manifest version 2, not %d", s.Version)
 	case s.ID == "":
 		return bad("empty id")
-	case s.Hash != "sha256":
+	case !knownHash(s.Hash):
 		return bad("unknown hash %q", s.Hash)
 	case len(s.Files) == 0 || s.Files[0].Path != "." || s.Files[0].Type != TypeDir:
 		return bad("the first entry must be the directory \".\"")

@@ -230,7 +230,7 @@ func (s *Snapshot) Validate() error {
 		return bad("unknown mode %q", s.Mode)
 	case len(s.Files) > 0:
 		return bad("a volume snapshot lists files")
-	case s.Hash != "sha256":
+	case !knownHash(s.Hash):
 		return bad("unknown hash %q", s.Hash)
 	case s.Size < 0:
 		return bad("negative size %d", s.Size)
@@ -423,3 +423,8 @@ func decodeArray[T any](dec *json.Decoder, skipAll bool) ([]T, error) {
 	}
 	return out, err
 }
+
+// knownHash reports whether name is a chunk ID algorithm this build knows:
+// "sha256" (plaintext repositories) or "hmac-sha256" (encrypted ones; the
+// repository checks that a manifest's is its own).
+func knownHash(name string) bool { return name == "sha256" || name == "hmac-sha256" }

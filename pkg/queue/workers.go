@@ -45,6 +45,10 @@ type WorkerStatus struct {
 	Bytes    int64 `json:"bytes"`
 	// MBps is the worker's throughput over its last heartbeat interval.
 	MBps float64 `json:"mb_per_s"`
+	// Recipient is, for a reader, its host's age recipient (age1…): restore
+	// clients wrap the keys of a restore of an encrypted repository to it,
+	// once they trust it (docs/encryption.md section 8.2).
+	Recipient string `json:"recipient,omitempty"`
 }
 
 func (w *WorkerStatus) version() int { return w.V }
@@ -95,6 +99,13 @@ func Heartbeat(ctx context.Context, js jetstream.JetStream, status func() Worker
 			lastAt, lastB, key = now, s.Bytes, s.Role+"."+s.ID
 			_, _ = kv.Put(ctx, key, Encode(&s))
 		}
+		// Until the bucket is there (a worker started before the
+		// coordinator), look again every second: a reader is restorable
+		// to only once it has announced itself (its host key).
+		wait := interval
+		if kv == nil {
+			wait = min(interval, bucketRetry)
+		}
 		select {
 		case <-ctx.Done():
 			if kv != nil && key != "" {
@@ -103,10 +114,14 @@ func Heartbeat(ctx context.Context, js jetstream.JetStream, status func() Worker
 				cancel()
 			}
 			return
-		case <-time.After(interval):
+		case <-time.After(wait):
 		}
 	}
 }
+
+// bucketRetry is how often Heartbeat looks for the workers' bucket while
+// it is not there yet.
+const bucketRetry = time.Second
 
 // ListWorkers returns the live workers in the bucket.
 func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerStatus, error) {

@@ -97,16 +97,22 @@ func readChunk(item *queue.ReadChunk, buf []byte) ([]source.FileProblem, error) 
 // truncated): then it is sent to be stored again, rather than committed
 // unseen into the new snapshot.
 func (r *Reader) unchanged(ctx context.Context, item *queue.ReadChunk, buf []byte) (int64, error) {
-	id := chunk.Sum(buf)
-	if id.String() != item.Parent.Hash {
-		return 0, nil
-	}
 	// A repository this reader cannot look into is no reason to retry:
 	// the chunk is stored again, where the compressor's own look at the
 	// repository finds it stored whole, if it is.
 	repo, err := r.cfg.Repos.Get(ctx, item.Repo, false)
 	if err != nil {
 		r.logger.DebugContext(ctx, "cannot check an unchanged chunk; sending it to be stored", "job_id", item.JobID, "index", item.Index, "err", err)
+		return 0, nil
+	}
+	// The chunk's ID is the repository's: the SHA-256 of its bytes, or in
+	// an encrypted repository their MAC under its write key.
+	id, err := repo.ChunkID(buf)
+	if err != nil {
+		r.logger.DebugContext(ctx, "cannot check an unchanged chunk; sending it to be stored", "job_id", item.JobID, "index", item.Index, "err", err)
+		return 0, nil
+	}
+	if id.String() != item.Parent.Hash {
 		return 0, nil
 	}
 	stat, err := repo.StatChunk(ctx, id)

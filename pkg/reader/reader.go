@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -69,6 +70,11 @@ type Config struct {
 	// DataAdvertise is the address compressors reach the data server at;
 	// empty means the address it listens on.
 	DataAdvertise string
+	// Identity is this host's age identity: the reader announces its
+	// recipient in its heartbeat, and restore clients wrap the grants of
+	// restores of encrypted repositories to it (docs/encryption.md section
+	// 8). Nil: this reader restores no encrypted repository.
+	Identity *age.X25519Identity
 }
 
 // Compressor stores raw chunks in the reader's own process (a
@@ -111,6 +117,7 @@ type Reader struct {
 	// through descriptors opened once.
 	volumes *openVolumes
 	data    *dataServer // nil without Config.DataAddr
+	grants  *grants
 	// stopping ends when shutdown begins: chunks waiting for room to be
 	// held give up then, while work in flight finishes.
 	stopping context.Context
@@ -138,6 +145,7 @@ func New(nc *nats.Conn, cfg Config) (*Reader, error) {
 		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host),
 		bufs: bufpool.New(cfg.Workers, directio.Alloc), volumes: newOpenVolumes(),
 		id: fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()), stopping: context.Background(),
+		grants: newGrants(cfg.Identity),
 	}
 	r.held = newHeldChunks(cfg.MaxHeld)
 	r.held.release = r.release
@@ -210,10 +218,14 @@ func (r *Reader) Run(ctx context.Context) error {
 
 // status is this reader's heartbeat.
 func (r *Reader) status() queue.WorkerStatus {
-	return queue.WorkerStatus{
+	s := queue.WorkerStatus{
 		ID: r.id, Role: queue.RoleReader, Host: r.cfg.Host, Started: r.started, Workers: r.cfg.Workers,
 		InFlight: r.inFlight.Load(), Chunks: r.chunks.Load(), Bytes: r.bytes.Load(),
 	}
+	if r.cfg.Identity != nil {
+		s.Recipient = r.cfg.Identity.Recipient().String()
+	}
+	return s
 }
 
 func (r *Reader) buffer(n int64) []byte { return r.bufs.Get(int(n)) }

@@ -58,7 +58,7 @@ func (r *Reader) writeChunk(ctx context.Context, _ jetstream.Msg, item *queue.Wr
 		}
 		c.ID = id
 	}
-	repo, err := r.cfg.Repos.Get(ctx, item.Repo, false)
+	repo, err := r.restoreRepo(ctx, item.Repo, item.JobID)
 	if err != nil {
 		return r.stepFailed(ctx, queue.OpChunk, &item.Step, err)
 	}
@@ -142,7 +142,7 @@ func (r *Reader) writeExtents(ctx context.Context, _ jetstream.Msg, item *queue.
 	if err != nil {
 		return r.stepFailed(ctx, queue.OpExtents, &item.Step, queue.Failed(queue.CodeInvalid, "chunk %d: %v", item.Index, err))
 	}
-	repo, err := r.cfg.Repos.Get(ctx, item.Repo, false)
+	repo, err := r.restoreRepo(ctx, item.Repo, item.JobID)
 	if err != nil {
 		return r.stepFailed(ctx, queue.OpExtents, &item.Step, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"strings"
 	"sync"
@@ -18,12 +19,31 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 )
 
-// Version is the repository layout version this package writes and reads.
-const Version = 1
+// Layout versions. A plaintext repository is version 1; an encrypted one
+// is version 2, which readers of version 1 refuse rather than misread.
+const (
+	// Version is the layout of a plaintext repository.
+	Version = 1
+	// VersionEncrypted is the layout of an encrypted repository.
+	VersionEncrypted = 2
+)
+
+// Hash and encryption names of the config.
+const (
+	// HashSHA256 names chunk IDs that are the SHA-256 of the data
+	// (plaintext repositories).
+	HashSHA256 = "sha256"
+	// HashHMACSHA256 names chunk IDs that are an HMAC-SHA256 under the
+	// repository's chunk ID key (encrypted repositories).
+	HashHMACSHA256 = "hmac-sha256"
+	// EncryptionV1 names the scheme of docs/encryption.md.
+	EncryptionV1 = "bulkbackup-v1"
+)
 
 // Keys and prefixes of the layout.
 const (
@@ -31,19 +51,31 @@ const (
 	ChunksPrefix     = "chunks/"
 	SnapshotsPrefix  = "snapshots/"
 	HeadersPrefix    = "headers/"
+	KeysPrefix       = "keys/"
+	GrantsPrefix     = "grants/"
 	snapshotSealerLv = chunk.LevelDefault
 )
 
 // Sentinel errors.
 var (
 	// ErrNotRepository means the store holds no repository config.
-	ErrNotRepository = errors.New("repository: no repository here")
+	ErrNotRepository = errors.New("repository: no repository here (create one with bulkctl init)")
+	// ErrExists means Init found a repository already there.
+	ErrExists = errors.New("repository: a repository already exists here")
 	// ErrSnapshotNotFound means no snapshot matches a reference.
 	ErrSnapshotNotFound = errors.New("repository: snapshot not found")
 	// ErrAmbiguous means an ID prefix matches more than one snapshot.
 	ErrAmbiguous = errors.New("repository: snapshot prefix is ambiguous")
 	// ErrSnapshotExists means a different snapshot already has the ID.
 	ErrSnapshotExists = errors.New("repository: snapshot already exists")
+	// ErrLocked means an encrypted repository was asked for something its
+	// process holds no key for: reading or writing chunks and snapshots
+	// without a write key, reading snapshots without the metadata key,
+	// reading chunks without the private key or a grant.
+	ErrLocked = errors.New("repository: encrypted, and this process holds no key for that")
+	// ErrWrongKey means a key is not the repository's: its key check
+	// differs from the config's.
+	ErrWrongKey = errors.New("repository: the key does not belong to this repository")
 )
 
 // Config is the repository's config object, written once at creation.
@@ -52,6 +84,34 @@ type Config struct {
 	ID      string    `json:"id"`
 	Created time.Time `json:"created"`
 	Hash    string    `json:"hash"`
+	// Encryption is EncryptionV1 in an encrypted repository, empty in a
+	// plaintext one.
+	Encryption string `json:"encryption,omitempty"`
+	// KeyCheck is, in an encrypted repository, the hex of the keys' key
+	// check (keyring.WriteKey.Check): a key whose check differs is not
+	// this repository's.
+	KeyCheck string `json:"key_check,omitempty"`
+}
+
+// Encrypted reports whether the config is an encrypted repository's.
+func (c Config) Encrypted() bool { return c.Encryption != "" }
+
+// validate checks that this build reads the layout the config describes.
+func (c Config) validate() error {
+	switch {
+	case c.Version == Version && c.Hash == HashSHA256 && c.Encryption == "":
+	case c.Version == VersionEncrypted && c.Hash == HashHMACSHA256 && c.Encryption == EncryptionV1:
+		if len(c.KeyCheck) != 2*keyring.KeySize {
+			return errors.New("encrypted, without a key check")
+		}
+	default:
+		return fmt.Errorf("version %d with hash %q and encryption %q is not supported (this build reads version %d, %s, and version %d, %s, %s)",
+			c.Version, c.Hash, c.Encryption, Version, HashSHA256, VersionEncrypted, HashHMACSHA256, EncryptionV1)
+	}
+	if c.ID == "" {
+		return errors.New("no repository ID")
+	}
+	return nil
 }
 
 // Repository reads and writes the format on a store. It is safe for
@@ -59,25 +119,61 @@ type Config struct {
 type Repository struct {
 	st     store.Store
 	config Config
+	creds  Credentials
+	shared *shared
+}
 
+// shared is what the views of one repository (WithCredentials,
+// WithOpener) share.
+type shared struct {
 	sealerOnce sync.Once
 	sealer     *chunk.Sealer
 	sealerErr  error
+
+	contentMu sync.Mutex
+	content   map[*keyring.WriteKey]*keyring.Sealer
+
+	hashers sync.Pool // of *keyring.Hasher
 }
+
+// Credentials are what a process holds of an encrypted repository's keys.
+type Credentials struct {
+	// Write computes chunk IDs and seals chunks; with its metadata root
+	// (Meta) it also reads and writes snapshots. Required.
+	Write *keyring.WriteKey
+	// Open opens chunks: a *keyring.Opener of the repository's private
+	// key (restore clients), or a job's *keyring.Grant (see WithOpener);
+	// nil when the process may not read chunks (the fleet's writers).
+	Open chunk.ContentOpener
+}
+
+// KeyFunc returns the credentials this process holds for the encrypted
+// repository whose config is cfg, or an error saying why it holds none.
+// An error wrapping ErrLocked opens the repository locked instead.
+type KeyFunc func(cfg Config) (Credentials, error)
 
 // OpenOptions tunes Open.
 type OpenOptions struct {
-	// Create makes Open initialise an empty store as a new repository.
-	Create bool
+	// CreatePlaintext makes Open initialise an empty store as a new
+	// plaintext repository: the explicit choice of an unencrypted
+	// repository, for tests and programs that made it. Encrypted
+	// repositories are created by Init.
+	CreatePlaintext bool
+	// Keys supplies the credentials of an encrypted repository. Without
+	// it an encrypted repository opens locked: its key objects can be
+	// listed and unlocked (Unlock), nothing else.
+	Keys KeyFunc
 }
 
-// Open opens the repository on st, creating it when opts.Create is set and
-// the store has none yet. It fails with ErrNotRepository otherwise.
+// Open opens the repository on st, creating a plaintext one when
+// opts.CreatePlaintext is set and the store has none yet. It fails with
+// ErrNotRepository otherwise.
 func Open(ctx context.Context, st store.Store, opts OpenOptions) (*Repository, error) {
 	data, err := st.Get(ctx, ConfigKey)
 	switch {
-	case errors.Is(err, store.ErrNotFound) && opts.Create:
-		return create(ctx, st)
+	case errors.Is(err, store.ErrNotFound) && opts.CreatePlaintext:
+		r, _, err := Init(ctx, st, InitOptions{Plaintext: true})
+		return r, err
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("open repository %s: %w", st.Location(), ErrNotRepository)
 	case err != nil:
@@ -87,23 +183,21 @@ func Open(ctx context.Context, st store.Store, opts OpenOptions) (*Repository, e
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("open repository %s: config: %w", st.Location(), err)
 	}
-	if cfg.Version != Version || cfg.Hash != "sha256" {
-		return nil, fmt.Errorf("open repository %s: version %d with hash %q is not supported (this build reads version %d, sha256)",
-			st.Location(), cfg.Version, cfg.Hash, Version)
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", st.Location(), err)
 	}
-	return &Repository{st: st, config: cfg}, nil
-}
-
-func create(ctx context.Context, st store.Store) (*Repository, error) {
-	cfg := Config{Version: Version, ID: uuid.NewString(), Created: time.Now().UTC(), Hash: "sha256"}
-	data, err := json.MarshalIndent(cfg, "", "  ")
+	r := &Repository{st: st, config: cfg, shared: &shared{}}
+	if !cfg.Encrypted() || opts.Keys == nil {
+		return r, nil
+	}
+	creds, err := opts.Keys(cfg)
+	if errors.Is(err, ErrLocked) {
+		return r, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open repository %s: %w", st.Location(), err)
 	}
-	if err := st.Put(ctx, ConfigKey, data); err != nil {
-		return nil, fmt.Errorf("create repository %s: %w", st.Location(), err)
-	}
-	return &Repository{st: st, config: cfg}, nil
+	return r.WithCredentials(creds)
 }
 
 // Config returns the repository's config.
@@ -166,6 +260,10 @@ type ChunkStat struct {
 	Size int64
 	// Problem says why a damaged object is damaged.
 	Problem string
+	// Header is the object's header, when it could be parsed (an intact
+	// or unchecked object): in an encrypted repository it names the
+	// session the chunk was sealed in, which a grant needs.
+	Header chunk.Header
 }
 
 // Usable reports whether a backup may name the chunk without storing it
@@ -196,8 +294,22 @@ func (r *Repository) StatChunk(ctx context.Context, id chunk.ID) (ChunkStat, err
 		st.State, st.Problem = ChunkDamaged, err.Error()
 	case h.ID != id:
 		st.State, st.Problem = ChunkDamaged, fmt.Sprintf("header names chunk %s", h.ID)
+	case h.Encryption != r.contentEncryption():
+		// A bucket writer's unencrypted object in an encrypted
+		// repository, or the reverse: never a chunk of this repository.
+		st.State, st.Problem = ChunkDamaged, fmt.Sprintf("object with encryption %d in a repository whose chunks have %d", h.Encryption, r.contentEncryption())
+	default:
+		st.Header = h
 	}
 	return st, nil
+}
+
+// contentEncryption is the encryption of the repository's chunk objects.
+func (r *Repository) contentEncryption() uint8 {
+	if r.config.Encrypted() {
+		return chunk.EncryptionContent
+	}
+	return chunk.EncryptionNone
 }
 
 // statWorkers is how many chunks MissingChunks checks at once: each check
@@ -268,6 +380,85 @@ func (r *Repository) MissingChunks(ctx context.Context, chunks []manifest.Chunk)
 	return missing, nil
 }
 
+// ChunkID returns the ID of a chunk whose raw bytes are raw: their
+// SHA-256 in a plaintext repository, their MAC under the repository's
+// chunk ID key in an encrypted one (ErrLocked without a write key). Safe
+// for concurrent use.
+func (r *Repository) ChunkID(raw []byte) (chunk.ID, error) {
+	if !r.config.Encrypted() {
+		return chunk.Sum(raw), nil
+	}
+	if r.creds.Write == nil {
+		return chunk.ID{}, r.locked("compute chunk IDs")
+	}
+	h, _ := r.shared.hashers.Get().(*keyring.Hasher)
+	if h == nil {
+		h = r.creds.Write.NewHasher()
+	}
+	id := h.Sum(raw)
+	r.shared.hashers.Put(h)
+	return id, nil
+}
+
+// HashName is the name of the repository's chunk IDs, which its manifests
+// record: HashSHA256 or HashHMACSHA256.
+func (r *Repository) HashName() string { return r.config.Hash }
+
+// SealChunk appends the stored object of the chunk id, whose raw bytes are
+// raw, to dst, compressed by s: sealed as Seal does in a plaintext
+// repository, encrypted to the repository's public key in an encrypted one
+// (ErrLocked without a write key). A dst with capacity
+// chunk.MaxSealedSize(len(raw)) never grows.
+func (r *Repository) SealChunk(s *chunk.Sealer, dst []byte, id chunk.ID, raw []byte) ([]byte, error) {
+	if !r.config.Encrypted() {
+		return s.Seal(dst, id, raw), nil
+	}
+	ks, err := r.contentSealer()
+	if err != nil {
+		return dst, err
+	}
+	return s.SealContent(dst, id, raw, ks.Next()), nil
+}
+
+// contentSealer returns the keyring.Sealer of the repository's public key:
+// one per write key, so that one process's writer session is shared by
+// all its workers.
+func (r *Repository) contentSealer() (*keyring.Sealer, error) {
+	if r.creds.Write == nil {
+		return nil, r.locked("seal chunks")
+	}
+	r.shared.contentMu.Lock()
+	defer r.shared.contentMu.Unlock()
+	if ks := r.shared.content[r.creds.Write]; ks != nil {
+		return ks, nil
+	}
+	ks, err := keyring.NewSealer(r.creds.Write.Public)
+	if err != nil {
+		return nil, err
+	}
+	if r.shared.content == nil {
+		r.shared.content = make(map[*keyring.WriteKey]*keyring.Sealer)
+	}
+	r.shared.content[r.creds.Write] = ks
+	return ks, nil
+}
+
+// RotateSession makes the chunks sealed from now on start a new writer
+// session (docs/encryption.md section 4.1): what a writer's memory holds
+// then opens none of the chunks it sealed before. A no-op in a plaintext
+// repository.
+func (r *Repository) RotateSession() {
+	if ks, err := r.contentSealer(); err == nil {
+		ks.Rotate()
+	}
+}
+
+// locked returns ErrLocked for an operation this repository's process
+// holds no key for.
+func (r *Repository) locked(what string) error {
+	return fmt.Errorf("repository %s: cannot %s: %w", r.Location(), what, ErrLocked)
+}
+
 // PutChunk stores a sealed chunk object. Writing a chunk that is already
 // stored rewrites the same bytes, so redelivered work is harmless.
 func (r *Repository) PutChunk(ctx context.Context, id chunk.ID, sealed []byte) error {
@@ -279,18 +470,55 @@ func (r *Repository) PutChunk(ctx context.Context, id chunk.ID, sealed []byte) e
 
 // GetChunk reads chunk id, checks it and appends its raw bytes to dst. A
 // damaged object yields an error matching chunk.ErrCorrupt that names the
-// chunk; a missing one matches store.ErrNotFound.
+// chunk (in an encrypted repository, also one that does not authenticate,
+// keyring.ErrAuth, or that a grant does not cover, keyring.ErrWrongJob); a
+// missing one matches store.ErrNotFound. An encrypted repository needs
+// credentials that open chunks (ErrLocked).
 func (r *Repository) GetChunk(ctx context.Context, id chunk.ID, dst []byte) ([]byte, error) {
+	if r.config.Encrypted() && (r.creds.Open == nil || r.creds.Write == nil) {
+		return dst, fmt.Errorf("get chunk %s: %w", id, r.locked("open chunks (it needs the repository's password or identity, or a restore job's grant)"))
+	}
 	obj, err := r.st.Get(ctx, ChunkKey(id))
 	if err != nil {
 		return dst, fmt.Errorf("get chunk %s: %w", id, err)
+	}
+	if r.config.Encrypted() {
+		return chunk.OpenContent(dst, id, obj, r.creds.Open, r.creds.Write)
 	}
 	return chunk.Open(dst, id, obj)
 }
 
 func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {
-	r.sealerOnce.Do(func() { r.sealer, r.sealerErr = chunk.NewSealer(snapshotSealerLv) })
-	return r.sealer, r.sealerErr
+	r.shared.sealerOnce.Do(func() { r.shared.sealer, r.shared.sealerErr = chunk.NewSealer(snapshotSealerLv) })
+	return r.shared.sealer, r.shared.sealerErr
+}
+
+// sealMeta seals raw, the JSON of a manifest or header, for the key name.
+func (r *Repository) sealMeta(raw []byte, name string) ([]byte, error) {
+	sealer, err := r.snapshotSealer()
+	if err != nil {
+		return nil, err
+	}
+	if !r.config.Encrypted() {
+		return sealer.Seal(nil, chunk.Sum(raw), raw), nil
+	}
+	if err := r.checkMeta("write snapshots"); err != nil {
+		return nil, err
+	}
+	id, err := r.ChunkID(raw)
+	if err != nil {
+		return nil, err
+	}
+	return sealer.SealMeta(nil, id, raw, r.creds.Write, name)
+}
+
+// checkMeta fails with ErrLocked unless the process holds the metadata key
+// of an encrypted repository.
+func (r *Repository) checkMeta(what string) error {
+	if r.config.Encrypted() && (r.creds.Write == nil || r.creds.Write.Meta == nil) {
+		return r.locked(what + " (it needs the repository's password or identity, or a write key with metadata)")
+	}
+	return nil
 }
 
 func snapshotKey(id string) string { return SnapshotsPrefix + id }
@@ -328,16 +556,22 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 	if err != nil {
 		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}
-	sealer, err := r.snapshotSealer()
-	if err != nil {
-		return err
+	if s.Hash != r.config.Hash {
+		return fmt.Errorf("save snapshot %s: its chunks are named by %q, the repository's by %q", s.ID, s.Hash, r.config.Hash)
 	}
 	// The header first: a snapshot exists once its manifest does, and a
 	// header left by a commit that stopped in between names no snapshot.
-	if err := r.st.Put(ctx, headerKey(s.ID), sealer.Seal(nil, chunk.Sum(header), header)); err != nil {
+	hobj, err := r.sealMeta(header, headerKey(s.ID))
+	if err != nil {
+		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+	}
+	if err := r.st.Put(ctx, headerKey(s.ID), hobj); err != nil {
 		return fmt.Errorf("save snapshot %s: header: %w", s.ID, err)
 	}
-	obj := sealer.Seal(nil, chunk.Sum(js), js)
+	obj, err := r.sealMeta(js, snapshotKey(s.ID))
+	if err != nil {
+		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+	}
 	if err := r.st.Put(ctx, snapshotKey(s.ID), obj); err != nil {
 		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}
@@ -376,6 +610,9 @@ func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func(io
 // before anything is read whole: an object whose header claims more than
 // manifest.MaxSize of JSON, or that is larger than that, is refused.
 func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode func(io.Reader) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
+	if err := r.checkMeta("read snapshots"); err != nil {
+		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
 	prefix, info, err := r.st.Peek(ctx, key, chunk.MaxHeaderPrefix)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
@@ -395,7 +632,12 @@ func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode fu
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
-	rd, err := chunk.OpenStream(h.ID, obj, manifest.MaxSize)
+	var rd io.ReadCloser
+	if r.config.Encrypted() {
+		rd, err = chunk.OpenMetaStream(h.ID, obj, manifest.MaxSize, r.creds.Write, key)
+	} else {
+		rd, err = chunk.OpenStream(h.ID, obj, manifest.MaxSize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
@@ -411,6 +653,9 @@ func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode fu
 	}
 	if s.ID != id {
 		return nil, fmt.Errorf("load snapshot %s: manifest names snapshot %q", id, s.ID)
+	}
+	if s.Hash != r.config.Hash {
+		return nil, fmt.Errorf("load snapshot %s: its chunks are named by %q, the repository's by %q", id, s.Hash, r.config.Hash)
 	}
 	return s, nil
 }
@@ -522,28 +767,37 @@ type Opener func(ctx context.Context, repo string, create bool) (store.Store, er
 // safe for concurrent use.
 type Cache struct {
 	open  Opener
+	opts  OpenOptions
 	mu    sync.Mutex
 	repos map[string]*Repository
 }
 
-// NewCache returns a Cache that opens stores with open.
-func NewCache(open Opener) *Cache {
-	return &Cache{open: open, repos: make(map[string]*Repository)}
+// NewCache returns a Cache that opens stores with open and repositories
+// with opts: the credentials of encrypted repositories, and whether a
+// missing repository may be created as a plaintext one.
+func NewCache(open Opener, opts OpenOptions) *Cache {
+	return &Cache{open: open, opts: opts, repos: make(map[string]*Repository)}
 }
 
-// Get returns the repository named repo, opening it on first use; with
-// create, a missing store or repository is created.
+// Get returns the repository named repo, opening it on first use. With
+// create, and a Cache whose options allow it (CreatePlaintext), a missing
+// store or repository is created; otherwise a missing repository is
+// ErrNotRepository, and nothing is created.
 func (c *Cache) Get(ctx context.Context, repo string, create bool) (*Repository, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if r, ok := c.repos[repo]; ok {
 		return r, nil
 	}
+	create = create && c.opts.CreatePlaintext
 	st, err := c.open(ctx, repo, create)
+	if !create && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open repository %s: %w", repo, ErrNotRepository)
+	}
 	if err != nil {
 		return nil, err
 	}
-	r, err := Open(ctx, st, OpenOptions{Create: create})
+	r, err := Open(ctx, st, OpenOptions{CreatePlaintext: create, Keys: c.opts.Keys})
 	if err != nil {
 		return nil, err
 	}

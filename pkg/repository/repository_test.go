@@ -15,6 +15,7 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
@@ -26,6 +27,10 @@ import (
 // the repository's back.
 type env struct {
 	st store.Store
+	// encrypted makes open create and open encrypted repositories, with
+	// keys.
+	encrypted bool
+	keys      *keyring.Keys
 	// rewrite replaces the stored object under key with edit's result, the
 	// way a failing disk or an operator would: on a directory store it edits
 	// the file under the root directly.
@@ -74,14 +79,29 @@ func newS3Env(t *testing.T, srv *testenv.MinIOServer) env {
 // server.
 func TestRepository(t *testing.T) {
 	t.Parallel()
+	encrypted := func(newEnv func(t *testing.T) env) func(t *testing.T) env {
+		return func(t *testing.T) env { e := newEnv(t); e.encrypted = true; return e }
+	}
 	t.Run("dir", func(t *testing.T) {
 		t.Parallel()
 		runRepositoryTests(t, newDirEnv)
 	})
+	t.Run("dir-encrypted", func(t *testing.T) {
+		t.Parallel()
+		runRepositoryTests(t, encrypted(newDirEnv))
+	})
 	t.Run("s3", func(t *testing.T) {
 		t.Parallel()
 		srv := testenv.MinIO(t)
-		runRepositoryTests(t, func(t *testing.T) env { return newS3Env(t, srv) })
+		newEnv := func(t *testing.T) env { return newS3Env(t, srv) }
+		t.Run("plaintext", func(t *testing.T) {
+			t.Parallel()
+			runRepositoryTests(t, newEnv)
+		})
+		t.Run("encrypted", func(t *testing.T) {
+			t.Parallel()
+			runRepositoryTests(t, encrypted(newEnv))
+		})
 	})
 }
 
@@ -114,13 +134,69 @@ func runRepositoryTests(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 }
 
-func openRepo(t *testing.T, st store.Store, create bool) *repository.Repository {
+// testPassword opens the encrypted repositories of the tests.
+const testPassword = "correct horse battery staple"
+
+// open opens the repository in the env's store; with create, a store
+// without one gets one: plaintext, or encrypted, with a password, when the
+// env is. An encrypted repository opens with all of its keys.
+func (e *env) open(t *testing.T, create bool) *repository.Repository {
 	t.Helper()
-	r, err := repository.Open(t.Context(), st, repository.OpenOptions{Create: create})
+	ctx := t.Context()
+	if !e.encrypted {
+		r, err := repository.Open(ctx, e.st, repository.OpenOptions{CreatePlaintext: create})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if create && e.keys == nil {
+		if _, err := e.st.Stat(ctx, repository.ConfigKey); errors.Is(err, store.ErrNotFound) {
+			r, keys, err := repository.Init(ctx, e.st, repository.InitOptions{Wrap: wrapPassword(testPassword)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.keys = keys
+			return r
+		}
+	}
+	r, err := repository.Open(ctx, e.st, repository.OpenOptions{Keys: e.keyFunc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// keyFunc gives the env's keys to every repository it opens: all of them.
+func (e *env) keyFunc(repository.Config) (repository.Credentials, error) {
+	if e.keys == nil {
+		return repository.Credentials{}, repository.ErrLocked
+	}
+	return repository.Credentials{Write: &e.keys.WriteKey, Open: keyring.NewOpener(e.keys.Private)}, nil
+}
+
+// wrapPassword wraps new keys by password, at a work factor that keeps
+// tests fast.
+func wrapPassword(password string) func(*keyring.Keys) ([]repository.KeyObject, error) {
+	return func(k *keyring.Keys) ([]repository.KeyObject, error) {
+		info, data, err := keyring.WrapPassword(k, []byte(password), "test", 10)
+		return []repository.KeyObject{{Info: info, Data: data}}, err
+	}
+}
+
+// hashName is the name of the chunk IDs of the env's repositories.
+func (e *env) hashName() string {
+	if e.encrypted {
+		return repository.HashHMACSHA256
+	}
+	return repository.HashSHA256
+}
+
+// snapshot is snapshot for the env's repositories.
+func (e *env) snapshot(id, jobID string, when time.Time) *manifest.Snapshot {
+	s := snapshot(id, jobID, when)
+	s.Hash = e.hashName()
+	return s
 }
 
 func testOpen(t *testing.T, newEnv func(t *testing.T) env) {
@@ -135,12 +211,17 @@ func testOpen(t *testing.T, newEnv func(t *testing.T) env) {
 		t.Fatalf("Open without Create wrote a config (Get err = %v)", err)
 	}
 
-	created := openRepo(t, e.st, true).Config()
-	if created.Version != repository.Version || created.Hash != "sha256" || created.ID == "" || created.Created.IsZero() {
+	created := e.open(t, true).Config()
+	wantVersion, wantEncryption := repository.Version, ""
+	if e.encrypted {
+		wantVersion, wantEncryption = repository.VersionEncrypted, repository.EncryptionV1
+	}
+	if created.Version != wantVersion || created.Hash != e.hashName() || created.Encryption != wantEncryption ||
+		created.ID == "" || created.Created.IsZero() || created.Encrypted() != e.encrypted {
 		t.Fatalf("created config = %+v", created)
 	}
 	for _, create := range []bool{false, true} {
-		got := openRepo(t, e.st, create).Config()
+		got := e.open(t, create).Config()
 		if got.ID != created.ID || !got.Created.Equal(created.Created) {
 			t.Errorf("reopen (create=%v): config = %+v, want %+v", create, got, created)
 		}
@@ -165,7 +246,7 @@ func testOpenRejectsConfig(t *testing.T, newEnv func(t *testing.T) env) {
 				t.Fatal(err)
 			}
 			for _, create := range []bool{false, true} {
-				_, err := repository.Open(t.Context(), e.st, repository.OpenOptions{Create: create})
+				_, err := repository.Open(t.Context(), e.st, repository.OpenOptions{CreatePlaintext: create})
 				if err == nil {
 					t.Fatalf("Open (create=%v) accepted config %s", create, tt.config)
 				}
@@ -180,20 +261,27 @@ func testOpenRejectsConfig(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 }
 
-// seal returns the ID and stored form of raw.
-func seal(t *testing.T, raw []byte) (chunk.ID, []byte) {
+// seal returns the ID and stored form of raw in r.
+func seal(t *testing.T, r *repository.Repository, raw []byte) (chunk.ID, []byte) {
 	t.Helper()
 	s, err := chunk.NewSealer(chunk.LevelFastest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := chunk.Sum(raw)
-	return id, s.Seal(nil, id, raw)
+	id, err := r.ChunkID(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := r.SealChunk(s, nil, id, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, obj
 }
 
 func testChunkRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
 	e := newEnv(t)
-	r := openRepo(t, e.st, true)
+	r := e.open(t, true)
 	random := make([]byte, 64<<10)
 	_, _ = rand.Read(random)
 	tests := []struct {
@@ -209,7 +297,7 @@ func testChunkRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
-			id, sealed := seal(t, tt.raw)
+			id, sealed := seal(t, r, tt.raw)
 			for range 2 { // the second put is a redelivery: harmless
 				if err := r.PutChunk(ctx, id, sealed); err != nil {
 					t.Fatal(err)
@@ -257,8 +345,11 @@ func testStatChunk(t *testing.T, newEnv func(t *testing.T) env) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			r := openRepo(t, e.st, true)
-			id, sealed := seal(t, tt.raw)
+			if e.encrypted && strings.HasPrefix(tt.name, "format 1") {
+				t.Skip("encrypted objects are never in format 1")
+			}
+			r := e.open(t, true)
+			id, sealed := seal(t, r, tt.raw)
 			if tt.edit != nil {
 				if err := r.PutChunk(t.Context(), id, sealed); err != nil {
 					t.Fatal(err)
@@ -282,10 +373,10 @@ func testStatChunk(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 	t.Run("MissingChunks", func(t *testing.T) {
 		e := newEnv(t)
-		r := openRepo(t, e.st, true)
+		r := e.open(t, true)
 		var chunks []manifest.Chunk
 		for i := range 6 {
-			id, sealed := seal(t, bytes.Repeat([]byte{byte(i)}, 5000+i))
+			id, sealed := seal(t, r, bytes.Repeat([]byte{byte(i)}, 5000+i))
 			if err := r.PutChunk(t.Context(), id, sealed); err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +419,7 @@ func testCorruptChunk(t *testing.T, newEnv func(t *testing.T) env) {
 	flip := func(off int) func([]byte) []byte {
 		return func(b []byte) []byte { b[off] ^= 0x01; return b }
 	}
-	_, other := seal(t, []byte("another chunk"))
+	other := func(r *repository.Repository) []byte { _, obj := seal(t, r, []byte("another chunk")); return obj }
 	tests := []struct {
 		name string
 		raw  []byte
@@ -344,17 +435,21 @@ func testCorruptChunk(t *testing.T, newEnv func(t *testing.T) env) {
 		{"truncated", bytes.Repeat([]byte("abcd"), 4096), func(b []byte) []byte { return b[:len(b)-1] }},
 		{"header only", []byte("plain chunk"), func(b []byte) []byte { return b[:chunk.HeaderSize] }},
 		{"empty", []byte("plain chunk"), func([]byte) []byte { return nil }},
-		{"other chunk", []byte("plain chunk"), func([]byte) []byte { return slices.Clone(other) }},
+		{"other chunk", []byte("plain chunk"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			r := openRepo(t, e.st, true)
-			id, sealed := seal(t, tt.raw)
+			r := e.open(t, true)
+			id, sealed := seal(t, r, tt.raw)
 			if err := r.PutChunk(t.Context(), id, sealed); err != nil {
 				t.Fatal(err)
 			}
-			e.rewrite(t, repository.ChunkKey(id), tt.edit)
+			edit := tt.edit
+			if edit == nil {
+				edit = func([]byte) []byte { return other(r) }
+			}
+			e.rewrite(t, repository.ChunkKey(id), edit)
 			got, err := r.GetChunk(t.Context(), id, nil)
 			if !errors.Is(err, chunk.ErrCorrupt) {
 				t.Fatalf("GetChunk of a damaged object: err = %v, want chunk.ErrCorrupt", err)
@@ -370,7 +465,8 @@ func testCorruptChunk(t *testing.T, newEnv func(t *testing.T) env) {
 }
 
 func testMissingChunk(t *testing.T, newEnv func(t *testing.T) env) {
-	r := openRepo(t, newEnv(t).st, true)
+	e := newEnv(t)
+	r := e.open(t, true)
 	id := chunk.Sum([]byte("never stored"))
 	_, err := r.GetChunk(t.Context(), id, nil)
 	if !errors.Is(err, store.ErrNotFound) {
@@ -408,9 +504,9 @@ var t0 = time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
 
 func testSnapshotRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
 	e := newEnv(t)
-	r := openRepo(t, e.st, true)
+	r := e.open(t, true)
 	ctx := t.Context()
-	want := snapshot(repository.NewSnapshotID(), "job-1", t0)
+	want := e.snapshot(repository.NewSnapshotID(), "job-1", t0)
 	if err := r.SaveSnapshot(ctx, want); err != nil {
 		t.Fatal(err)
 	}
@@ -423,12 +519,23 @@ func testSnapshotRoundTrip(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 
 	// The object is the manifest JSON sealed like a chunk whose ID is the
-	// JSON's SHA-256 (docs/format.md).
+	// JSON's SHA-256 (docs/format.md), or in an encrypted repository, its
+	// MAC, sealed with the metadata key.
 	obj, err := e.st.Get(ctx, repository.SnapshotsPrefix+want.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	js := []byte(encode(t, want))
+	if e.encrypted {
+		h, err := chunk.ParseHeader(obj)
+		if err != nil || h.Encryption != chunk.EncryptionMeta || h.ID != chunk.ID(e.keys.ChunkID(js)) {
+			t.Errorf("snapshot object header %+v, %v; want a metadata object named by the manifest's MAC", h, err)
+		}
+		if bytes.Contains(obj, []byte(want.Host)) {
+			t.Errorf("the snapshot object holds its host name in the clear")
+		}
+		return
+	}
 	h, err := chunk.ParseHeader(obj)
 	if err != nil {
 		t.Fatal(err)
@@ -462,8 +569,9 @@ func testSaveSnapshotAgain(t *testing.T, newEnv func(t *testing.T) env) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			r := openRepo(t, e.st, true)
+			r := e.open(t, true)
 			ctx := t.Context()
+			tt.first.Hash, tt.second.Hash = e.hashName(), e.hashName()
 			if err := r.SaveSnapshot(ctx, tt.first); err != nil {
 				t.Fatal(err)
 			}
@@ -512,8 +620,9 @@ func testSaveSnapshotInvalid(t *testing.T, newEnv func(t *testing.T) env) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			r := openRepo(t, e.st, true)
+			r := e.open(t, true)
 			ctx := t.Context()
+			tt.snap.Hash = e.hashName()
 			if err := r.SaveSnapshot(ctx, tt.snap); err == nil {
 				t.Fatalf("SaveSnapshot accepted snapshot %q", tt.snap.ID)
 			}
@@ -521,7 +630,7 @@ func testSaveSnapshotInvalid(t *testing.T, newEnv func(t *testing.T) env) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if info.Key != repository.ConfigKey {
+				if info.Key != repository.ConfigKey && !strings.HasPrefix(info.Key, repository.KeysPrefix) {
 					t.Errorf("rejected snapshot left object %s", info.Key)
 				}
 			}
@@ -540,14 +649,15 @@ func testFindSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
 		idD = "dddd" // IDs may be shorter than 32 digits, and prefix others
 		idE = "dddd0000000000000000000000000000"
 	)
-	r := openRepo(t, newEnv(t).st, true)
+	e := newEnv(t)
+	r := e.open(t, true)
 	ctx := t.Context()
 	for _, s := range []*manifest.Snapshot{
-		snapshot(idB, "job-b", t0.Add(time.Hour)),
-		snapshot(idA, "job-a", t0.Add(2*time.Hour)),
-		snapshot(idC, "job-c", t0),
-		snapshot(idD, "job-d", t0),
-		snapshot(idE, "job-e", t0),
+		e.snapshot(idB, "job-b", t0.Add(time.Hour)),
+		e.snapshot(idA, "job-a", t0.Add(2*time.Hour)),
+		e.snapshot(idC, "job-c", t0),
+		e.snapshot(idD, "job-d", t0),
+		e.snapshot(idE, "job-e", t0),
 	} {
 		if err := r.SaveSnapshot(ctx, s); err != nil {
 			t.Fatal(err)
@@ -602,7 +712,8 @@ func testFindSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
 }
 
 func testLatestEmpty(t *testing.T, newEnv func(t *testing.T) env) {
-	r := openRepo(t, newEnv(t).st, true)
+	e := newEnv(t)
+	r := e.open(t, true)
 	if got, err := r.FindSnapshot(t.Context(), "latest"); !errors.Is(err, repository.ErrSnapshotNotFound) {
 		t.Fatalf("FindSnapshot(latest) on an empty repository = %v, %v; want ErrSnapshotNotFound", got, err)
 	}
@@ -613,9 +724,9 @@ func testLatestEmpty(t *testing.T, newEnv func(t *testing.T) env) {
 func testForeignObjects(t *testing.T, newEnv func(t *testing.T) env) {
 	const id = "f00d0000000000000000000000000001"
 	e := newEnv(t)
-	r := openRepo(t, e.st, true)
+	r := e.open(t, true)
 	ctx := t.Context()
-	if err := r.SaveSnapshot(ctx, snapshot(id, "job-1", t0)); err != nil {
+	if err := r.SaveSnapshot(ctx, e.snapshot(id, "job-1", t0)); err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"snapshots/old/abcd", "snapshots/f00d/f00d", "snapshots/README"} {
@@ -641,9 +752,9 @@ func testForeignObjects(t *testing.T, newEnv func(t *testing.T) env) {
 func testCorruptSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
 	const id = "c0c0000000000000000000000000000f"
 	e := newEnv(t)
-	r := openRepo(t, e.st, true)
+	r := e.open(t, true)
 	ctx := t.Context()
-	if err := r.SaveSnapshot(ctx, snapshot(id, "job-1", t0)); err != nil {
+	if err := r.SaveSnapshot(ctx, e.snapshot(id, "job-1", t0)); err != nil {
 		t.Fatal(err)
 	}
 	e.rewrite(t, repository.SnapshotsPrefix+id, func(b []byte) []byte { b[len(b)-2] ^= 0x10; return b })
@@ -662,7 +773,7 @@ func testCorruptSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
 		t.Errorf("error %q does not name snapshot %s", err, id)
 	}
 	// A damaged snapshot is not replaced by saving under its ID.
-	if err := r.SaveSnapshot(ctx, snapshot(id, "job-1", t0)); err == nil {
+	if err := r.SaveSnapshot(ctx, e.snapshot(id, "job-1", t0)); err == nil {
 		t.Error("SaveSnapshot over a damaged snapshot succeeded")
 	}
 }
@@ -673,18 +784,18 @@ func testCorruptSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
 // without its manifest (a commit that stopped in between) is no snapshot.
 func testSnapshotHeaders(t *testing.T, newEnv func(t *testing.T) env) {
 	e := newEnv(t)
-	r := openRepo(t, e.st, true)
+	r := e.open(t, true)
 	ctx := t.Context()
 	saved := map[string]*manifest.Snapshot{}
 	for i, id := range []string{"a0", "b0", "c0"} {
-		s := snapshot(id, "job-"+id, t0.Add(time.Duration(i)*time.Hour))
+		s := e.snapshot(id, "job-"+id, t0.Add(time.Duration(i)*time.Hour))
 		if err := r.SaveSnapshot(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 		saved[id] = s
 	}
 	// An interrupted commit of d0: its header, no manifest.
-	orphan := snapshot("d0", "job-d0", t0.Add(5*time.Hour))
+	orphan := e.snapshot("d0", "job-d0", t0.Add(5*time.Hour))
 	if err := r.SaveSnapshot(ctx, orphan); err != nil {
 		t.Fatal(err)
 	}
@@ -746,10 +857,10 @@ func TestKeys(t *testing.T) {
 // decoded, and so is its header when the header is the bomb.
 func testOversizedSnapshot(t *testing.T, newEnv func(t *testing.T) env) {
 	e := newEnv(t)
-	r := openRepo(t, e.st, true)
+	r := e.open(t, true)
 	ctx := t.Context()
 	const id = "b0b0"
-	good := snapshot(id, "job-b", t0)
+	good := e.snapshot(id, "job-b", t0)
 	if err := r.SaveSnapshot(ctx, good); err != nil {
 		t.Fatal(err)
 	}

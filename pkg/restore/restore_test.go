@@ -48,7 +48,7 @@ func newRepo(t testing.TB) (*repository.Repository, *chunk.Sealer, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := repository.Open(t.Context(), st, repository.OpenOptions{Create: true})
+	repo, err := repository.Open(t.Context(), st, repository.OpenOptions{CreatePlaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}

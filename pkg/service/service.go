@@ -139,11 +139,14 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 
 // Repos returns a repository cache whose S3 stores take their endpoint and
 // credentials from the environment (storeurl.S3FromEnv), with endpoint
-// overriding the environment's when set. With retryFor > 0 every store
-// retries failures that may pass (the object store restarting, a network
-// blip) for up to that long (pkg/store/retry), logging each retry; workers
-// that hold queue messages meanwhile use it. 0 fails such calls at once.
-func Repos(endpoint string, retryFor time.Duration, logger *slog.Logger) *repository.Cache {
+// overriding the environment's when set, and whose encrypted repositories
+// open with keys (WriteKeysFromEnv; nil opens them locked). With
+// retryFor > 0 every store retries failures that may pass (the object
+// store restarting, a network blip) for up to that long (pkg/store/retry),
+// logging each retry; workers that hold queue messages meanwhile use it. 0
+// fails such calls at once. It never creates a repository: that is
+// bulkctl init's.
+func Repos(endpoint string, retryFor time.Duration, keys repository.KeyFunc, logger *slog.Logger) *repository.Cache {
 	s3 := storeurl.S3FromEnv()
 	if endpoint != "" {
 		s3.Endpoint = endpoint
@@ -154,8 +157,9 @@ func Repos(endpoint string, retryFor time.Duration, logger *slog.Logger) *reposi
 	open := func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
 	}
+	opts := repository.OpenOptions{Keys: keys}
 	if retryFor <= 0 {
-		return repository.NewCache(open)
+		return repository.NewCache(open, opts)
 	}
 	return repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		cfg := retry.Config{MaxElapsed: retryFor, OnRetry: func(ctx context.Context, op, key string, attempt int, waited time.Duration, err error) {
@@ -163,7 +167,7 @@ func Repos(endpoint string, retryFor time.Duration, logger *slog.Logger) *reposi
 				"attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
 		}}
 		return retry.Open(ctx, cfg, repo, func(ctx context.Context) (store.Store, error) { return open(ctx, repo, create) })
-	})
+	}, opts)
 }
 
 // Together runs every fn until ctx is done or one of them returns, then

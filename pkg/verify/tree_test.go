@@ -74,7 +74,7 @@ func treeSetup(t *testing.T) *treeBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := repository.Open(ctx, st, repository.OpenOptions{Create: true})
+	repo, err := repository.Open(ctx, st, repository.OpenOptions{CreatePlaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := repository.Open(ctx, st, repository.OpenOptions{Create: true})
+	repo, err := repository.Open(ctx, st, repository.OpenOptions{CreatePlaintext: true})
 	if err != nil {
 		t.Fatal(err)
 	}

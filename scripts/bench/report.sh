@@ -46,7 +46,9 @@ def mbs(s): if s != null and s > 0 then .bytes / 1e6 / s else null end;
     t("7. incremental ÷ first backup, volume"; r("vol/incr"; "vol/backup"); ">="; 5),
     t("7. incremental ÷ first backup, tree"; r("tree/incr"; "tree/backup"); ">="; 20),
     t("data plane: process fleet (reader --compress 0) ÷ embedded fleet (throughput)"; emb("vol/procs-c0"; .mb_s); ">="; 0.8),
-    t("data plane: process fleet (reader --compress 0) ÷ embedded fleet (CPU-s per GB)"; emb("vol/procs-c0"; .cpu_s_per_gb); "<="; 1.25)
+    t("data plane: process fleet (reader --compress 0) ÷ embedded fleet (CPU-s per GB)"; emb("vol/procs-c0"; .cpu_s_per_gb); "<="; 1.25),
+    t("encryption (issue 17): encrypted ÷ plaintext backup"; r("enc/backup"; "enc/backup-plain"); ">="; 0.95),
+    t("encryption (issue 17): encrypted ÷ plaintext restore"; r("enc/restore"; "enc/restore-plain"); ">="; 0.95)
   ] as $targets
 | $meta + {rows: $rows, targets: $targets, notes: ($notes | split("\n") | map(select(length > 0))), go_bench: $gobench}
 '

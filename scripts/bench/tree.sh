@@ -53,7 +53,10 @@ bench_tree_tar_zstd() {
 # bulkctl on the tree: a first backup into a fresh repository, then the
 # unchanged tree again into the same one (target 7: >= 20x faster).
 TREE_REPO=
-fresh_tree_repo() { rm -rf "$TREE_REPO"; }
+fresh_tree_repo() {
+	rm -rf "$TREE_REPO"
+	"$BIN/bulkctl" init -r "$TREE_REPO" --plaintext >/dev/null
+}
 bench_tree_bulkctl() {
 	local first
 	TREE_REPO=$BENCH_DIR/repo-tree
