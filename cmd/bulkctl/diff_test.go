@@ -16,7 +16,7 @@ import (
 func TestDiffAndFind(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	writeTree(t, src, 6)
 	a := backup(t, src, repo, "--tag", "first")
 
@@ -113,7 +113,7 @@ func TestDiffAndFind(t *testing.T) {
 func TestDiffVolumes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	img, repo := filepath.Join(dir, "v.img"), filepath.Join(dir, "repo")
+	img, repo := filepath.Join(dir, "v.img"), plainRepo(t, filepath.Join(dir, "repo"))
 	writeVolume(t, img, 3<<20, 5)
 	a := backup(t, img, repo, "--chunk-size", "1MiB")
 	f, err := os.OpenFile(img, os.O_WRONLY, 0)

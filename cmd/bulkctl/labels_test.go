@@ -16,7 +16,7 @@ import (
 func TestTagsAndHosts(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src1, src2, repo := filepath.Join(dir, "src1"), filepath.Join(dir, "src2"), filepath.Join(dir, "repo")
+	src1, src2, repo := filepath.Join(dir, "src1"), filepath.Join(dir, "src2"), plainRepo(t, filepath.Join(dir, "repo"))
 	writeTree(t, src1, 3)
 	writeTree(t, src2, 4)
 	a := backup(t, src1, repo, "--tag", "nightly")

@@ -108,7 +108,7 @@ func TestSelectionExcludes(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	listed, left := selectionTree(t, src)
-	repo := filepath.Join(src, "repo")
+	repo := plainRepo(t, filepath.Join(src, "repo"))
 	flags := selectionFlagsFor(t, dir)
 	r := ok(t, append([]string{"backup", src, "-r", repo}, flags...)...)
 	if !strings.Contains(r.stdout, "excluded 7 entries") || !strings.Contains(r.stdout, "leaves some of it out") {
@@ -146,7 +146,7 @@ func selectionAsNobody(t *testing.T) {
 	listed, left := selectionTree(t, src)
 	// The repository lies inside the source (compressors, as root, write
 	// it; the reader, as nobody, must leave it out).
-	repo := filepath.Join(src, "repo")
+	repo := plainRepo(t, filepath.Join(src, "repo"))
 
 	dir := t.TempDir()
 	_, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
@@ -168,7 +168,7 @@ func selectionAsNobody(t *testing.T) {
 	checkListed(t, bulkctlProcOK(t, "ls", "latest", "-r", repo, "--json").stdout, listed, left)
 
 	// Without the excludes, the same reader warns of both.
-	r = bulkctlProc(t, "backup", "unpriv:"+src, "-r", filepath.Join(dir, "repo2"), "--nats", url)
+	r = bulkctlProc(t, "backup", "unpriv:"+src, "-r", plainRepo(t, filepath.Join(dir, "repo2")), "--nats", url)
 	if r.code != exitWarnings || !strings.Contains(r.stderr, "secret.o: not readable") || !strings.Contains(r.stderr, "private: directory not listed") {
 		t.Errorf("backup without excludes: exit %d, want %d naming secret.o and private\nstderr:\n%s", r.code, exitWarnings, r.stderr)
 	}
@@ -177,7 +177,7 @@ func selectionAsNobody(t *testing.T) {
 // TestSelectionUsage checks the selection flags' errors.
 func TestSelectionUsage(t *testing.T) {
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	writeTree(t, src, 2)
 	fails(t, exitUsage, []string{`--exclude: exclude: invalid pattern "a["`}, "backup", src, "-r", repo, "--exclude", "a[")
 	fails(t, exitUsage, []string{"matches nothing"}, "backup", src, "-r", repo, "--exclude", "# x")
