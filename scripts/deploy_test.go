@@ -831,8 +831,74 @@ func TestNATSConfig(t *testing.T) {
 
 // fleet is a running scripts/fleet-up.sh fleet.
 type fleet struct {
-	dir string
-	env map[string]string // from FLEET_DIR/env
+	dir  string
+	tmp  string            // the test's directory, FLEET_DIR's parent
+	bins string            // the binaries it runs
+	env  map[string]string // from FLEET_DIR/env
+	// scriptEnv is the environment the scripts run in.
+	scriptEnv []string
+	// out is what fleet-up.sh printed.
+	out []byte
+	// stopped says fleet-down.sh was run by the test itself.
+	stopped bool
+}
+
+// script returns the command running scripts/NAME for the fleet.
+func (f *fleet) script(ctx context.Context, t testing.TB, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(testenv.ModuleRoot(t), "scripts", name)}, args...)...)
+	cmd.Env = f.scriptEnv
+	cmd.Dir = f.tmp
+	return cmd
+}
+
+// startFleet starts a fleet with scripts/fleet-up.sh (compressors of them)
+// under a temporary directory, and stops it with scripts/fleet-down.sh when
+// the test ends unless the test did; a failed test shows the end of every
+// log. It skips without nats-server and MinIO (fails with CI=true).
+func startFleet(ctx context.Context, t *testing.T, compressors int) *fleet {
+	t.Helper()
+	natsBin := natsServer(t)
+	minioBin := testenv.MinIOBin(t)
+	f := &fleet{tmp: t.TempDir(), bins: testenv.Binaries(t)}
+	f.dir = filepath.Join(f.tmp, "fleet")
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "BULK_") || strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "MINIO_") ||
+			strings.HasPrefix(k, "FLEET_") || k == "COMPRESSORS" || k == "COMPRESSOR_WORKERS" || k == "READER_HOST" {
+			continue
+		}
+		f.scriptEnv = append(f.scriptEnv, kv)
+	}
+	f.scriptEnv = append(f.scriptEnv, "FLEET_DIR="+f.dir, fmt.Sprintf("COMPRESSORS=%d", compressors), "FLEET_BIN="+f.bins,
+		"FLEET_TIMEOUT=60", "BULK_NATS_BIN="+natsBin, "BULK_MINIO_BIN="+minioBin)
+	t.Cleanup(func() {
+		if !f.stopped {
+			cmd := exec.Command("bash", filepath.Join(testenv.ModuleRoot(t), "scripts", "fleet-down.sh"))
+			cmd.Env = append(slices.Clone(f.scriptEnv), "FLEET_STOP_TIMEOUT=10")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Logf("fleet-down.sh: %v\n%s", err, out)
+			}
+		}
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(f.dir, "logs", "*.log"))
+			for _, l := range logs {
+				data, _ := os.ReadFile(l)
+				if len(data) > 4096 {
+					data = append([]byte("[...]\n"), data[len(data)-4096:]...)
+				}
+				t.Logf("%s:\n%s", filepath.Base(l), data)
+			}
+		}
+	})
+	start := time.Now()
+	out, err := f.script(ctx, t, "fleet-up.sh").CombinedOutput()
+	if err != nil {
+		t.Fatalf("fleet-up.sh: %v\n%s", err, out)
+	}
+	t.Logf("fleet-up.sh: ready in %v", time.Since(start).Round(time.Millisecond))
+	f.out = out
+	f.env = readEnvFile(t, filepath.Join(f.dir, "env"))
+	return f
 }
 
 func (f *fleet) pid(t testing.TB, name string) int {
@@ -885,65 +951,16 @@ func TestFleetScripts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")
 	}
-	natsBin := natsServer(t)
-	minioBin := testenv.MinIOBin(t)
-	bins := testenv.Binaries(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-
-	tmp := t.TempDir()
-	f := &fleet{dir: filepath.Join(tmp, "fleet")}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "BULK_") || strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "MINIO_") ||
-			strings.HasPrefix(k, "FLEET_") || k == "COMPRESSORS" || k == "COMPRESSOR_WORKERS" || k == "READER_HOST" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "FLEET_DIR="+f.dir, "COMPRESSORS=2", "FLEET_BIN="+bins, "FLEET_TIMEOUT=60",
-		"BULK_NATS_BIN="+natsBin, "BULK_MINIO_BIN="+minioBin)
-	script := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(testenv.ModuleRoot(t), "scripts", name)}, args...)...)
-		cmd.Env = env
-		cmd.Dir = tmp
-		return cmd
-	}
-
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cmd := exec.Command("bash", filepath.Join(testenv.ModuleRoot(t), "scripts", "fleet-down.sh"))
-			cmd.Env = append(slices.Clone(env), "FLEET_STOP_TIMEOUT=10")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Logf("fleet-down.sh: %v\n%s", err, out)
-			}
-		}
-		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(f.dir, "logs", "*.log"))
-			for _, l := range logs {
-				data, _ := os.ReadFile(l)
-				if len(data) > 4096 {
-					data = append([]byte("[...]\n"), data[len(data)-4096:]...)
-				}
-				t.Logf("%s:\n%s", filepath.Base(l), data)
-			}
-		}
-	})
-
-	start := time.Now()
-	out, err := script("fleet-up.sh").CombinedOutput()
-	if err != nil {
-		t.Fatalf("fleet-up.sh: %v\n%s", err, out)
-	}
-	t.Logf("fleet-up.sh: ready in %v", time.Since(start).Round(time.Millisecond))
+	f := startFleet(ctx, t, 2)
+	tmp, bins, env, out := f.tmp, f.bins, f.scriptEnv, f.out
+	script := func(name string, args ...string) *exec.Cmd { return f.script(ctx, t, name, args...) }
 	for _, want := range []string{"BULK_NATS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "bulkctl backup"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("fleet-up.sh does not tell how to use the fleet: no %q in\n%s", want, out)
 		}
 	}
-	f.env = readEnvFile(t, filepath.Join(f.dir, "env"))
 	if fi, err := os.Stat(filepath.Join(f.dir, "env")); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		t.Errorf("%s/env has mode %v; it holds secrets", f.dir, fi.Mode().Perm())
 	}
@@ -1035,8 +1052,8 @@ func TestFleetScripts(t *testing.T) {
 	// other users.
 	checkPrivate(t, f.dir)
 
-	stopped = true
-	start = time.Now()
+	f.stopped = true
+	start := time.Now()
 	if out, err := script("fleet-down.sh", "--clean").CombinedOutput(); err != nil {
 		t.Fatalf("fleet-down.sh: %v\n%s", err, out)
 	}

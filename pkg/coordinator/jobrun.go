@@ -220,12 +220,13 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 		return err
 	}
 	jr.job.State = queue.StateCommitting
+	jr.job.Stats = snap.Stats // what is being committed
 	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
 	if err := repo.SaveSnapshot(ctx, snap); err != nil {
+		jr.job.Stats = manifest.Stats{}
 		return fmt.Errorf("commit: %w", err)
 	}
-	jr.job.Stats = snap.Stats
 	jr.purge(ctx, true)
 	return nil
 }
