@@ -157,6 +157,16 @@ func scrape(t *testing.T, url string) string {
 	return string(body)
 }
 
+// httpOK reports whether GET url answers 200.
+func httpOK(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 // metricValue returns the value of the sample line that starts with
 // series in a Prometheus text exposition, or -1.
 func metricValue(body, series string) float64 {

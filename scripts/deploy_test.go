@@ -180,8 +180,9 @@ type service struct {
 }
 
 type build struct {
-	Context string `yaml:"context"`
-	Target  string `yaml:"target"`
+	Context string            `yaml:"context"`
+	Target  string            `yaml:"target"`
+	Args    map[string]string `yaml:"args"`
 }
 
 type healthcheck struct {
@@ -381,10 +382,30 @@ func TestComposeStructure(t *testing.T) {
 		t.Errorf("compose.yaml: compressor stop_grace_period %q must exceed the drain timeout %v", comp.StopGracePeriod, drain)
 	}
 
-	// bulkctl is on demand only.
+	// bulkctl is on demand only, a client: no metrics address, no S3 keys
+	// (backup and restore go through the coordinator, which it waits for).
 	cli := svc("bulkctl")
 	if !slices.Contains(cli.Profiles, "cli") {
 		t.Error("compose.yaml: bulkctl is not in the cli profile")
+	}
+	for k := range cli.Environment {
+		if k == "BULK_METRICS_ADDR" || k == "AWS_ACCESS_KEY_ID" || k == "AWS_SECRET_ACCESS_KEY" || strings.HasPrefix(k, "MINIO_") {
+			t.Errorf("compose.yaml: bulkctl gets %s, which only the services need", k)
+		}
+	}
+	for _, k := range []string{"BULK_NATS", "BULK_NATS_USER", "BULK_NATS_PASSWORD"} {
+		if cli.Environment[k] == "" {
+			t.Errorf("compose.yaml: bulkctl has no %s", k)
+		}
+	}
+	if cli.DependsOn["coordinator"].Condition != "service_healthy" {
+		t.Error("compose.yaml: bulkctl does not wait for the coordinator to be healthy")
+	}
+	// The image is stamped with the version compose is given.
+	for _, name := range []string{"coordinator", "reader", "compressor", "bulkctl"} {
+		if b := svc(name).Build; b == nil || b.Args["VERSION"] != "${BULK_VERSION:-}" {
+			t.Errorf("compose.yaml: %s's build does not pass VERSION from BULK_VERSION", name)
+		}
 	}
 
 	// Health checks and restart policies on every long-running service;
@@ -460,10 +481,13 @@ func TestComposeStructure(t *testing.T) {
 	if want := scriptVar(t, "install-minio.sh", "MINIO_VERSION"); m == nil || string(m[1]) != want {
 		t.Errorf("Dockerfile: MINIO_VERSION is not %s, the version scripts/install-minio.sh pins", want)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "FROM gcr.io/distroless/static", "USER 65532:65532"} {
+	for _, want := range []string{"CGO_ENABLED=0", "FROM gcr.io/distroless/static", "USER 65532:65532", "ARG VERSION=", "pkg/version.Version=${VERSION}"} {
 		if !bytes.Contains(dockerfile, []byte(want)) {
 			t.Errorf("Dockerfile: no %q", want)
 		}
+	}
+	if bytes.Contains(dockerfile, []byte("no health endpoint")) {
+		t.Error("Dockerfile: says the services have no health endpoint; they serve /readyz")
 	}
 }
 
@@ -987,6 +1011,54 @@ func TestFleetScripts(t *testing.T) {
 			}
 		}
 	}
+
+	// Every service serves its metrics and probes, and the Prometheus
+	// configuration fleet-up.sh wrote scrapes them.
+	promConf, err := os.ReadFile(filepath.Join(f.dir, "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"coordinator", "reader", "compressor-1", "compressor-2", "compressor-3"} {
+		addr := f.metricsAddr(t, name)
+		if !bytes.Contains(promConf, []byte("'"+addr+"'")) {
+			t.Errorf("prometheus.yml does not scrape %s at %s", name, addr)
+		}
+		if !bytes.Contains(out, []byte(addr)) {
+			t.Errorf("fleet-up.sh does not print the metrics address of %s (%s)", name, addr)
+		}
+		if name == "compressor-3" {
+			continue // not started yet
+		}
+		for _, path := range []string{"/readyz", "/healthz"} {
+			scrape(t, "http://"+addr+path)
+		}
+		if body := scrape(t, "http://"+addr+"/metrics"); !strings.Contains(body, "bulk_build_info{") {
+			t.Errorf("%s: no bulk_build_info in its /metrics", name)
+		}
+	}
+	// The line fleet-up.sh prints to start one more compressor works, with
+	// its metrics where the Prometheus configuration looks.
+	more := regexp.MustCompile(`(?m)^\s*(\(.*compressor.*--name compressor-3 .*)$`).FindSubmatch(out)
+	if more == nil {
+		t.Fatalf("fleet-up.sh does not print how to start compressor-3:\n%s", out)
+	}
+	if !bytes.Contains(more[1], []byte("--metrics-addr "+f.metricsAddr(t, "compressor-3"))) {
+		t.Errorf("the line for one more compressor has no --metrics-addr %s: %s", f.metricsAddr(t, "compressor-3"), more[1])
+	}
+	extra := exec.CommandContext(ctx, "bash", "-c", string(more[1]))
+	extra.Env = env
+	if out, err := extra.CombinedOutput(); err != nil {
+		t.Fatalf("starting one more compressor: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !httpOK("http://" + f.metricsAddr(t, "compressor-3") + "/readyz") {
+		if time.Now().After(deadline) {
+			t.Fatal("the extra compressor is not ready after 30s")
+		}
+		time.Sleep(100 * time.Millisecond) // polling the new process
+	}
+	names = append(names, "compressor-3")
+	pids["compressor-3"] = f.pid(t, "compressor-3")
 
 	// The same again must refuse: one fleet per directory.
 	if out, err := script("fleet-up.sh").CombinedOutput(); err == nil || !bytes.Contains(out, []byte("already running")) {

@@ -444,7 +444,7 @@ on this machine, where the reader for host "$READER_HOST" runs):
 
 One more compressor, which fleet-down.sh stops too:
 
-  (source $envfile && exec $bin/compressor --nats "\$BULK_NATS" --name $more --metrics-addr $more_metrics --log-format json </dev/null >>$logs/$more.log 2>&1) & echo \$! >$pids/$more.pid
+  (umask 077; (source $envfile && exec $bin/compressor --nats "\$BULK_NATS" --name $more --metrics-addr $more_metrics --log-format json </dev/null >>$logs/$more.log 2>&1) & echo \$! >$pids/$more.pid)
 
 Stop the fleet: FLEET_DIR=$FLEET_DIR scripts/fleet-down.sh [--clean]
 EOF
