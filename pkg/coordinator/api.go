@@ -79,7 +79,7 @@ func (c *Coordinator) endpoints() []endpoint {
 		{name: "schedule-add", subject: queue.SubjectAPIScheduleAdd, handle: c.apiScheduleAdd,
 			description: "Create a backup schedule (a cron expression in a time zone).",
 			request:     &queue.ScheduleAddRequest{}, response: &queue.Schedule{},
-			errors:      "400: malformed request, a cron expression or time zone that does not parse, or a name already taken"},
+			errors: "400: malformed request, a cron expression or time zone that does not parse, or a name already taken"},
 		{name: "schedule-set", subject: queue.SubjectAPIScheduleSet, handle: c.apiScheduleSet,
 			description: "Change a schedule's cron expression, time zone, repository, level, chunk size or keep-last, keeping its history.",
 			request:     &queue.ScheduleSetRequest{}, response: &queue.Schedule{}, errors: schedErrs},
