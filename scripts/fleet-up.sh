@@ -25,7 +25,8 @@
 #   FLEET_TIMEOUT        seconds to wait for each stage to be ready (default 60)
 #   FLEET_LOG_LEVEL      --log-level of the bulkbackup services (default info)
 #   FLEET_BIN            directory with prebuilt coordinator, reader, compressor and
-#                        bulkctl (default: go build -o $FLEET_DIR/bin ./cmd/... ./scripts/mkvolume)
+#                        bulkctl (default: go build -o $FLEET_DIR/bin ./cmd/... ./scripts/mkvolume,
+#                        stamped with git describe's version as the Makefile does)
 #   BULK_NATS_BIN        nats-server to use (default: scripts/install-nats.sh)
 #   BULK_MINIO_BIN       minio to use (default: scripts/install-minio.sh)
 #   MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, BULK_NATS_USER, BULK_NATS_PASSWORD
@@ -211,7 +212,11 @@ if [ -n "${FLEET_BIN:-}" ]; then
 else
   bin="$FLEET_DIR/bin"
   echo "fleet-up: building the binaries into $bin" >&2
-  (cd "$root" && go build -o "$bin/" ./cmd/... ./scripts/mkvolume)
+  # Stamped with the version, as the Makefile does (--version,
+  # bulk_build_info, the coordinator's micro service).
+  version="$(cd "$root" && git describe --tags --always --dirty 2>/dev/null || true)"
+  (cd "$root" && go build -ldflags "-X github.com/bulkbackup/bulkbackup/pkg/version.Version=$version" \
+    -o "$bin/" ./cmd/... ./scripts/mkvolume)
 fi
 for b in coordinator reader compressor bulkctl; do
   [ -x "$bin/$b" ] || die "$bin/$b: not found (FLEET_BIN)"

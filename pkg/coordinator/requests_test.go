@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,9 +11,12 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
+	"github.com/bulkbackup/bulkbackup/pkg/compressor"
 	"github.com/bulkbackup/bulkbackup/pkg/coordinator"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/reader"
 )
 
 // request sends body to an API subject and returns the answer, with the
@@ -308,5 +312,126 @@ func TestServiceInfo(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("endpoints %v, want %v", got, want)
+	}
+}
+
+// TestCancelledJobLogsNoError cancels a backup while a compressor holds its
+// chunks: what is dropped because the job ended is logged at info, with
+// the job ID, never as an error (log-based alerting would fire on every
+// cancel).
+func TestCancelledJobLogsNoError(t *testing.T) {
+	t.Parallel()
+	var logs testenv.LogBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b := setupWith(t, coordinator.Config{ReaderTimeout: readerTimeout, Logger: logger})
+	r, err := reader.New(b.connect(t, "reader"), reader.Config{Host: readerHost, Repos: b.repos, Workers: 2, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "reader", r.Run)
+	c, err := compressor.New(b.connect(t, "compressor"), compressor.Config{
+		Name: "slow", Repos: b.repos, Workers: 2, Logger: logger, RateLimit: 1 << 20, // 64 KiB chunks: 16 a second
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "compressor", c.Run)
+	src := writeVolume(t, 16<<20, 6)
+	const id = "cancel-quietly"
+	if ans, code := b.request(t, queue.SubjectAPIBackup, string(queue.Encode(&queue.BackupRequest{
+		V: 1, JobID: id, Source: queue.Endpoint{Host: readerHost, Path: src}, Repo: filepath.Join(t.TempDir(), "repo"), ChunkSize: 64 << 10,
+	})), 5*time.Second); code != "" {
+		t.Fatalf("backup: %+v", ans)
+	}
+	waitFor(t, "chunks stored", func() bool {
+		msg, err := b.nc.Request(queue.SubjectAPIJob, []byte(`{"v":1,"job_id":"`+id+`"}`), 5*time.Second)
+		var job queue.Job
+		return err == nil && json.Unmarshal(msg.Data, &job) == nil && job.Progress.ChunksDone > 4
+	})
+	if ans, code := b.request(t, queue.SubjectAPICancel, `{"v":1,"job_id":"`+id+`"}`, 30*time.Second); code != "" || ans.State != queue.StateCancelled {
+		t.Fatalf("cancel: %+v (%s)", ans, code)
+	}
+	// A descriptor of the job that comes late (a reader announcing a chunk
+	// it read as the job was cancelled) is dropped by the compressor, once
+	// its cache of the job's state (2 s) has expired.
+	time.Sleep(2500 * time.Millisecond)
+	late := &queue.ChunkReady{V: queue.WorkVersion, JobID: id, Index: 200, Length: 64 << 10, Host: readerHost,
+		Read: queue.ReadChunk{V: queue.WorkVersion, JobID: id, Index: 200, Path: src, Offset: 200 << 16, Length: 64 << 10}}
+	b.publish(t, queue.ReadySubject(id), queue.Encode(late))
+	waitFor(t, "the compressor to drop the late chunk", func() bool {
+		return strings.Contains(logs.String(), `"msg":"dropping a message of an ended job"`)
+	})
+	time.Sleep(time.Second) // for whatever else the fleet still had of the job to wind down
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) {
+			t.Errorf("logged an error for a cancelled job: %s", line)
+		}
+		if strings.Contains(line, "dropping a message of an ended job") &&
+			(!strings.Contains(line, `"level":"INFO"`) || !strings.Contains(line, `"job_id":"`+id+`"`)) {
+			t.Errorf("a dropped chunk is not logged at info with its job ID: %s", line)
+		}
+	}
+}
+
+// TestHistoryOfRefusedAndCancelled checks what history and the job record
+// show of runs that did not succeed: a refused request at the time it was
+// made (not at the beginning of time, first), a cancelled run with the
+// bytes it got through, and neither with a snapshot or time left.
+func TestHistoryOfRefusedAndCancelled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.startReader(t)
+	c, err := compressor.New(b.connect(t, "compressor"), compressor.Config{Name: "slow", Repos: b.repos, Workers: 1, RateLimit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "compressor", c.Run)
+	src := writeVolume(t, 16<<20, 7)
+	source := queue.Endpoint{Host: readerHost, Path: src}
+	repo := filepath.Join(t.TempDir(), "repo")
+	before := time.Now()
+
+	if ans, code := b.request(t, queue.SubjectAPIBackup, string(queue.Encode(&queue.BackupRequest{
+		V: 1, JobID: "refused", Source: source, Repo: repo, ChunkSize: 1000,
+	})), 5*time.Second); code != "400" {
+		t.Fatalf("refused backup: %+v (%s)", ans, code)
+	}
+	if ans, code := b.request(t, queue.SubjectAPIBackup, string(queue.Encode(&queue.BackupRequest{
+		V: 1, JobID: "cancelled", Source: source, Repo: repo, ChunkSize: 64 << 10,
+	})), 5*time.Second); code != "" {
+		t.Fatalf("backup: %+v (%s)", ans, code)
+	}
+	job := func(id string) queue.Job {
+		msg, err := b.nc.Request(queue.SubjectAPIJob, []byte(`{"v":1,"job_id":"`+id+`"}`), 5*time.Second)
+		var j queue.Job
+		if err != nil || json.Unmarshal(msg.Data, &j) != nil {
+			t.Fatalf("job %s: %v", id, err)
+		}
+		return j
+	}
+	waitFor(t, "chunks stored", func() bool { j := job("cancelled"); return j.Progress.ChunksDone > 2 && j.SnapshotID != "" })
+	if ans, code := b.request(t, queue.SubjectAPICancel, `{"v":1,"job_id":"cancelled"}`, 30*time.Second); code != "" || ans.State != queue.StateCancelled {
+		t.Fatalf("cancel: %+v (%s)", ans, code)
+	}
+	if j := job("cancelled"); j.SnapshotID != "" || j.Progress.ETASeconds != 0 || j.Progress.BytesDone == 0 {
+		t.Errorf("the cancelled job's record: snapshot %q, progress %+v; want no snapshot, no ETA, the bytes done", j.SnapshotID, j.Progress)
+	}
+
+	msg, err := b.nc.Request(queue.SubjectAPIHistory, queue.Encode(&queue.HistoryRequest{V: 1, Source: source}), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h queue.HistoryReply
+	if err := json.Unmarshal(msg.Data, &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Runs) != 2 || h.Runs[0].JobID != "refused" || h.Runs[1].JobID != "cancelled" {
+		t.Fatalf("history %+v, want the refused run, then the cancelled one", h.Runs)
+	}
+	if r := h.Runs[0]; r.Started.Before(before) || r.State != queue.StateFailed || r.Error == "" {
+		t.Errorf("refused run %+v: want it listed when it was asked for, failed, with why", r)
+	}
+	if r := h.Runs[1]; r.State != queue.StateCancelled || r.SourceBytes == 0 || r.SnapshotID != "" || r.MBps != 0 {
+		t.Errorf("cancelled run %+v: want the bytes it got through, no snapshot", r)
 	}
 }
