@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"encoding/json"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -312,6 +313,18 @@ func TestServiceInfo(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("endpoints %v, want %v", got, want)
+	}
+	// The README's table for CI systems lists every one of them.
+	readme, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## NATS subjects (for CI systems)")
+	section, _, _ = strings.Cut(section, "\n## ")
+	for _, s := range append(got, queue.SubjectRequestBackup, queue.SubjectRequestRestore, queue.SubjectRequestCancel, queue.EventSubject("<job_id>")) {
+		if !strings.Contains(section, "`"+s+"`") {
+			t.Errorf("README.md's NATS subjects section does not list `%s`", s)
+		}
 	}
 }
 
