@@ -159,6 +159,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		Durable: queue.ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 30 * time.Second, MaxDeliver: 5,
 	}, queue.HandlerFunc(c.handleRequest), queue.ConsumeConfig{Workers: 4, Logger: c.logger})
+	_ = svc.Stop() // no more requests through the API while the jobs wind down
 	c.jobs.Wait()
 	c.logger.InfoContext(context.WithoutCancel(ctx), "coordinator stopped")
 	return err

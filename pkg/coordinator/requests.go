@@ -91,10 +91,12 @@ func (c *Coordinator) handleRequest(ctx context.Context, msg jetstream.Msg) erro
 			ans = c.failed(ctx, "cancel", ans, err)
 		}
 		if ans.Code == 0 && !queue.Final(ans.State) {
-			c.jobs.Go(func() {
+			// Answered once the job has stopped (waitStopped gives up
+			// at shutdown), not holding up other requests meanwhile.
+			go func() {
 				c.waitStopped(ans)
 				c.answer(replyTo, ans)
-			})
+			}()
 			return nil
 		}
 		c.answer(replyTo, ans)
@@ -169,11 +171,11 @@ func (c *Coordinator) apiCancel(ctx context.Context) micro.HandlerFunc {
 			ans = c.failed(ctx, "cancel", ans, err)
 		}
 		if ans.Code == 0 && !queue.Final(ans.State) {
-			c.jobs.Go(func() {
+			go func() {
 				c.waitStopped(ans)
 				c.answer(replyTo, ans)
 				respond(req, ans)
-			})
+			}()
 			return
 		}
 		c.answer(replyTo, ans)
