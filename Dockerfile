@@ -9,8 +9,12 @@
 # bulkctl), built static (CGO_ENABLED=0), on distroless static: no libc, no
 # package manager, running as the non-root user nonroot (65532). The command
 # picks the binary. A static busybox (from Debian's busybox-static) is the only
-# other program: the compose health checks run `busybox grep`/`busybox wget`,
-# since the services have no health endpoint yet.
+# other program: the compose health checks run `busybox wget` against each
+# service's /readyz (on --metrics-addr, BULK_METRICS_ADDR=:9090 in compose).
+#
+# VERSION stamps the binaries (--version, the coordinator's micro service,
+# bulk_build_info): docker build --build-arg VERSION="$(git describe --tags
+# --always --dirty)" ., or make image; compose passes BULK_VERSION.
 #
 # MinIO's community edition is a source-only distribution since October 2025,
 # so the minio stage builds the same pinned version scripts/install-minio.sh

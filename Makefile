@@ -11,7 +11,7 @@ LDFLAGS   := -X github.com/bulkbackup/bulkbackup/pkg/version.Version=$(VERSION)
 # PREFIX, if set, makes install copy the binaries to $(PREFIX)/bin instead.
 PREFIX    ?=
 
-.PHONY: all build install demo test test-short vet bench minio clean fmt fleet-up fleet-down
+.PHONY: all build install image demo test test-short vet bench minio clean fmt fleet-up fleet-down
 
 all: build
 
@@ -28,6 +28,12 @@ else
 	install -d "$(PREFIX)/bin"
 	install -m 0755 $(BIN)/bulkctl $(BIN)/coordinator $(BIN)/reader $(BIN)/compressor "$(PREFIX)/bin/"
 endif
+
+# image: the container image of compose.yaml (Dockerfile target bulkbackup),
+# stamped with VERSION as the binaries are (compose.yaml passes BULK_VERSION:
+# BULK_VERSION=$$(git describe --tags --always --dirty) docker compose build).
+image:
+	docker build --build-arg VERSION=$(VERSION) --target bulkbackup -t bulkbackup:latest .
 
 # demo: make a sample volume, back it up through the in-process fleet, restore
 # it, verify it against the source, and print throughput and ratio.

@@ -180,8 +180,9 @@ type service struct {
 }
 
 type build struct {
-	Context string `yaml:"context"`
-	Target  string `yaml:"target"`
+	Context string            `yaml:"context"`
+	Target  string            `yaml:"target"`
+	Args    map[string]string `yaml:"args"`
 }
 
 type healthcheck struct {
@@ -381,10 +382,30 @@ func TestComposeStructure(t *testing.T) {
 		t.Errorf("compose.yaml: compressor stop_grace_period %q must exceed the drain timeout %v", comp.StopGracePeriod, drain)
 	}
 
-	// bulkctl is on demand only.
+	// bulkctl is on demand only, a client: no metrics address, no S3 keys
+	// (backup and restore go through the coordinator, which it waits for).
 	cli := svc("bulkctl")
 	if !slices.Contains(cli.Profiles, "cli") {
 		t.Error("compose.yaml: bulkctl is not in the cli profile")
+	}
+	for k := range cli.Environment {
+		if k == "BULK_METRICS_ADDR" || k == "AWS_ACCESS_KEY_ID" || k == "AWS_SECRET_ACCESS_KEY" || strings.HasPrefix(k, "MINIO_") {
+			t.Errorf("compose.yaml: bulkctl gets %s, which only the services need", k)
+		}
+	}
+	for _, k := range []string{"BULK_NATS", "BULK_NATS_USER", "BULK_NATS_PASSWORD"} {
+		if cli.Environment[k] == "" {
+			t.Errorf("compose.yaml: bulkctl has no %s", k)
+		}
+	}
+	if cli.DependsOn["coordinator"].Condition != "service_healthy" {
+		t.Error("compose.yaml: bulkctl does not wait for the coordinator to be healthy")
+	}
+	// The image is stamped with the version compose is given.
+	for _, name := range []string{"coordinator", "reader", "compressor", "bulkctl"} {
+		if b := svc(name).Build; b == nil || b.Args["VERSION"] != "${BULK_VERSION:-}" {
+			t.Errorf("compose.yaml: %s's build does not pass VERSION from BULK_VERSION", name)
+		}
 	}
 
 	// Health checks and restart policies on every long-running service;
@@ -460,10 +481,13 @@ func TestComposeStructure(t *testing.T) {
 	if want := scriptVar(t, "install-minio.sh", "MINIO_VERSION"); m == nil || string(m[1]) != want {
 		t.Errorf("Dockerfile: MINIO_VERSION is not %s, the version scripts/install-minio.sh pins", want)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "FROM gcr.io/distroless/static", "USER 65532:65532"} {
+	for _, want := range []string{"CGO_ENABLED=0", "FROM gcr.io/distroless/static", "USER 65532:65532", "ARG VERSION=", "pkg/version.Version=${VERSION}"} {
 		if !bytes.Contains(dockerfile, []byte(want)) {
 			t.Errorf("Dockerfile: no %q", want)
 		}
+	}
+	if bytes.Contains(dockerfile, []byte("no health endpoint")) {
+		t.Error("Dockerfile: says the services have no health endpoint; they serve /readyz")
 	}
 }
 
@@ -831,8 +855,74 @@ func TestNATSConfig(t *testing.T) {
 
 // fleet is a running scripts/fleet-up.sh fleet.
 type fleet struct {
-	dir string
-	env map[string]string // from FLEET_DIR/env
+	dir  string
+	tmp  string            // the test's directory, FLEET_DIR's parent
+	bins string            // the binaries it runs
+	env  map[string]string // from FLEET_DIR/env
+	// scriptEnv is the environment the scripts run in.
+	scriptEnv []string
+	// out is what fleet-up.sh printed.
+	out []byte
+	// stopped says fleet-down.sh was run by the test itself.
+	stopped bool
+}
+
+// script returns the command running scripts/NAME for the fleet.
+func (f *fleet) script(ctx context.Context, t testing.TB, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(testenv.ModuleRoot(t), "scripts", name)}, args...)...)
+	cmd.Env = f.scriptEnv
+	cmd.Dir = f.tmp
+	return cmd
+}
+
+// startFleet starts a fleet with scripts/fleet-up.sh (compressors of them)
+// under a temporary directory, and stops it with scripts/fleet-down.sh when
+// the test ends unless the test did; a failed test shows the end of every
+// log. It skips without nats-server and MinIO (fails with CI=true).
+func startFleet(ctx context.Context, t *testing.T, compressors int) *fleet {
+	t.Helper()
+	natsBin := natsServer(t)
+	minioBin := testenv.MinIOBin(t)
+	f := &fleet{tmp: t.TempDir(), bins: testenv.Binaries(t)}
+	f.dir = filepath.Join(f.tmp, "fleet")
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "BULK_") || strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "MINIO_") ||
+			strings.HasPrefix(k, "FLEET_") || k == "COMPRESSORS" || k == "COMPRESSOR_WORKERS" || k == "READER_HOST" {
+			continue
+		}
+		f.scriptEnv = append(f.scriptEnv, kv)
+	}
+	f.scriptEnv = append(f.scriptEnv, "FLEET_DIR="+f.dir, fmt.Sprintf("COMPRESSORS=%d", compressors), "FLEET_BIN="+f.bins,
+		"FLEET_TIMEOUT=60", "BULK_NATS_BIN="+natsBin, "BULK_MINIO_BIN="+minioBin)
+	t.Cleanup(func() {
+		if !f.stopped {
+			cmd := exec.Command("bash", filepath.Join(testenv.ModuleRoot(t), "scripts", "fleet-down.sh"))
+			cmd.Env = append(slices.Clone(f.scriptEnv), "FLEET_STOP_TIMEOUT=10")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Logf("fleet-down.sh: %v\n%s", err, out)
+			}
+		}
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(f.dir, "logs", "*.log"))
+			for _, l := range logs {
+				data, _ := os.ReadFile(l)
+				if len(data) > 4096 {
+					data = append([]byte("[...]\n"), data[len(data)-4096:]...)
+				}
+				t.Logf("%s:\n%s", filepath.Base(l), data)
+			}
+		}
+	})
+	start := time.Now()
+	out, err := f.script(ctx, t, "fleet-up.sh").CombinedOutput()
+	if err != nil {
+		t.Fatalf("fleet-up.sh: %v\n%s", err, out)
+	}
+	t.Logf("fleet-up.sh: ready in %v", time.Since(start).Round(time.Millisecond))
+	f.out = out
+	f.env = readEnvFile(t, filepath.Join(f.dir, "env"))
+	return f
 }
 
 func (f *fleet) pid(t testing.TB, name string) int {
@@ -885,65 +975,16 @@ func TestFleetScripts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet of processes")
 	}
-	natsBin := natsServer(t)
-	minioBin := testenv.MinIOBin(t)
-	bins := testenv.Binaries(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-
-	tmp := t.TempDir()
-	f := &fleet{dir: filepath.Join(tmp, "fleet")}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "BULK_") || strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "MINIO_") ||
-			strings.HasPrefix(k, "FLEET_") || k == "COMPRESSORS" || k == "COMPRESSOR_WORKERS" || k == "READER_HOST" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "FLEET_DIR="+f.dir, "COMPRESSORS=2", "FLEET_BIN="+bins, "FLEET_TIMEOUT=60",
-		"BULK_NATS_BIN="+natsBin, "BULK_MINIO_BIN="+minioBin)
-	script := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(testenv.ModuleRoot(t), "scripts", name)}, args...)...)
-		cmd.Env = env
-		cmd.Dir = tmp
-		return cmd
-	}
-
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cmd := exec.Command("bash", filepath.Join(testenv.ModuleRoot(t), "scripts", "fleet-down.sh"))
-			cmd.Env = append(slices.Clone(env), "FLEET_STOP_TIMEOUT=10")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Logf("fleet-down.sh: %v\n%s", err, out)
-			}
-		}
-		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(f.dir, "logs", "*.log"))
-			for _, l := range logs {
-				data, _ := os.ReadFile(l)
-				if len(data) > 4096 {
-					data = append([]byte("[...]\n"), data[len(data)-4096:]...)
-				}
-				t.Logf("%s:\n%s", filepath.Base(l), data)
-			}
-		}
-	})
-
-	start := time.Now()
-	out, err := script("fleet-up.sh").CombinedOutput()
-	if err != nil {
-		t.Fatalf("fleet-up.sh: %v\n%s", err, out)
-	}
-	t.Logf("fleet-up.sh: ready in %v", time.Since(start).Round(time.Millisecond))
+	f := startFleet(ctx, t, 2)
+	tmp, bins, env, out := f.tmp, f.bins, f.scriptEnv, f.out
+	script := func(name string, args ...string) *exec.Cmd { return f.script(ctx, t, name, args...) }
 	for _, want := range []string{"BULK_NATS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "bulkctl backup"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("fleet-up.sh does not tell how to use the fleet: no %q in\n%s", want, out)
 		}
 	}
-	f.env = readEnvFile(t, filepath.Join(f.dir, "env"))
 	if fi, err := os.Stat(filepath.Join(f.dir, "env")); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		t.Errorf("%s/env has mode %v; it holds secrets", f.dir, fi.Mode().Perm())
 	}
@@ -970,6 +1011,54 @@ func TestFleetScripts(t *testing.T) {
 			}
 		}
 	}
+
+	// Every service serves its metrics and probes, and the Prometheus
+	// configuration fleet-up.sh wrote scrapes them.
+	promConf, err := os.ReadFile(filepath.Join(f.dir, "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"coordinator", "reader", "compressor-1", "compressor-2", "compressor-3"} {
+		addr := f.metricsAddr(t, name)
+		if !bytes.Contains(promConf, []byte("'"+addr+"'")) {
+			t.Errorf("prometheus.yml does not scrape %s at %s", name, addr)
+		}
+		if !bytes.Contains(out, []byte(addr)) {
+			t.Errorf("fleet-up.sh does not print the metrics address of %s (%s)", name, addr)
+		}
+		if name == "compressor-3" {
+			continue // not started yet
+		}
+		for _, path := range []string{"/readyz", "/healthz"} {
+			scrape(t, "http://"+addr+path)
+		}
+		if body := scrape(t, "http://"+addr+"/metrics"); !strings.Contains(body, "bulk_build_info{") {
+			t.Errorf("%s: no bulk_build_info in its /metrics", name)
+		}
+	}
+	// The line fleet-up.sh prints to start one more compressor works, with
+	// its metrics where the Prometheus configuration looks.
+	more := regexp.MustCompile(`(?m)^\s*(\(.*compressor.*--name compressor-3 .*)$`).FindSubmatch(out)
+	if more == nil {
+		t.Fatalf("fleet-up.sh does not print how to start compressor-3:\n%s", out)
+	}
+	if !bytes.Contains(more[1], []byte("--metrics-addr "+f.metricsAddr(t, "compressor-3"))) {
+		t.Errorf("the line for one more compressor has no --metrics-addr %s: %s", f.metricsAddr(t, "compressor-3"), more[1])
+	}
+	extra := exec.CommandContext(ctx, "bash", "-c", string(more[1]))
+	extra.Env = env
+	if out, err := extra.CombinedOutput(); err != nil {
+		t.Fatalf("starting one more compressor: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !httpOK("http://" + f.metricsAddr(t, "compressor-3") + "/readyz") {
+		if time.Now().After(deadline) {
+			t.Fatal("the extra compressor is not ready after 30s")
+		}
+		time.Sleep(100 * time.Millisecond) // polling the new process
+	}
+	names = append(names, "compressor-3")
+	pids["compressor-3"] = f.pid(t, "compressor-3")
 
 	// The same again must refuse: one fleet per directory.
 	if out, err := script("fleet-up.sh").CombinedOutput(); err == nil || !bytes.Contains(out, []byte("already running")) {
@@ -1044,8 +1133,8 @@ func TestFleetScripts(t *testing.T) {
 	// other users.
 	checkPrivate(t, f.dir)
 
-	stopped = true
-	start = time.Now()
+	f.stopped = true
+	start := time.Now()
 	if out, err := script("fleet-down.sh", "--clean").CombinedOutput(); err != nil {
 		t.Fatalf("fleet-down.sh: %v\n%s", err, out)
 	}

@@ -25,12 +25,13 @@
 #   COMPRESSORS          compressor processes (default 2)
 #   COMPRESSOR_WORKERS   --workers of each compressor (default: the binary's, one per CPU)
 #   READER_HOST          --host of the reader (default local)
-#   FLEET_PORT_BASE      first of 11 consecutive ports on 127.0.0.1 (default: the
-#                        previous run's, else a free random block in 20000-31999)
+#   FLEET_PORT_BASE      first of 14+COMPRESSORS consecutive ports on 127.0.0.1 (default:
+#                        the previous run's, else a free random block from 20000)
 #   FLEET_TIMEOUT        seconds to wait for each stage to be ready (default 60)
 #   FLEET_LOG_LEVEL      --log-level of the bulkbackup services (default info)
 #   FLEET_BIN            directory with prebuilt coordinator, reader, compressor and
-#                        bulkctl (default: go build -o $FLEET_DIR/bin ./cmd/... ./scripts/mkvolume)
+#                        bulkctl (default: go build -o $FLEET_DIR/bin ./cmd/... ./scripts/mkvolume,
+#                        stamped with git describe's version as the Makefile does)
 #   BULK_NATS_BIN        nats-server to use (default: scripts/install-nats.sh)
 #   BULK_MINIO_BIN       minio to use (default: scripts/install-minio.sh)
 #   MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, BULK_NATS_USER, BULK_NATS_PASSWORD
@@ -38,7 +39,11 @@
 #                        else random); letters and digits only
 #
 # Ports, from FLEET_PORT_BASE (B): NATS clients B..B+2, routes B+3..B+5,
-# monitoring B+6..B+8, MinIO S3 API B+9, MinIO console B+10.
+# monitoring B+6..B+8, MinIO S3 API B+9, MinIO console B+10, and the
+# services' --metrics-addr (/metrics, /healthz, /readyz): coordinator B+11,
+# reader B+12, compressor-N B+12+N, and B+13+COMPRESSORS for the one more
+# compressor the summary shows how to start. $FLEET_DIR/prometheus.yml
+# scrapes them all, with the alert rules of configs/prometheus-alerts.yml.
 set -euo pipefail
 
 case "${1:-}" in
@@ -139,9 +144,11 @@ port_free() {
   ! (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# The block of ports the fleet uses (see the header).
+block_size=$((14 + COMPRESSORS))
 block_free() {
   local p
-  for ((p = $1; p < $1 + 11; p++)); do
+  for ((p = $1; p < $1 + block_size; p++)); do
     port_free "$p" || return 1
   done
 }
@@ -163,7 +170,7 @@ done
 base="${FLEET_PORT_BASE:-}"
 if [ -n "$base" ]; then
   [[ "$base" =~ ^[0-9]+$ ]] || die "FLEET_PORT_BASE=$base: want a port number"
-  block_free "$base" || die "a port in $base..$((base + 10)) is in use (FLEET_PORT_BASE)"
+  block_free "$base" || die "a port in $base..$((base + block_size - 1)) is in use (FLEET_PORT_BASE)"
 else
   base="$(prev FLEET_PORT_BASE)"
   if [ -z "$base" ] || ! block_free "$base"; then
@@ -175,7 +182,7 @@ else
         break
       fi
     done
-    [ -n "$base" ] || die "no free block of 11 ports found in 20000-31999; set FLEET_PORT_BASE"
+    [ -n "$base" ] || die "no free block of $block_size ports found from 20000; set FLEET_PORT_BASE"
   fi
 fi
 client_port() { echo $((base + $1 - 1)); }  # node 1..3
@@ -183,6 +190,9 @@ route_port() { echo $((base + 2 + $1)); }
 http_port() { echo $((base + 5 + $1)); }
 minio_port=$((base + 9))
 console_port=$((base + 10))
+coordinator_metrics="127.0.0.1:$((base + 11))"
+reader_metrics="127.0.0.1:$((base + 12))"
+compressor_metrics() { echo "127.0.0.1:$((base + 12 + $1))"; } # compressor-N
 nats_urls="nats://127.0.0.1:$(client_port 1),nats://127.0.0.1:$(client_port 2),nats://127.0.0.1:$(client_port 3)"
 s3_url="http://127.0.0.1:$minio_port"
 
@@ -212,7 +222,11 @@ if [ -n "${FLEET_BIN:-}" ]; then
 else
   bin="$FLEET_DIR/bin"
   echo "fleet-up: building the binaries into $bin" >&2
-  (cd "$root" && go build -o "$bin/" ./cmd/... ./scripts/mkvolume)
+  # Stamped with the version, as the Makefile does (--version,
+  # bulk_build_info, the coordinator's micro service).
+  version="$(cd "$root" && git describe --tags --always --dirty 2>/dev/null || true)"
+  (cd "$root" && go build -ldflags "-X github.com/bulkbackup/bulkbackup/pkg/version.Version=$version" \
+    -o "$bin/" ./cmd/... ./scripts/mkvolume)
 fi
 for b in coordinator reader compressor bulkctl; do
   [ -x "$bin/$b" ] || die "$bin/$b: not found (FLEET_BIN)"
@@ -311,10 +325,10 @@ nats_ready() {
 }
 
 services_ready() {
-  logged reader "reader serving" || return 1
+  logged reader "reader serving" && ready reader "$reader_metrics" || return 1
   local i
   for ((i = 1; i <= COMPRESSORS; i++)); do
-    logged "compressor-$i" "compressor serving" || return 1
+    logged "compressor-$i" "compressor serving" && ready "compressor-$i" "$(compressor_metrics "$i")" || return 1
   done
 }
 
@@ -349,16 +363,19 @@ svc_env=(
   "AWS_SECRET_ACCESS_KEY=$minio_password" "AWS_REGION=us-east-1"
 )
 log_flags=(--log-format json --log-level "$FLEET_LOG_LEVEL")
+# ready NAME ADDR: the service's /readyz answers 200.
+ready() { http_ok "http://$2/readyz"; }
 # The coordinator exits when it cannot set up its streams. Right after a
 # restart of the cluster the streams' leaders may still be being elected, and
 # the coordinator's requests time out: start it again, as compose's restart
 # policy would, a few times.
 start_coordinator() {
   start coordinator "${svc_env[@]}" "BULK_WRITE_KEY_FILE=$FLEET_DIR/keys/coordinator" -- \
-    "$bin/coordinator" --nats "$nats_urls" --replicas 3 "${log_flags[@]}"
+    "$bin/coordinator" --nats "$nats_urls" --replicas 3 --metrics-addr "$coordinator_metrics" "${log_flags[@]}"
 }
 coordinator_ready() {
-  logged coordinator "coordinator serving" && return 0
+  # /readyz: its streams, buckets and API are set up.
+  ready coordinator "$coordinator_metrics" && return 0
   alive coordinator && return 1
   if [ "$coordinator_starts" -ge 5 ]; then
     echo "fleet-up: the coordinator exited $coordinator_starts times; the end of $logs/coordinator.log:" >&2
@@ -377,18 +394,45 @@ wait_for "the coordinator" -- coordinator_ready
 
 echo "fleet-up: starting reader $READER_HOST and $COMPRESSORS compressor(s)" >&2
 start reader "${svc_env[@]}" "BULK_WRITE_KEY_FILE=$FLEET_DIR/keys/worker" "BULK_HOST_IDENTITY_FILE=$FLEET_DIR/host-identity" -- \
-  "$bin/reader" --nats "$nats_urls" --host "$READER_HOST" "${log_flags[@]}"
+  "$bin/reader" --nats "$nats_urls" --host "$READER_HOST" --metrics-addr "$reader_metrics" "${log_flags[@]}"
 workers=()
 [ -z "$COMPRESSOR_WORKERS" ] || workers=(--workers "$COMPRESSOR_WORKERS")
 names=(reader)
 for ((i = 1; i <= COMPRESSORS; i++)); do
   start "compressor-$i" "${svc_env[@]}" "BULK_WRITE_KEY_FILE=$FLEET_DIR/keys/worker" -- \
-    "$bin/compressor" --nats "$nats_urls" --name "compressor-$i" ${workers[@]+"${workers[@]}"} "${log_flags[@]}"
+    "$bin/compressor" --nats "$nats_urls" --name "compressor-$i" --metrics-addr "$(compressor_metrics "$i")" \
+    ${workers[@]+"${workers[@]}"} "${log_flags[@]}"
   names+=("compressor-$i")
 done
 wait_for "the reader and compressors" "${names[@]}" coordinator -- services_ready
 
 more="compressor-$((COMPRESSORS + 1))"
+more_metrics="$(compressor_metrics $((COMPRESSORS + 1)))"
+# A Prometheus configuration that scrapes the fleet, with the alert rules.
+compressor_targets=""
+compressor_urls=""
+for ((i = 1; i <= COMPRESSORS + 1; i++)); do
+  compressor_targets="$compressor_targets${compressor_targets:+, }'$(compressor_metrics "$i")'"
+  if [ "$i" -le "$COMPRESSORS" ]; then
+    compressor_urls="$compressor_urls, compressor-$i http://$(compressor_metrics "$i")"
+  fi
+done
+cat >"$FLEET_DIR/prometheus.yml" <<EOF
+# Written by scripts/fleet-up.sh: scrapes the fleet in $FLEET_DIR.
+# prometheus --config.file=$FLEET_DIR/prometheus.yml
+global:
+  scrape_interval: 15s
+  evaluation_interval: 15s
+rule_files:
+  - $root/configs/prometheus-alerts.yml
+scrape_configs:
+  - job_name: bulk-coordinator
+    static_configs: [{targets: ['$coordinator_metrics']}]
+  - job_name: bulk-reader
+    static_configs: [{targets: ['$reader_metrics']}]
+  - job_name: bulk-compressor
+    static_configs: [{targets: [$compressor_targets]}]
+EOF
 sample=""
 if [ -x "$bin/mkvolume" ]; then
   sample="$bin/mkvolume -size 256MiB -o $FLEET_DIR/sample.img    # a sample volume
@@ -400,6 +444,8 @@ bulkbackup fleet up in $FLEET_DIR:
   MinIO (S3)    $s3_url
   coordinator, reader for host "$READER_HOST", $COMPRESSORS compressor(s)
   logs in $logs/, PIDs in $pids/
+  /metrics, /healthz, /readyz: coordinator http://$coordinator_metrics, reader http://$reader_metrics$compressor_urls
+  Prometheus configuration (scrapes them, with configs/prometheus-alerts.yml): $FLEET_DIR/prometheus.yml
 
 $envfile exports BULK_NATS, BULK_NATS_USER, BULK_NATS_PASSWORD,
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION.
@@ -416,7 +462,7 @@ on this machine, where the reader for host "$READER_HOST" runs):
 
 One more compressor, which fleet-down.sh stops too:
 
-  (source $envfile && exec $bin/compressor --nats "\$BULK_NATS" --name $more --log-format json </dev/null >>$logs/$more.log 2>&1) & echo \$! >$pids/$more.pid
+  (umask 077; (source $envfile && BULK_WRITE_KEY_FILE=$FLEET_DIR/keys/worker exec $bin/compressor --nats "\$BULK_NATS" --name $more --metrics-addr $more_metrics --log-format json </dev/null >>$logs/$more.log 2>&1) & echo \$! >$pids/$more.pid)
 
 Stop the fleet: FLEET_DIR=$FLEET_DIR scripts/fleet-down.sh [--clean]
 EOF

@@ -172,21 +172,33 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer s.close()
-	job, err := getJob(ctx, s, pos[0])
+	// The coordinator answers once the job has stopped (or refuses: an
+	// unknown job, one that has already ended).
+	reqCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msg, err := s.nc.RequestWithContext(reqCtx, queue.SubjectAPICancel, queue.Encode(&queue.CancelRequest{V: queue.MessageVersion, JobID: pos[0]}))
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("no coordinator answers on %s (is one running?)", queue.SubjectAPICancel)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("cancel job %s: %w", pos[0], err)
 	}
-	if queue.Final(job.State) {
-		return fmt.Errorf("job %s has already ended: %s", job.ID, job.State)
+	var ans queue.JobAccepted
+	if err := json.Unmarshal(msg.Data, &ans); err != nil {
+		return fmt.Errorf("cancel job %s: %w", pos[0], err)
 	}
-	if err := queue.Submit(ctx, s.js, queue.SubjectRequestCancel, &queue.CancelRequest{V: queue.MessageVersion, JobID: job.ID}, ""); err != nil {
-		return err
+	if ans.Error != "" {
+		return errors.New(ans.Error)
 	}
-	ev, err := queue.Follow(ctx, s.js, job.ID, nil)
-	if err != nil {
-		return err
+	state := ans.State
+	if !queue.Final(state) { // still winding down: follow it to its end
+		ev, err := queue.Follow(ctx, s.js, ans.JobID, nil)
+		if err != nil {
+			return err
+		}
+		state = ev.State
 	}
-	fmt.Fprintf(e.stdout, "job %s %s\n", job.ID, ev.State)
+	fmt.Fprintf(e.stdout, "job %s %s\n", ans.JobID, state)
 	return nil
 }
 

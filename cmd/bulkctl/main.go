@@ -53,6 +53,7 @@ With a running coordinator (--nats URL or BULK_NATS):
   bulkctl workers [--json]
   bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" [--timezone Europe/Berlin]
                         [--level fastest] [--chunk-size 4MiB] [--keep-last N] [--json]
+  bulkctl schedule set NAME [--cron "30 3 * * *"] [--timezone Z] [-r REPO] [--level L] [--chunk-size S] [--keep-last N] [--json]
   bulkctl schedule list|show NAME|pause NAME|resume NAME|rm NAME [--json]
 
 REPO is a directory, file://PATH or s3://BUCKET/PREFIX (S3 endpoint and keys

@@ -14,18 +14,33 @@ import (
 )
 
 // progress shows a job's progress: a bar redrawn in place on a terminal,
-// as wide as the terminal and never wider, plain lines every few seconds
-// otherwise. With quiet (--json off a terminal, where the output is for a
-// program) it shows nothing.
+// as wide as the terminal and never wider, plain lines otherwise: one per
+// state, and while running one every few seconds that the job moves, or a
+// note every minute that it does not (a log of a stuck job does not fill
+// with the same line). With quiet (--json off a terminal, where the output
+// is for a program) it shows nothing.
 type progress struct {
-	w         io.Writer
-	tty       bool
-	quiet     bool
-	width     func() int // the terminal's columns
-	lastState string
-	lastLine  time.Time
-	drawn     bool
+	w     io.Writer
+	tty   bool
+	quiet bool
+	width func() int // the terminal's columns
+	now   func() time.Time
+	drawn bool
+	// Off a terminal: the last line's state and time, the bytes done it
+	// showed, when the bytes done last moved, and the last message.
+	lastState   string
+	lastLine    time.Time
+	lastBytes   int64
+	lastMoved   time.Time
+	lastMessage string
 }
+
+// Off a terminal, a running job's line comes at most every progressEvery
+// while it moves, and every stuckEvery while it does not.
+const (
+	progressEvery = 5 * time.Second
+	stuckEvery    = time.Minute
+)
 
 // defaultWidth is assumed when a terminal does not say its width.
 const defaultWidth = 80
@@ -50,10 +65,11 @@ func (p *progress) update(ev *queue.Event) {
 	if p.quiet {
 		return
 	}
-	if ev.Message != "" {
+	if ev.Message != "" && ev.Message != p.lastMessage {
 		p.clear()
 		fmt.Fprintf(p.w, "%s\n", ev.Message)
 	}
+	p.lastMessage = ev.Message
 	pr := ev.Progress
 	if p.tty {
 		if ev.State == queue.StateRunning && pr.BytesTotal > 0 {
@@ -61,18 +77,36 @@ func (p *progress) update(ev *queue.Event) {
 		}
 		return
 	}
-	if ev.State != p.lastState || (ev.State == queue.StateRunning && time.Since(p.lastLine) > 5*time.Second && pr.BytesTotal > 0) {
-		s := summary(pr)
-		switch {
-		case ev.State == queue.StateSucceeded:
-			s = finalSummary(pr)
-		case queue.Final(ev.State): // no time left to estimate
-			pr.ETASeconds = 0
-			s = summary(pr)
-		}
-		fmt.Fprintln(p.w, strings.TrimSpace(fmt.Sprintf("%-10s %s", ev.State, s)))
-		p.lastState, p.lastLine = ev.State, time.Now()
+	now := time.Now()
+	if p.now != nil {
+		now = p.now()
 	}
+	if pr.BytesDone != p.lastBytes || p.lastMoved.IsZero() {
+		p.lastMoved = now
+	}
+	s, note := summary(pr), ""
+	switch {
+	case ev.State != p.lastState:
+	case ev.State != queue.StateRunning || pr.BytesTotal == 0:
+		return // said already
+	case pr.BytesDone != p.lastBytes:
+		if now.Sub(p.lastLine) < progressEvery {
+			return
+		}
+	case now.Sub(p.lastLine) < stuckEvery:
+		return
+	default:
+		note = fmt.Sprintf("  (no progress for %s)", now.Sub(p.lastMoved).Round(time.Second))
+	}
+	switch {
+	case ev.State == queue.StateSucceeded:
+		s = finalSummary(pr)
+	case queue.Final(ev.State): // no time left to estimate
+		pr.ETASeconds = 0
+		s = summary(pr)
+	}
+	fmt.Fprintln(p.w, strings.TrimSpace(fmt.Sprintf("%-10s %s", ev.State, s))+note)
+	p.lastState, p.lastLine, p.lastBytes = ev.State, now, pr.BytesDone
 }
 
 // draw redraws the bar line: "[====    ]  42% 1.2 GiB / 2.9 GiB  310 MB/s

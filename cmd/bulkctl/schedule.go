@@ -19,6 +19,7 @@ const scheduleUsage = `Usage:
                         [--level fastest] [--chunk-size 4MiB] [--keep-last N]
                         [--exclude PATTERN]... [--exclude-file FILE]... [--exclude-caches]
                         [--exclude-larger-than SIZE] [--one-file-system] [--tag TAG]... [--host NAME]
+  bulkctl schedule set NAME [--cron "30 3 * * *"] [--timezone ZONE] [-r REPO] [--level L] [--chunk-size SIZE] [--keep-last N]
   bulkctl schedule list
   bulkctl schedule show NAME
   bulkctl schedule pause NAME
@@ -37,12 +38,14 @@ const keepLastNote = "recorded only: pruning old snapshots is not implemented ye
 
 func runSchedule(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageError("want a schedule command: add, list, show, pause, resume or rm")
+		return usageError("want a schedule command: add, set, list, show, pause, resume or rm")
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
 	case "add":
 		return scheduleAdd(ctx, e, args)
+	case "set":
+		return scheduleSet(ctx, e, args)
 	case "list":
 		return scheduleList(ctx, e, args)
 	case "show":
@@ -57,7 +60,7 @@ func runSchedule(ctx context.Context, e *env, args []string) error {
 		fmt.Fprint(e.stdout, scheduleUsage)
 		return flag.ErrHelp
 	default:
-		return usageError("unknown schedule command %q: want add, list, show, pause, resume or rm", sub)
+		return usageError("unknown schedule command %q: want add, set, list, show, pause, resume or rm", sub)
 	}
 }
 

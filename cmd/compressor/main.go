@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	m := metrics.New("compressor")
+	m := metrics.New(metrics.RoleCompressor)
 	comp, err := compressor.New(nc, compressor.Config{
 		Name: o.name, Workers: o.workers, Repos: service.Repos(o.S3Endpoint, o.storeTO, keys, logger), Logger: logger, DrainTimeout: o.drain, Metrics: m,
 		RateLimit: int64(o.rate),

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	defer nc.Close()
-	m := metrics.New("coordinator")
+	m := metrics.New(metrics.RoleCoordinator)
 	repos := service.Repos(o.S3Endpoint, 0, keys, logger)
 	coord, err := coordinator.New(nc, coordinator.Config{
 		Metrics: m,
@@ -121,7 +121,9 @@ func run(ctx context.Context, args []string) error {
 		}
 		serve = func(ctx context.Context) error { return service.Together(ctx, coord.Run, dash) }
 	}
-	return service.Run(ctx, o.MetricsAddr, m, nc, logger, serve)
+	// Ready once its streams, buckets and API are set up, not as soon as
+	// it is connected.
+	return service.Run(ctx, o.MetricsAddr, m, nc, logger, serve, coord.Ready)
 }
 
 // startDashboard sets up the web dashboard as the flags ask and listens on

@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m := metrics.New("reader")
+	m := metrics.New(metrics.RoleReader)
 	repos := service.Repos(o.S3Endpoint, o.storeTimeout, keys, logger)
 	cfg := reader.Config{
 		Host: o.host, Workers: o.workers, Repos: repos, Logger: logger, DrainTimeout: o.drain, Metrics: m,

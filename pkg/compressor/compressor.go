@@ -350,7 +350,7 @@ func (c *Compressor) job(ctx context.Context, id string) (*jobInfo, error) {
 	}
 	entry, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, queue.Permanent(fmt.Errorf("job %s: no such job", id))
+		return nil, queue.Obsolete(fmt.Errorf("job %s: no such job", id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", id, err)
@@ -381,7 +381,7 @@ func (c *Compressor) runningJob(ctx context.Context, id string) (*jobInfo, error
 		return nil, err
 	}
 	if queue.Final(job.state) {
-		return nil, queue.Permanent(fmt.Errorf("job %s is %s: %w", id, job.state, errJobEnded))
+		return nil, queue.Obsolete(fmt.Errorf("job %s is %s: %w", id, job.state, errJobEnded))
 	}
 	return job, nil
 }
@@ -506,7 +506,7 @@ func (c *Compressor) setUnreachable(url string) {
 // while the chunk waited needs neither.
 func (c *Compressor) complete(ctx context.Context, done *queue.ChunkDone, err error) error {
 	if errors.Is(err, errJobEnded) {
-		return queue.Permanent(err) // nobody waits for its completions
+		return queue.Obsolete(err) // nobody waits for its completions
 	}
 	if err != nil {
 		code, permanent := codeOf(err)

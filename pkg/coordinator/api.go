@@ -12,56 +12,151 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/version"
 )
 
-// ServiceVersion is the version the coordinator's micro service announces.
-const ServiceVersion = "1.0.0"
+// ServiceName is the name of the coordinator's micro service.
+const ServiceName = "bulkbackup"
+
+// ServiceVersion is the version the coordinator's micro service announces:
+// the build's (pkg/version, stamped from git describe), as a semantic
+// version. The metadata key "version" has it as git describe said it.
+func ServiceVersion() string { return version.Semver() }
+
+// endpoint is one endpoint of the micro service.
+type endpoint struct {
+	name, subject, description string
+	// request and response are values of the messages it takes and
+	// answers, for their schemas.
+	request, response any
+	// errors lists the error codes it answers with, and what they mean.
+	errors string
+	// handle answers a request with the reply, or an error (its code from
+	// what it wraps: apiError). Endpoints that answer themselves set
+	// handler instead.
+	handle  func(ctx context.Context, data []byte) (any, error)
+	handler func(ctx context.Context) micro.HandlerFunc
+}
+
+// Errors the endpoints share.
+const (
+	errMalformed = "400: malformed request (unknown field, wrong type or version)"
+	errJobCodes  = "400: malformed or invalid request (every problem is listed); " +
+		"409: the job_id is taken by a job with other parameters; 500: the coordinator failed (retry)"
+)
+
+// endpoints describes the API (queue.SubjectAPI*): what `nats micro info
+// bulkbackup` shows of each endpoint (its metadata: description, request
+// and response schema, error codes).
+func (c *Coordinator) endpoints() []endpoint {
+	const schedErrs = errMalformed + "; 404: no schedule of that name"
+	return []endpoint{
+		{name: "backup", subject: queue.SubjectAPIBackup,
+			description: "Submit a backup; answers with the job ID (existing: true for a repeat of the same request under the same job_id) or every problem with the request. bulk.request.backup takes the same request through a stream, answering on reply_to.",
+			request:     &queue.BackupRequest{}, response: &queue.JobAccepted{}, errors: errJobCodes,
+			handler: func(ctx context.Context) micro.HandlerFunc { return c.apiSubmit(ctx, queue.KindBackup) }},
+		{name: "restore", subject: queue.SubjectAPIRestore,
+			description: "Submit a restore of a snapshot to one or more targets; answers as backup does.",
+			request:     &queue.RestoreRequest{}, response: &queue.JobAccepted{}, errors: errJobCodes,
+			handler: func(ctx context.Context) micro.HandlerFunc { return c.apiSubmit(ctx, queue.KindRestore) }},
+		{name: "cancel", subject: queue.SubjectAPICancel,
+			description: "Cancel a job; answers once it has stopped (at most 10 s), with its state (cancelled).",
+			request:     &queue.CancelRequest{}, response: &queue.JobAccepted{},
+			errors:  "400: malformed request; 404: no such job; 409: the job has already ended (succeeded or failed); 500: the coordinator failed",
+			handler: c.apiCancel},
+		{name: "jobs", subject: queue.SubjectAPIJobs, handle: c.apiJobs,
+			description: "List jobs, newest first, optionally only those in one state.",
+			request:     &queue.JobsRequest{}, response: &queue.JobsReply{}, errors: errMalformed},
+		{name: "job", subject: queue.SubjectAPIJob, handle: c.apiJob,
+			description: "One job's record: state, progress, timings, error, snapshot.",
+			request:     &queue.JobRequest{}, response: &queue.Job{}, errors: errMalformed + "; 404: no such job"},
+		{name: "history", subject: queue.SubjectAPIHistory, handle: c.apiHistory,
+			description: "Every backup run of one source, oldest first.",
+			request:     &queue.HistoryRequest{}, response: &queue.HistoryReply{}, errors: errMalformed},
+		{name: "workers", subject: queue.SubjectAPIWorkers, handle: c.apiWorkers,
+			description: "The live readers and compressors, from their heartbeats.",
+			request:     &queue.WorkersRequest{}, response: &queue.WorkersReply{}, errors: errMalformed},
+		{name: "schedule-add", subject: queue.SubjectAPIScheduleAdd, handle: c.apiScheduleAdd,
+			description: "Create a backup schedule (a cron expression in a time zone).",
+			request:     &queue.ScheduleAddRequest{}, response: &queue.Schedule{},
+			errors: "400: malformed request, a cron expression or time zone that does not parse, or a name already taken"},
+		{name: "schedule-set", subject: queue.SubjectAPIScheduleSet, handle: c.apiScheduleSet,
+			description: "Change a schedule's cron expression, time zone, repository, level, chunk size or keep-last, keeping its history.",
+			request:     &queue.ScheduleSetRequest{}, response: &queue.Schedule{}, errors: schedErrs},
+		{name: "schedule-list", subject: queue.SubjectAPIScheduleList, handle: c.apiScheduleList,
+			description: "List the schedules, by name, with their next window.",
+			request:     &queue.ScheduleListRequest{}, response: &queue.ScheduleListReply{}, errors: errMalformed},
+		{name: "schedule-get", subject: queue.SubjectAPIScheduleGet, handle: c.apiScheduleGet,
+			description: "One schedule, with its next window and its last fired and skipped windows.",
+			request:     &queue.ScheduleRequest{}, response: &queue.Schedule{}, errors: schedErrs},
+		{name: "schedule-pause", subject: queue.SubjectAPISchedulePause, handle: c.apiSchedulePause,
+			description: "Pause a schedule: its windows do not fire until it is resumed.",
+			request:     &queue.ScheduleRequest{}, response: &queue.Schedule{}, errors: schedErrs},
+		{name: "schedule-resume", subject: queue.SubjectAPIScheduleResume, handle: c.apiScheduleResume,
+			description: "Resume a paused schedule; windows that passed while it was paused never fire.",
+			request:     &queue.ScheduleRequest{}, response: &queue.Schedule{}, errors: schedErrs},
+		{name: "schedule-rm", subject: queue.SubjectAPIScheduleRm, handle: c.apiScheduleRm,
+			description: "Remove a schedule; answers with it as it was.",
+			request:     &queue.ScheduleRequest{}, response: &queue.Schedule{}, errors: schedErrs},
+	}
+}
 
 // serveAPI registers the request/reply API (queue.SubjectAPI*) as the NATS
 // micro service "bulkbackup". Stop the returned service on shutdown.
 func (c *Coordinator) serveAPI(ctx context.Context) (micro.Service, error) {
 	svc, err := micro.AddService(c.nc, micro.Config{
-		Name: "bulkbackup", Version: ServiceVersion,
-		Description: "bulkbackup coordinator: jobs, job records and backup history",
+		Name: ServiceName, Version: ServiceVersion(),
+		Description: "bulkbackup coordinator: submit and cancel jobs, job records, backup history, workers and schedules",
+		Metadata: map[string]string{
+			"version":         version.Version,
+			"message_version": fmt.Sprint(queue.MessageVersion),
+			"events":          "bulk.event.job.<job_id> (stream BULK_EVENTS; the last one per job is kept)",
+			"docs":            "README.md#nats-subjects-for-ci-systems",
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: micro service: %w", err)
 	}
-	endpoints := []struct {
-		name, subject string
-		handle        func(ctx context.Context, data []byte) (any, error)
-	}{
-		{"jobs", queue.SubjectAPIJobs, c.apiJobs},
-		{"job", queue.SubjectAPIJob, c.apiJob},
-		{"history", queue.SubjectAPIHistory, c.apiHistory},
-		{"workers", queue.SubjectAPIWorkers, c.apiWorkers},
-		{"schedule-add", queue.SubjectAPIScheduleAdd, c.apiScheduleAdd},
-		{"schedule-list", queue.SubjectAPIScheduleList, c.apiScheduleList},
-		{"schedule-get", queue.SubjectAPIScheduleGet, c.apiScheduleGet},
-		{"schedule-pause", queue.SubjectAPISchedulePause, c.apiSchedulePause},
-		{"schedule-resume", queue.SubjectAPIScheduleResume, c.apiScheduleResume},
-		{"schedule-rm", queue.SubjectAPIScheduleRm, c.apiScheduleRm},
-	}
-	for _, ep := range endpoints {
+	for _, ep := range c.endpoints() {
 		handler := micro.HandlerFunc(func(req micro.Request) {
 			reply, err := ep.handle(ctx, req.Data())
-			switch {
-			case errors.Is(err, queue.ErrBadMessage):
-				_ = req.Error("400", err.Error(), nil)
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-				_ = req.Error("404", err.Error(), nil)
-			case err != nil:
-				_ = req.Error("500", err.Error(), nil)
-			default:
-				_ = req.RespondJSON(reply)
+			if err != nil {
+				code := apiErrorCode(err)
+				if code == queue.ErrorCodeInternal {
+					c.logger.ErrorContext(ctx, "API request failed", "endpoint", ep.name, "err", err)
+				}
+				_ = req.Error(fmt.Sprint(code), err.Error(), nil)
+				return
 			}
+			_ = req.RespondJSON(reply)
 		})
-		if err := svc.AddEndpoint(ep.name, handler, micro.WithEndpointSubject(ep.subject)); err != nil {
+		if ep.handler != nil {
+			handler = ep.handler(ctx)
+		}
+		meta := map[string]string{
+			"description":     ep.description,
+			"request_schema":  queue.Schema(ep.request),
+			"response_schema": queue.Schema(ep.response),
+			"errors":          ep.errors,
+		}
+		if err := svc.AddEndpoint(ep.name, handler, micro.WithEndpointSubject(ep.subject), micro.WithEndpointMetadata(meta)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("coordinator: endpoint %s: %w", ep.subject, err)
 		}
 	}
 	return svc, nil
+}
+
+// apiErrorCode is the API's error code for err: 400 for a malformed or
+// invalid request, 404 for an unknown job or schedule, else 500.
+func apiErrorCode(err error) int {
+	switch {
+	case errors.Is(err, queue.ErrBadMessage):
+		return queue.ErrorCodeInvalid
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return queue.ErrorCodeNotFound
+	}
+	return queue.ErrorCodeInternal
 }
 
 // allJobs loads every job record.
@@ -137,8 +232,17 @@ func (c *Coordinator) apiHistory(ctx context.Context, data []byte) (any, error) 
 		if j.State != queue.StateSucceeded {
 			run.SnapshotID = "" // chosen, never committed
 		}
-		if run.Seconds == 0 && !j.Finished.IsZero() && !j.Started.IsZero() {
-			run.Seconds = j.Finished.Sub(j.Started).Seconds()
+		if run.Started.IsZero() {
+			// Refused, or ended before it started: listed when it was
+			// asked for, not at the beginning of time.
+			run.Started = j.Created
+		}
+		if run.SourceBytes == 0 {
+			// Ended before its commit: the bytes it got through.
+			run.SourceBytes = j.Progress.BytesDone
+		}
+		if run.Seconds == 0 && !j.Finished.IsZero() && !run.Started.IsZero() {
+			run.Seconds = j.Finished.Sub(run.Started).Seconds()
 		}
 		if run.Seconds > 0 && j.State == queue.StateSucceeded {
 			run.MBps = float64(run.SourceBytes) / 1e6 / run.Seconds

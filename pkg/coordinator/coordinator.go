@@ -3,19 +3,16 @@ package coordinator
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/bulkbackup/bulkbackup/pkg/chunk"
-	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -102,6 +99,9 @@ type Coordinator struct {
 	// partial files and removes those of any other job.
 	restoring map[string]bool
 	jobs      sync.WaitGroup
+	// ready is set while Run serves: its streams, bucket and API are set
+	// up (Ready).
+	ready atomic.Bool
 	// stopping is closed when Run's context ends. Jobs live until then,
 	// not as long as the request handler that started them: a handler's
 	// context ends whenever the request consumer is rebound (a NATS node
@@ -152,11 +152,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	defer svc.Stop()
+	c.ready.Store(true)
+	defer c.ready.Store(false)
 	c.logger.InfoContext(ctx, "coordinator serving")
 	err = queue.Serve(ctx, c.js, queue.StreamRequests, jetstream.ConsumerConfig{
 		Durable: queue.ConsumerCoordinator, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 30 * time.Second, MaxDeliver: 5,
 	}, queue.HandlerFunc(c.handleRequest), queue.ConsumeConfig{Workers: 4, Logger: c.logger})
+	_ = svc.Stop() // no more requests through the API while the jobs wind down
 	c.jobs.Wait()
 	c.logger.InfoContext(context.WithoutCancel(ctx), "coordinator stopped")
 	return err
@@ -214,36 +217,6 @@ func (c *Coordinator) publishEvent(ctx context.Context, job *queue.Job, message 
 	}
 }
 
-// handleRequest turns one request message into a job.
-func (c *Coordinator) handleRequest(ctx context.Context, msg jetstream.Msg) error {
-	job, replyTo, err := c.decodeRequest(msg.Subject(), msg.Data())
-	if job == nil && err == nil {
-		return nil // a cancel request, handled
-	}
-	if err != nil {
-		c.logger.WarnContext(ctx, "rejected request", "subject", msg.Subject(), "err", err)
-		c.reply(replyTo, "", err)
-		// A failed job is recorded only under an ID the client chose, so it
-		// can follow it and read why; a rejected request without one (say
-		// {"v":1}) leaves nothing behind.
-		if job != nil && job.ID != "" && clientChoseID(msg.Data()) {
-			if existing, getErr := c.kv.Get(ctx, job.ID); getErr == nil && existing != nil {
-				return queue.Permanent(err) // never clobber another job's record
-			}
-			job.State, job.Error, job.Finished = queue.StateFailed, err.Error(), time.Now().UTC()
-			if saveErr := c.saveJob(ctx, job); saveErr == nil {
-				c.publishEvent(ctx, job, "")
-			}
-		}
-		return queue.Permanent(err)
-	}
-	if err := c.createJob(ctx, job); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return err
-	}
-	c.reply(replyTo, job.ID, nil) // also to a repeated submission of the same job
-	return nil
-}
-
 // createJob records a new job, announces it and starts it. If a job with
 // its ID exists (a repeated request, a schedule's window already fired) it
 // does nothing and returns an error wrapping jetstream.ErrKeyExists.
@@ -255,146 +228,6 @@ func (c *Coordinator) createJob(ctx context.Context, job *queue.Job) error {
 	c.publishEvent(ctx, job, "")
 	c.start(ctx, job)
 	return nil
-}
-
-// decodeRequest validates a request. It returns the job to create, or nil
-// for requests that create none (cancel). On error the job, if not nil,
-// carries the ID the client chose so the rejection can be reported on it.
-func (c *Coordinator) decodeRequest(subject string, data []byte) (*queue.Job, string, error) {
-	now := time.Now().UTC()
-	newJob := func(id, kind string) *queue.Job {
-		if id == "" {
-			id = uuid.NewString()
-		}
-		return &queue.Job{V: queue.MessageVersion, ID: id, Kind: kind, State: queue.StateQueued, Created: now}
-	}
-	// undecodable returns, for a request that does not decode, a job under
-	// the ID the client chose and its reply subject, when a lenient reading
-	// finds them, so the rejection reaches the client.
-	undecodable := func(kind string, err error) (*queue.Job, string, error) {
-		var ids struct {
-			JobID   string `json:"job_id"`
-			ReplyTo string `json:"reply_to"`
-		}
-		if json.Unmarshal(data, &ids) != nil {
-			return nil, "", err
-		}
-		if ids.JobID == "" || queue.CheckToken("job_id", ids.JobID) != nil {
-			return nil, ids.ReplyTo, err
-		}
-		return newJob(ids.JobID, kind), ids.ReplyTo, err
-	}
-	switch subject {
-	case queue.SubjectRequestBackup:
-		var req queue.BackupRequest
-		if err := queue.Decode(data, &req); err != nil {
-			return undecodable(queue.KindBackup, err)
-		}
-		job := newJob(req.JobID, queue.KindBackup)
-		job.Backup = &req
-		return job, req.ReplyTo, checkBackup(&req)
-	case queue.SubjectRequestRestore:
-		var req queue.RestoreRequest
-		if err := queue.Decode(data, &req); err != nil {
-			return undecodable(queue.KindRestore, err)
-		}
-		job := newJob(req.JobID, queue.KindRestore)
-		job.Restore = &req
-		return job, req.ReplyTo, checkRestore(&req)
-	case queue.SubjectRequestCancel:
-		var req queue.CancelRequest
-		if err := queue.Decode(data, &req); err != nil {
-			return nil, "", err
-		}
-		c.cancel(req.JobID)
-		return nil, "", nil
-	default:
-		return nil, "", fmt.Errorf("%w: unknown request subject %s", queue.ErrBadMessage, subject)
-	}
-}
-
-// clientChoseID reports whether a request names its job ID.
-func clientChoseID(data []byte) bool {
-	var ids struct {
-		JobID string `json:"job_id"`
-	}
-	return json.Unmarshal(data, &ids) == nil && ids.JobID != ""
-}
-
-func checkJobID(id string) error {
-	if id == "" {
-		return nil
-	}
-	return queue.CheckToken("job_id", id)
-}
-
-func checkBackup(req *queue.BackupRequest) error {
-	if err := checkJobID(req.JobID); err != nil {
-		return err
-	}
-	if err := req.Source.Check(); err != nil {
-		return fmt.Errorf("source: %w", err)
-	}
-	if req.Repo == "" {
-		return errors.New("no repository given")
-	}
-	if req.ChunkSize == 0 {
-		req.ChunkSize = layout.DefaultChunkSize
-	}
-	if err := layout.CheckChunkSize(req.ChunkSize); err != nil {
-		return err
-	}
-	level, err := chunk.ParseLevel(req.Level)
-	if err != nil {
-		return err
-	}
-	req.Level = level.String()
-	return checkSelection(req)
-}
-
-func checkRestore(req *queue.RestoreRequest) error {
-	if err := checkJobID(req.JobID); err != nil {
-		return err
-	}
-	if req.Repo == "" {
-		return errors.New("no repository given")
-	}
-	if req.Snapshot == "" {
-		return errors.New("no snapshot given")
-	}
-	if len(req.Targets) == 0 {
-		return errors.New("no restore target given")
-	}
-	seen := make(map[queue.Endpoint]bool)
-	for _, t := range req.Targets {
-		if err := t.Check(); err != nil {
-			return fmt.Errorf("target: %w", err)
-		}
-		if seen[t] {
-			return fmt.Errorf("target %s given twice", t)
-		}
-		seen[t] = true
-	}
-	return nil
-}
-
-func (c *Coordinator) reply(subject, jobID string, err error) {
-	if subject == "" {
-		return
-	}
-	ans := queue.JobAccepted{V: queue.MessageVersion, JobID: jobID}
-	if err != nil {
-		ans.Error = err.Error()
-	}
-	_ = c.nc.Publish(subject, queue.Encode(&ans))
-}
-
-func (c *Coordinator) cancel(jobID string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cancel, ok := c.running[jobID]; ok {
-		cancel(errCancelled)
-	}
 }
 
 // otherRestores returns the restore jobs running besides jobID.
@@ -486,6 +319,7 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 	if job.Kind == queue.KindRestore {
 		jr.dropGrant(endCtx)
 	}
+	ended(job)
 	c.cfg.Metrics.JobEnded(job.Kind, job.State)
 	if err := c.saveJob(endCtx, job); err != nil {
 		logger.ErrorContext(endCtx, "save final job state", "err", err)
@@ -558,7 +392,9 @@ func isUnavailable(err error) bool {
 func (c *Coordinator) pollQueues(ctx context.Context) {
 	ticker := time.NewTicker(5 * time.Second)
 	defer ticker.Stop()
+	fleet := newObserver(c)
 	for {
+		fleet.observe(ctx)
 		for _, name := range []string{queue.StreamReady, queue.StreamWork} {
 			stream, err := c.js.Stream(ctx, name)
 			if err != nil {

@@ -228,13 +228,14 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 		return err
 	}
 	jr.job.State = queue.StateCommitting
+	jr.job.Stats = snap.Stats // what is being committed
 	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
 	snap.Hash = repo.HashName() // the chunks' IDs are the repository's: SHA-256, or its keyed MAC
 	if err := repo.SaveSnapshot(ctx, snap); err != nil {
+		jr.job.Stats = manifest.Stats{}
 		return fmt.Errorf("commit: %w", err)
 	}
-	jr.job.Stats = snap.Stats
 	jr.purge(ctx, true)
 	return nil
 }

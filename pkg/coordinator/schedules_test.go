@@ -313,6 +313,8 @@ func TestScheduleOverlapSkipped(t *testing.T) {
 	clock.set(w3)
 	id3 := queue.ScheduledJobID("often", w3)
 	waitFor(t, "the third window's job", func() bool { return b.jobState(t, id3) != "" })
+	// The window is recorded just after its job is created.
+	waitFor(t, "the third window recorded", func() bool { return sameTime(b.getSchedule(t, "often").LastFired, w3) })
 	if s := b.getSchedule(t, "often"); !sameTime(s.LastFired, w3) || !sameTime(s.LastSkipped, w2) {
 		t.Errorf("schedule after the third window: %+v", s)
 	}

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -11,19 +13,30 @@ import (
 )
 
 // Submit publishes a request on subject into StreamRequests. jobID, when
-// set, deduplicates repeated submissions of the same job.
+// set, deduplicates repeated submissions of the same request: the message
+// ID is the job ID and a digest of the request, so that a retried publish
+// is stored once while a different request under the same job ID still
+// reaches the coordinator, which refuses it as a conflict.
 func Submit(ctx context.Context, js jetstream.JetStream, subject string, req any, jobID string) error {
+	data := Encode(req)
 	var opts []jetstream.PublishOpt
 	if jobID != "" {
-		opts = append(opts, jetstream.WithMsgID(jobID))
+		opts = append(opts, jetstream.WithMsgID(RequestMsgID(jobID, data)))
 	}
-	if _, err := js.Publish(ctx, subject, Encode(req), opts...); err != nil {
+	if _, err := js.Publish(ctx, subject, data, opts...); err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return fmt.Errorf("submit on %s: no coordinator has set up the streams (is a coordinator running?): %w", subject, err)
 		}
 		return fmt.Errorf("submit on %s: %w", subject, err)
 	}
 	return nil
+}
+
+// RequestMsgID is the deduplication ID Submit gives a request of job jobID:
+// the job ID and the first 16 hex digits of the SHA-256 of the request.
+func RequestMsgID(jobID string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return jobID + "." + hex.EncodeToString(sum[:8])
 }
 
 // Follow calls fn with each event of job jobID, from the first, until one

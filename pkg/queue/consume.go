@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,10 @@ type HandlerFunc func(ctx context.Context, msg jetstream.Msg) error
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, msg jetstream.Msg) error { return f(ctx, msg) }
 
-type permanentError struct{ err error }
+type permanentError struct {
+	err      error
+	obsolete bool
+}
 
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
@@ -38,6 +42,18 @@ func (e *permanentError) Unwrap() error { return e.err }
 // Permanent marks err as one that retrying cannot fix; the message is
 // terminated rather than redelivered.
 func Permanent(err error) error { return &permanentError{err: err} }
+
+// Obsolete marks err as saying that the message is no longer wanted: its
+// job has ended (cancelled, or failed elsewhere). The message is terminated
+// as for Permanent (IsPermanent holds), but nothing went wrong: it is
+// logged at info, not as an error.
+func Obsolete(err error) error { return &permanentError{err: err, obsolete: true} }
+
+// IsObsolete reports whether err was marked by Obsolete.
+func IsObsolete(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p) && p.obsolete
+}
 
 // IsPermanent reports whether err was marked by Permanent.
 func IsPermanent(err error) bool {
@@ -213,9 +229,15 @@ func settle(ctx context.Context, msg jetstream.Msg, err error, cfg ConsumeConfig
 	var retry *retryError
 	reason := "error"
 	switch {
+	case IsObsolete(err):
+		logger.InfoContext(ctx, "dropping a message of an ended job", "job_id", JobOfSubject(msg.Subject()),
+			"subject", msg.Subject(), "err", err)
+		_ = msg.TermWithReason(err.Error())
+		return
 	case IsPermanent(err):
 		reason = "permanent"
-		logger.ErrorContext(ctx, "giving up on message", "subject", msg.Subject(), "attempt", attempt, "err", err)
+		logger.ErrorContext(ctx, "giving up on message", "job_id", JobOfSubject(msg.Subject()),
+			"subject", msg.Subject(), "attempt", attempt, "err", err)
 		_ = msg.TermWithReason(err.Error())
 	case errors.As(err, &retry):
 		reason = "retry_after"
@@ -223,12 +245,23 @@ func settle(ctx context.Context, msg jetstream.Msg, err error, cfg ConsumeConfig
 		_ = msg.NakWithDelay(retry.delay)
 	default:
 		delay := min(cfg.MaxBackoff, time.Duration(1<<min(attempt, 10))*100*time.Millisecond)
-		logger.WarnContext(ctx, "message failed; will retry", "subject", msg.Subject(), "attempt", attempt, "err", err)
+		logger.WarnContext(ctx, "message failed; will retry", "job_id", JobOfSubject(msg.Subject()),
+			"subject", msg.Subject(), "attempt", attempt, "err", err)
 		_ = msg.NakWithDelay(delay)
 	}
 	if cfg.OnRetry != nil {
 		cfg.OnRetry(reason)
 	}
+}
+
+// JobOfSubject returns the job a work item or chunk descriptor belongs to
+// (the last token of bulk.work.<op>.<host>.<job> and bulk.ready.<job>), or
+// "" for other subjects.
+func JobOfSubject(subject string) string {
+	if !strings.HasPrefix(subject, "bulk.work.") && !strings.HasPrefix(subject, "bulk.ready.") {
+		return ""
+	}
+	return subject[strings.LastIndexByte(subject, '.')+1:]
 }
 
 // Serve binds the durable consumer cc on stream and runs Consume until ctx

@@ -138,15 +138,31 @@ func (r *RestoreRequest) version() int { return r.V }
 type CancelRequest struct {
 	V     int    `json:"v"`
 	JobID string `json:"job_id"`
+	// ReplyTo, if set, receives a JobAccepted message: the job's state once
+	// it has ended (or after a few seconds), or why it cannot be cancelled.
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 func (r *CancelRequest) version() int { return r.V }
 
-// JobAccepted answers a request's ReplyTo.
+// JobAccepted answers a request: on its ReplyTo, and as the reply of the
+// API's bulk.api.backup, bulk.api.restore and bulk.api.cancel (see
+// SubjectAPIBackup).
 type JobAccepted struct {
 	V     int    `json:"v"`
 	JobID string `json:"job_id,omitempty"`
-	Error string `json:"error,omitempty"`
+	// State is the job's state when the answer was sent (queued for a job
+	// just created; for a cancel, cancelled once the job has stopped).
+	State string `json:"state,omitempty"`
+	// Existing says a job of this ID already existed with the same
+	// parameters: the request was a repeat and changed nothing.
+	Existing bool `json:"existing,omitempty"`
+	// Error says why the request was refused; Errors lists every problem
+	// found with it (Error joins them), and Code classifies it as the API's
+	// error codes do (ErrorCode*).
+	Error  string   `json:"error,omitempty"`
+	Errors []string `json:"errors,omitempty"`
+	Code   int      `json:"code,omitempty"`
 }
 
 func (r *JobAccepted) version() int { return r.V }

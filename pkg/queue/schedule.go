@@ -46,6 +46,9 @@ type Schedule struct {
 	// Resumed is when the schedule was last resumed: windows that passed
 	// while it was paused never fire.
 	Resumed time.Time `json:"resumed,omitzero"`
+	// Retimed is when its cron expression or time zone was last changed
+	// (ScheduleSetRequest): windows of the new timing before it never fire.
+	Retimed time.Time `json:"retimed,omitzero"`
 	// LastFired is the newest window a job was started for, LastJobID
 	// that job (ScheduledJobID of the window).
 	LastFired time.Time `json:"last_fired,omitzero"`
@@ -70,13 +73,16 @@ func (s *Schedule) Handled() time.Time {
 	return s.LastFired
 }
 
-// Since returns when the schedule was created or last resumed, whichever
-// is later: windows at or before it never fire.
+// Since returns when the schedule was created, last resumed or last
+// retimed, whichever is latest: windows at or before it never fire.
 func (s *Schedule) Since() time.Time {
-	if s.Resumed.After(s.Created) {
-		return s.Resumed
+	since := s.Created
+	for _, t := range []time.Time{s.Resumed, s.Retimed} {
+		if t.After(since) {
+			since = t
+		}
 	}
-	return s.Created
+	return since
 }
 
 // MaxScheduleName is the longest schedule name, so that a scheduled job's

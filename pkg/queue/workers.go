@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulkbackup/bulkbackup/pkg/version"
 )
 
 // BucketWorkers is the KV bucket where readers and compressors announce
@@ -70,7 +71,7 @@ func (r *WorkersReply) version() int { return r.V }
 
 // Heartbeat announces a worker until ctx is cancelled, then removes its
 // entry. status is called for each beat; Heartbeat fills in LastSeen, MBps
-// and the version field. It waits for the bucket (the coordinator creates
+// and the version field (the build's, pkg/version). It waits for the bucket (the coordinator creates
 // it) and logs nothing: a missed beat only delays the fleet view.
 func Heartbeat(ctx context.Context, js jetstream.JetStream, status func() WorkerStatus) {
 	var (
@@ -92,7 +93,7 @@ func Heartbeat(ctx context.Context, js jetstream.JetStream, status func() Worker
 		if kv != nil {
 			s := status()
 			now := time.Now().UTC()
-			s.V, s.LastSeen, s.Version = MessageVersion, now, buildVersion()
+			s.V, s.LastSeen, s.Version = MessageVersion, now, version.Version
 			if !lastAt.IsZero() {
 				s.MBps = float64(s.Bytes-lastB) / 1e6 / now.Sub(lastAt).Seconds()
 			}
@@ -148,22 +149,4 @@ func ListWorkers(ctx context.Context, js jetstream.JetStream) ([]WorkerStatus, e
 		}
 	}
 	return workers, nil
-}
-
-// buildVersion names the running build: the module version, or the VCS
-// revision for a development build.
-func buildVersion() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return "devel-" + s.Value[:12]
-		}
-	}
-	return "devel"
 }

@@ -212,8 +212,9 @@ func LocalHost() string {
 
 // Run runs a service until ctx is cancelled, serving its metrics and health
 // probes on metricsAddr when one is given. The service is ready while its
-// NATS connection is up.
-func Run(ctx context.Context, metricsAddr string, m *metrics.Metrics, nc *nats.Conn, logger *slog.Logger, run func(context.Context) error) error {
+// NATS connection is up and every one of checks (the service's own: the
+// coordinator's streams and API are set up) returns nil.
+func Run(ctx context.Context, metricsAddr string, m *metrics.Metrics, nc *nats.Conn, logger *slog.Logger, run func(context.Context) error, checks ...func() error) error {
 	if metricsAddr == "" {
 		return run(ctx)
 	}
@@ -222,6 +223,11 @@ func Run(ctx context.Context, metricsAddr string, m *metrics.Metrics, nc *nats.C
 	ready := func() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("NATS %s", strings.ToLower(nc.Status().String()))
+		}
+		for _, check := range checks {
+			if err := check(); err != nil {
+				return err
+			}
 		}
 		return nil
 	}

@@ -46,3 +46,28 @@ func TestString(t *testing.T) {
 		t.Errorf("String = %q, want %q", got, want)
 	}
 }
+
+func TestSemver(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"v1.2.3", "1.2.3"},
+		{"1.2.3-rc.1", "1.2.3-rc.1"},
+		{"v0.4.1-12-gabc1234", "0.4.1+12.gabc1234"},
+		{"v0.4.1-12-gabc1234-dirty", "0.4.1+12.gabc1234.dirty"},
+		{"v1.0.0-rc.1-3-g0123abc", "1.0.0-rc.1+3.g0123abc"},
+		{"b04e2fa", "0.0.0+b04e2fa"},
+		{"b04e2fa-dirty", "0.0.0+b04e2fa-dirty"},
+		{"0123456789ab-dirty", "0.0.0+0123456789ab-dirty"},
+		{"devel", "0.0.0+devel"},
+		{"release/2026 candidate", "0.0.0+release-2026-candidate"},
+		{"", "0.0.0+devel"},
+	}
+	for _, tt := range tests {
+		got := semver(tt.in)
+		if got != tt.want {
+			t.Errorf("semver(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if !semverRE.MatchString(got) {
+			t.Errorf("semver(%q) = %q, not a semantic version", tt.in, got)
+		}
+	}
+}
