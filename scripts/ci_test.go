@@ -226,6 +226,10 @@ func TestCIOverNATS(t *testing.T) {
 	defer nc.Close()
 	run := strings.ToLower(rand.Text()[:8])
 	repo := "s3://ci-" + run + "/main"
+	// The repository is made beforehand, as an operator makes it (a backup
+	// does not create one), in plaintext (not with the fleet's password);
+	// the pipeline itself only talks NATS.
+	f.bulkctlOK(ctx, t, []string{"BULK_PASSWORD_FILE"}, "init", "-r", repo, "--plaintext")
 
 	// Discovery: the micro service, its version, its endpoints described.
 	msg, err := nc.Request("$SRV.INFO.bulkbackup", nil, 5*time.Second)

@@ -925,6 +925,26 @@ func startFleet(ctx context.Context, t *testing.T, compressors int) *fleet {
 	return f
 }
 
+// bulkctlOK runs the fleet's bulkctl with args and the fleet's
+// environment less the variables in unset, failing the test unless it
+// exits 0, and returns its stdout.
+func (f *fleet) bulkctlOK(ctx context.Context, t testing.TB, unset []string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, filepath.Join(f.bins, "bulkctl"), args...)
+	cmd.Env = slices.Clone(f.scriptEnv)
+	for k, v := range f.env {
+		if !slices.Contains(unset, k) {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bulkctl %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.Bytes()
+}
+
 func (f *fleet) pid(t testing.TB, name string) int {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(f.dir, "pids", name+".pid"))
