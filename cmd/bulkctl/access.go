@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"filippo.io/age"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/keyring"
@@ -153,7 +155,7 @@ func restoreRecipients(ctx context.Context, s *session, targets []queue.Endpoint
 	if s.fleet != nil {
 		return []age.Recipient{s.fleet.Recipient()}, nil
 	}
-	workers, err := queue.ListWorkers(ctx, s.js)
+	workers, err := announcedReaders(ctx, s.js, targets)
 	if err != nil {
 		return nil, err
 	}
@@ -174,4 +176,35 @@ func restoreRecipients(ctx context.Context, s *session, targets []queue.Endpoint
 		return nil, errors.New("no target host to grant the restore to")
 	}
 	return out, nil
+}
+
+// announceWait is how long a restore waits for the targets' readers to
+// announce their host keys: a reader started a moment ago announces itself
+// within a second or two of the coordinator's being up.
+const announceWait = 10 * time.Second
+
+// announcedReaders lists the live workers once a reader of every target
+// host has announced a host key, or when announceWait has passed (the
+// caller then says which host has none).
+func announcedReaders(ctx context.Context, js jetstream.JetStream, targets []queue.Endpoint) ([]queue.WorkerStatus, error) {
+	deadline := time.Now().Add(announceWait)
+	for {
+		workers, err := queue.ListWorkers(ctx, js)
+		if err != nil {
+			return nil, err
+		}
+		missing := slices.ContainsFunc(targets, func(t queue.Endpoint) bool {
+			return !slices.ContainsFunc(workers, func(w queue.WorkerStatus) bool {
+				return w.Role == queue.RoleReader && w.Host == t.Host && w.Recipient != ""
+			})
+		})
+		if !missing || time.Now().After(deadline) {
+			return workers, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

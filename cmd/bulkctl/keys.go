@@ -431,20 +431,7 @@ func keyWriteKey(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%s exists; write-key never overwrites a file", *out)
-	}
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(*out)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(*out)
+	if err := writeSecretFile(*out, data, "write-key"); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "wrote the %s write key of repository %s to %s (fingerprint %s)\n", *forWhom, repo.Config().ID, *out, wk.Fingerprint())
@@ -467,22 +454,32 @@ func keyIdentity(e *env, args []string) error {
 		return err
 	}
 	content := fmt.Sprintf("# created: %s\n# public key: %s\n%s\n", time.Now().UTC().Format(time.RFC3339), id.Recipient(), id)
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err := writeSecretFile(*out, []byte(content), "key identity"); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, id.Recipient())
+	return nil
+}
+
+// writeSecretFile writes data to a new file at path, mode 0600, and never
+// overwrites one (cmd names the command in the error); a failed write
+// leaves no file.
+func writeSecretFile(path string, data []byte, cmd string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%s exists; key identity never overwrites a file", *out)
+		return fmt.Errorf("%s exists; %s never overwrites a file", path, cmd)
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteString(content); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
-		os.Remove(*out)
-		return err
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(*out)
-		return err
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	fmt.Fprintln(e.stdout, id.Recipient())
 	return nil
 }
