@@ -124,21 +124,7 @@ func TestProcessFilesUnreadable(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the reader as another user; pkg/fleet's TestFilesChangingAndUnreadable covers mode-000 files for non-root runs")
 	}
-	bin := testenv.Binaries(t)
-	// Everything the unprivileged reader needs lies in a world-readable
-	// directory: its binary and the tree.
-	shared, err := os.MkdirTemp("", "bulkctl-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
-	if err := os.Chmod(shared, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	readerBin := filepath.Join(shared, "reader")
-	if out, err := exec.Command("cp", filepath.Join(bin, "reader"), readerBin).CombinedOutput(); err != nil {
-		t.Fatalf("copy reader: %v: %s", err, out)
-	}
+	shared, readerBin := nobodyReaderDir(t)
 	src := filepath.Join(shared, "src")
 	writeTree(t, src, 10)
 	if err := os.WriteFile(filepath.Join(src, "secret"), []byte("root only\n"), 0o600); err != nil {
@@ -247,4 +233,26 @@ func TestFilesAutoDevice(t *testing.T) {
 	if res.Mode != "files" || !strings.Contains(res.Reason, "not the root of a mounted filesystem") {
 		t.Errorf("auto mode on a plain directory over the threshold: %q (%s), want files", res.Mode, res.Reason)
 	}
+}
+
+// nobodyReaderDir makes a world-readable directory, removed when the test
+// ends, holding a copy of the reader's binary: everything a reader run as
+// an unprivileged user needs (the test puts the tree there too). It
+// returns the directory and the binary.
+func nobodyReaderDir(t *testing.T) (dir, readerBin string) {
+	t.Helper()
+	bin := testenv.Binaries(t)
+	dir, err := os.MkdirTemp("", "bulkctl-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	readerBin = filepath.Join(dir, "reader")
+	if out, err := exec.Command("cp", filepath.Join(bin, "reader"), readerBin).CombinedOutput(); err != nil {
+		t.Fatalf("copy reader: %v: %s", err, out)
+	}
+	return dir, readerBin
 }

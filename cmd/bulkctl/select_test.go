@@ -129,19 +129,7 @@ func selectionAsNobody(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	bin := testenv.Binaries(t)
-	shared, err := os.MkdirTemp("", "bulkctl-select-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
-	if err := os.Chmod(shared, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	readerBin := filepath.Join(shared, "reader")
-	if out, err := exec.Command("cp", filepath.Join(bin, "reader"), readerBin).CombinedOutput(); err != nil {
-		t.Fatalf("copy reader: %v: %s", err, out)
-	}
+	shared, readerBin := nobodyReaderDir(t)
 	src := filepath.Join(shared, "src")
 	listed, left := selectionTree(t, src)
 	// The repository lies inside the source (compressors, as root, write

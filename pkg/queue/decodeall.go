@@ -94,9 +94,9 @@ func DecodeAll(data []byte, v interface{ version() int }) *Report {
 	}
 	// In the order the type declares its fields, as a reader of the
 	// documentation expects them.
-	slices.SortFunc(names, func(a, b string) int { return known[a] - known[b] })
+	slices.SortFunc(names, func(a, b string) int { return slices.Compare(known[a], known[b]) })
 	for _, name := range names {
-		f := rv.Field(known[name])
+		f := rv.FieldByIndex(known[name])
 		dst := reflect.New(f.Type())
 		fdec := json.NewDecoder(bytes.NewReader(fields[name]))
 		fdec.DisallowUnknownFields()
@@ -122,23 +122,32 @@ func DecodeAll(data []byte, v interface{ version() int }) *Report {
 }
 
 // jsonFields maps the JSON names of a struct's exported fields to their
-// indexes.
-func jsonFields(t reflect.Type) map[string]int {
-	m := make(map[string]int)
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
+// index paths, taking the fields of an embedded struct without a JSON
+// name as the struct's own, as encoding/json does.
+func jsonFields(t reflect.Type) map[string][]int {
+	m := make(map[string][]int)
+	var walk func(t reflect.Type, at []int)
+	walk = func(t reflect.Type, at []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			path := append(slices.Clip(at), i)
+			if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+				walk(f.Type, path)
+				continue
+			}
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if old, ok := m[name]; !ok || len(path) < len(old) { // the shallower field wins
+				m[name] = path
+			}
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		m[name] = i
 	}
+	walk(t, nil)
 	return m
 }
 
