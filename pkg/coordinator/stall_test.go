@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/coordinator"
-	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"

@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/coordinator"
 	"github.com/bulkbackup/bulkbackup/pkg/dashboard"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
-	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/reader"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"

@@ -13,8 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
-	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"

@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/broker"
-	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 

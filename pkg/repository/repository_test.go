@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
-	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
 	"github.com/bulkbackup/bulkbackup/pkg/store/retry"

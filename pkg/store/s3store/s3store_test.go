@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bulkbackup/bulkbackup/pkg/internal/testenv"
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/s3store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storetest"
