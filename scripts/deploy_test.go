@@ -27,89 +27,22 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/volgen"
 )
 
 // binNames are the bulkbackup binaries under cmd/.
 var binNames = []string{"coordinator", "reader", "compressor", "bulkctl"}
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
-}
-
-// root returns the repository root (tests run in scripts/).
-func root(t testing.TB) string {
-	t.Helper()
-	dir, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		t.Fatalf("repository root: %v", err)
-	}
-	return dir
-}
-
-// binaries builds the four binaries once per test run and returns their
-// directory.
-func binaries(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "deploy-test-bin-"); binErr != nil {
-			return
-		}
-		args := []string{"build", "-o", binDir + string(filepath.Separator)}
-		// Stamped as the Makefile does (pkg/version), where git can say.
-		describe := exec.Command("git", "describe", "--tags", "--always", "--dirty")
-		describe.Dir = root(t)
-		if out, err := describe.Output(); err == nil {
-			args = append(args, "-ldflags", "-X github.com/bulkbackup/bulkbackup/pkg/version.Version="+strings.TrimSpace(string(out)))
-		}
-		cmd := exec.Command(goTool(), append(args, "./cmd/...")...)
-		cmd.Dir = root(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binDir
-}
-
-func goTool() string {
-	if goroot := os.Getenv("GOROOT"); goroot != "" {
-		if p := filepath.Join(goroot, "bin", "go"); fileExists(p) {
-			return p
-		}
-	}
-	return "go"
 }
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// skipOrFail skips the test, or fails it when CI=true: in CI a missing
-// dependency must not pass silently as a skipped test. (The same rule as
-// pkg/internal/testenv.SkipOrFail, which this package cannot import.)
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatalf(format+" (skipping is not allowed when CI=true)", args...)
-	}
-	t.Skipf(format, args...)
 }
 
 // flagsCache holds the flag names of each binary (and bulkctl subcommand).
@@ -130,7 +63,7 @@ func flagsOf(t testing.TB, bin string, sub ...string) map[string]bool {
 	if f, ok := flagsCache[key]; ok {
 		return f
 	}
-	cmd := exec.Command(filepath.Join(binaries(t), bin), append(slices.Clone(sub), "-h")...)
+	cmd := exec.Command(filepath.Join(testenv.Binaries(t), bin), append(slices.Clone(sub), "-h")...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -166,7 +99,7 @@ var (
 func bulkctlCommands(t testing.TB) []string {
 	t.Helper()
 	commandsOnce.Do(func() {
-		out, _ := exec.Command(filepath.Join(binaries(t), "bulkctl"), "--help").CombinedOutput()
+		out, _ := exec.Command(filepath.Join(testenv.Binaries(t), "bulkctl"), "--help").CombinedOutput()
 		for _, m := range regexp.MustCompile(`(?m)^\s+bulkctl ([a-z][a-z-]*)`).FindAllStringSubmatch(string(out), -1) {
 			if !slices.Contains(commands, m[1]) {
 				commands = append(commands, m[1])
@@ -273,7 +206,7 @@ var serviceKeys = []string{
 
 func loadCompose(t testing.TB) *compose {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root(t), "compose.yaml"))
+	data, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "compose.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,10 +333,10 @@ func TestComposeStructure(t *testing.T) {
 			t.Errorf("compose.yaml: %s does not keep /data in the named volume %s-data", name, name)
 		}
 	}
-	if !fileExists(filepath.Join(root(t), "configs", "nats-server.conf")) {
+	if !fileExists(filepath.Join(testenv.ModuleRoot(t), "configs", "nats-server.conf")) {
 		t.Error("configs/nats-server.conf is missing")
 	}
-	conf, _ := os.ReadFile(filepath.Join(root(t), "configs", "nats-server.conf"))
+	conf, _ := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "configs", "nats-server.conf"))
 	if !regexp.MustCompile(`(?m)^max_payload: 8MB$`).Match(conf) {
 		t.Error("configs/nats-server.conf: want max_payload: 8MB")
 	}
@@ -514,7 +447,7 @@ func TestComposeStructure(t *testing.T) {
 
 	// Images: the build targets exist in the Dockerfile, which pins the
 	// MinIO version the tests use.
-	dockerfile, err := os.ReadFile(filepath.Join(root(t), "Dockerfile"))
+	dockerfile, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +474,7 @@ var secretRE = regexp.MustCompile(`PASSWORD|SECRET|ACCESS_KEY|CREDS|TOKEN`)
 // appear in compose.yaml or on a command line.
 func TestComposeSecrets(t *testing.T) {
 	c := loadCompose(t)
-	data, err := os.ReadFile(filepath.Join(root(t), "compose.yaml"))
+	data, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "compose.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,7 +526,7 @@ func healthTest(s *service) []string {
 // envExample reads .env.example's assignments.
 func envExample(t testing.TB) map[string]string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(root(t), ".env.example"))
+	f, err := os.Open(filepath.Join(testenv.ModuleRoot(t), ".env.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -618,7 +551,7 @@ func envExample(t testing.TB) map[string]string {
 // scriptVar returns the default of VAR in a script's `VAR="${VAR:-value}"`.
 func scriptVar(t testing.TB, script, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root(t), "scripts", script))
+	data, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), "scripts", script))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,7 +569,7 @@ var docs = []string{"README.md", "docs/operations.md"}
 // Markdown file, comments removed, split at ; & | into commands.
 func shellLines(t testing.TB, path string) [][]string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root(t), path))
+	data, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(t), path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -858,41 +791,20 @@ func TestComposeReadiness(t *testing.T) {
 	}
 }
 
-// natsServer returns a nats-server binary from scripts/install-nats.sh,
-// skipping the test when there is none.
+// natsServer returns the nats-server binary scripts/install-nats.sh gives,
+// as fleet-up.sh takes it (the pinned version, built if need be, rather than
+// testenv.NATSServerBin's whatever is installed); without one the test is
+// skipped, or fails when CI=true.
 func natsServer(t testing.TB) string {
 	t.Helper()
-	cmd := exec.Command("bash", filepath.Join(root(t), "scripts", "install-nats.sh"))
+	cmd := exec.Command("bash", filepath.Join(testenv.ModuleRoot(t), "scripts", "install-nats.sh"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		skipOrFail(t, "no nats-server (scripts/install-nats.sh: %v)\n%s", err, stderr.String())
+		testenv.SkipOrFail(t, "no nats-server (scripts/install-nats.sh: %v)\n%s", err, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// minioServer finds the MinIO binary as pkg/internal/testenv does:
-// $BULK_MINIO_BIN, minio on $PATH, or $GOPATH/bin/minio.
-func minioServer(t testing.TB) string {
-	t.Helper()
-	if bin := os.Getenv("BULK_MINIO_BIN"); bin != "" {
-		return bin
-	}
-	if bin, err := exec.LookPath("minio"); err == nil {
-		return bin
-	}
-	out, err := exec.Command(goTool(), "env", "GOPATH").Output()
-	if err == nil {
-		gopath := filepath.SplitList(strings.TrimSpace(string(out)))
-		if len(gopath) > 0 && gopath[0] != "" {
-			if bin := filepath.Join(gopath[0], "bin", "minio"); fileExists(bin) {
-				return bin
-			}
-		}
-	}
-	skipOrFail(t, "no minio server binary; build it with scripts/install-minio.sh")
-	return ""
 }
 
 // TestNATSConfig checks configs/nats-server.conf with nats-server itself,
@@ -904,7 +816,7 @@ func TestNATSConfig(t *testing.T) {
 	if s == nil {
 		t.Fatal("compose.yaml: no nats1")
 	}
-	cmd := exec.Command(bin, "-t", "-c", filepath.Join(root(t), "configs", "nats-server.conf"))
+	cmd := exec.Command(bin, "-t", "-c", filepath.Join(testenv.ModuleRoot(t), "configs", "nats-server.conf"))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range s.Environment {
 		if strings.HasPrefix(v, "${") { // a secret from .env
@@ -974,8 +886,8 @@ func TestFleetScripts(t *testing.T) {
 		t.Skip("starts a fleet of processes")
 	}
 	natsBin := natsServer(t)
-	minioBin := minioServer(t)
-	bins := binaries(t)
+	minioBin := testenv.MinIOBin(t)
+	bins := testenv.Binaries(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
@@ -993,7 +905,7 @@ func TestFleetScripts(t *testing.T) {
 	env = append(env, "FLEET_DIR="+f.dir, "COMPRESSORS=2", "FLEET_BIN="+bins, "FLEET_TIMEOUT=60",
 		"BULK_NATS_BIN="+natsBin, "BULK_MINIO_BIN="+minioBin)
 	script := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root(t), "scripts", name)}, args...)...)
+		cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(testenv.ModuleRoot(t), "scripts", name)}, args...)...)
 		cmd.Env = env
 		cmd.Dir = tmp
 		return cmd
@@ -1002,7 +914,7 @@ func TestFleetScripts(t *testing.T) {
 	stopped := false
 	t.Cleanup(func() {
 		if !stopped {
-			cmd := exec.Command("bash", filepath.Join(root(t), "scripts", "fleet-down.sh"))
+			cmd := exec.Command("bash", filepath.Join(testenv.ModuleRoot(t), "scripts", "fleet-down.sh"))
 			cmd.Env = append(slices.Clone(env), "FLEET_STOP_TIMEOUT=10")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Logf("fleet-down.sh: %v\n%s", err, out)

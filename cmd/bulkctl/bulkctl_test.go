@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/volgen"
 )
 
@@ -24,25 +24,6 @@ const (
 	mib = 1 << 20
 )
 
-// syncBuffer is a bytes.Buffer safe for the fleet's goroutines, which log
-// to stderr while the command writes its progress there.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // result is what one bulkctl invocation did.
 type result struct {
 	code           int
@@ -52,7 +33,7 @@ type result struct {
 // bulkctl runs the command line args in-process.
 func bulkctl(t *testing.T, args ...string) result {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.LogBuffer
 	code := run(t.Context(), args, &stdout, &stderr)
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 	t.Logf("bulkctl %s: exit %d", strings.Join(args, " "), code)

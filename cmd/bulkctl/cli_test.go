@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/version"
@@ -138,14 +139,14 @@ func TestVersion(t *testing.T) {
 }
 
 // TestProcessVersion runs every binary with --version, as built and
-// stamped (like the Makefile does) by binaries.
+// stamped (like the Makefile does) by testenv.Binaries.
 func TestProcessVersion(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binaries")
 	}
-	dir := binaries(t)
-	want := binVersion
+	dir := testenv.Binaries(t)
+	want := testenv.BinariesVersion(t)
 	if want == "" {
 		want = `\S+`
 	} else {
@@ -674,7 +675,7 @@ func TestJSONOutput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	dir := t.TempDir()
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), 3*mib, 5)
 

@@ -7,51 +7,17 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
-
-// natsServerBin returns a nats-server binary: $BULK_NATS_BIN, else
-// nats-server on $PATH, else the one scripts/install-nats.sh builds into
-// $GOPATH/bin, else Debian's /usr/sbin/nats-server. Without one the test is
-// skipped, or fails when CI=true.
-func natsServerBin(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("BULK_NATS_BIN"); bin != "" {
-		return bin
-	}
-	if bin, err := exec.LookPath("nats-server"); err == nil {
-		return bin
-	}
-	var candidates []string
-	gopath := filepath.SplitList(os.Getenv("GOPATH"))
-	if home, err := os.UserHomeDir(); len(gopath) == 0 && err == nil {
-		gopath = []string{filepath.Join(home, "go")}
-	}
-	if len(gopath) > 0 {
-		candidates = append(candidates, filepath.Join(gopath[0], "bin", "nats-server"))
-	}
-	for _, bin := range append(candidates, "/usr/sbin/nats-server") {
-		if _, err := exec.LookPath(bin); err == nil {
-			return bin
-		}
-	}
-	msg := "no nats-server binary; install one with scripts/install-nats.sh (or apt-get install nats-server) or set BULK_NATS_BIN"
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // natsNodes is a JetStream cluster of nats-server processes.
 type natsNodes struct {
@@ -70,14 +36,14 @@ func natsCluster(t *testing.T, bin string) *natsNodes {
 	clientAddrs, routeAddrs := make([]string, n), make([]string, n)
 	routes := make([]string, n)
 	for i := range n {
-		clientAddrs[i], routeAddrs[i] = freeAddr(t), freeAddr(t)
+		clientAddrs[i], routeAddrs[i] = testenv.FreeAddr(t), testenv.FreeAddr(t)
 		routes[i] = "nats-route://" + routeAddrs[i]
 	}
 	c := &natsNodes{procs: make(map[string]*proc), client: make(map[string]string), monitor: make(map[string]string)}
 	urls := make([]string, n)
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
-		monitor := freeAddr(t)
+		monitor := testenv.FreeAddr(t)
 		conf := fmt.Sprintf(`server_name: %s
 listen: %s
 http: %s
@@ -164,8 +130,8 @@ func TestFaultNATSNodeKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries and a NATS cluster")
 	}
-	bin := natsServerBin(t)
-	binaries(t)
+	bin := testenv.NATSServerBin(t)
+	testenv.Binaries(t)
 	cluster := natsCluster(t, bin)
 	url := cluster.url
 
@@ -223,8 +189,8 @@ func TestClusterDataPlane(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries and a NATS cluster")
 	}
-	bin := natsServerBin(t)
-	binaries(t)
+	bin := testenv.NATSServerBin(t)
+	testenv.Binaries(t)
 	cluster := natsCluster(t, bin)
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")

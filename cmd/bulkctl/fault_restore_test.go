@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 )
 
 // TestFaultRestoreNoSpace restores onto hosts whose readers cannot write
@@ -21,7 +23,7 @@ func TestFaultRestoreNoSpace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	dir := t.TempDir()
 	const size = 8 * mib
 	vol := writeVolume(t, filepath.Join(dir, "vol.img"), size, 4)

@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 )
 
 // The S3 fault tests run the fleet as OS processes on a repository in a
@@ -24,7 +22,7 @@ const faultBucketRepo = "s3://fault-test/repo"
 // newS3FaultEnv starts MinIO and a fault fleet whose repository is a bucket
 // on it. Every process the test starts, the fleet's and bulkctl's, takes the
 // S3 endpoint and keys from the environment.
-func newS3FaultEnv(t *testing.T, coordArgs ...string) (*minioServer, *faultEnv) {
+func newS3FaultEnv(t *testing.T, coordArgs ...string) (*testenv.MinIOServer, *faultEnv) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries and MinIO")
@@ -33,15 +31,17 @@ func newS3FaultEnv(t *testing.T, coordArgs ...string) (*minioServer, *faultEnv) 
 	return m, newFaultEnv(t, faultBucketRepo, coordArgs...)
 }
 
-// startMinIOForAll starts MinIO and points every process the test starts
-// at it through the environment.
-func startMinIOForAll(t *testing.T) *minioServer {
+// startMinIOForAll starts MinIO (testenv.MinIO: skipped without a binary,
+// or failed when CI=true) and points every process the test starts at it
+// through the environment. The test stops it (SIGKILL, as a crash) and
+// starts it again on the same port and data with Stop and Start.
+func startMinIOForAll(t *testing.T) *testenv.MinIOServer {
 	t.Helper()
-	m := startMinIO(t)
-	t.Setenv("AWS_ENDPOINT_URL", "http://"+m.addr)
-	t.Setenv("AWS_ACCESS_KEY_ID", m.user)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", m.password)
-	t.Setenv("AWS_REGION", "us-east-1")
+	m := testenv.MinIO(t)
+	t.Setenv("AWS_ENDPOINT_URL", "http://"+m.Endpoint)
+	t.Setenv("AWS_ACCESS_KEY_ID", m.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", m.SecretKey)
+	t.Setenv("AWS_REGION", testenv.MinIORegion)
 	return m
 }
 
@@ -54,12 +54,12 @@ func TestFaultS3Outage(t *testing.T) {
 	jobID, w := e.backup(t)
 
 	w.until(t, e.strikePoint())
-	m.stop(t)
+	m.Stop()
 	doneAtStop, _ := w.counts()
 	t.Logf("minio stopped for %s", outage)
 	time.Sleep(outage) // the outage itself
 	doneAtRestart, _ := w.counts()
-	m.start(t)
+	m.Start(t)
 	t.Logf("minio started again")
 
 	ev := e.wait(t, jobID)
@@ -112,7 +112,7 @@ func TestFaultS3Down(t *testing.T) {
 	w := watchDone(t, e.nc, "*") // only the second job runs now
 	backup := startProc(t, "bulkctl-backup", "bulkctl", "backup", faultHost+":"+vol2, "-r", e.repo, "--nats", e.url, "--chunk-size", "1MiB")
 	w.until(t, nonZeroChunks(t, vol2, faultChunkSize)/4)
-	m.stop(t)
+	m.Stop()
 	stoppedAt := time.Now()
 	t.Logf("minio stopped for good")
 
@@ -137,7 +137,7 @@ func TestFaultS3Down(t *testing.T) {
 	}
 
 	// No snapshot was committed, and the first one is whole.
-	m.start(t)
+	m.Start(t)
 	r := bulkctlProcOK(t, "snapshots", "-r", e.repo, "--json")
 	var snaps []snapshotEntry
 	if err := json.Unmarshal([]byte(r.stdout), &snaps); err != nil {
@@ -166,7 +166,7 @@ func TestFaultS3DownInProcess(t *testing.T) {
 	backup := startProc(t, "bulkctl-backup", "bulkctl", "backup", vol, "-r", faultBucketRepo,
 		"--chunk-size", "1MiB", "--store-timeout", storeTimeout.String(), "--log-level", "debug", "--log-file", "-")
 	backup.waitLog(t, "chunk stored")
-	m.stop(t)
+	m.Stop()
 	stoppedAt := time.Now()
 	select {
 	case <-backup.done:
@@ -215,107 +215,4 @@ func storeRetries(t *testing.T, p *proc) (int, time.Duration) {
 		}
 	}
 	return retries, longest
-}
-
-// minioServer is a MinIO server process on 127.0.0.1 that the test stops
-// (SIGKILL, as a crash) and starts again on the same port and data.
-// (pkg/internal/testenv has the same for the packages under pkg/, which
-// this command cannot import.)
-type minioServer struct {
-	bin, dataDir, logPath string
-	addr, consoleAddr     string
-	user, password        string
-	cmd                   *exec.Cmd
-	exited                chan struct{}
-}
-
-// startMinIO starts a MinIO server for the test and kills it in cleanup.
-// The binary is $BULK_MINIO_BIN, else minio on $PATH, else
-// $GOPATH/bin/minio; without one the test is skipped, or fails when
-// CI=true.
-func startMinIO(t *testing.T) *minioServer {
-	t.Helper()
-	bin := os.Getenv("BULK_MINIO_BIN")
-	if bin == "" {
-		bin = "minio"
-		gopath := filepath.SplitList(os.Getenv("GOPATH"))
-		if home, err := os.UserHomeDir(); len(gopath) == 0 && err == nil {
-			gopath = []string{filepath.Join(home, "go")}
-		}
-		if _, err := exec.LookPath(bin); err != nil && len(gopath) > 0 {
-			bin = filepath.Join(gopath[0], "bin", "minio")
-		}
-	}
-	if _, err := exec.LookPath(bin); err != nil {
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatalf("no minio server binary (%v); build it with scripts/install-minio.sh", err)
-		}
-		t.Skipf("no minio server binary (%v); build it with scripts/install-minio.sh", err)
-	}
-	dir := t.TempDir()
-	m := &minioServer{
-		bin: bin, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "minio.log"),
-		addr: freeAddr(t), consoleAddr: freeAddr(t), user: "fault" + newJobID()[:8], password: newJobID(),
-	}
-	t.Cleanup(func() {
-		m.stop(t)
-		if t.Failed() {
-			data, _ := os.ReadFile(m.logPath)
-			t.Logf("log of minio:\n%s", data)
-		}
-	})
-	m.start(t)
-	return m
-}
-
-// start starts the server and waits until it is live.
-func (m *minioServer) start(t *testing.T) {
-	t.Helper()
-	logFile, err := os.OpenFile(m.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	m.cmd = exec.Command(m.bin, "server", m.dataDir, "--address", m.addr, "--console-address", m.consoleAddr)
-	m.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.user, "MINIO_ROOT_PASSWORD="+m.password,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start minio: %v", err)
-	}
-	m.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, exited chan struct{}) {
-		_ = cmd.Wait()
-		close(exited)
-	}(m.cmd, m.exited)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + m.addr + "/minio/health/live")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-m.exited:
-			t.Fatalf("minio on %s exited before it was live", m.addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("minio on %s not live within 30s", m.addr)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the health endpoint
-	}
-}
-
-// stop kills the server and waits for it to exit; the data stays.
-func (m *minioServer) stop(t *testing.T) {
-	t.Helper()
-	if m.cmd == nil {
-		return
-	}
-	_ = m.cmd.Process.Kill()
-	<-m.exited
-	m.cmd = nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
@@ -46,7 +47,7 @@ const (
 // detector, which slows compression about twentyfold, so that chunks do not
 // queue for longer than the coordinator's short chunk timeout allows.
 func faultVolumeSize() int64 {
-	if raceEnabled() {
+	if testenv.RaceEnabled {
 		return 32 * mib
 	}
 	return 128 * mib
@@ -96,7 +97,7 @@ func newFaultFleet(t *testing.T, dir, repo string, coordArgs ...string) *faultEn
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	e := &faultEnv{dir: dir, coordArg: coordArgs}
 	e.dataDir = filepath.Join(e.dir, "jetstream")
 	e.repo = repo

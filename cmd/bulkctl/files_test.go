@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 )
 
@@ -123,7 +124,7 @@ func TestProcessFilesUnreadable(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the reader as another user; pkg/fleet's TestFilesChangingAndUnreadable covers mode-000 files for non-root runs")
 	}
-	bin := binaries(t)
+	bin := testenv.Binaries(t)
 	// Everything the unprivileged reader needs lies in a world-readable
 	// directory: its binary and the tree.
 	shared, err := os.MkdirTemp("", "bulkctl-nobody-")

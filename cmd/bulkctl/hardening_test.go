@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -266,7 +267,7 @@ func TestFullRepositoryFailsAtOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.LogBuffer
 	code := run(ctx, []string{"backup", big, "-r", repo, "--chunk-size", "1MiB", "--store-timeout", "5m"}, &stdout, &stderr)
 	if code != exitError || !strings.Contains(stderr.String(), "is full") || !strings.Contains(stderr.String(), "no space left") {
 		t.Errorf("backup into a full repository: exit %d, want 1 saying it is full\n%s", code, stderr.String())
@@ -292,7 +293,7 @@ func TestKilledBulkctlLeavesNoTempDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "TMPDIR="+tmp)
-	p := startExeWith(t, "bulkctl", filepath.Join(binaries(t), "bulkctl"), func(c *exec.Cmd) { c.Env = env },
+	p := startExeWith(t, "bulkctl", filepath.Join(testenv.Binaries(t), "bulkctl"), func(c *exec.Cmd) { c.Env = env },
 		"backup", vol, "-r", filepath.Join(dir, "repo"), "--chunk-size", "256KiB")
 	var leftover []string
 	deadline := time.Now().Add(30 * time.Second)

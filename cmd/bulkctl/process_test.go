@@ -11,14 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
@@ -26,15 +24,6 @@ import (
 // fleet as separate OS processes on this machine: a coordinator embedding
 // NATS on a free port, a reader for host "testhost", two compressors, and
 // bulkctl submitting jobs to them.
-
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-	// binVersion is the version the binaries were stamped with: git
-	// describe's, or "" where git is missing (then they report their own).
-	binVersion string
-)
 
 // testTmp is the temporary directory of the bulkctls the tests run: the
 // fleet logs that failed commands keep go there, not into the machine's.
@@ -48,119 +37,9 @@ func TestMain(m *testing.M) {
 	}
 	keptLogDir = func() string { return testTmp }
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testenv.RemoveBinaries()
 	os.RemoveAll(testTmp)
 	os.Exit(code)
-}
-
-// binaries builds coordinator, reader, compressor and bulkctl once per test
-// run and returns the directory holding them.
-func binaries(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		root, err := moduleRoot()
-		if err != nil {
-			binErr = err
-			return
-		}
-		if binDir, err = os.MkdirTemp("", "bulkctl-bin-"); err != nil {
-			binErr = err
-			return
-		}
-		args := []string{"build", "-o", binDir + string(filepath.Separator)}
-		if binVersion = gitDescribe(root); binVersion != "" {
-			// Stamped as the Makefile does, so --version is tested as built.
-			args = append(args, "-ldflags", "-X github.com/bulkbackup/bulkbackup/pkg/version.Version="+binVersion)
-		}
-		if raceEnabled() {
-			// Reuses the race-built packages of this test binary, and
-			// runs the services under the race detector too.
-			args = append(args, "-race")
-		}
-		cmd := exec.Command(goTool(), append(args, "./cmd/...")...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binDir
-}
-
-// gitDescribe returns `git describe --tags --always --dirty` in dir, the
-// version the Makefile stamps, or "" when git cannot say.
-func gitDescribe(dir string) string {
-	cmd := exec.Command("git", "describe", "--tags", "--always", "--dirty")
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// raceEnabled reports whether this test binary was built with -race.
-func raceEnabled() bool {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range info.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
-
-// goTool returns the go command of the toolchain running the tests.
-func goTool() string {
-	if root := runtime.GOROOT(); root != "" {
-		p := filepath.Join(root, "bin", "go")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // proc is a service running as an OS process, its output in a log file.
@@ -176,7 +55,7 @@ type proc struct {
 // cleanup if still running, and its log is printed if the test failed.
 func startProc(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
-	return startExe(t, name, filepath.Join(binaries(t), bin), args...)
+	return startExe(t, name, filepath.Join(testenv.Binaries(t), bin), args...)
 }
 
 // startExe is startProc for the executable at path.
@@ -291,7 +170,7 @@ func (p *proc) waitListening(addr string) error {
 func startCoordinator(t *testing.T, dataDir string, args ...string) (*proc, string) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		addr := freeAddr(t)
+		addr := testenv.FreeAddr(t)
 		p := startProc(t, fmt.Sprintf("coordinator-%d", attempt), "coordinator",
 			append([]string{"--listen", addr, "--data", dataDir, "--log-format", "json"}, args...)...)
 		err := p.waitListening(addr)
@@ -337,7 +216,7 @@ func bulkctlProc(t *testing.T, args ...string) result {
 // (nil: the test's).
 func bulkctlProcEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	return runExeEnv(t, filepath.Join(binaries(t), "bulkctl"), env, args...)
+	return runExeEnv(t, filepath.Join(testenv.Binaries(t), "bulkctl"), env, args...)
 }
 
 // runExe runs the executable at path to completion.
@@ -418,7 +297,7 @@ func TestProcessFleet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	dir := t.TempDir()
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
 	// The reader compresses what one worker of its own has room for, and
@@ -521,7 +400,7 @@ func TestProcessReaderAlone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	dir := t.TempDir()
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
 	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "alone", "--log-format", "json", "--compress", "1")
@@ -548,7 +427,7 @@ func TestProcessBadRequests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	dir := t.TempDir()
 	// No reader runs: jobs give up on their host after 2s.
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"), "--reader-timeout", "2s")
@@ -596,9 +475,11 @@ func TestProcessWorkers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	coord, url := startCoordinator(t, filepath.Join(t.TempDir(), "jetstream"), "--worker-ttl", "2s")
-	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "viewhost", "--log-format", "json")
+	// --compress 0: a reader that compresses is listed as a compressor
+	// too (reader-viewhost), which this test does not count.
+	reader := startProc(t, "reader", "reader", "--nats", url, "--host", "viewhost", "--log-format", "json", "--compress", "0")
 	comp1 := startProc(t, "compressor-1", "compressor", "--nats", url, "--workers", "1", "--name", "view1", "--log-format", "json")
 
 	// workersNow lists the fleet as bulkctl sees it, by role and id.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
@@ -17,7 +18,7 @@ func TestProcessSchedules(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	dir := t.TempDir()
 	coord, url := startCoordinator(t, filepath.Join(dir, "jetstream"))
 	repo := filepath.Join(dir, "repo")

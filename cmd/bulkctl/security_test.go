@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -37,7 +38,7 @@ func TestSecurityNATS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the fleet's binaries")
 	}
-	binaries(t)
+	testenv.Binaries(t)
 	dir := t.TempDir()
 	caFile, certFile, keyFile := writeTestPKI(t, dir)
 	user, password := "bulk-"+newJobID()[:8], newJobID()
@@ -146,7 +147,7 @@ func TestSecurityNATS(t *testing.T) {
 		if bin == "bulkctl" {
 			args = []string{"backup", "-h"}
 		}
-		out, _ := exec.Command(filepath.Join(binaries(t), bin), args...).CombinedOutput()
+		out, _ := exec.Command(filepath.Join(testenv.Binaries(t), bin), args...).CombinedOutput()
 		for _, line := range strings.Split(string(out), "\n") {
 			line = strings.TrimSpace(line)
 			if !strings.HasPrefix(line, "-") {

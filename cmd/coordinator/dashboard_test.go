@@ -8,18 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
+)
 
 // TestDashboardFlags runs the coordinator with the dashboard on, as a
 // deployment would, and checks what the flags and environment decide.
@@ -49,7 +40,7 @@ func TestDashboardFlags(t *testing.T) {
 			for _, k := range []string{"BULK_DASHBOARD_TOKEN", "BULK_DASHBOARD_USER", "BULK_DASHBOARD_PASSWORD", "BULK_DASHBOARD_PUBLIC_READ"} {
 				t.Setenv(k, tt.env[k])
 			}
-			addr := freeAddr(t)
+			addr := testenv.FreeAddr(t)
 			args := append([]string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--dashboard-addr", addr, "--log-level", "error"}, tt.args...)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan error, 1)

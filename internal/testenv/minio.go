@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,10 +20,11 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/store/s3store"
 )
 
+// MinIORegion is the region of the servers MinIO starts, MinIO's default;
+// naming it spares clients a bucket location lookup.
+const MinIORegion = "us-east-1"
+
 const (
-	// minioRegion is MinIO's default region; naming it spares clients a
-	// bucket location lookup.
-	minioRegion = "us-east-1"
 	// minioStartTimeout bounds the wait for a started server to be live.
 	minioStartTimeout = 30 * time.Second
 	// minioLogTail is how much of the server's log a failing test shows.
@@ -56,35 +55,28 @@ type MinIOServer struct {
 
 // MinIO starts a MinIO server for the test and kills it when the test ends;
 // the server's output goes to a file that is logged if the test fails. The
-// binary is $BULK_MINIO_BIN, else minio on $PATH, else $GOPATH/bin/minio
-// (GOPATH defaulting to ~/go). Without one the test is skipped, or fails
-// when CI=true (see SkipOrFail).
+// binary is MinIOBin's. Stop and Start crash the server and bring it back.
 func MinIO(t testing.TB) *MinIOServer {
 	t.Helper()
-	bin, err := minioBinary()
-	if errors.Is(err, errNoMinIO) {
-		SkipOrFail(t, "%v; build it with scripts/install-minio.sh", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := MinIOBin(t)
 	dir := t.TempDir()
 	m := &MinIOServer{
-		Endpoint:    freeAddr(t),
+		Endpoint:    FreeAddr(t),
 		AccessKey:   rand.Text(),
 		SecretKey:   rand.Text(),
 		bin:         bin,
 		dataDir:     filepath.Join(dir, "data"),
 		logPath:     filepath.Join(dir, "minio.log"),
-		consoleAddr: freeAddr(t),
+		consoleAddr: FreeAddr(t),
 	}
-	m.client, err = minio.New(m.Endpoint, &minio.Options{
+	client, err := minio.New(m.Endpoint, &minio.Options{
 		Creds:  credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""),
-		Region: minioRegion,
+		Region: MinIORegion,
 	})
 	if err != nil {
 		t.Fatalf("minio client for %s: %v", m.Endpoint, err)
 	}
+	m.client = client
 	// Cleanups run last-in first-out: kill the server, then show its log.
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -156,7 +148,7 @@ func (m *MinIOServer) Stop() {
 func (m *MinIOServer) NewBucket(t testing.TB) string {
 	t.Helper()
 	name := "test-" + strings.ToLower(rand.Text())
-	if err := m.client.MakeBucket(t.Context(), name, minio.MakeBucketOptions{Region: minioRegion}); err != nil {
+	if err := m.client.MakeBucket(t.Context(), name, minio.MakeBucketOptions{Region: MinIORegion}); err != nil {
 		t.Fatalf("create bucket %s at %s: %v", name, m.Endpoint, err)
 	}
 	return name
@@ -174,7 +166,7 @@ func (m *MinIOServer) S3Config(t testing.TB, bucket, prefix string) s3store.Conf
 		Endpoint:  m.Endpoint,
 		AccessKey: m.AccessKey,
 		SecretKey: m.SecretKey,
-		Region:    minioRegion,
+		Region:    MinIORegion,
 		Bucket:    bucket,
 		Prefix:    prefix,
 	}
@@ -192,57 +184,28 @@ func (m *MinIOServer) logTail() string {
 	return string(data)
 }
 
-// SkipOrFail skips the test with the formatted message, or fails it when the
-// environment variable CI is true: in CI a missing dependency must not pass
-// silently as skipped tests.
-func SkipOrFail(t testing.TB, format string, args ...any) {
+// MinIOBin returns the MinIO server binary: $BULK_MINIO_BIN, else minio on
+// $PATH, else $GOPATH/bin/minio (GOPATH defaulting to ~/go), where
+// scripts/install-minio.sh puts it. Without one the test is skipped, or
+// fails when CI=true (see SkipOrFail); a $BULK_MINIO_BIN that cannot run
+// fails it.
+func MinIOBin(t testing.TB) string {
 	t.Helper()
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatalf(format+" (skipping is not allowed when CI=true)", args...)
-		return
+	bin, err := minioBinary()
+	if errors.Is(err, errNoMinIO) {
+		SkipOrFail(t, "%v; build it with scripts/install-minio.sh", err)
 	}
-	t.Skipf(format, args...)
-}
-
-// minioBinary finds the MinIO server binary: $BULK_MINIO_BIN, else minio on
-// $PATH, else $GOPATH/bin/minio with GOPATH defaulting to ~/go, as go install
-// does. It returns an error wrapping errNoMinIO when there is none, and a
-// different one when $BULK_MINIO_BIN names something that cannot run.
-func minioBinary() (string, error) {
-	if bin := os.Getenv("BULK_MINIO_BIN"); bin != "" {
-		if _, err := exec.LookPath(bin); err != nil {
-			return "", fmt.Errorf("BULK_MINIO_BIN: %w", err)
-		}
-		return bin, nil
-	}
-	if bin, err := exec.LookPath("minio"); err == nil {
-		return bin, nil
-	}
-	gopath := filepath.SplitList(os.Getenv("GOPATH"))
-	if len(gopath) == 0 || gopath[0] == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("%w: not on $PATH, and no GOPATH or home directory: %v", errNoMinIO, err)
-		}
-		gopath = []string{filepath.Join(home, "go")}
-	}
-	bin := filepath.Join(gopath[0], "bin", "minio")
-	if _, err := exec.LookPath(bin); err != nil {
-		return "", fmt.Errorf("%w: not on $PATH nor at %s", errNoMinIO, bin)
-	}
-	return bin, nil
-}
-
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return bin
+}
+
+// minioBinary finds the MinIO server binary as MinIOBin says. It returns an
+// error wrapping errNoMinIO when there is none, and a different one when
+// $BULK_MINIO_BIN names something that cannot run.
+func minioBinary() (string, error) {
+	return findBinary("minio", "BULK_MINIO_BIN", errNoMinIO)
 }
 
 // waitLive polls the server's liveness endpoint until it answers 200, the
