@@ -59,6 +59,8 @@ type Config struct {
 type Repository struct {
 	st     store.Store
 	config Config
+	timing Timing
+	guard  *guard
 
 	sealerOnce sync.Once
 	sealer     *chunk.Sealer
@@ -69,15 +71,24 @@ type Repository struct {
 type OpenOptions struct {
 	// Create makes Open initialise an empty store as a new repository.
 	Create bool
+	// Timing is the prune protocol's timing; zero means DefaultTiming.
+	// Only tests that run every party in one process change it.
+	Timing Timing
 }
 
 // Open opens the repository on st, creating it when opts.Create is set and
 // the store has none yet. It fails with ErrNotRepository otherwise.
 func Open(ctx context.Context, st store.Store, opts OpenOptions) (*Repository, error) {
+	if opts.Timing == (Timing{}) {
+		opts.Timing = DefaultTiming
+	}
+	if err := opts.Timing.validate(); err != nil {
+		return nil, err
+	}
 	data, err := st.Get(ctx, ConfigKey)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && opts.Create:
-		return create(ctx, st)
+		return create(ctx, st, opts.Timing)
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("open repository %s: %w", st.Location(), ErrNotRepository)
 	case err != nil:
@@ -91,10 +102,10 @@ func Open(ctx context.Context, st store.Store, opts OpenOptions) (*Repository, e
 		return nil, fmt.Errorf("open repository %s: version %d with hash %q is not supported (this build reads version %d, sha256)",
 			st.Location(), cfg.Version, cfg.Hash, Version)
 	}
-	return &Repository{st: st, config: cfg}, nil
+	return &Repository{st: st, config: cfg, timing: opts.Timing, guard: newGuard()}, nil
 }
 
-func create(ctx context.Context, st store.Store) (*Repository, error) {
+func create(ctx context.Context, st store.Store, timing Timing) (*Repository, error) {
 	cfg := Config{Version: Version, ID: uuid.NewString(), Created: time.Now().UTC(), Hash: "sha256"}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -103,7 +114,7 @@ func create(ctx context.Context, st store.Store) (*Repository, error) {
 	if err := st.Put(ctx, ConfigKey, data); err != nil {
 		return nil, fmt.Errorf("create repository %s: %w", st.Location(), err)
 	}
-	return &Repository{st: st, config: cfg}, nil
+	return &Repository{st: st, config: cfg, timing: timing, guard: newGuard()}, nil
 }
 
 // Config returns the repository's config.
@@ -116,6 +127,9 @@ func (r *Repository) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Timing returns the prune protocol's timing the repository was opened with.
+func (r *Repository) Timing() Timing { return r.timing }
 
 // Location names the repository for humans.
 func (r *Repository) Location() string { return r.st.Location() }
@@ -166,6 +180,9 @@ type ChunkStat struct {
 	Size int64
 	// Problem says why a damaged object is damaged.
 	Problem string
+	// Recorded: a damage record names the chunk (RecordDamage); only
+	// CheckReuse looks.
+	Recorded bool
 }
 
 // Usable reports whether a backup may name the chunk without storing it
@@ -174,6 +191,10 @@ type ChunkStat struct {
 func (s ChunkStat) Usable(recorded int64) bool {
 	return s.State == ChunkIntact || s.State == ChunkUnchecked && recorded > 0 && s.Size == recorded
 }
+
+// Reusable reports whether a backup may name the chunk without storing it
+// again: Usable, and no damage record names it.
+func (s ChunkStat) Reusable(recorded int64) bool { return s.Usable(recorded) && !s.Recorded }
 
 // StatChunk reports whether chunk id is stored whole, reading only the
 // object's header and length (store.Peek): a deleted chunk is
@@ -204,11 +225,12 @@ func (r *Repository) StatChunk(ctx context.Context, id chunk.ID) (ChunkStat, err
 // is one small request, mostly waiting on the store.
 const statWorkers = 16
 
-// MissingChunks checks, with StatChunk, every stored chunk of chunks (the
+// MissingChunks checks, with CheckReuse, every stored chunk of chunks (the
 // Chunks of a manifest) and returns the indexes of those a new snapshot
-// must not name without storing them again: missing, damaged, or
-// unchecked at another size than recorded. Chunks with the same hash are
-// checked once.
+// must not name without storing them again: missing, damaged, unchecked
+// at another size than recorded, or recorded as damaged. The others are
+// protected from active prunes: call it as a registered writer. Chunks
+// with the same hash are checked once.
 func (r *Repository) MissingChunks(ctx context.Context, chunks []manifest.Chunk) (map[int]bool, error) {
 	byHash := make(map[string][]int)
 	for i, c := range chunks {
@@ -232,14 +254,14 @@ func (r *Repository) MissingChunks(ctx context.Context, chunks []manifest.Chunk)
 				id, err := chunk.ParseID(h)
 				var st ChunkStat
 				if err == nil {
-					st, err = r.StatChunk(ctx, id)
+					st, err = r.CheckReuse(ctx, id)
 				}
 				mu.Lock()
 				switch {
 				case err != nil && firstErr == nil:
 					firstErr = err
 					cancel()
-				case err == nil && !st.Usable(chunks[idx[0]].StoredSize):
+				case err == nil && !st.Reusable(chunks[idx[0]].StoredSize):
 					for _, i := range idx {
 						missing[i] = true
 					}
@@ -392,6 +414,9 @@ func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode fu
 			id, manifest.ErrTooLarge, info.Size, h.RawLen, manifest.MaxSize)
 	}
 	obj, err := r.st.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) { // forgotten since the peek
+		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
@@ -432,7 +457,8 @@ func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// Snapshots loads every snapshot, oldest first.
+// Snapshots loads every snapshot, oldest first. One forgotten between the
+// listing and its loading is left out.
 func (r *Repository) Snapshots(ctx context.Context) ([]*manifest.Snapshot, error) {
 	return r.snapshots(ctx, r.LoadSnapshot)
 }
@@ -451,6 +477,9 @@ func (r *Repository) snapshots(ctx context.Context, load func(context.Context, s
 	snaps := make([]*manifest.Snapshot, 0, len(ids))
 	for _, id := range ids {
 		s, err := load(ctx, id)
+		if errors.Is(err, ErrSnapshotNotFound) {
+			continue // forgotten since it was listed
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -521,14 +550,25 @@ type Opener func(ctx context.Context, repo string, create bool) (store.Store, er
 // so services handling many chunks of a job open its repository once. It is
 // safe for concurrent use.
 type Cache struct {
-	open  Opener
-	mu    sync.Mutex
-	repos map[string]*Repository
+	open   Opener
+	timing Timing
+	mu     sync.Mutex
+	repos  map[string]*Repository
 }
 
 // NewCache returns a Cache that opens stores with open.
 func NewCache(open Opener) *Cache {
 	return &Cache{open: open, repos: make(map[string]*Repository)}
+}
+
+// SetTiming makes the cache open repositories with timing t
+// (OpenOptions.Timing); call it before the first Get. Only tests that run
+// every party of the prune protocol in one process use it.
+func (c *Cache) SetTiming(t Timing) *Cache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timing = t
+	return c
 }
 
 // Get returns the repository named repo, opening it on first use; with
@@ -543,7 +583,7 @@ func (c *Cache) Get(ctx context.Context, repo string, create bool) (*Repository,
 	if err != nil {
 		return nil, err
 	}
-	r, err := Open(ctx, st, OpenOptions{Create: create})
+	r, err := Open(ctx, st, OpenOptions{Create: create, Timing: c.timing})
 	if err != nil {
 		return nil, err
 	}
