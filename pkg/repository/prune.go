@@ -121,8 +121,8 @@ func ShardPrefixes(g, n int) []string {
 	return out
 }
 
-func pruneKey(id string) string          { return PrunesPrefix + id }
-func pruneDir(id string) string          { return PrunePrefix + id + "/" }
+func pruneKey(id string) string           { return PrunesPrefix + id }
+func pruneDir(id string) string           { return PrunePrefix + id + "/" }
 func pruneListKey(id, name string) string { return pruneDir(id) + name }
 func condemnedKey(id string, g int, token string) string {
 	return fmt.Sprintf("%scondemned/%03d.%s", pruneDir(id), g, token)
