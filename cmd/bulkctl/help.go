@@ -49,6 +49,17 @@ List the entries of a files-mode snapshot like ls -l, or those at and
 under PATH: relative to the backed-up directory, or as it was on the host.
 --json prints the entries as one JSON array.
 `,
+	"forget": `Usage: bulkctl forget [SNAPSHOT...] -r REPO [flags]
+
+Forget snapshots: the ones named (IDs or unique ID prefixes), or those a
+keep policy in restic's words does not keep. The policy applies to each
+source (host and path) on its own; a snapshot is kept if any rule keeps
+it: the newest --keep-last, the newest of each of the newest N hours,
+days, ISO weeks, months or years that have one, every one within
+--keep-within of the source's newest. Counts take "unlimited". --dry-run
+lists what would be forgotten and why each kept snapshot is kept. Only
+snapshot objects go: "bulkctl prune" then deletes the chunks nothing names.
+`,
 	"jobs": `Usage: bulkctl jobs --nats URL [flags]
 
 List a running coordinator's jobs, newest first.

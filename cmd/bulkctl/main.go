@@ -38,6 +38,8 @@ Usage:
   bulkctl verify SNAPSHOT -r REPO [--compare SOURCE]
   bulkctl snapshots -r REPO [--json]
   bulkctl ls SNAPSHOT [PATH] -r REPO [--json]
+  bulkctl forget [SNAPSHOT...] -r REPO [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]
+                 [--keep-yearly N] [--keep-hourly N] [--keep-within 1y6m] [--dry-run] [--json]
 
 With a running coordinator (--nats URL or BULK_NATS):
   bulkctl jobs [--state running] [--limit 20] [--json]
@@ -86,6 +88,7 @@ var commands = map[string]command{
 	"history":   {run: runHistory},
 	"workers":   {run: runWorkers},
 	"schedule":  {run: runSchedule},
+	"forget":    {run: runForget},
 }
 
 // env is what a command writes to.

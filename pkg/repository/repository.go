@@ -504,18 +504,29 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Sn
 			return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
 		}).ID)
 	}
+	id, err := r.ResolveID(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return r.LoadSnapshot(ctx, id)
+}
+
+// ResolveID resolves ref, a full snapshot ID or a unique ID prefix, to the
+// ID of a committed snapshot, without reading it (so a damaged snapshot
+// can still be named, to forget it).
+func (r *Repository) ResolveID(ctx context.Context, ref string) (string, error) {
 	if ref == "" {
-		return nil, fmt.Errorf("empty snapshot reference: %w", ErrSnapshotNotFound)
+		return "", fmt.Errorf("empty snapshot reference: %w", ErrSnapshotNotFound)
 	}
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	var match []string
 	for _, id := range ids {
 		if id == ref {
 			// A full ID wins even when it also prefixes a longer ID.
-			return r.LoadSnapshot(ctx, id)
+			return id, nil
 		}
 		if strings.HasPrefix(id, ref) {
 			match = append(match, id)
@@ -523,11 +534,11 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Sn
 	}
 	switch len(match) {
 	case 0:
-		return nil, fmt.Errorf("snapshot %q in %s: %w", ref, r.Location(), ErrSnapshotNotFound)
+		return "", fmt.Errorf("snapshot %q in %s: %w", ref, r.Location(), ErrSnapshotNotFound)
 	case 1:
-		return r.LoadSnapshot(ctx, match[0])
+		return match[0], nil
 	default:
-		return nil, fmt.Errorf("snapshot %q matches %d snapshots: %w", ref, len(match), ErrAmbiguous)
+		return "", fmt.Errorf("snapshot %q matches %d snapshots: %w", ref, len(match), ErrAmbiguous)
 	}
 }
 
