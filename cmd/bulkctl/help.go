@@ -60,6 +60,26 @@ days, ISO weeks, months or years that have one, every one within
 lists what would be forgotten and why each kept snapshot is kept. Only
 snapshot objects go: "bulkctl prune" then deletes the chunks nothing names.
 `,
+	"prune": `Usage: bulkctl prune -r REPO [flags]
+
+Delete the chunks no snapshot names, while backups into the repository go
+on: the prune waits for the backups that were running when it began, and
+keeps every chunk a later backup reuses (docs/format.md, section 9). It
+runs as a job on the fleet's compressors, one shard of the chunk hash
+space each; killed, it resumes when its coordinator starts again.
+--dry-run counts what would be deleted.
+`,
+	"check": `Usage: bulkctl check -r REPO [flags]
+
+Check the repository without the sources: every snapshot can be read and
+every chunk it names is stored whole (header and length); with
+--read-data every chunk is also read back and checked against its hash,
+with --read-data-subset a share of them (another share each run). Missing
+and damaged chunks are named with the snapshots and files they belong to,
+and recorded, so the next backup that produces them stores them again.
+Exits 1 if anything is missing or damaged. Runs as a job on the fleet's
+compressors.
+`,
 	"jobs": `Usage: bulkctl jobs --nats URL [flags]
 
 List a running coordinator's jobs, newest first.

@@ -26,7 +26,8 @@ const (
 	exitError = 1
 	exitUsage = 2
 	// exitWarnings: the job completed, but some files were not backed up
-	// or restored as they are (listed on stderr).
+	// or restored as they are (listed on stderr), for example the files of
+	// a damaged chunk left out of a tree restore.
 	exitWarnings = 3
 )
 
@@ -40,6 +41,8 @@ Usage:
   bulkctl ls SNAPSHOT [PATH] -r REPO [--json]
   bulkctl forget [SNAPSHOT...] -r REPO [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]
                  [--keep-yearly N] [--keep-hourly N] [--keep-within 1y6m] [--dry-run] [--json]
+  bulkctl prune -r REPO [--dry-run] [--json]
+  bulkctl check -r REPO [--read-data | --read-data-subset 10%] [--json]
 
 With a running coordinator (--nats URL or BULK_NATS):
   bulkctl jobs [--state running] [--limit 20] [--json]
@@ -60,8 +63,9 @@ mode a directory is backed up file by file, unless it holds more than
 --files-threshold files and is the root of a mounted filesystem whose device
 can be read: then the device is backed up as a volume.
 
-Exit status: 0 done, 1 failed, 2 bad usage, 3 done with warnings (files
-that could not be read, changed while read, or were skipped; listed).
+Exit status: 0 done, 1 failed (check: damage found), 2 bad usage, 3 done
+with warnings (files that could not be read, changed while read, skipped,
+or, restoring, in a damaged chunk; listed).
 
 Without --nats the fleet runs in this process. With --nats URL (or
 BULK_NATS) the job goes to a running coordinator and SOURCE and TARGET are
@@ -89,6 +93,8 @@ var commands = map[string]command{
 	"workers":   {run: runWorkers},
 	"schedule":  {run: runSchedule},
 	"forget":    {run: runForget},
+	"prune":     {run: runPrune},
+	"check":     {run: runCheck},
 }
 
 // env is what a command writes to.

@@ -301,6 +301,31 @@ func (c *Coordinator) decodeRequest(subject string, data []byte) (*queue.Job, st
 		job := newJob(req.JobID, queue.KindRestore)
 		job.Restore = &req
 		return job, req.ReplyTo, checkRestore(&req)
+	case queue.SubjectRequestPrune:
+		var req queue.PruneRequest
+		if err := queue.Decode(data, &req); err != nil {
+			return undecodable(queue.KindPrune, err)
+		}
+		job := newJob(req.JobID, queue.KindPrune)
+		job.Prune = &req
+		return job, req.ReplyTo, checkMaintenance(req.JobID, req.Repo)
+	case queue.SubjectRequestCheck:
+		var req queue.CheckRequest
+		if err := queue.Decode(data, &req); err != nil {
+			return undecodable(queue.KindCheck, err)
+		}
+		job := newJob(req.JobID, queue.KindCheck)
+		job.Check = &req
+		if err := checkMaintenance(req.JobID, req.Repo); err != nil {
+			return job, req.ReplyTo, err
+		}
+		if req.Subset < 0 || req.Subset > 1 {
+			return job, req.ReplyTo, fmt.Errorf("subset %g: want a fraction from 0 to 1", req.Subset)
+		}
+		if req.Subset > 0 && !req.ReadData {
+			return job, req.ReplyTo, errors.New("a subset selects chunks to read: it needs read_data")
+		}
+		return job, req.ReplyTo, nil
 	case queue.SubjectRequestCancel:
 		var req queue.CancelRequest
 		if err := queue.Decode(data, &req); err != nil {
@@ -349,6 +374,17 @@ func checkBackup(req *queue.BackupRequest) error {
 		return err
 	}
 	req.Level = level.String()
+	return nil
+}
+
+// checkMaintenance validates a prune or check request.
+func checkMaintenance(jobID, repo string) error {
+	if err := checkJobID(jobID); err != nil {
+		return err
+	}
+	if repo == "" {
+		return errors.New("no repository given")
+	}
 	return nil
 }
 
@@ -465,6 +501,10 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 		err = jr.backup(ctx)
 	case queue.KindRestore:
 		err = jr.restore(ctx)
+	case queue.KindPrune:
+		err = jr.prune(ctx)
+	case queue.KindCheck:
+		err = jr.check(ctx)
 	default:
 		err = fmt.Errorf("unknown job kind %q", job.Kind)
 	}
