@@ -101,10 +101,13 @@ List every backup of a source: when, result, bytes, stored, duration, MB/s.
 List the readers and compressors a running coordinator knows.
 `,
 	"schedule add": `Usage: bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" --nats URL [flags]
+       bulkctl schedule add NAME --prune -r REPO --cron "0 4 * * 0" --nats URL [flags]
 
 Add a schedule: the coordinator backs up the source at each window of the
 cron expression (minute hour day-of-month month day-of-week), read in
---timezone.
+--timezone, and after each successful backup forgets the source's
+snapshots its keep policy (--keep-*, as "bulkctl forget") does not keep.
+With --prune it prunes the repository at each window instead.
 `,
 	"schedule list": `Usage: bulkctl schedule list --nats URL [flags]
 

@@ -51,7 +51,8 @@ With a running coordinator (--nats URL or BULK_NATS):
   bulkctl history HOST:PATH [--json]
   bulkctl workers [--json]
   bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" [--timezone Europe/Berlin]
-                        [--level fastest] [--chunk-size 4MiB] [--keep-last N] [--json]
+                        [--level fastest] [--chunk-size 4MiB] [--keep-last N] [--keep-daily N] ... [--json]
+  bulkctl schedule add NAME --prune -r REPO --cron "0 4 * * 0"
   bulkctl schedule list|show NAME|pause NAME|resume NAME|rm NAME [--json]
 
 REPO is a directory, file://PATH or s3://BUCKET/PREFIX (S3 endpoint and keys

@@ -261,6 +261,9 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 	}
 	jr.job.Stats = snap.Stats
 	jr.purge(ctx, true)
+	if jr.job.Schedule != "" {
+		jr.c.applyKeep(ctx, jr.job, repo)
+	}
 	return nil
 }
 

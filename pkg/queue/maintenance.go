@@ -7,6 +7,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/check"
 	"github.com/bulkbackup/bulkbackup/pkg/prune"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/retention"
 )
 
 // Maintenance: prune and check jobs, which the coordinator cuts into one
@@ -212,3 +213,57 @@ func SweepDoneMsgID(d *SweepDone) string { return fmt.Sprintf("%s.swept.%d", d.J
 
 // CheckDoneMsgID deduplicates a shard's check.
 func CheckDoneMsgID(d *CheckDone) string { return fmt.Sprintf("%s.checked.%d", d.JobID, d.Shard) }
+
+// KeepPolicy is a keep policy in restic's vocabulary, as a schedule
+// records it: counts of 0 keep nothing by that rule, -1 is unlimited,
+// KeepWithin is a period such as "1y6m" (retention.ParseDuration). The
+// zero KeepPolicy keeps every snapshot (none is applied).
+type KeepPolicy struct {
+	KeepLast    int    `json:"keep_last,omitempty"`
+	KeepHourly  int    `json:"keep_hourly,omitempty"`
+	KeepDaily   int    `json:"keep_daily,omitempty"`
+	KeepWeekly  int    `json:"keep_weekly,omitempty"`
+	KeepMonthly int    `json:"keep_monthly,omitempty"`
+	KeepYearly  int    `json:"keep_yearly,omitempty"`
+	KeepWithin  string `json:"keep_within,omitempty"`
+}
+
+// Empty reports whether k keeps every snapshot.
+func (k KeepPolicy) Empty() bool { return k == KeepPolicy{} }
+
+// Policy returns k as a retention.Policy, or an error naming the field
+// that is invalid.
+func (k KeepPolicy) Policy() (retention.Policy, error) {
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"keep_last", k.KeepLast}, {"keep_hourly", k.KeepHourly}, {"keep_daily", k.KeepDaily},
+		{"keep_weekly", k.KeepWeekly}, {"keep_monthly", k.KeepMonthly}, {"keep_yearly", k.KeepYearly}} {
+		if c.n < retention.Unlimited {
+			return retention.Policy{}, fmt.Errorf("%s %d: want a count of 0 or more, or -1 for unlimited", c.name, c.n)
+		}
+	}
+	within, err := retention.ParseDuration(k.KeepWithin)
+	if err != nil {
+		return retention.Policy{}, fmt.Errorf("keep_within: %w", err)
+	}
+	p := retention.Policy{Last: k.KeepLast, Hourly: k.KeepHourly, Daily: k.KeepDaily, Weekly: k.KeepWeekly,
+		Monthly: k.KeepMonthly, Yearly: k.KeepYearly, Within: within}
+	if err := p.Validate(); err != nil {
+		return retention.Policy{}, err
+	}
+	return p, nil
+}
+
+// ForgetRecord says what a schedule's keep policy forgot after its last
+// successful run.
+type ForgetRecord struct {
+	Time  time.Time `json:"time"`
+	JobID string    `json:"job_id"`
+	// Kept and Forgotten count the source's snapshots kept and
+	// forgotten; Snapshots names the forgotten ones (at most MaxAffected).
+	Kept      int      `json:"kept"`
+	Forgotten int      `json:"forgotten"`
+	Snapshots []string `json:"snapshots,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}

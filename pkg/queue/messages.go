@@ -175,7 +175,9 @@ type Job struct {
 	Restore *RestoreRequest `json:"restore,omitempty"`
 	Prune   *PruneRequest   `json:"prune,omitempty"`
 	Check   *CheckRequest   `json:"check,omitempty"`
-	State   string          `json:"state"`
+	// Schedule names the schedule that started the job, if one did.
+	Schedule string `json:"schedule,omitempty"`
+	State    string `json:"state"`
 	// SnapshotID is chosen when a backup is planned, so a resumed job
 	// commits under the same ID; for a restore it is the snapshot restored.
 	SnapshotID string    `json:"snapshot_id,omitempty"`
