@@ -6,6 +6,7 @@ import (
 	"iter"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,7 +141,15 @@ func indexes(op string, n int) iter.Seq[dispatch.Unit] {
 // other file is restored.
 func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository, snap *manifest.Snapshot) error {
 	req := jr.job.Restore
-	selected, err := snap.Select(req.Paths)
+	// A path may come as it was on the host (a CI client's request):
+	// relative to the backed-up directory is the manifest's form.
+	paths := make([]string, len(req.Paths))
+	for i, p := range req.Paths {
+		if paths[i] = p; strings.HasPrefix(p, "/") {
+			paths[i] = manifest.TreePath(snap.Path, p)
+		}
+	}
+	selected, err := snap.Select(paths)
 	if err != nil {
 		return err
 	}

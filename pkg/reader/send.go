@@ -146,8 +146,9 @@ const (
 	// orphanCheck is how often, and after how long, held chunks are
 	// checked for descriptors that are gone.
 	orphanCheck = 10 * time.Second
-	// fleetPoll is how often the live compressors are counted.
-	fleetPoll = 5 * time.Second
+	// fleetPoll is how often the live compressors are counted: soon
+	// after one joins, the window has room for it.
+	fleetPoll = time.Second
 )
 
 type heldKey struct {
