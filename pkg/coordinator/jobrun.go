@@ -83,8 +83,12 @@ func (jr *jobRun) phaseWith(ctx context.Context, units iter.Seq[dispatch.Unit], 
 	defer ticker.Stop()
 	completions := make(chan dispatch.Completion)
 	phaseCtx, stop := context.WithCancel(ctx)
-	defer stop()
+	// The phase ends only once the goroutine that records completions has
+	// stopped: it writes the job's progress, which the job's end saves.
+	recording := make(chan struct{})
+	defer func() { stop(); <-recording }()
 	go func() {
+		defer close(recording)
 		for {
 			select {
 			case <-phaseCtx.Done():
