@@ -509,7 +509,10 @@ func TestScheduleKeepPolicy(t *testing.T) {
 		t.Errorf("snapshots left %q, want the last two of the source and the other source's %q", left, want)
 	}
 
-	// A prune schedule prunes the repository at its window.
+	// A prune schedule prunes the repository at its window. (The hourly
+	// schedule is paused first: its window at the same time would back up
+	// and forget beside the prune.)
+	b.schedule(t, queue.SubjectAPISchedulePause, &queue.ScheduleRequest{V: 1, Name: "hourly"})
 	p := b.schedule(t, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
 		V: 1, Name: "weekly-prune", Kind: queue.KindPrune, Repo: repo, Cron: "0 4 * * 0",
 	})
