@@ -19,7 +19,7 @@
 #   BENCH_CACHE        warm (default unless BENCH_DROP_CACHES=1): inputs read into the
 #                      page cache before each run; cold: the same as BENCH_DROP_CACHES=1
 #   BENCH_SECTIONS     what to run, in order (default
-#                      "volume encryption processes scaling reader sweep tree memory go")
+#                      "volume encryption processes scaling reader sweep tree memory maintenance go")
 #   BENCH_PEERS        peer tools to compare with (default "restic borg"; "" for none)
 #   BENCH_RESTIC       a restic binary to use (default: restic on PATH, else Debian's,
 #                      else restic $BENCH_RESTIC_VERSION built from the Go module proxy)
@@ -49,6 +49,8 @@
 #                      both far above what the process fleet's reader holds in flight,
 #                      2 chunks per live compressor worker)
 #   BENCH_TREE_FILES   files in the tree (default 100000; quick 2000)
+#   BENCH_MAINT_CHUNKS chunks of the maintenance section's repository (default 100000;
+#                      quick 5000)
 #
 # Sections (functions below; each adds rows to the one results table):
 #   volume     on the ext4 image (built once by scripts/mkcorpus: real files of
@@ -87,6 +89,11 @@
 #              (scripts/bench/tree.sh); bulkctl once it has --mode files
 #   memory     peak RSS of a backup (embedded, and each process of the fleet) of
 #              generated volumes without zero regions of each BENCH_MEM_SIZES size
+#   maintenance  a repository of BENCH_MAINT_CHUNKS 4 KiB chunks (a generated volume
+#              without zeros, backed up with --chunk-size 4KiB, its first tenth
+#              rewritten and backed up again, the first snapshot forgotten):
+#              bulkctl prune (deleting the tenth only the forgotten snapshot named)
+#              and bulkctl check --read-data, each one run, against that backup
 #   go         the pkg/chunk micro-benchmarks (Seal per level and size, Sum, Open)
 #
 # Every command is timed whole under /usr/bin/time (wall, peak RSS, CPU);
@@ -105,7 +112,7 @@ cd "$ROOT"
 
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 	: "${BENCH_SIZE:=256MiB}" "${BENCH_RUNS:=1}" "${BENCH_SWEEP:=4 16}" "${BENCH_SCALE_SIZE:=16MiB}"
-	: "${BENCH_MEM_SIZES:=512MiB 1GiB}" "${BENCH_TREE_FILES:=2000}"
+	: "${BENCH_MEM_SIZES:=512MiB 1GiB}" "${BENCH_TREE_FILES:=2000}" "${BENCH_MAINT_CHUNKS:=5000}"
 fi
 BENCH_DIR=${BENCH_DIR:-$ROOT/.bench}
 BENCH_SIZE=${BENCH_SIZE:-2GiB}
@@ -118,7 +125,8 @@ if [[ $BENCH_DROP_CACHES == 1 ]]; then
 else
 	BENCH_CACHE=${BENCH_CACHE:-warm}
 fi
-BENCH_SECTIONS=${BENCH_SECTIONS:-volume encryption processes scaling reader sweep tree memory go}
+BENCH_SECTIONS=${BENCH_SECTIONS:-volume encryption processes scaling reader sweep tree memory maintenance go}
+BENCH_MAINT_CHUNKS=${BENCH_MAINT_CHUNKS:-100000}
 BENCH_PEERS=${BENCH_PEERS-restic borg}
 BENCH_RESTIC=${BENCH_RESTIC:-}
 BENCH_RESTIC_VERSION=${BENCH_RESTIC_VERSION:-v0.18.1}
@@ -715,6 +723,46 @@ bench_ceiling() {
 # The pkg/chunk micro-benchmarks: Seal per level and size, Sum, Open. They
 # bound what one compressor core can do; Seal's input (a repeated log line,
 # random and zero bytes) compresses far faster than real data.
+# Maintenance: prune and check --read-data of a repository of
+# BENCH_MAINT_CHUNKS chunks, through the embedded fleet, each one run (a
+# second prune would find nothing to do). The backup that filled the
+# repository is the baseline. A prune's wall time includes the protocol's
+# fixed waits (docs/format.md section 10.6: 15 s before it lists the running
+# backups, 45 s after its sweeps); the note gives its working time, from
+# the phases' times it records.
+bench_maintenance() {
+	local chunks=$BENCH_MAINT_CHUNKS vol repo=$BENCH_DIR/maint-repo bytes data first second deleted work
+	vol=$BENCH_DIR/maint-$chunks.img
+	bytes=$((chunks * 4096))
+	log "generating $vol ($chunks chunks of 4 KiB, no zeros)"
+	"$BIN/mkvolume" -size "$bytes" -seed "$BENCH_SEED" -mix 0,0,0,1 -o "$vol" >&2
+	data="$chunks chunks of 4 KiB (mkvolume, random)"
+	maint_repo() { rm -rf "$repo"; }
+	WARM=("$vol")
+	MEASURE_RUNS=1 measure maint-backup "$LOGS/maint-backup.json" maint_repo \
+		"$BIN/bulkctl" backup "$vol" -r "$repo" --chunk-size 4KiB --json "${BULK_FLAGS[@]}"
+	add_row maint/backup "$data" "bulkctl backup --chunk-size 4KiB (the baseline)" "$bytes" "$(dir_bytes "$repo")" \
+		"$(jget "$M_OUT" seconds)" '{}'
+	first=$(jget "$M_LAST_OUT" snapshot_id)
+	# A tenth of the chunks change; the first snapshot is forgotten.
+	dd if=/dev/urandom of="$vol" bs=4096 count=$((chunks / 10)) conv=notrunc status=none
+	second=$("$BIN/bulkctl" backup "$vol" -r "$repo" --chunk-size 4KiB --json "${BULK_FLAGS[@]}" | jq -r .snapshot_id)
+	"$BIN/bulkctl" forget "$first" -r "$repo" >&2
+	WARM=("$repo")
+	no_prep() { :; }
+	MEASURE_RUNS=1 measure maint-prune "$LOGS/maint-prune.json" no_prep \
+		"$BIN/bulkctl" prune -r "$repo" --json "${BULK_FLAGS[@]}"
+	deleted=$(jget "$M_OUT" deleted)
+	work=$(jq -r 'def t: (sub("\\.[0-9]+"; "") | fromdateiso8601) + ((capture("\\.(?<f>[0-9]+)") | "0." + .f | tonumber) // 0);
+		(.condemned_at | t) - (.started | t) + (.closing_at | t) - (.sweeping_at | t) | . * 100 | round / 100' "$M_OUT" 2>/dev/null || echo "?")
+	add_row maint/prune "$data" "bulkctl prune (deleted $deleted chunks)" "$bytes" "$(dir_bytes "$repo")" '' '{}'
+	MEASURE_RUNS=1 measure maint-check "$LOGS/maint-check.json" no_prep \
+		"$BIN/bulkctl" check -r "$repo" --read-data --json "${BULK_FLAGS[@]}"
+	add_row maint/check "$data" "bulkctl check --read-data ($(jget "$M_OUT" read) chunks read back)" "$bytes" "$(dir_bytes "$repo")" '' '{}'
+	note "Maintenance, $data: prune deleted $deleted chunks that only a forgotten snapshot named; its wall time includes the protocol's fixed 60 s of waits (marking and sweeping took ${work} s by the times it records); snapshot $second kept."
+	rm -rf "$repo" "$vol"
+}
+
 bench_go() {
 	log "go test -bench ./pkg/chunk/"
 	go test -run '^$' -bench . -benchtime 20x ./pkg/chunk/ >>"$GO_BENCH" 2>&1 ||
@@ -821,6 +869,7 @@ main() {
 		sweep) bench_sweep ;;
 		tree) bench_tree ;;
 		memory) bench_memory ;;
+		maintenance) bench_maintenance ;;
 		go) bench_go ;;
 		*) die "BENCH_SECTIONS: unknown section $section" ;;
 		esac

@@ -74,6 +74,37 @@ List the entries of a files-mode snapshot like ls -l, or those at and
 under PATH: relative to the backed-up directory, or as it was on the host.
 --json prints the entries as one JSON array.
 `,
+	"forget": `Usage: bulkctl forget [SNAPSHOT...] -r REPO [flags]
+
+Forget snapshots: the ones named (IDs or unique ID prefixes), or those a
+keep policy in restic's words does not keep. The policy applies to each
+source (host and path) on its own; a snapshot is kept if any rule keeps
+it: the newest --keep-last, the newest of each of the newest N hours,
+days, ISO weeks, months or years that have one, every one within
+--keep-within of the source's newest. Counts take "unlimited". --dry-run
+lists what would be forgotten and why each kept snapshot is kept. Only
+snapshot objects go: "bulkctl prune" then deletes the chunks nothing names.
+`,
+	"prune": `Usage: bulkctl prune -r REPO [flags]
+
+Delete the chunks no snapshot names, while backups into the repository go
+on: the prune waits for the backups that were running when it began, and
+keeps every chunk a later backup reuses (docs/format.md, section 10). It
+runs as a job on the fleet's compressors, one shard of the chunk hash
+space each; killed, it resumes when its coordinator starts again.
+--dry-run counts what would be deleted.
+`,
+	"check": `Usage: bulkctl check -r REPO [flags]
+
+Check the repository without the sources: every snapshot can be read and
+every chunk it names is stored whole (header and length); with
+--read-data every chunk is also read back and checked against its hash,
+with --read-data-subset a share of them (another share each run). Missing
+and damaged chunks are named with the snapshots and files they belong to,
+and recorded, so the next backup that produces them stores them again.
+Exits 1 if anything is missing or damaged. Runs as a job on the fleet's
+compressors.
+`,
 	"jobs": `Usage: bulkctl jobs --nats URL [flags]
 
 List a running coordinator's jobs, newest first.
@@ -95,10 +126,13 @@ List every backup of a source: when, result, bytes, stored, duration, MB/s.
 List the readers and compressors a running coordinator knows.
 `,
 	"schedule add": `Usage: bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" --nats URL [flags]
+       bulkctl schedule add NAME --prune -r REPO --cron "0 4 * * 0" --nats URL [flags]
 
 Add a schedule: the coordinator backs up the source at each window of the
 cron expression (minute hour day-of-month month day-of-week), read in
---timezone.
+--timezone, and after each successful backup forgets the source's
+snapshots its keep policy (--keep-*, as "bulkctl forget") does not keep.
+With --prune it prunes the repository at each window instead.
 `,
 	"schedule list": `Usage: bulkctl schedule list --nats URL [flags]
 

@@ -110,6 +110,10 @@ func jobSubject(j *queue.Job) string {
 			targets = append(targets, t.String())
 		}
 		return j.Restore.Repo + "@" + cmp.Or(j.SnapshotID, j.Restore.Snapshot) + " -> " + strings.Join(targets, ",")
+	case j.Prune != nil:
+		return "prune " + j.Prune.Repo
+	case j.Check != nil:
+		return "check " + j.Check.Repo
 	}
 	return ""
 }

@@ -26,7 +26,8 @@ const (
 	exitError = 1
 	exitUsage = 2
 	// exitWarnings: the job completed, but some files were not backed up
-	// or restored as they are (listed on stderr).
+	// or restored as they are (listed on stderr), for example the files of
+	// a damaged chunk left out of a tree restore.
 	exitWarnings = 3
 )
 
@@ -44,6 +45,10 @@ Usage:
   bulkctl ls SNAPSHOT [PATH] -r REPO [--json]
   bulkctl diff SNAPSHOT1 SNAPSHOT2 -r REPO [--json]
   bulkctl find PATTERN... -r REPO [--tag TAG]... [--host HOST]... [--path PATH]... [--json]
+  bulkctl forget [SNAPSHOT...] -r REPO [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]
+                 [--keep-yearly N] [--keep-hourly N] [--keep-within 1y6m] [--dry-run] [--json]
+  bulkctl prune -r REPO [--dry-run] [--json]
+  bulkctl check -r REPO [--read-data | --read-data-subset 10%] [--json]
 
 With a running coordinator (--nats URL or BULK_NATS):
   bulkctl jobs [--state running] [--limit 20] [--json]
@@ -52,7 +57,8 @@ With a running coordinator (--nats URL or BULK_NATS):
   bulkctl history HOST:PATH [--json]
   bulkctl workers [--json]
   bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" [--timezone Europe/Berlin]
-                        [--level fastest] [--chunk-size 4MiB] [--keep-last N] [--json]
+                        [--level fastest] [--chunk-size 4MiB] [--keep-last N] [--keep-daily N] ... [--json]
+  bulkctl schedule add NAME --prune -r REPO --cron "0 4 * * 0"
   bulkctl schedule set NAME [--cron "30 3 * * *"] [--timezone Z] [-r REPO] [--level L] [--chunk-size S] [--keep-last N] [--json]
   bulkctl schedule list|show NAME|pause NAME|resume NAME|rm NAME [--json]
 
@@ -71,8 +77,9 @@ mode a directory is backed up file by file, unless it holds more than
 --files-threshold files and is the root of a mounted filesystem whose device
 can be read: then the device is backed up as a volume.
 
-Exit status: 0 done, 1 failed, 2 bad usage, 3 done with warnings (files
-that could not be read, changed while read, or were skipped; listed).
+Exit status: 0 done, 1 failed (check: damage found), 2 bad usage, 3 done
+with warnings (files that could not be read, changed while read, skipped,
+or, restoring, in a damaged chunk; listed).
 
 Without --nats the fleet runs in this process. With --nats URL (or
 BULK_NATS) the job goes to a running coordinator and SOURCE and TARGET are
@@ -101,6 +108,9 @@ var commands = map[string]command{
 	"history":   {run: runHistory},
 	"workers":   {run: runWorkers},
 	"schedule":  {run: runSchedule},
+	"forget":    {run: runForget},
+	"prune":     {run: runPrune},
+	"check":     {run: runCheck},
 }
 
 // env is what a command writes to.

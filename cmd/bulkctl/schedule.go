@@ -16,9 +16,11 @@ import (
 
 const scheduleUsage = `Usage:
   bulkctl schedule add NAME --source HOST:PATH -r REPO --cron "0 2 * * *" [--timezone Europe/Berlin]
-                        [--level fastest] [--chunk-size 4MiB] [--keep-last N]
+                        [--level fastest] [--chunk-size 4MiB] [--keep-last N] [--keep-daily N] [--keep-weekly N]
+                        [--keep-monthly N] [--keep-yearly N] [--keep-hourly N] [--keep-within 1y6m]
                         [--exclude PATTERN]... [--exclude-file FILE]... [--exclude-caches]
                         [--exclude-larger-than SIZE] [--one-file-system] [--tag TAG]... [--host NAME]
+  bulkctl schedule add NAME --prune -r REPO --cron "0 4 * * 0" [--timezone Europe/Berlin]
   bulkctl schedule set NAME [--cron "30 3 * * *"] [--timezone ZONE] [-r REPO] [--level L] [--chunk-size SIZE] [--keep-last N]
   bulkctl schedule list
   bulkctl schedule show NAME
@@ -30,11 +32,11 @@ Every command takes --json and needs a running coordinator (--nats URL or
 BULK_NATS), which starts a backup at each window of the cron expression
 (minute hour day-of-month month day-of-week, read in --timezone; UTC by
 default). A window that comes while a backup of the same source still runs
-is skipped, and "show" says why.
+is skipped, and "show" says why. After each successful backup the keep
+policy (restic's --keep-* rules) forgets the source's other snapshots, and
+"show" says what it forgot; a --prune schedule runs "bulkctl prune" on the
+repository at each window.
 `
-
-// keepLastNote says what --keep-last does today.
-const keepLastNote = "recorded only: pruning old snapshots is not implemented yet, every snapshot is kept"
 
 func runSchedule(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
@@ -73,7 +75,9 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	chunkSize := config.Size(layout.DefaultChunkSize)
 	fs.Var(&chunkSize, "chunk-size", "chunk size, a multiple of 4KiB (e.g. 4MiB, 24MiB)")
 	level := fs.String("level", "fastest", "zstd level: fastest, default, better or best")
-	keepLast := fs.Int("keep-last", 0, "snapshots of the source to keep; "+keepLastNote)
+	var keep keepFlags
+	keep.register(fs)
+	prune := fs.Bool("prune", false, "prune the repository at each window instead of backing up a source")
 	sf := addSelectionFlags(fs)
 	pos, err := parse(e, fs, args)
 	if err != nil {
@@ -82,32 +86,49 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageError("want one schedule NAME, got %d arguments", len(pos))
 	}
-	if *source == "" {
-		return usageError("--source HOST:PATH is required")
-	}
-	src, err := queue.ParseEndpoint(*source)
-	if err != nil {
-		return usageError("--source: %v", err)
-	}
 	if *cronExpr == "" {
 		return usageError(`--cron is required (e.g. --cron "0 2 * * *")`)
-	}
-	if err := layout.CheckChunkSize(int64(chunkSize)); err != nil {
-		return usageError("--chunk-size: %v", err)
-	}
-	if _, err := chunk.ParseLevel(*level); err != nil {
-		return usageError("--level: %v", err)
-	}
-	if *keepLast < 0 {
-		return usageError("--keep-last must not be negative")
-	}
-	sel, labels, err := sf.request()
-	if err != nil {
-		return err
 	}
 	repo, err := repoArg(c.repo)
 	if err != nil {
 		return err
+	}
+	req := &queue.ScheduleAddRequest{V: queue.MessageVersion, Name: pos[0], Repo: repo, Cron: *cronExpr, Timezone: *timezone}
+	if *prune {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, name := range []string{"source", "level", "chunk-size", "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "keep-within",
+			"exclude", "exclude-file", "exclude-caches", "exclude-larger-than", "one-file-system", "tag", "host"} {
+			if set[name] {
+				return usageError("--%s does not go with --prune: a prune schedule takes a repository only", name)
+			}
+		}
+		req.Kind = queue.KindPrune
+	} else {
+		if *source == "" {
+			return usageError("--source HOST:PATH is required (or --prune)")
+		}
+		if req.Source, err = queue.ParseEndpoint(*source); err != nil {
+			return usageError("--source: %v", err)
+		}
+		if err := layout.CheckChunkSize(int64(chunkSize)); err != nil {
+			return usageError("--chunk-size: %v", err)
+		}
+		if _, err := chunk.ParseLevel(*level); err != nil {
+			return usageError("--level: %v", err)
+		}
+		if err := keep.policy().Validate(); err != nil {
+			return usageError("%v", err)
+		}
+		if req.Selection, req.Labels, err = sf.request(); err != nil {
+			return err
+		}
+		req.Level, req.ChunkSize = *level, int64(chunkSize)
+		req.KeepPolicy = queue.KeepPolicy{KeepLast: int(keep.last), KeepHourly: int(keep.hourly), KeepDaily: int(keep.daily),
+			KeepWeekly: int(keep.weekly), KeepMonthly: int(keep.monthly), KeepYearly: int(keep.yearly)}
+		if !keep.within.Zero() {
+			req.KeepWithin = keep.within.String()
+		}
 	}
 	s, err := remoteSession(ctx, &c, e)
 	if err != nil {
@@ -117,21 +138,33 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	// The coordinator checks the cron expression and time zone: it is the
 	// one that reads them.
 	var sched queue.Schedule
-	if err := call(ctx, s.nc, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
-		V: queue.MessageVersion, Name: pos[0], Source: src, Repo: repo, Cron: *cronExpr, Timezone: *timezone,
-		Level: *level, ChunkSize: int64(chunkSize), KeepLast: *keepLast, Selection: sel, Labels: labels,
-	}, &sched); err != nil {
+	if err := call(ctx, s.nc, queue.SubjectAPIScheduleAdd, req, &sched); err != nil {
 		return err
 	}
 	if c.json {
 		return json.NewEncoder(e.stdout).Encode(sched)
 	}
+	if sched.Kind == queue.KindPrune {
+		fmt.Fprintf(e.stdout, "schedule %s added: prune %s at %q (%s); next run %s\n",
+			sched.Name, sched.Repo, sched.Cron, sched.Timezone, nextRun(&sched))
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "schedule %s added: %s -> %s at %q (%s); next run %s\n",
 		sched.Name, sched.Source, sched.Repo, sched.Cron, sched.Timezone, nextRun(&sched))
-	if sched.KeepLast > 0 {
-		fmt.Fprintf(e.stdout, "keep-last %d is %s\n", sched.KeepLast, keepLastNote)
-	}
+	fmt.Fprintf(e.stdout, "after each backup: %s\n", keepPhrase(sched.KeepPolicy))
 	return nil
+}
+
+// keepPhrase says what a schedule's keep policy does.
+func keepPhrase(k queue.KeepPolicy) string {
+	if k.Empty() {
+		return "keep every snapshot"
+	}
+	p, err := k.Policy()
+	if err != nil {
+		return "keep policy invalid: " + err.Error()
+	}
+	return p.String() + " of the source"
 }
 
 func scheduleList(ctx context.Context, e *env, args []string) error {
@@ -152,7 +185,11 @@ func scheduleList(ctx context.Context, e *env, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tSOURCE\tCRON\tTIMEZONE\tNEXT RUN\tLAST RUN\tLAST SKIPPED")
 	for _, sc := range reply.Schedules {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sc.Name, scheduleState(&sc), sc.Source, sc.Cron, sc.Timezone,
+		what := sc.Source.String()
+		if sc.Kind == queue.KindPrune {
+			what = "prune " + sc.Repo
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sc.Name, scheduleState(&sc), what, sc.Cron, sc.Timezone,
 			nextRun(&sc), inZone(sc.LastFired, sc.Timezone), inZone(sc.LastSkipped, sc.Timezone))
 	}
 	return tw.Flush()
@@ -190,15 +227,17 @@ func scheduleNamed(ctx context.Context, e *env, sub, subject string, args []stri
 
 func showSchedule(e *env, s *queue.Schedule) {
 	fmt.Fprintf(e.stdout, "schedule    %s (%s)\n", s.Name, scheduleState(s))
-	fmt.Fprintf(e.stdout, "source      %s\n", s.Source)
-	fmt.Fprintf(e.stdout, "repository  %s\n", s.Repo)
-	fmt.Fprintf(e.stdout, "cron        %s (%s)\n", s.Cron, s.Timezone)
-	fmt.Fprintf(e.stdout, "backup      level %s, chunk size %s\n", s.Level, config.FormatBytes(s.ChunkSize))
-	printSelection(e, &s.Selection, &s.Labels)
-	if s.KeepLast > 0 {
-		fmt.Fprintf(e.stdout, "keep last   %d (%s)\n", s.KeepLast, keepLastNote)
+	if s.Kind == queue.KindPrune {
+		fmt.Fprintf(e.stdout, "prunes      %s\n", s.Repo)
 	} else {
-		fmt.Fprintf(e.stdout, "keep last   all\n")
+		fmt.Fprintf(e.stdout, "source      %s\n", s.Source)
+		fmt.Fprintf(e.stdout, "repository  %s\n", s.Repo)
+	}
+	fmt.Fprintf(e.stdout, "cron        %s (%s)\n", s.Cron, s.Timezone)
+	if s.Kind != queue.KindPrune {
+		fmt.Fprintf(e.stdout, "backup      level %s, chunk size %s\n", s.Level, config.FormatBytes(s.ChunkSize))
+		printSelection(e, &s.Selection, &s.Labels)
+		fmt.Fprintf(e.stdout, "retention   %s\n", keepPhrase(s.KeepPolicy))
 	}
 	fmt.Fprintf(e.stdout, "created     %s\n", inZone(s.Created, s.Timezone))
 	if !s.Resumed.IsZero() {
@@ -210,6 +249,16 @@ func showSchedule(e *env, s *queue.Schedule) {
 	}
 	if !s.LastSkipped.IsZero() {
 		fmt.Fprintf(e.stdout, "last skip   %s: %s\n", inZone(s.LastSkipped, s.Timezone), s.LastSkipReason)
+	}
+	if f := s.LastForget; f != nil {
+		fmt.Fprintf(e.stdout, "forgotten   %s after job %s: %s, kept %d", inZone(f.Time, s.Timezone), f.JobID, plural(f.Forgotten, "snapshot"), f.Kept)
+		if f.Error != "" {
+			fmt.Fprintf(e.stdout, " (stopped: %s)", f.Error)
+		}
+		fmt.Fprintln(e.stdout)
+		for _, id := range f.Snapshots {
+			fmt.Fprintf(e.stdout, "            %s\n", id)
+		}
 	}
 }
 

@@ -34,7 +34,7 @@ func scheduleSet(ctx context.Context, e *env, args []string) error {
 	var chunkSize config.Size
 	fs.Var(&chunkSize, "chunk-size", "the new chunk size, a multiple of 4KiB")
 	level := fs.String("level", "", "the new zstd level: fastest, default, better or best")
-	keepLast := fs.Int("keep-last", 0, "the new number of snapshots of the source to keep; "+keepLastNote)
+	keepLast := fs.Int("keep-last", 0, "the new number of snapshots of the source to keep after each backup (the rest of the keep policy stays)")
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err

@@ -33,13 +33,13 @@ func TestProcessSchedules(t *testing.T) {
 	}
 
 	r := bulkctlProcOK(t, "schedule", "add", "nightly", "--source", "db1:/dev/sdb", "-r", repo, "--cron", "0 2 * * *",
-		"--timezone", "Europe/Berlin", "--keep-last", "7", "--nats", url, "--json")
+		"--timezone", "Europe/Berlin", "--keep-last", "7", "--keep-within", "1m", "--nats", url, "--json")
 	var s queue.Schedule
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
 		t.Fatalf("schedule add --json output %q: %v", r.stdout, err)
 	}
 	if s.Name != "nightly" || s.Source.String() != "db1:/dev/sdb" || s.Repo != repo || s.Timezone != "Europe/Berlin" ||
-		s.KeepLast != 7 || s.Paused || s.Next.IsZero() {
+		s.KeepLast != 7 || s.KeepWithin != "1m" || s.Paused || s.Next.IsZero() {
 		t.Errorf("added schedule %+v", s)
 	}
 	if berlin, err := time.LoadLocation("Europe/Berlin"); err == nil {
@@ -58,6 +58,8 @@ func TestProcessSchedules(t *testing.T) {
 		{"unknown zone", "other", []string{"--cron", "0 2 * * *", "--timezone", "Mars/Olympus"}, exitError, "Mars/Olympus"},
 		{"no cron", "other", nil, exitUsage, "--cron"},
 		{"name taken", "nightly", []string{"--cron", "0 3 * * *"}, exitError, "already exists"},
+		{"bad keep count", "other", []string{"--cron", "0 3 * * *", "--keep-daily", "-3"}, exitUsage, "keep-daily"},
+		{"prune with a source", "other", []string{"--cron", "0 3 * * *", "--prune"}, exitUsage, "--source does not go with --prune"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,11 +71,22 @@ func TestProcessSchedules(t *testing.T) {
 	}
 
 	r = bulkctlProcOK(t, "schedule", "show", "nightly", "--nats", url)
-	for _, want := range []string{"nightly (active)", "0 2 * * * (Europe/Berlin)", "keep last   7", "not implemented yet"} {
+	for _, want := range []string{"nightly (active)", "0 2 * * * (Europe/Berlin)", "retention   keep 7 latest snapshots, all snapshots within 1m of the newest of the source"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("schedule show does not say %q:\n%s", want, r.stdout)
 		}
 	}
+	// A prune schedule takes a repository only.
+	r = bulkctlProcOK(t, "schedule", "add", "weekly-prune", "--prune", "-r", repo, "--cron", "0 4 * * 0", "--nats", url)
+	if !strings.Contains(r.stdout, "schedule weekly-prune added: prune "+repo) {
+		t.Errorf("schedule add --prune:\n%s", r.stdout)
+	}
+	r = bulkctlProcOK(t, "schedule", "show", "weekly-prune", "--nats", url)
+	if !strings.Contains(r.stdout, "prunes      "+repo) || strings.Contains(r.stdout, "retention") {
+		t.Errorf("schedule show of a prune schedule:\n%s", r.stdout)
+	}
+	bulkctlProcOK(t, "schedule", "rm", "weekly-prune", "--nats", url)
+
 	r = bulkctlProcOK(t, "schedule", "pause", "nightly", "--nats", url, "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || !s.Paused {
 		t.Errorf("pause --json: %q (%v)", r.stdout, err)

@@ -8,8 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/verify"
 )
 
@@ -80,6 +83,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	for _, d := range rep.Differences {
 		res.Differences = append(res.Differences, treeDifference{Path: d.Path, Difference: d.What})
 	}
+	recordDamage(ctx, e, repo, findings)
 	if c.json {
 		if err := json.NewEncoder(e.stdout).Encode(res); err != nil {
 			return err
@@ -107,6 +111,30 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "OK")
 	}
 	return nil
+}
+
+// recordDamage records the chunks verify found missing or damaged in the
+// repository's damage registry, so the next backup that produces them
+// stores them again rather than deduplicating against them. A chunk that
+// only differs from the source (--compare) is not damaged. What cannot be
+// recorded is said on stderr: verify's own result stands.
+func recordDamage(ctx context.Context, e *env, repo *repository.Repository, findings []*verify.Finding) {
+	for _, f := range findings {
+		state := "damaged"
+		switch {
+		case errors.Is(f.Err, store.ErrNotFound):
+			state = "missing"
+		case !errors.Is(f.Err, chunk.ErrCorrupt):
+			continue
+		}
+		if _, err := chunk.ParseID(f.Hash); err != nil {
+			continue
+		}
+		d := repository.Damage{Chunk: f.Hash, State: state, Problem: f.Err.Error(), FoundBy: repository.FoundByVerify}
+		if err := repo.RecordDamage(ctx, d); err != nil {
+			fmt.Fprintf(e.stderr, "bulkctl: chunk %s not recorded as %s: %v\n", f.Hash, state, err)
+		}
+	}
 }
 
 // damageSummary says in one phrase what verify found wrong.

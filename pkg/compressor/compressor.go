@@ -192,6 +192,11 @@ func (c *Compressor) Run(ctx context.Context) error {
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	wg.Go(func() { queue.Heartbeat(hbCtx, c.js, c.status) })
 	defer func() { stopHeartbeat(); wg.Wait() }()
+	wg.Go(func() {
+		if err := c.serveTasks(ctx); err != nil {
+			c.logger.ErrorContext(ctx, "maintenance tasks not served", "err", err)
+		}
+	})
 	err := queue.Serve(ctx, c.js, queue.StreamReady, jetstream.ConsumerConfig{
 		Durable:       queue.ConsumerCompressors,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -344,20 +349,12 @@ func (c *Compressor) job(ctx context.Context, id string) (*jobInfo, error) {
 	if j, ok := c.jobs[id]; ok && time.Since(j.fetched) < 2*time.Second {
 		return j, nil
 	}
-	kv, err := c.js.KeyValue(ctx, queue.BucketJobs)
+	rec, err := c.jobRecord(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("job %s: %w", id, err)
+		return nil, err
 	}
-	entry, err := kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, queue.Obsolete(fmt.Errorf("job %s: no such job", id))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("job %s: %w", id, err)
-	}
-	var rec queue.Job
-	if err := queue.Decode(entry.Value(), &rec); err != nil || rec.Backup == nil {
-		return nil, queue.Permanent(fmt.Errorf("job %s: record is not a backup: %v", id, err))
+	if rec.Backup == nil {
+		return nil, queue.Permanent(fmt.Errorf("job %s: record is not a backup", id))
 	}
 	level, err := chunk.ParseLevel(rec.Backup.Level)
 	if err != nil {
@@ -371,6 +368,27 @@ func (c *Compressor) job(ctx context.Context, id string) (*jobInfo, error) {
 		}
 	}
 	return j, nil
+}
+
+// jobRecord reads job id's record; a job that is not there is a permanent
+// error.
+func (c *Compressor) jobRecord(ctx context.Context, id string) (*queue.Job, error) {
+	kv, err := c.js.KeyValue(ctx, queue.BucketJobs)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	entry, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, queue.Obsolete(fmt.Errorf("job %s: no such job", id))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	var rec queue.Job
+	if err := queue.Decode(entry.Value(), &rec); err != nil {
+		return nil, queue.Permanent(fmt.Errorf("job %s: record: %w", id, err))
+	}
+	return &rec, nil
 }
 
 // runningJob returns the job a chunk belongs to; an error that is
@@ -602,16 +620,19 @@ func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []b
 		return done, queue.Permanent(err) // an encrypted repository this process has no key for
 	}
 	done.Hash = id.String()
-	stat, err := repo.StatChunk(ctx, id)
+	// CheckReuse also keeps the chunk from any prune that condemned it
+	// (docs/format.md section 10), whether it is reused or stored.
+	stat, err := repo.CheckReuse(ctx, id)
 	if err != nil {
 		m.Error("stat")
 		return done, repoError(job.repo, err)
 	}
 	size := stat.Size
-	// Only an intact object is deduplicated against: a missing,
-	// truncated or unverifiable one is stored again, so a backup never
-	// names a chunk it knows is not there whole.
-	if stat.State != repository.ChunkIntact {
+	// Only an intact object that no check, verify or restore recorded as
+	// damaged is deduplicated against: a missing, truncated, unverifiable
+	// or recorded one is stored again, so a backup never names a chunk it
+	// knows is not there whole.
+	if stat.State != repository.ChunkIntact || stat.Recorded {
 		if stat.State != repository.ChunkMissing {
 			c.logger.WarnContext(ctx, "stored chunk is not intact; storing it again", "job_id", jobID,
 				"chunk_id", id.String(), "state", stat.State.String(), "problem", stat.Problem)
@@ -641,6 +662,13 @@ func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []b
 		if err != nil {
 			m.Error("put")
 			return done, repoError(job.repo, err)
+		}
+		if stat.Recorded {
+			// Repaired: stored whole again.
+			if err := repo.ClearDamage(ctx, id); err != nil {
+				return done, repoError(job.repo, err)
+			}
+			c.logger.InfoContext(ctx, "damaged chunk stored again", "job_id", jobID, "chunk_id", id.String())
 		}
 		done.New = true
 		m.Chunk("stored", done.Length)

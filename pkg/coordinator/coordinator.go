@@ -298,6 +298,10 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 		err = jr.backup(ctx)
 	case queue.KindRestore:
 		err = jr.restore(ctx)
+	case queue.KindPrune:
+		err = jr.prune(ctx)
+	case queue.KindCheck:
+		err = jr.check(ctx)
 	default:
 		err = fmt.Errorf("unknown job kind %q", job.Kind)
 	}

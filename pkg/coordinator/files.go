@@ -2,8 +2,12 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"iter"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/dispatch"
@@ -133,7 +137,12 @@ func indexes(op string, n int) iter.Seq[dispatch.Unit] {
 
 // restoreFiles restores the selected part of a files-mode snapshot to every
 // target, step by step (see restore.Tree).
-func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) error {
+//
+// A chunk found damaged or missing does not stop it: the files whose
+// content lies in it (and hard links to them) are left out, named in the
+// job's warnings, and the chunk is recorded in the damage registry; every
+// other file is restored.
+func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository, snap *manifest.Snapshot) error {
 	req := jr.job.Restore
 	// A path may come as it was on the host (a CI client's request):
 	// relative to the backed-up directory is the manifest's form.
@@ -148,6 +157,36 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 		return err
 	}
 	rp := plan.Restore(snap, selected, len(req.Paths) == 0)
+	var (
+		mu     sync.Mutex
+		failed = make(map[string]string) // files not restored, and why
+	)
+	jr.tolerate = func(u dispatch.Unit, we *WorkError) bool {
+		code := we.Code()
+		if u.Op != queue.OpExtents || u.Index >= len(rp.Extents) || code != queue.CodeCorrupt && code != queue.CodeMissing {
+			return false
+		}
+		w := rp.Extents[u.Index]
+		hash := snap.Chunks[w.Chunk].Hash
+		jr.recordRestoreDamage(ctx, repo, we, hash)
+		why := fmt.Sprintf("not restored: chunk %s is %s", hash, map[queue.Code]string{queue.CodeCorrupt: "damaged", queue.CodeMissing: "missing"}[code])
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range w.Parts {
+			failed[p.Path] = why
+		}
+		jr.logger.WarnContext(ctx, "files of a damaged chunk are left out", "chunk_id", hash, "files", len(w.Parts), "err", we)
+		return true
+	}
+	defer func() { jr.tolerate = nil }()
+	without := func(entries []manifest.Entry) []manifest.Entry {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failed) == 0 {
+			return entries
+		}
+		return slices.DeleteFunc(slices.Clone(entries), func(e manifest.Entry) bool { return failed[e.Path] != "" })
+	}
 	targets := len(req.Targets)
 	jr.job.Progress = queue.Progress{ChunksTotal: len(rp.Extents) * targets, BytesTotal: rp.Bytes * int64(targets)}
 	jr.job.Warnings = nil
@@ -174,9 +213,9 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 			case queue.OpEntries:
 				te.Entries, te.Keep = rp.Create[u.Index], jr.c.otherRestores(jr.job.ID)
 			case queue.OpMetadata:
-				te.Entries = rp.Metadata[u.Index]
+				te.Entries = without(rp.Metadata[u.Index])
 			case queue.OpLinks:
-				te.Entries = rp.Links[u.Index]
+				te.Entries = without(rp.Links[u.Index])
 			case queue.OpDirs:
 				te.Entries = rp.Dirs[u.Index]
 			}
@@ -198,6 +237,25 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 		rp.Dirs = [][]manifest.Entry{nil}
 	}
 	for _, step := range steps {
+		if step.op == queue.OpMetadata {
+			mu.Lock()
+			failLinks(rp.Links, failed)
+			mu.Unlock()
+		}
+		if step.op == queue.OpDirs && len(failed) > 0 {
+			// The files left out still have partial files: the abort
+			// step removes them (every other file is in place by now),
+			// before the directories get their times.
+			if err := jr.phase(ctx, func(yield func(dispatch.Unit) bool) {
+				for t := range targets {
+					if !yield(dispatch.Unit{Op: queue.OpAbort, Target: t}) {
+						return
+					}
+				}
+			}, publish); err != nil {
+				return err
+			}
+		}
 		units := func(yield func(dispatch.Unit) bool) {
 			for i := range step.n {
 				for t := range targets {
@@ -212,11 +270,28 @@ func (jr *jobRun) restoreFiles(ctx context.Context, snap *manifest.Snapshot) err
 			return err
 		}
 	}
+	for _, p := range slices.Sorted(maps.Keys(failed)) {
+		jr.warn(manifest.Display(p) + ": " + failed[p])
+	}
 	jr.rate()
 	jr.job.Stats = manifest.Stats{
-		SourceBytes: rp.Bytes, Chunks: len(rp.Extents), Files: rp.Files, Warnings: len(rp.Warnings),
+		// Files counts those restored: every one left out is a file or a
+		// hard link to one.
+		SourceBytes: rp.Bytes, Chunks: len(rp.Extents), Files: rp.Files - len(failed), Warnings: len(rp.Warnings) + len(failed),
 		Seconds: time.Since(jr.job.Started).Seconds(),
 	}
 	jr.purge(ctx, true)
 	return nil
+}
+
+// failLinks adds to failed the hard links among links to files in failed:
+// their file is not restored, so neither are they.
+func failLinks(links [][]manifest.Entry, failed map[string]string) {
+	for _, batch := range links {
+		for _, e := range batch {
+			if why, ok := failed[e.LinkTo]; ok && failed[e.Path] == "" {
+				failed[e.Path] = "not restored: hard link to " + manifest.Display(e.LinkTo) + ", which is " + why
+			}
+		}
+	}
 }

@@ -31,6 +31,10 @@ type jobRun struct {
 	rec   *records // the job's completions, from follow
 	dones chan any // completions as they come (queue.DecodeDone's values)
 	stop  func()
+	// tolerate, if set, decides whether a unit's failure is one the job
+	// goes on past (the unit then counts as done): a tree restore leaves
+	// out the files of a damaged chunk.
+	tolerate func(u dispatch.Unit, we *WorkError) bool
 
 	lastSave time.Time
 }
@@ -51,6 +55,9 @@ func (jr *jobRun) purge(ctx context.Context, completions bool) {
 	if s, err := jr.c.js.Stream(ctx, queue.StreamReady); err == nil {
 		_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.ReadySubject(jr.job.ID)))
 	}
+	if s, err := jr.c.js.Stream(ctx, queue.StreamTasks); err == nil {
+		_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.JobTaskFilter(jr.job.ID)))
+	}
 	if completions {
 		if s, err := jr.c.js.Stream(ctx, queue.StreamDone); err == nil {
 			_ = s.Purge(ctx, jetstream.WithPurgeSubject(queue.DoneFilter(jr.job.ID)))
@@ -67,6 +74,11 @@ type publishFunc func(ctx context.Context, u dispatch.Unit, attempt int, msgID s
 // item; completions come from the job's completion stream, recorded once
 // each.
 func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publish publishFunc) error {
+	return jr.phaseWith(ctx, units, publish, jr.c.cfg.Window, jr.c.cfg.ChunkTimeout)
+}
+
+// phaseWith is phase with its own window and re-issue timeout.
+func (jr *jobRun) phaseWith(ctx context.Context, units iter.Seq[dispatch.Unit], publish publishFunc, window int, timeout time.Duration) error {
 	cfg := jr.c.cfg
 	ticker := time.NewTicker(cfg.ProgressInterval)
 	defer ticker.Stop()
@@ -91,7 +103,12 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 					continue
 				}
 				if c.Err != nil {
-					c.Err = jr.failure(c.Err)
+					var we *WorkError
+					if jr.tolerate != nil && errors.As(c.Err, &we) && jr.tolerate(c.Unit, we) {
+						c.Err = nil
+					} else {
+						c.Err = jr.failure(c.Err)
+					}
 				}
 				select {
 				case completions <- c:
@@ -102,7 +119,7 @@ func (jr *jobRun) phase(ctx context.Context, units iter.Seq[dispatch.Unit], publ
 		}
 	})
 	err := dispatch.Run(ctx, dispatch.Config{
-		Window: cfg.Window, Timeout: cfg.ChunkTimeout, MaxAttempts: cfg.MaxAttempts, Stall: cfg.StallTimeout,
+		Window: window, Timeout: timeout, MaxAttempts: cfg.MaxAttempts, Stall: cfg.StallTimeout,
 		Ticks: ticker.C, Transient: isTransient, OnTick: func() { jr.progress(ctx) }, Logger: jr.logger,
 	}, units, jr.rec.done, completions, func(ctx context.Context, u dispatch.Unit, attempt int) error {
 		msgID := fmt.Sprintf("%s.%s.%d.%d.e%d.a%d", jr.job.ID, u.Op, u.Target, u.Index, jr.job.Epoch, attempt)
@@ -214,6 +231,19 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Registered before any chunk is reused or stored, so that a prune
+	// waits for this backup; removed when it ends, kept when the
+	// coordinator stops (the job resumes).
+	reg, err := jr.register(ctx, repo)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdown := ctx.Err() != nil && !errors.Is(context.Cause(ctx), errCancelled)
+		if cerr := reg.close(context.WithoutCancel(ctx), shutdown); cerr != nil {
+			jr.logger.WarnContext(ctx, "the backup's registration is left; it expires by itself", "err", cerr)
+		}
+	}()
 	if jr.job.SnapshotID == "" {
 		jr.job.SnapshotID = repository.NewSnapshotID()
 	}
@@ -232,11 +262,18 @@ func (jr *jobRun) backup(ctx context.Context) (err error) {
 	jr.rate()
 	jr.c.publishEvent(ctx, jr.job, "")
 	snap.Hash = repo.HashName() // the chunks' IDs are the repository's: SHA-256, or its keyed MAC
+	if err := reg.current(); err != nil {
+		jr.purge(context.WithoutCancel(ctx), true)
+		return err
+	}
 	if err := repo.SaveSnapshot(ctx, snap); err != nil {
 		jr.job.Stats = manifest.Stats{}
 		return fmt.Errorf("commit: %w", err)
 	}
 	jr.purge(ctx, true)
+	if jr.job.Schedule != "" {
+		jr.c.applyKeep(ctx, jr.job, repo)
+	}
 	return nil
 }
 
@@ -403,7 +440,7 @@ func (jr *jobRun) restore(ctx context.Context) error {
 		}
 	}
 	if snap.Mode == manifest.ModeFiles {
-		return jr.restoreFiles(ctx, snap)
+		return jr.restoreFiles(ctx, repo, snap)
 	}
 	if len(req.Paths) > 0 {
 		return fmt.Errorf("snapshot %s is a volume; --path selects files of a files-mode snapshot", snap.ID)
@@ -456,6 +493,10 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	}
 	for _, step := range []iter.Seq[dispatch.Unit]{perTarget(queue.OpPrepare), chunks, perTarget(queue.OpFinish)} {
 		if err := jr.phase(ctx, step, publish); err != nil {
+			var we *WorkError
+			if errors.As(err, &we) && we.Failed.Op == queue.OpChunk && we.Failed.Index >= 0 && we.Failed.Index < len(snap.Chunks) {
+				jr.recordRestoreDamage(context.WithoutCancel(ctx), repo, err, snap.Chunks[we.Failed.Index].Hash)
+			}
 			jr.abortRestore(ctx, publish)
 			return err
 		}

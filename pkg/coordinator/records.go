@@ -25,6 +25,7 @@ type records struct {
 	failed   map[dispatch.Unit]bool
 	batches  map[[2]int]*queue.ScanBatch // by attempt and batch
 	scan     *queue.ScanDone             // the first scan to complete
+	tasks    map[dispatch.Unit]any       // a maintenance task's completion
 	problems []source.FileProblem
 	count    int
 	// progress counts the chunks and bytes done (Job.Progress).
@@ -35,6 +36,7 @@ func newRecords(progress func(chunks int, bytes int64)) *records {
 	return &records{
 		chunks: make(map[int]*queue.ChunkDone), steps: make(map[dispatch.Unit]*queue.StepDone),
 		failed: make(map[dispatch.Unit]bool), batches: make(map[[2]int]*queue.ScanBatch), progress: progress,
+		tasks: make(map[dispatch.Unit]any),
 	}
 }
 
@@ -84,6 +86,15 @@ func (r *records) add(v any) (dispatch.Completion, bool) {
 	case *queue.FileProblems:
 		r.problems = append(r.problems, d.Problems...)
 		return dispatch.Completion{}, false
+	case *queue.CondemnDone:
+		return r.task(dispatch.Unit{Op: queue.TaskCondemn, Index: d.Shard}, d)
+	case *queue.SweepDone:
+		return r.task(dispatch.Unit{Op: queue.TaskSweep, Index: d.Shard}, d)
+	case *queue.CheckDone:
+		return r.task(dispatch.Unit{Op: queue.TaskCheck, Index: d.Shard}, d)
+	case *queue.TaskAlive:
+		// A long task reports as it goes: alive while word comes.
+		return dispatch.Completion{Unit: dispatch.Unit{Op: d.Op, Index: d.Shard}, Alive: true, Attempt: d.Attempt}, true
 	case *queue.WorkFailed:
 		u := dispatch.Unit{Op: d.Op, Target: d.Target, Index: d.Index}
 		if r.failed[u] {
@@ -95,6 +106,17 @@ func (r *records) add(v any) (dispatch.Completion, bool) {
 	return dispatch.Completion{}, false
 }
 
+// task records the first completion of a maintenance task; r.mu is held.
+func (r *records) task(u dispatch.Unit, d any) (dispatch.Completion, bool) {
+	if r.tasks[u] != nil {
+		return dispatch.Completion{}, false
+	}
+	r.tasks[u] = d
+	r.progress(1, 0)
+	r.count++
+	return dispatch.Completion{Unit: u}, true
+}
+
 // done reports whether unit u has completed.
 func (r *records) done(u dispatch.Unit) bool {
 	r.mu.Lock()
@@ -104,8 +126,17 @@ func (r *records) done(u dispatch.Unit) bool {
 		return r.chunks[u.Index] != nil
 	case queue.OpScan:
 		return r.scan != nil
+	case queue.TaskCondemn, queue.TaskSweep, queue.TaskCheck:
+		return r.tasks[u] != nil
 	}
 	return r.steps[u] != nil
+}
+
+// taskDone returns task u's completion, or nil.
+func (r *records) taskDone(u dispatch.Unit) any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tasks[u]
 }
 
 // chunk returns chunk i's completion, or nil.

@@ -58,6 +58,10 @@ func kindOf(subject string) string {
 		return queue.KindBackup
 	case queue.SubjectRequestRestore, queue.SubjectAPIRestore:
 		return queue.KindRestore
+	case queue.SubjectRequestPrune:
+		return queue.KindPrune
+	case queue.SubjectRequestCheck:
+		return queue.KindCheck
 	}
 	return ""
 }
@@ -72,7 +76,7 @@ func (c *Coordinator) handleRequest(ctx context.Context, msg jetstream.Msg) erro
 		lastTry = true
 	}
 	switch msg.Subject() {
-	case queue.SubjectRequestBackup, queue.SubjectRequestRestore:
+	case queue.SubjectRequestBackup, queue.SubjectRequestRestore, queue.SubjectRequestPrune, queue.SubjectRequestCheck:
 		kind := kindOf(msg.Subject())
 		ans, replyTo, err := c.submit(ctx, kind, msg.Data())
 		if err != nil {
@@ -266,6 +270,18 @@ func parseJobRequest(kind string, data []byte, now time.Time) (job *queue.Job, r
 		r = queue.DecodeAll(data, req)
 		checkRestoreAll(req, r)
 		job.Restore, id, replyTo = req, req.JobID, req.ReplyTo
+	case queue.KindPrune:
+		req := &queue.PruneRequest{}
+		r = queue.DecodeAll(data, req)
+		if !r.NotObject {
+			checkCommon(req.JobID, req.Repo, req.ReplyTo, r)
+		}
+		job.Prune, id, replyTo = req, req.JobID, req.ReplyTo
+	case queue.KindCheck:
+		req := &queue.CheckRequest{}
+		r = queue.DecodeAll(data, req)
+		checkCheckAll(req, r)
+		job.Check, id, replyTo = req, req.JobID, req.ReplyTo
 	default:
 		r = &queue.Report{}
 		r.Add("unknown request kind %q", kind)
@@ -373,6 +389,20 @@ func checkBackupAll(req *queue.BackupRequest, r *queue.Report) {
 	}
 }
 
+// checkCheckAll adds every problem of a check request to r.
+func checkCheckAll(req *queue.CheckRequest, r *queue.Report) {
+	if r.NotObject {
+		return
+	}
+	checkCommon(req.JobID, req.Repo, req.ReplyTo, r)
+	if !r.Bad("subset") && (req.Subset < 0 || req.Subset > 1) {
+		r.Add("subset %g: want a fraction from 0 to 1", req.Subset)
+	}
+	if !r.Bad("subset") && !r.Bad("read_data") && req.Subset > 0 && !req.ReadData {
+		r.Add("a subset selects chunks to read: it needs read_data")
+	}
+}
+
 // checkRestoreAll adds every problem of a restore request to r.
 func checkRestoreAll(req *queue.RestoreRequest, r *queue.Report) {
 	if r.NotObject {
@@ -415,7 +445,8 @@ func checkBackup(req *queue.BackupRequest) error {
 	return nil
 }
 
-// decodeRequest reads and checks a backup or restore request published on
+// decodeRequest reads and checks a job request (backup, restore, prune,
+// check) published on
 // subject, as submit does, and returns the job it asks for and its reply
 // subject; the error names every problem.
 func (c *Coordinator) decodeRequest(subject string, data []byte) (*queue.Job, string, error) {
@@ -466,6 +497,21 @@ func differences(existing *queue.Job, kind string, req *queue.Job) []string {
 		diff("targets", endpoints(a.Targets), endpoints(b.Targets))
 		diff("overwrite", a.Overwrite, b.Overwrite)
 		diff("paths", strings.Join(a.Paths, ","), strings.Join(b.Paths, ","))
+	case queue.KindPrune:
+		a, b := existing.Prune, req.Prune
+		if a == nil {
+			return []string{"the job has no prune request"}
+		}
+		diff("repo", a.Repo, b.Repo)
+		diff("dry_run", a.DryRun, b.DryRun)
+	case queue.KindCheck:
+		a, b := existing.Check, req.Check
+		if a == nil {
+			return []string{"the job has no check request"}
+		}
+		diff("repo", a.Repo, b.Repo)
+		diff("read_data", a.ReadData, b.ReadData)
+		diff("subset", a.Subset, b.Subset)
 	}
 	return diffs
 }
@@ -588,4 +634,15 @@ func (c *Coordinator) waitStopped(ans *queue.JobAccepted) {
 		case <-tick.C:
 		}
 	}
+}
+
+// checkMaintenance checks the job ID and repository of a prune or check
+// (a prune schedule's, say); the error names every problem.
+func checkMaintenance(jobID, repo string) error {
+	r := &queue.Report{}
+	checkCommon(jobID, repo, "", r)
+	if !r.OK() {
+		return errors.New(r.Error())
+	}
+	return nil
 }

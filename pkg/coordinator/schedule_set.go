@@ -35,8 +35,8 @@ func (c *Coordinator) apiScheduleSet(ctx context.Context, data []byte) (any, err
 			return nil, err
 		}
 		add := &queue.ScheduleAddRequest{
-			V: queue.MessageVersion, Name: s.Name, Source: s.Source, Repo: s.Repo, Cron: s.Cron, Timezone: s.Timezone,
-			Level: s.Level, ChunkSize: s.ChunkSize, KeepLast: s.KeepLast,
+			V: queue.MessageVersion, Name: s.Name, Kind: s.Kind, Source: s.Source, Repo: s.Repo, Cron: s.Cron, Timezone: s.Timezone,
+			Level: s.Level, ChunkSize: s.ChunkSize, KeepPolicy: s.KeepPolicy, Selection: s.Selection, Labels: s.Labels,
 		}
 		add.Cron = *cmp.Or(req.Cron, &add.Cron)
 		add.Timezone = *cmp.Or(req.Timezone, &add.Timezone)
@@ -51,7 +51,7 @@ func (c *Coordinator) apiScheduleSet(ctx context.Context, data []byte) (any, err
 		}
 		retimed := checked.Cron != s.Cron || checked.Timezone != s.Timezone
 		s.Repo, s.Cron, s.Timezone = checked.Repo, checked.Cron, checked.Timezone
-		s.Level, s.ChunkSize, s.KeepLast = checked.Level, checked.ChunkSize, checked.KeepLast
+		s.Level, s.ChunkSize, s.KeepPolicy = checked.Level, checked.ChunkSize, checked.KeepPolicy
 		if retimed {
 			s.Retimed = now.UTC()
 		}

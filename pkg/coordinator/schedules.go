@@ -10,7 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/pkg/forget"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/retention"
 	"github.com/bulkbackup/bulkbackup/pkg/schedule"
 )
 
@@ -91,6 +94,26 @@ func newSchedule(req *queue.ScheduleAddRequest, now time.Time) (*queue.Schedule,
 	if err := queue.CheckScheduleName(req.Name); err != nil {
 		return nil, err
 	}
+	spec, err := schedule.Parse(req.Cron, req.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	switch req.Kind {
+	case queue.KindPrune:
+		if req.Source != (queue.Endpoint{}) || req.Level != "" || req.ChunkSize != 0 || !req.KeepPolicy.Empty() {
+			return nil, errors.New("a prune schedule takes a repository only: no source, level, chunk size or keep policy")
+		}
+		if err := checkMaintenance("", req.Repo); err != nil {
+			return nil, err
+		}
+		return &queue.Schedule{
+			V: queue.MessageVersion, Name: req.Name, Kind: queue.KindPrune, Repo: req.Repo,
+			Cron: spec.Cron(), Timezone: spec.Timezone(), Created: now.UTC(),
+		}, nil
+	case "", queue.KindBackup:
+	default:
+		return nil, fmt.Errorf("schedule kind %q: want %s or %s", req.Kind, queue.KindBackup, queue.KindPrune)
+	}
 	// The same checks (and defaults) as a backup request's, so every
 	// window's request is valid.
 	backup := &queue.BackupRequest{V: queue.MessageVersion, Source: req.Source, Repo: req.Repo, ChunkSize: req.ChunkSize, Level: req.Level,
@@ -98,17 +121,15 @@ func newSchedule(req *queue.ScheduleAddRequest, now time.Time) (*queue.Schedule,
 	if err := checkBackup(backup); err != nil {
 		return nil, err
 	}
-	spec, err := schedule.Parse(req.Cron, req.Timezone)
-	if err != nil {
-		return nil, err
-	}
-	if req.KeepLast < 0 {
-		return nil, fmt.Errorf("keep_last %d must not be negative", req.KeepLast)
+	if !req.KeepPolicy.Empty() {
+		if _, err := req.KeepPolicy.Policy(); err != nil {
+			return nil, fmt.Errorf("keep policy: %w", err)
+		}
 	}
 	return &queue.Schedule{
 		V: queue.MessageVersion, Name: req.Name, Source: backup.Source, Repo: backup.Repo,
 		Cron: spec.Cron(), Timezone: spec.Timezone(), Level: backup.Level, ChunkSize: backup.ChunkSize,
-		KeepLast: req.KeepLast, Created: now.UTC(), Selection: backup.Selection, Labels: backup.Labels,
+		KeepPolicy: req.KeepPolicy, Created: now.UTC(), Selection: backup.Selection, Labels: backup.Labels,
 	}, nil
 }
 
@@ -222,6 +243,11 @@ func (c *Coordinator) changeSchedule(ctx context.Context, data []byte, what stri
 	if err != nil {
 		return nil, err
 	}
+	return c.changeNamedSchedule(ctx, kv, name, what, change)
+}
+
+// changeNamedSchedule is changeSchedule for a schedule named by the caller.
+func (c *Coordinator) changeNamedSchedule(ctx context.Context, kv jetstream.KeyValue, name, what string, change func(*queue.Schedule)) (any, error) {
 	for attempt := 0; ; attempt++ {
 		s, entry, err := loadSchedule(ctx, kv, name)
 		if err != nil {
@@ -333,29 +359,39 @@ func (c *Coordinator) fireSchedule(ctx context.Context, kv jetstream.KeyValue, n
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return fmt.Errorf("look up job %s: %w", jobID, err)
 	default:
-		busy, err := c.sourceBusy(ctx, s.Source)
+		var busy *queue.Job
+		if s.Kind == queue.KindPrune {
+			busy, err = c.repoPruning(ctx, s.Repo)
+		} else {
+			busy, err = c.sourceBusy(ctx, s.Source)
+		}
 		if err != nil {
 			return err
 		}
 		if busy != nil {
 			s.LastSkipped = window
-			s.LastSkipReason = fmt.Sprintf("job %s of %s was still %s", busy.ID, s.Source, busy.State)
-			logger.WarnContext(ctx, "scheduled backup skipped", "reason", s.LastSkipReason)
+			s.LastSkipReason = fmt.Sprintf("job %s of %s was still %s", busy.ID, scheduleSubject(s), busy.State)
+			logger.WarnContext(ctx, "scheduled job skipped", "reason", s.LastSkipReason)
 			return c.saveScheduleState(ctx, kv, s, entry.Revision())
 		}
-		job, _, err := c.decodeRequest(queue.SubjectRequestBackup, queue.Encode(&queue.BackupRequest{
+		subject, req := queue.SubjectRequestBackup, any(&queue.BackupRequest{
 			V: queue.MessageVersion, JobID: jobID, Source: s.Source, Repo: s.Repo, ChunkSize: s.ChunkSize, Level: s.Level,
 			Selection: s.Selection, Labels: s.Labels,
-		}))
+		})
+		if s.Kind == queue.KindPrune {
+			subject, req = queue.SubjectRequestPrune, &queue.PruneRequest{V: queue.MessageVersion, JobID: jobID, Repo: s.Repo}
+		}
+		job, _, err := c.decodeRequest(subject, queue.Encode(req))
 		if err != nil { // only a record not written by apiScheduleAdd gets here
-			s.LastSkipped, s.LastSkipReason = window, "invalid backup request: "+err.Error()
-			logger.WarnContext(ctx, "scheduled backup skipped", "reason", s.LastSkipReason)
+			s.LastSkipped, s.LastSkipReason = window, "invalid request: "+err.Error()
+			logger.WarnContext(ctx, "scheduled job skipped", "reason", s.LastSkipReason)
 			return c.saveScheduleState(ctx, kv, s, entry.Revision())
 		}
+		job.Schedule = s.Name
 		if err := c.createJob(ctx, job); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return err
 		}
-		logger.InfoContext(ctx, "scheduled backup started", "source", s.Source.String())
+		logger.InfoContext(ctx, "scheduled job started", "kind", job.Kind, "subject", scheduleSubject(s))
 	}
 	s.LastFired, s.LastJobID = window, jobID
 	return c.saveScheduleState(ctx, kv, s, entry.Revision())
@@ -374,6 +410,70 @@ func (c *Coordinator) saveScheduleState(ctx context.Context, kv jetstream.KeyVal
 		return fmt.Errorf("save schedule %s: %w", s.Name, err)
 	}
 	return nil
+}
+
+// scheduleSubject says what a schedule works on: its source, or for a
+// prune schedule its repository.
+func scheduleSubject(s *queue.Schedule) string {
+	if s.Kind == queue.KindPrune {
+		return s.Repo
+	}
+	return s.Source.String()
+}
+
+// repoPruning returns a prune job of repo that has not ended, or nil.
+func (c *Coordinator) repoPruning(ctx context.Context, repo string) (*queue.Job, error) {
+	jobs, err := c.allJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range jobs {
+		if j := &jobs[i]; !queue.Final(j.State) && j.Prune != nil && j.Prune.Repo == repo {
+			return j, nil
+		}
+	}
+	return nil, nil
+}
+
+// applyKeep applies the keep policy of the schedule that started job, a
+// backup that has just committed, to its source's snapshots in repo, and
+// records what it forgot in the schedule (LastForget). A failure is
+// recorded there and logged: the backup itself succeeded.
+func (c *Coordinator) applyKeep(ctx context.Context, job *queue.Job, repo *repository.Repository) {
+	kv, err := c.scheduleKV(ctx)
+	if err != nil {
+		return
+	}
+	s, _, err := loadSchedule(ctx, kv, job.Schedule)
+	if err != nil || s.KeepPolicy.Empty() {
+		return
+	}
+	rec := &queue.ForgetRecord{Time: c.cfg.Clock().UTC(), JobID: job.ID}
+	logger := c.logger.With("schedule", s.Name, "job_id", job.ID)
+	policy, err := s.KeepPolicy.Policy()
+	var groups []retention.Group
+	if err == nil {
+		groups, err = forget.Plan(ctx, repo, policy, retention.DefaultGroupBy,
+			forget.Filter{Host: job.Backup.Source.Host, Path: job.Backup.Source.Path}, c.cfg.Clock())
+	}
+	var forgotten []string
+	if err == nil {
+		forgotten, err = forget.Remove(ctx, repo, groups)
+	}
+	for _, g := range groups {
+		rec.Kept += len(g.Keep)
+	}
+	rec.Forgotten = len(forgotten)
+	rec.Snapshots = forgotten[:min(len(forgotten), queue.MaxAffected)]
+	if err != nil {
+		rec.Error = err.Error()
+		logger.WarnContext(ctx, "keep policy not applied", "err", err)
+	} else {
+		logger.InfoContext(ctx, "keep policy applied", "kept", rec.Kept, "forgotten", rec.Forgotten)
+	}
+	if _, err := c.changeNamedSchedule(ctx, kv, s.Name, "keep policy recorded", func(s *queue.Schedule) { s.LastForget = rec }); err != nil {
+		logger.WarnContext(ctx, "what the keep policy forgot is not recorded", "err", err)
+	}
 }
 
 // sourceBusy returns a job that has not ended and reads or writes src, or

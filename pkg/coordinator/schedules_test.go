@@ -1,8 +1,10 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -188,7 +190,7 @@ func TestScheduleFiresOncePerWindow(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	s := b.schedule(t, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
 		V: 1, Name: "nightly", Source: queue.Endpoint{Host: readerHost, Path: src}, Repo: repo,
-		Cron: "0 2 * * *", Timezone: "Europe/Berlin", ChunkSize: 64 << 10, KeepLast: 7,
+		Cron: "0 2 * * *", Timezone: "Europe/Berlin", ChunkSize: 64 << 10, KeepPolicy: queue.KeepPolicy{KeepLast: 7},
 	})
 	window1 := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC) // 02:00 CEST
 	if !sameTime(s.Next, window1) || s.Timezone != "Europe/Berlin" || s.KeepLast != 7 || s.Level != "fastest" {
@@ -394,7 +396,7 @@ func TestScheduleAPI(t *testing.T) {
 		{"no repository", queue.SubjectAPIScheduleAdd, add(func(r *queue.ScheduleAddRequest) { r.Repo = "" }), "400", "no repository"},
 		{"bad level", queue.SubjectAPIScheduleAdd, add(func(r *queue.ScheduleAddRequest) { r.Level = "max" }), "400", "max"},
 		{"bad chunk size", queue.SubjectAPIScheduleAdd, add(func(r *queue.ScheduleAddRequest) { r.ChunkSize = 1000 }), "400", "1000"},
-		{"negative keep", queue.SubjectAPIScheduleAdd, add(func(r *queue.ScheduleAddRequest) { r.KeepLast = -1 }), "400", "keep_last"},
+		{"negative keep", queue.SubjectAPIScheduleAdd, add(func(r *queue.ScheduleAddRequest) { r.KeepLast = -2 }), "400", "keep_last"},
 		{"name taken", queue.SubjectAPIScheduleAdd, add(func(r *queue.ScheduleAddRequest) { r.Name = "a-first" }), "400", "already exists"},
 		{"unknown field", queue.SubjectAPIScheduleAdd, []byte(`{"v":1,"name":"x","bogus":1}`), "400", "bogus"},
 		{"not json", queue.SubjectAPIScheduleList, []byte(`{`), "400", ""},
@@ -434,4 +436,112 @@ func TestScheduleAPI(t *testing.T) {
 	}
 	// A removed name can be used again.
 	b.schedule(t, queue.SubjectAPIScheduleAdd, add(func(r *queue.ScheduleAddRequest) { r.Name = "a-first" }))
+}
+
+// TestScheduleKeepPolicy: after each successful scheduled backup the
+// schedule's keep policy forgets the source's other snapshots, and the
+// schedule records what it forgot; another source's snapshots in the same
+// repository are left alone. A prune schedule then starts a prune of the
+// repository, which deletes the chunks only the forgotten snapshots named.
+func TestScheduleKeepPolicy(t *testing.T) {
+	t.Parallel()
+	b := setupBroker(t)
+	b.repos.SetTiming(repository.FastTiming) // every party runs in this process
+	b.startReader(t)
+	b.startCompressor(t)
+	clock := &fakeClock{now: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	b.startScheduler(t, clock)
+
+	repo := filepath.Join(t.TempDir(), "repo")
+	src, other := writeVolume(t, 256<<10, 5), writeVolume(t, 128<<10, 6)
+	// Another source's snapshot, which no policy of this schedule touches.
+	b.schedule(t, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
+		V: 1, Name: "other", Source: queue.Endpoint{Host: readerHost, Path: other}, Repo: repo,
+		Cron: "30 * * * *", ChunkSize: 64 << 10, KeepPolicy: queue.KeepPolicy{KeepLast: 1},
+	})
+	clock.set(time.Date(2025, 6, 1, 12, 30, 1, 0, time.UTC))
+	otherID := queue.ScheduledJobID("other", time.Date(2025, 6, 1, 12, 30, 0, 0, time.UTC))
+	waitFor(t, "the other source's job", func() bool { return b.jobState(t, otherID) != "" })
+	if ev, _ := b.follow(t, otherID); ev.State != queue.StateSucceeded {
+		t.Fatalf("other backup ended %s (%s)", ev.State, ev.Error)
+	}
+	b.schedule(t, queue.SubjectAPISchedulePause, &queue.ScheduleRequest{V: 1, Name: "other"})
+
+	b.schedule(t, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
+		V: 1, Name: "hourly", Source: queue.Endpoint{Host: readerHost, Path: src}, Repo: repo,
+		Cron: "0 * * * *", ChunkSize: 64 << 10, KeepPolicy: queue.KeepPolicy{KeepLast: 2},
+	})
+	var snaps []string
+	for h := 13; h <= 15; h++ {
+		window := time.Date(2025, 6, 1, h, 0, 0, 0, time.UTC)
+		// The source changes every hour.
+		if err := os.WriteFile(src, bytes.Repeat([]byte{byte(h)}, 256<<10), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		clock.set(window.Add(time.Second))
+		id := queue.ScheduledJobID("hourly", window)
+		waitFor(t, "the scheduled backup", func() bool { return b.jobState(t, id) != "" })
+		ev, _ := b.follow(t, id)
+		if ev.State != queue.StateSucceeded {
+			t.Fatalf("scheduled backup ended %s (%s)", ev.State, ev.Error)
+		}
+		snaps = append(snaps, ev.SnapshotID)
+		// The policy is applied before the job ends.
+		s := b.getSchedule(t, "hourly")
+		f := s.LastForget
+		if f == nil || f.JobID != id || f.Error != "" {
+			t.Fatalf("after %s: last forget %+v, want one of job %s without error", window, f, id)
+		}
+		wantForgot := snaps[:max(0, len(snaps)-2)]
+		if f.Forgotten != len(wantForgot) || !slices.Equal(f.Snapshots, wantForgot) || f.Kept != min(len(snaps), 2) {
+			t.Errorf("after %s: forgot %d %q, kept %d; want %q forgotten, %d kept", window, f.Forgotten, f.Snapshots, f.Kept, wantForgot, min(len(snaps), 2))
+		}
+	}
+	r, err := b.repos.Get(t.Context(), repo, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := r.SnapshotIDs(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{snaps[1], snaps[2], otherSnapshot(t, b, otherID)}
+	slices.Sort(want)
+	if !slices.Equal(left, want) {
+		t.Errorf("snapshots left %q, want the last two of the source and the other source's %q", left, want)
+	}
+
+	// A prune schedule prunes the repository at its window. (The hourly
+	// schedule is paused first: its window at the same time would back up
+	// and forget beside the prune.)
+	b.schedule(t, queue.SubjectAPISchedulePause, &queue.ScheduleRequest{V: 1, Name: "hourly"})
+	p := b.schedule(t, queue.SubjectAPIScheduleAdd, &queue.ScheduleAddRequest{
+		V: 1, Name: "weekly-prune", Kind: queue.KindPrune, Repo: repo, Cron: "0 4 * * 0",
+	})
+	if p.Kind != queue.KindPrune || p.Repo != repo {
+		t.Fatalf("prune schedule %+v", p)
+	}
+	window := time.Date(2025, 6, 8, 4, 0, 0, 0, time.UTC) // a Sunday
+	clock.set(window.Add(time.Second))
+	id := queue.ScheduledJobID("weekly-prune", window)
+	waitFor(t, "the scheduled prune", func() bool { return b.jobState(t, id) != "" })
+	if ev, _ := b.follow(t, id); ev.State != queue.StateSucceeded {
+		t.Fatalf("scheduled prune ended %s (%s)", ev.State, ev.Error)
+	}
+	pr, err := r.LoadPrune(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first snapshot's content (256 KiB of one byte, in four equal
+	// chunks) was named by it alone: one chunk.
+	if pr.Phase != repository.PhaseDone || pr.Deleted != 1 {
+		t.Errorf("scheduled prune: %+v, want done, the forgotten snapshot's one chunk deleted", pr)
+	}
+}
+
+// otherSnapshot returns the snapshot job id committed.
+func otherSnapshot(t *testing.T, b *bundle, id string) string {
+	t.Helper()
+	ev, _ := b.follow(t, id)
+	return ev.SnapshotID
 }

@@ -36,7 +36,7 @@ func TestStallNamesWhatIsMissing(t *testing.T) {
 	repo := "s3://" + m.NewBucket(t) + "/repo"
 	vol := writeVolume(t, 4<<20, 7)
 
-	backup := func(t *testing.T, jobID string) *queue.Event {
+	backup := func(t *testing.T, jobID, want string) *queue.Event {
 		t.Helper()
 		start := time.Now()
 		if err := queue.Submit(t.Context(), b.js, queue.SubjectRequestBackup, &queue.BackupRequest{
@@ -46,24 +46,26 @@ func TestStallNamesWhatIsMissing(t *testing.T) {
 		}
 		ev, _ := b.follow(t, jobID)
 		t.Logf("job %s ended %s after %s: %s", jobID, ev.State, time.Since(start).Round(time.Millisecond), ev.Error)
-		if ev.State != queue.StateFailed || !strings.Contains(ev.Error, "stalled: no progress for 2s") {
-			t.Fatalf("job ended %s (%s), want failed as stalled", ev.State, ev.Error)
+		if ev.State != queue.StateFailed || !strings.Contains(ev.Error, want) {
+			t.Fatalf("job ended %s (%s), want failed: %s", ev.State, ev.Error, want)
 		}
 		return ev
 	}
 
 	t.Run("repository answers", func(t *testing.T) {
-		ev := backup(t, "no-compressors")
+		ev := backup(t, "no-compressors", "stalled: no progress for 2s")
 		if want := "the reader and the repository answer: are the compressors running?"; !strings.Contains(ev.Error, want) {
 			t.Errorf("error %q does not say %q", ev.Error, want)
 		}
 	})
 	t.Run("repository gone", func(t *testing.T) {
 		m.Stop() // the coordinator has the repository open since the first job
-		ev := backup(t, "no-repository")
-		want := "the repository " + repo + " does not answer ("
-		if !strings.Contains(ev.Error, want) || !strings.Contains(ev.Error, "the compressors cannot store chunks") {
-			t.Errorf("error %q does not say %q and that the compressors cannot store chunks", ev.Error, want)
+		// A backup registers in its repository before it reads anything
+		// (docs/format.md section 10.2): with the repository gone it fails
+		// at once, naming it, rather than stalling.
+		ev := backup(t, "no-repository", "register backup no-repository in "+repo)
+		if !strings.Contains(ev.Error, "unavailable") {
+			t.Errorf("error %q does not say the repository is unavailable", ev.Error)
 		}
 		if strings.Contains(ev.Error, "are the compressors running") {
 			t.Errorf("error %q blames the compressors", ev.Error)

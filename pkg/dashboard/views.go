@@ -84,6 +84,10 @@ func viewOfJob(j *queue.Job) jobView {
 		}
 		v.Repo = j.Restore.Repo
 		v.What = j.Restore.Repo + " @ " + cmp.Or(j.SnapshotID, j.Restore.Snapshot) + " → " + strings.Join(targets, ", ")
+	case j.Prune != nil:
+		v.Repo, v.What = j.Prune.Repo, "prune "+j.Prune.Repo
+	case j.Check != nil:
+		v.Repo, v.What = j.Check.Repo, "check "+j.Check.Repo
 	}
 	return v
 }

@@ -307,7 +307,7 @@ func CheckVolume(size, chunkSize int64) error {
 // never its whole JSON text. It reads r to its end, so that a reader that
 // checks its data as it ends (chunk.OpenStream) reports damage.
 func DecodeReader(r io.Reader) (*Snapshot, error) {
-	s, err := decodeStream(r, false)
+	s, err := decodeStream(r, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +320,7 @@ func DecodeReader(r io.Reader) (*Snapshot, error) {
 // DecodeHeaderReader is DecodeHeader for a manifest read as a stream: it
 // skips the chunks and files element by element, holding none of them.
 func DecodeHeaderReader(r io.Reader) (*Snapshot, error) {
-	s, err := decodeStream(r, true)
+	s, err := decodeStream(r, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -330,10 +330,39 @@ func DecodeHeaderReader(r io.Reader) (*Snapshot, error) {
 	return s, nil
 }
 
+// DecodeChunksReader is DecodeReader for those who need only the chunks a
+// snapshot names (prune, check): it decodes the chunks and skips the files
+// element by element, holding none of them. It checks what the chunks'
+// users rely on: a known version, an ID, and a valid hash for every chunk
+// that is not a zero chunk; load the whole manifest with DecodeReader before
+// trusting it to restore.
+func DecodeChunksReader(r io.Reader) (*Snapshot, error) {
+	s, err := decodeStream(r, false, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkHeader(); err != nil {
+		return nil, err
+	}
+	if s.Hash != "sha256" {
+		return nil, fmt.Errorf("%w: snapshot %s: unknown hash %q", ErrInvalid, s.ID, s.Hash)
+	}
+	for i, c := range s.Chunks {
+		if c.Zero {
+			continue
+		}
+		if _, err := chunk.ParseID(c.Hash); err != nil {
+			return nil, fmt.Errorf("%w: snapshot %s: chunk %d: %v", ErrInvalid, s.ID, i, err)
+		}
+	}
+	return s, nil
+}
+
 // decodeStream walks the manifest's top-level object: its scalar members
 // are gathered and decoded together, the chunks and files arrays element by
-// element (or skipped, headerOnly).
-func decodeStream(r io.Reader, headerOnly bool) (*Snapshot, error) {
+// element (or skipped: both with headerOnly, the files with skipFiles).
+func decodeStream(r io.Reader, headerOnly, skipFiles bool) (*Snapshot, error) {
+	noFiles := headerOnly || skipFiles
 	invalid := func(err error) error { return fmt.Errorf("%w: %w", ErrInvalid, err) }
 	dec := json.NewDecoder(r)
 	if tok, err := dec.Token(); err != nil {
@@ -355,7 +384,7 @@ func decodeStream(r io.Reader, headerOnly bool) (*Snapshot, error) {
 		case strings.EqualFold(key, "chunks"):
 			s.Chunks, err = decodeArray[Chunk](dec, headerOnly)
 		case strings.EqualFold(key, "files"):
-			s.Files, err = decodeArray[Entry](dec, headerOnly)
+			s.Files, err = decodeArray[Entry](dec, noFiles)
 		default:
 			var raw json.RawMessage
 			if err = dec.Decode(&raw); err == nil {

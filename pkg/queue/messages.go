@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
 
 // MessageVersion is the version of the JSON messages clients exchange with
@@ -195,7 +196,11 @@ type Job struct {
 	Kind    string          `json:"kind"`
 	Backup  *BackupRequest  `json:"backup,omitempty"`
 	Restore *RestoreRequest `json:"restore,omitempty"`
-	State   string          `json:"state"`
+	Prune   *PruneRequest   `json:"prune,omitempty"`
+	Check   *CheckRequest   `json:"check,omitempty"`
+	// Schedule names the schedule that started the job, if one did.
+	Schedule string `json:"schedule,omitempty"`
+	State    string `json:"state"`
 	// SnapshotID is chosen when a backup is planned, so a resumed job
 	// commits under the same ID; for a restore it is the snapshot restored.
 	SnapshotID string    `json:"snapshot_id,omitempty"`
@@ -220,6 +225,10 @@ type Job struct {
 	// read, changed while read, skipped), at most MaxWarnings of them;
 	// Stats.Warnings counts them all.
 	Warnings []string `json:"warnings,omitempty"`
+	// Pruned is a prune's state as it ended (or, running, as far as it
+	// got); Checked a check's report.
+	Pruned  *repository.PruneState `json:"pruned,omitempty"`
+	Checked *CheckReport           `json:"checked,omitempty"`
 }
 
 // SourceState is a volume's size and modification time at one moment.

@@ -3,13 +3,17 @@ package queue_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/pkg/check"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
+	"github.com/bulkbackup/bulkbackup/pkg/prune"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
 
 func TestDecodeBackupRequest(t *testing.T) {
@@ -92,36 +96,61 @@ func TestDecodeEveryMessage(t *testing.T) {
 			func(b []byte) (any, error) { var v queue.Job; return &v, queue.Decode(b, &v) }},
 		{"Event", &queue.Event{V: 1, JobID: "j", Kind: queue.KindRestore, State: queue.StateRunning, Message: "waiting"},
 			func(b []byte) (any, error) { var v queue.Event; return &v, queue.Decode(b, &v) }},
-		{"ReadChunk", &queue.ReadChunk{V: 2, JobID: "j", Path: "/p", Index: 3, Offset: 12288, Length: 4096, Attempt: 1, Repo: "/r",
+		{"ReadChunk", &queue.ReadChunk{V: queue.WorkVersion, JobID: "j", Path: "/p", Index: 3, Offset: 12288, Length: 4096, Attempt: 1, Repo: "/r",
 			Parent: &queue.ParentChunk{Hash: "ab", StoredSize: 10}},
 			func(b []byte) (any, error) { var v queue.ReadChunk; return &v, queue.Decode(b, &v) }},
-		{"ScanTree", &queue.ScanTree{V: 2, JobID: "j", Path: "/p", Attempt: 2},
+		{"ScanTree", &queue.ScanTree{V: queue.WorkVersion, JobID: "j", Path: "/p", Attempt: 2},
 			func(b []byte) (any, error) { var v queue.ScanTree; return &v, queue.Decode(b, &v) }},
-		{"PrepareVolume", &queue.PrepareVolume{Step: queue.Step{V: 2, JobID: "j", Target: 1, Path: "/t"}, Size: 8192, Keep: []string{"k"}},
+		{"PrepareVolume", &queue.PrepareVolume{Step: queue.Step{V: queue.WorkVersion, JobID: "j", Target: 1, Path: "/t"}, Size: 8192, Keep: []string{"k"}},
 			func(b []byte) (any, error) { var v queue.PrepareVolume; return &v, queue.Decode(b, &v) }},
-		{"WriteChunk", &queue.WriteChunk{Step: queue.Step{V: 2, JobID: "j", Index: 2, Path: "/t"}, Repo: "/r", Size: 8192, Offset: 4096, Length: 4096, Hash: "ab"},
+		{"WriteChunk", &queue.WriteChunk{Step: queue.Step{V: queue.WorkVersion, JobID: "j", Index: 2, Path: "/t"}, Repo: "/r", Size: 8192, Offset: 4096, Length: 4096, Hash: "ab"},
 			func(b []byte) (any, error) { var v queue.WriteChunk; return &v, queue.Decode(b, &v) }},
-		{"FinishVolume", &queue.FinishVolume{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Size: 8192, Overwrite: true},
+		{"FinishVolume", &queue.FinishVolume{Step: queue.Step{V: queue.WorkVersion, JobID: "j", Path: "/t"}, Size: 8192, Overwrite: true},
 			func(b []byte) (any, error) { var v queue.FinishVolume; return &v, queue.Decode(b, &v) }},
-		{"AbortRestore", &queue.AbortRestore{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Tree: true},
+		{"AbortRestore", &queue.AbortRestore{Step: queue.Step{V: queue.WorkVersion, JobID: "j", Path: "/t"}, Tree: true},
 			func(b []byte) (any, error) { var v queue.AbortRestore; return &v, queue.Decode(b, &v) }},
-		{"TreeEntries", &queue.TreeEntries{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Entries: []manifest.Entry{{Path: "a", Type: manifest.TypeDir}}},
+		{"TreeEntries", &queue.TreeEntries{Step: queue.Step{V: queue.WorkVersion, JobID: "j", Path: "/t"}, Entries: []manifest.Entry{{Path: "a", Type: manifest.TypeDir}}},
 			func(b []byte) (any, error) { var v queue.TreeEntries; return &v, queue.Decode(b, &v) }},
-		{"WriteExtents", &queue.WriteExtents{Step: queue.Step{V: 2, JobID: "j", Path: "/t"}, Repo: "/r", Hash: "ab", Length: 3,
+		{"WriteExtents", &queue.WriteExtents{Step: queue.Step{V: queue.WorkVersion, JobID: "j", Path: "/t"}, Repo: "/r", Hash: "ab", Length: 3,
 			Parts: []plan.Extent{{Path: "a", ChunkOffset: 0, FileOffset: 0, Length: 3}}},
 			func(b []byte) (any, error) { var v queue.WriteExtents; return &v, queue.Decode(b, &v) }},
-		{"ChunkDone", &queue.ChunkDone{V: 2, JobID: "j", Index: 7, Length: 4096, Hash: "ab", StoredSize: 100, New: true},
+		{"ChunkDone", &queue.ChunkDone{V: queue.WorkVersion, JobID: "j", Index: 7, Length: 4096, Hash: "ab", StoredSize: 100, New: true},
 			func(b []byte) (any, error) { var v queue.ChunkDone; return &v, queue.Decode(b, &v) }},
-		{"ScanDone", &queue.ScanDone{V: 2, JobID: "j", Attempt: 1, Batches: 3, Warnings: []string{"w"}},
+		{"ScanDone", &queue.ScanDone{V: queue.WorkVersion, JobID: "j", Attempt: 1, Batches: 3, Warnings: []string{"w"}},
 			func(b []byte) (any, error) { var v queue.ScanDone; return &v, queue.Decode(b, &v) }},
-		{"StepDone", &queue.StepDone{V: 2, JobID: "j", Op: queue.OpChunk, Index: 3, Length: 10},
+		{"StepDone", &queue.StepDone{V: queue.WorkVersion, JobID: "j", Op: queue.OpChunk, Index: 3, Length: 10},
 			func(b []byte) (any, error) { var v queue.StepDone; return &v, queue.Decode(b, &v) }},
-		{"WorkFailed", &queue.WorkFailed{V: 2, JobID: "j", Op: queue.OpRead, Index: 3, Code: queue.CodeSource, Message: "m"},
+		{"WorkFailed", &queue.WorkFailed{V: queue.WorkVersion, JobID: "j", Op: queue.OpRead, Index: 3, Code: queue.CodeSource, Message: "m"},
 			func(b []byte) (any, error) { var v queue.WorkFailed; return &v, queue.Decode(b, &v) }},
-		{"ChunkReady", &queue.ChunkReady{V: 2, JobID: "j", Index: 1, Length: 5, Host: "h", Read: queue.ReadChunk{V: 2, JobID: "j", Index: 1, Length: 5}, Direct: "http://x/v1/fetch", Token: "t"},
+		{"ChunkReady", &queue.ChunkReady{V: queue.WorkVersion, JobID: "j", Index: 1, Length: 5, Host: "h", Read: queue.ReadChunk{V: queue.WorkVersion, JobID: "j", Index: 1, Length: 5}, Direct: "http://x/v1/fetch", Token: "t"},
 			func(b []byte) (any, error) { var v queue.ChunkReady; return &v, queue.Decode(b, &v) }},
-		{"FetchRequest", &queue.FetchRequest{V: 2, JobID: "j", Index: 1, Offset: 2, Length: 3, Read: queue.ReadChunk{V: 2, JobID: "j", Index: 1, Length: 5}},
+		{"FetchRequest", &queue.FetchRequest{V: queue.WorkVersion, JobID: "j", Index: 1, Offset: 2, Length: 3, Read: queue.ReadChunk{V: queue.WorkVersion, JobID: "j", Index: 1, Length: 5}},
 			func(b []byte) (any, error) { var v queue.FetchRequest; return &v, queue.Decode(b, &v) }},
+		{"PruneRequest", &queue.PruneRequest{V: 1, JobID: "j", Repo: "/r", DryRun: true},
+			func(b []byte) (any, error) { var v queue.PruneRequest; return &v, queue.Decode(b, &v) }},
+		{"CheckRequest", &queue.CheckRequest{V: 1, JobID: "j", Repo: "/r", ReadData: true, Subset: 0.1},
+			func(b []byte) (any, error) { var v queue.CheckRequest; return &v, queue.Decode(b, &v) }},
+		{"PruneJob", &queue.Job{V: 1, ID: "j", Kind: queue.KindPrune, State: queue.StateRunning, Prune: &queue.PruneRequest{V: 1, Repo: "/r"},
+			Pruned: &repository.PruneState{V: 1, ID: "j", Phase: repository.PhaseSweeping, Shards: 16, Condemned: 3}},
+			func(b []byte) (any, error) { var v queue.Job; return &v, queue.Decode(b, &v) }},
+		{"CheckJob", &queue.Job{V: 1, ID: "j", Kind: queue.KindCheck, State: queue.StateSucceeded, Check: &queue.CheckRequest{V: 1, Repo: "/r"},
+			Checked: &queue.CheckReport{Result: check.Result{Missing: 1, Findings: []check.Finding{{Chunk: "ab", State: check.StateMissing}}},
+				Shards: 16, Affected: []queue.AffectedSnapshot{{ID: "s", Chunks: 1, Files: []string{"a"}, FilesTotal: 1}}}},
+			func(b []byte) (any, error) { var v queue.Job; return &v, queue.Decode(b, &v) }},
+		{"CondemnShard", &queue.CondemnShard{V: queue.WorkVersion, JobID: "j", Repo: "/r", Prune: "j", Shard: 3},
+			func(b []byte) (any, error) { var v queue.CondemnShard; return &v, queue.Decode(b, &v) }},
+		{"SweepShard", &queue.SweepShard{V: queue.WorkVersion, JobID: "j", Repo: "/r", Prune: "j", Shard: 3},
+			func(b []byte) (any, error) { var v queue.SweepShard; return &v, queue.Decode(b, &v) }},
+		{"CheckShard", &queue.CheckShard{V: queue.WorkVersion, JobID: "j", Repo: "/r", Shard: 3, Shards: 16, ReadData: true, Subset: 0.5, Seed: 7},
+			func(b []byte) (any, error) { var v queue.CheckShard; return &v, queue.Decode(b, &v) }},
+		{"CondemnDone", &queue.CondemnDone{V: queue.WorkVersion, JobID: "j", Shard: 3, Result: prune.CondemnResult{Token: "t", Chunks: 9, Condemned: 2}},
+			func(b []byte) (any, error) { var v queue.CondemnDone; return &v, queue.Decode(b, &v) }},
+		{"SweepDone", &queue.SweepDone{V: queue.WorkVersion, JobID: "j", Shard: 3, Result: repository.ShardResult{Deleted: 2, Kept: 1}},
+			func(b []byte) (any, error) { var v queue.SweepDone; return &v, queue.Decode(b, &v) }},
+		{"CheckDone", &queue.CheckDone{V: queue.WorkVersion, JobID: "j", Shard: 3, Result: check.Result{Referenced: 4, Damaged: 1}},
+			func(b []byte) (any, error) { var v queue.CheckDone; return &v, queue.Decode(b, &v) }},
+		{"TaskAlive", &queue.TaskAlive{V: queue.WorkVersion, JobID: "j", Op: queue.TaskCheck, Shard: 3},
+			func(b []byte) (any, error) { var v queue.TaskAlive; return &v, queue.Decode(b, &v) }},
 		{"StatRequest", &queue.StatRequest{V: 1, Path: "/p"},
 			func(b []byte) (any, error) { var v queue.StatRequest; return &v, queue.Decode(b, &v) }},
 		{"StatReply", &queue.StatReply{V: 1, Size: 10, Kind: "file"},
@@ -139,9 +168,9 @@ func TestDecodeEveryMessage(t *testing.T) {
 				t.Errorf("Decode(Encode(v)) = %+v, want %+v", got, tt.in)
 			}
 			// Client messages are version 1, the fleet's work messages
-			// version 2: each refuses the other's and any later one.
+			// WorkVersion: each refuses the other's and any later one.
 			future := bytes.Replace(data, []byte(`"v":1`), []byte(`"v":99`), 1)
-			future = bytes.Replace(future, []byte(`"v":2`), []byte(`"v":99`), 1)
+			future = bytes.Replace(future, fmt.Appendf(nil, `"v":%d`, queue.WorkVersion), []byte(`"v":99`), 1)
 			if _, err := tt.decode(future); !errors.Is(err, queue.ErrBadMessage) {
 				t.Errorf("Decode of version 99 = %v, want %v", err, queue.ErrBadMessage)
 			}

@@ -62,7 +62,8 @@ func (m *Mux) Handle(ctx context.Context, msg jetstream.Msg) error {
 
 // DecodeDone decodes a completion, whose kind is the last token of its
 // subject: it returns a *ChunkDone, *ScanBatch, *ScanDone, *FileProblems,
-// *StepDone or *WorkFailed.
+// *StepDone, *WorkFailed, or a task's *CondemnDone, *SweepDone,
+// *CheckDone or *TaskAlive.
 func DecodeDone(subject string, data []byte) (any, error) {
 	kind := subject[strings.LastIndexByte(subject, '.')+1:]
 	var v versioned
@@ -79,6 +80,14 @@ func DecodeDone(subject string, data []byte) (any, error) {
 		v = new(StepDone)
 	case DoneFailed:
 		v = new(WorkFailed)
+	case DoneCondemned:
+		v = new(CondemnDone)
+	case DoneSwept:
+		v = new(SweepDone)
+	case DoneChecked:
+		v = new(CheckDone)
+	case DoneAlive:
+		v = new(TaskAlive)
 	default:
 		return nil, fmt.Errorf("%w: unknown completion kind %q on %s", ErrBadMessage, kind, subject)
 	}

@@ -87,12 +87,12 @@ func TestDecodeDone(t *testing.T) {
 		kind string
 		v    any
 	}{
-		{queue.DoneChunk, &queue.ChunkDone{V: 2, JobID: "j", Index: 1, Length: 5}},
-		{queue.DoneScanPart, &queue.ScanBatch{V: 2, JobID: "j", Batch: 2}},
-		{queue.DoneScan, &queue.ScanDone{V: 2, JobID: "j", Batches: 3}},
-		{queue.DoneProblems, &queue.FileProblems{V: 2, JobID: "j", Index: 4}},
-		{queue.DoneStep, &queue.StepDone{V: 2, JobID: "j", Op: queue.OpFinish}},
-		{queue.DoneFailed, &queue.WorkFailed{V: 2, JobID: "j", Code: queue.CodeMissing, Message: "gone"}},
+		{queue.DoneChunk, &queue.ChunkDone{V: queue.WorkVersion, JobID: "j", Index: 1, Length: 5}},
+		{queue.DoneScanPart, &queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Batch: 2}},
+		{queue.DoneScan, &queue.ScanDone{V: queue.WorkVersion, JobID: "j", Batches: 3}},
+		{queue.DoneProblems, &queue.FileProblems{V: queue.WorkVersion, JobID: "j", Index: 4}},
+		{queue.DoneStep, &queue.StepDone{V: queue.WorkVersion, JobID: "j", Op: queue.OpFinish}},
+		{queue.DoneFailed, &queue.WorkFailed{V: queue.WorkVersion, JobID: "j", Code: queue.CodeMissing, Message: "gone"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
@@ -105,13 +105,13 @@ func TestDecodeDone(t *testing.T) {
 	}
 	t.Run("unknown kind", func(t *testing.T) {
 		t.Parallel()
-		if _, err := queue.DecodeDone("bulk.done.j.bogus", []byte(`{"v":2}`)); !errors.Is(err, queue.ErrBadMessage) {
+		if _, err := queue.DecodeDone("bulk.done.j.bogus", []byte(`{"v":3}`)); !errors.Is(err, queue.ErrBadMessage) {
 			t.Errorf("DecodeDone of an unknown kind = %v, want %v", err, queue.ErrBadMessage)
 		}
 	})
 	t.Run("body of another kind", func(t *testing.T) {
 		t.Parallel()
-		body := queue.Encode(&queue.StepDone{V: 2, JobID: "j", Op: queue.OpFinish})
+		body := queue.Encode(&queue.StepDone{V: queue.WorkVersion, JobID: "j", Op: queue.OpFinish})
 		if _, err := queue.DecodeDone(queue.DoneSubject("j", queue.DoneChunk), body); !errors.Is(err, queue.ErrBadMessage) {
 			t.Errorf("DecodeDone of a step as a chunk = %v, want %v", err, queue.ErrBadMessage)
 		}

@@ -38,11 +38,17 @@ type Schedule struct {
 	Timezone  string `json:"timezone"`
 	Level     string `json:"level"`
 	ChunkSize int64  `json:"chunk_size"`
-	// KeepLast is how many snapshots of the source to keep; 0 keeps all.
-	// It is recorded only: pruning old snapshots is not implemented yet.
-	KeepLast int       `json:"keep_last,omitempty"`
-	Paused   bool      `json:"paused"`
-	Created  time.Time `json:"created"`
+	// Kind is what the schedule starts: a backup of Source (KindBackup,
+	// also when empty), or a prune of Repo (KindPrune).
+	Kind string `json:"kind,omitempty"`
+	// KeepPolicy is applied to the source's snapshots in Repo after each
+	// successful backup; the zero policy keeps them all.
+	KeepPolicy
+	// LastForget says what the keep policy forgot after the last
+	// successful backup.
+	LastForget *ForgetRecord `json:"last_forget,omitempty"`
+	Paused     bool          `json:"paused"`
+	Created    time.Time     `json:"created"`
 	// Resumed is when the schedule was last resumed: windows that passed
 	// while it was paused never fire.
 	Resumed time.Time `json:"resumed,omitzero"`
@@ -122,7 +128,10 @@ type ScheduleAddRequest struct {
 	// Level and ChunkSize are as in BackupRequest; empty means the default.
 	Level     string `json:"level,omitempty"`
 	ChunkSize int64  `json:"chunk_size,omitempty"`
-	KeepLast  int    `json:"keep_last,omitempty"`
+	// Kind is KindBackup (also when empty) or KindPrune, which needs no
+	// Source and no keep policy.
+	Kind string `json:"kind,omitempty"`
+	KeepPolicy
 }
 
 func (r *ScheduleAddRequest) version() int { return r.V }

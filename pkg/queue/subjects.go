@@ -129,6 +129,12 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error 
 			Replicas: cfg.Replicas, Duplicates: 2 * time.Minute, MaxMsgSize: 1 << 20,
 		},
 		{
+			// Maintenance tasks for the compressors: one per shard.
+			Name: StreamTasks, Subjects: []string{"bulk.task.>"},
+			Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+			Replicas: cfg.Replicas, Duplicates: 2 * time.Minute, MaxMsgSize: 1 << 20,
+		},
+		{
 			Name: StreamDone, Subjects: []string{"bulk.done.>"},
 			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
 			Replicas: cfg.Replicas, MaxAge: 14 * 24 * time.Hour, Duplicates: 2 * time.Minute,

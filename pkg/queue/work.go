@@ -13,8 +13,10 @@ import (
 // It is separate from MessageVersion (the requests, records and events
 // clients use): version 2 made every operation a message type of its own.
 // Services of different work versions do not work together: upgrade them
-// together.
-const WorkVersion = 2
+// together. Version 3 added the maintenance tasks, and readers and
+// compressors that honour prunes and the damage registry: a version-2
+// service would deduplicate against a chunk a prune is deleting.
+const WorkVersion = 3
 
 // Work operations, the third token of a work subject
 // (bulk.work.<op>.<host>.<job>). Each has its own message type.

@@ -94,8 +94,8 @@ func readChunk(item *queue.ReadChunk, buf []byte) ([]source.FileProblem, error) 
 // unchanged reports, for a chunk whose previous snapshot named a hash, the
 // size of the stored object it may be named by again: 0 when its bytes
 // changed, or when the repository does not hold that object whole (deleted,
-// truncated): then it is sent to be stored again, rather than committed
-// unseen into the new snapshot.
+// truncated, or recorded as damaged): then it is sent to be stored again,
+// rather than committed unseen into the new snapshot.
 func (r *Reader) unchanged(ctx context.Context, item *queue.ReadChunk, buf []byte) (int64, error) {
 	// A repository this reader cannot look into is no reason to retry:
 	// the chunk is stored again, where the compressor's own look at the
@@ -115,12 +115,14 @@ func (r *Reader) unchanged(ctx context.Context, item *queue.ReadChunk, buf []byt
 	if id.String() != item.Parent.Hash {
 		return 0, nil
 	}
-	stat, err := repo.StatChunk(ctx, id)
+	// CheckReuse also keeps the chunk from any prune that condemned it
+	// (docs/format.md section 10) and refuses one recorded as damaged.
+	stat, err := repo.CheckReuse(ctx, id)
 	if err != nil {
 		r.logger.DebugContext(ctx, "cannot check an unchanged chunk; sending it to be stored", "job_id", item.JobID, "index", item.Index, "err", err)
 		return 0, nil
 	}
-	if !stat.Usable(item.Parent.StoredSize) {
+	if !stat.Reusable(item.Parent.StoredSize) {
 		r.logger.WarnContext(ctx, "unchanged chunk is not stored whole; sending it to be stored again", "job_id", item.JobID,
 			"chunk_id", item.Parent.Hash, "state", stat.State.String(), "size", stat.Size, "recorded", item.Parent.StoredSize, "problem", stat.Problem)
 		return 0, nil

@@ -83,7 +83,7 @@ func Init(ctx context.Context, st store.Store, opts InitOptions) (*Repository, *
 	if err := st.Put(ctx, ConfigKey, data); err != nil {
 		return nil, nil, fmt.Errorf("create repository %s: %w", st.Location(), err)
 	}
-	r := &Repository{st: st, config: cfg, shared: &shared{}}
+	r := &Repository{st: st, config: cfg, shared: newShared(DefaultTiming)}
 	if keys == nil {
 		return r, nil, nil
 	}

@@ -134,6 +134,16 @@ type shared struct {
 	content   map[*keyring.WriteKey]*keyring.Sealer
 
 	hashers sync.Pool // of *keyring.Hasher
+
+	// timing and guard are the prune protocol's (guard.go): one per
+	// repository, whichever view a backup or prune goes through.
+	timing Timing
+	guard  *guard
+}
+
+// newShared returns the state of a newly opened repository.
+func newShared(timing Timing) *shared {
+	return &shared{timing: timing, guard: newGuard()}
 }
 
 // Credentials are what a process holds of an encrypted repository's keys.
@@ -163,17 +173,30 @@ type OpenOptions struct {
 	// it an encrypted repository opens locked: its key objects can be
 	// listed and unlocked (Unlock), nothing else.
 	Keys KeyFunc
+	// Timing is the prune protocol's timing; zero means DefaultTiming.
+	// Only tests that run every party in one process change it.
+	Timing Timing
 }
 
 // Open opens the repository on st, creating a plaintext one when
 // opts.CreatePlaintext is set and the store has none yet. It fails with
 // ErrNotRepository otherwise.
 func Open(ctx context.Context, st store.Store, opts OpenOptions) (*Repository, error) {
+	if opts.Timing == (Timing{}) {
+		opts.Timing = DefaultTiming
+	}
+	if err := opts.Timing.validate(); err != nil {
+		return nil, err
+	}
 	data, err := st.Get(ctx, ConfigKey)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && opts.CreatePlaintext:
 		r, _, err := Init(ctx, st, InitOptions{Plaintext: true})
-		return r, err
+		if err != nil {
+			return nil, err
+		}
+		r.shared.timing = opts.Timing
+		return r, nil
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("open repository %s: %w", st.Location(), ErrNotRepository)
 	case err != nil:
@@ -186,7 +209,7 @@ func Open(ctx context.Context, st store.Store, opts OpenOptions) (*Repository, e
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", st.Location(), err)
 	}
-	r := &Repository{st: st, config: cfg, shared: &shared{}}
+	r := &Repository{st: st, config: cfg, shared: newShared(opts.Timing)}
 	if !cfg.Encrypted() || opts.Keys == nil {
 		return r, nil
 	}
@@ -210,6 +233,9 @@ func (r *Repository) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Timing returns the prune protocol's timing the repository was opened with.
+func (r *Repository) Timing() Timing { return r.shared.timing }
 
 // Location names the repository for humans.
 func (r *Repository) Location() string { return r.st.Location() }
@@ -264,6 +290,9 @@ type ChunkStat struct {
 	// or unchecked object): in an encrypted repository it names the
 	// session the chunk was sealed in, which a grant needs.
 	Header chunk.Header
+	// Recorded: a damage record names the chunk (RecordDamage); only
+	// CheckReuse looks.
+	Recorded bool
 }
 
 // Usable reports whether a backup may name the chunk without storing it
@@ -272,6 +301,10 @@ type ChunkStat struct {
 func (s ChunkStat) Usable(recorded int64) bool {
 	return s.State == ChunkIntact || s.State == ChunkUnchecked && recorded > 0 && s.Size == recorded
 }
+
+// Reusable reports whether a backup may name the chunk without storing it
+// again: Usable, and no damage record names it.
+func (s ChunkStat) Reusable(recorded int64) bool { return s.Usable(recorded) && !s.Recorded }
 
 // StatChunk reports whether chunk id is stored whole, reading only the
 // object's header and length (store.Peek): a deleted chunk is
@@ -316,11 +349,12 @@ func (r *Repository) contentEncryption() uint8 {
 // is one small request, mostly waiting on the store.
 const statWorkers = 16
 
-// MissingChunks checks, with StatChunk, every stored chunk of chunks (the
+// MissingChunks checks, with CheckReuse, every stored chunk of chunks (the
 // Chunks of a manifest) and returns the indexes of those a new snapshot
-// must not name without storing them again: missing, damaged, or
-// unchecked at another size than recorded. Chunks with the same hash are
-// checked once.
+// must not name without storing them again: missing, damaged, unchecked
+// at another size than recorded, or recorded as damaged. The others are
+// protected from active prunes: call it as a registered writer. Chunks
+// with the same hash are checked once.
 func (r *Repository) MissingChunks(ctx context.Context, chunks []manifest.Chunk) (map[int]bool, error) {
 	byHash := make(map[string][]int)
 	for i, c := range chunks {
@@ -344,14 +378,14 @@ func (r *Repository) MissingChunks(ctx context.Context, chunks []manifest.Chunk)
 				id, err := chunk.ParseID(h)
 				var st ChunkStat
 				if err == nil {
-					st, err = r.StatChunk(ctx, id)
+					st, err = r.CheckReuse(ctx, id)
 				}
 				mu.Lock()
 				switch {
 				case err != nil && firstErr == nil:
 					firstErr = err
 					cancel()
-				case err == nil && !st.Usable(chunks[idx[0]].StoredSize):
+				case err == nil && !st.Reusable(chunks[idx[0]].StoredSize):
 					for _, i := range idx {
 						missing[i] = true
 					}
@@ -629,6 +663,9 @@ func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode fu
 			id, manifest.ErrTooLarge, info.Size, h.RawLen, manifest.MaxSize)
 	}
 	obj, err := r.st.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) { // forgotten since the peek
+		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
 	}
@@ -677,7 +714,8 @@ func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// Snapshots loads every snapshot, oldest first.
+// Snapshots loads every snapshot, oldest first. One forgotten between the
+// listing and its loading is left out.
 func (r *Repository) Snapshots(ctx context.Context) ([]*manifest.Snapshot, error) {
 	return r.snapshots(ctx, r.LoadSnapshot)
 }
@@ -696,6 +734,9 @@ func (r *Repository) snapshots(ctx context.Context, load func(context.Context, s
 	snaps := make([]*manifest.Snapshot, 0, len(ids))
 	for _, id := range ids {
 		s, err := load(ctx, id)
+		if errors.Is(err, ErrSnapshotNotFound) {
+			continue // forgotten since it was listed
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -720,18 +761,29 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Sn
 			return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
 		}).ID)
 	}
+	id, err := r.ResolveID(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return r.LoadSnapshot(ctx, id)
+}
+
+// ResolveID resolves ref, a full snapshot ID or a unique ID prefix, to the
+// ID of a committed snapshot, without reading it (so a damaged snapshot
+// can still be named, to forget it).
+func (r *Repository) ResolveID(ctx context.Context, ref string) (string, error) {
 	if ref == "" {
-		return nil, fmt.Errorf("empty snapshot reference: %w", ErrSnapshotNotFound)
+		return "", fmt.Errorf("empty snapshot reference: %w", ErrSnapshotNotFound)
 	}
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	var match []string
 	for _, id := range ids {
 		if id == ref {
 			// A full ID wins even when it also prefixes a longer ID.
-			return r.LoadSnapshot(ctx, id)
+			return id, nil
 		}
 		if strings.HasPrefix(id, ref) {
 			match = append(match, id)
@@ -739,11 +791,11 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Sn
 	}
 	switch len(match) {
 	case 0:
-		return nil, fmt.Errorf("snapshot %q in %s: %w", ref, r.Location(), ErrSnapshotNotFound)
+		return "", fmt.Errorf("snapshot %q in %s: %w", ref, r.Location(), ErrSnapshotNotFound)
 	case 1:
-		return r.LoadSnapshot(ctx, match[0])
+		return match[0], nil
 	default:
-		return nil, fmt.Errorf("snapshot %q matches %d snapshots: %w", ref, len(match), ErrAmbiguous)
+		return "", fmt.Errorf("snapshot %q matches %d snapshots: %w", ref, len(match), ErrAmbiguous)
 	}
 }
 
@@ -779,6 +831,16 @@ func NewCache(open Opener, opts OpenOptions) *Cache {
 	return &Cache{open: open, opts: opts, repos: make(map[string]*Repository)}
 }
 
+// SetTiming makes the cache open repositories with timing t
+// (OpenOptions.Timing); call it before the first Get. Only tests that run
+// every party of the prune protocol in one process use it.
+func (c *Cache) SetTiming(t Timing) *Cache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts.Timing = t
+	return c
+}
+
 // Get returns the repository named repo, opening it on first use. With
 // create, and a Cache whose options allow it (CreatePlaintext), a missing
 // store or repository is created; otherwise a missing repository is
@@ -797,7 +859,7 @@ func (c *Cache) Get(ctx context.Context, repo string, create bool) (*Repository,
 	if err != nil {
 		return nil, err
 	}
-	r, err := Open(ctx, st, OpenOptions{CreatePlaintext: create, Keys: c.opts.Keys})
+	r, err := Open(ctx, st, OpenOptions{CreatePlaintext: create, Keys: c.opts.Keys, Timing: c.opts.Timing})
 	if err != nil {
 		return nil, err
 	}

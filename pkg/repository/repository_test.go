@@ -125,6 +125,10 @@ func runRepositoryTests(t *testing.T, newEnv func(t *testing.T) env) {
 		{"CorruptSnapshot", testCorruptSnapshot},
 		{"OversizedSnapshot", testOversizedSnapshot},
 		{"SnapshotHeaders", testSnapshotHeaders},
+		{"Forget", testForget},
+		{"Writers", testWriters},
+		{"DamageRecords", testDamageRecords},
+		{"PruneObjects", testPruneObjects},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
