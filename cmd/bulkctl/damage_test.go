@@ -197,7 +197,7 @@ func TestCorruptChunkRepaired(t *testing.T) {
 	for _, tt := range finders {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			repo := filepath.Join(t.TempDir(), "repo")
+			repo := plainRepo(t, filepath.Join(t.TempDir(), "repo"))
 			first := backup(t, vol, repo, "--chunk-size", "256KiB")
 			bad := corrupt(t, chunkFiles(t, repo)[3])
 
@@ -229,7 +229,7 @@ func TestCorruptChunkRepaired(t *testing.T) {
 func TestTreeRestoreAroundDamage(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	src, repo := filepath.Join(dir, "src"), filepath.Join(dir, "repo")
+	src, repo := filepath.Join(dir, "src"), plainRepo(t, filepath.Join(dir, "repo"))
 	writeTree(t, src, 200)
 	first := backup(t, src, repo, "--chunk-size", "16KiB")
 	files := chunkFiles(t, repo)

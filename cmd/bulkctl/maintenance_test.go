@@ -1,6 +1,8 @@
 package main
 
 import (
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
@@ -75,4 +77,33 @@ func TestJobSubject(t *testing.T) {
 			t.Errorf("jobSubject(%s job) = %q, want %q", tt.job.Kind, got, tt.want)
 		}
 	}
+}
+
+// TestMaintenanceRefusesEncrypted: prune and check say plainly that they
+// do not support an encrypted repository yet and leave it as it was;
+// forget works on it.
+func TestMaintenanceRefusesEncrypted(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	t.Setenv("BULK_PASSWORD", "")
+	t.Setenv("BULK_IDENTITY_FILE", "")
+	t.Setenv("BULK_WRITE_KEY_FILE", "")
+	t.Setenv("BULK_PASSWORD_FILE", writeSecret(t, dir, "password", "correct horse battery staple\n"))
+	ok(t, "init", "-r", repo, "--work-factor", "10")
+	vol := writeVolume(t, filepath.Join(dir, "v.img"), 1<<20, 3)
+	first := backup(t, vol, repo, "--chunk-size", "256KiB")
+	second := backup(t, vol, repo, "--chunk-size", "256KiB")
+
+	fails(t, exitError, []string{"is encrypted", "prune does not support encrypted repositories"}, "prune", "-r", repo)
+	fails(t, exitError, []string{"is encrypted", "check does not support encrypted repositories"}, "check", "-r", repo, "--read-data")
+	for _, id := range []string{first.SnapshotID, second.SnapshotID} {
+		ok(t, "verify", id, "-r", repo)
+	}
+
+	ok(t, "forget", "-r", repo, "--keep-last", "1")
+	r := ok(t, "snapshots", "-r", repo, "--json")
+	if strings.Contains(r.stdout, first.SnapshotID) || !strings.Contains(r.stdout, second.SnapshotID) {
+		t.Errorf("after forget --keep-last 1, snapshots lists:\n%s\nwant only %s", r.stdout, second.SnapshotID)
+	}
+	ok(t, "verify", second.SnapshotID, "-r", repo)
 }
