@@ -344,7 +344,7 @@ func DecodeChunksReader(r io.Reader) (*Snapshot, error) {
 	if err := s.checkHeader(); err != nil {
 		return nil, err
 	}
-	if s.Hash != "sha256" {
+	if !knownHash(s.Hash) {
 		return nil, fmt.Errorf("%w: snapshot %s: unknown hash %q", ErrInvalid, s.ID, s.Hash)
 	}
 	for i, c := range s.Chunks {

@@ -239,3 +239,39 @@ func TestCheckVolume(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeChunksReader: what a prune or a check reads of a manifest,
+// for both repository kinds' chunk names, and what it refuses.
+func TestDecodeChunksReader(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		change func(s *manifest.Snapshot)
+		want   string // "" for success
+	}{
+		{"plaintext", func(s *manifest.Snapshot) {}, ""},
+		{"encrypted", func(s *manifest.Snapshot) { s.Hash = "hmac-sha256" }, ""},
+		{"unknown hash", func(s *manifest.Snapshot) { s.Hash = "md5" }, `unknown hash "md5"`},
+		{"bad chunk name", func(s *manifest.Snapshot) { s.Chunks[2].Hash = "../../config" }, "chunk 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := sample()
+			tt.change(s)
+			data, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := manifest.DecodeChunksReader(bytes.NewReader(data))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("DecodeChunksReader: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("DecodeChunksReader = %v, want an error naming %q", err, tt.want)
+			case tt.want == "" && (len(got.Chunks) != len(s.Chunks) || got.Chunks[2].Hash != s.Chunks[2].Hash):
+				t.Errorf("DecodeChunksReader read chunks %+v, want %+v", got.Chunks, s.Chunks)
+			}
+		})
+	}
+}
