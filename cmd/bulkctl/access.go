@@ -41,8 +41,8 @@ func writeAccess(wk *keyring.WriteKey) *access {
 	}
 }
 
-// backupAccess returns what an in-process backup into the repository
-// named by c needs: nothing for a plaintext repository; for an encrypted
+// backupAccess returns what an in-process backup, prune or check of the
+// repository named by c needs: nothing for a plaintext repository; for an encrypted
 // one a coordinator's write key (BULK_WRITE_KEY_FILE: a backup host need
 // not hold the password), or else the keys the password or identity opens.
 // A repository that does not exist is an error: bulkctl init makes one.

@@ -16,7 +16,14 @@ import (
 // runMaintenance submits a prune or check job (in the in-process fleet, or
 // to a running coordinator), follows it, and returns its final record.
 func runMaintenance(ctx context.Context, e *env, c *common, subject string, req any, jobID string) (*queue.Job, error) {
-	s, err := openSession(ctx, c, e.stderr, nil)
+	var acc *access
+	if c.natsURL == "" { // a remote fleet holds its own keys
+		var err error
+		if acc, err = backupAccess(ctx, c, e); err != nil {
+			return nil, err
+		}
+	}
+	s, err := openSession(ctx, c, e.stderr, acc)
 	if err != nil {
 		return nil, err
 	}

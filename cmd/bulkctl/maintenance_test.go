@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/volgen"
 )
 
 func TestSubsetFlag(t *testing.T) {
@@ -79,10 +80,11 @@ func TestJobSubject(t *testing.T) {
 	}
 }
 
-// TestMaintenanceRefusesEncrypted: prune and check say plainly that they
-// do not support an encrypted repository yet and leave it as it was;
-// forget works on it.
-func TestMaintenanceRefusesEncrypted(t *testing.T) {
+// TestMaintenanceEncrypted: in an encrypted repository, forget drops a
+// snapshot, a prune counts what only it named, a check finds every
+// reference whole, and a check that would read the data is refused,
+// saying why; the kept snapshot verifies.
+func TestMaintenanceEncrypted(t *testing.T) {
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")
 	t.Setenv("BULK_PASSWORD", "")
@@ -90,20 +92,28 @@ func TestMaintenanceRefusesEncrypted(t *testing.T) {
 	t.Setenv("BULK_WRITE_KEY_FILE", "")
 	t.Setenv("BULK_PASSWORD_FILE", writeSecret(t, dir, "password", "correct horse battery staple\n"))
 	ok(t, "init", "-r", repo, "--work-factor", "10")
-	vol := writeVolume(t, filepath.Join(dir, "v.img"), 1<<20, 3)
-	first := backup(t, vol, repo, "--chunk-size", "256KiB")
-	second := backup(t, vol, repo, "--chunk-size", "256KiB")
-
-	fails(t, exitError, []string{"is encrypted", "prune does not support encrypted repositories"}, "prune", "-r", repo)
-	fails(t, exitError, []string{"is encrypted", "check does not support encrypted repositories"}, "check", "-r", repo, "--read-data")
-	for _, id := range []string{first.SnapshotID, second.SnapshotID} {
-		ok(t, "verify", id, "-r", repo)
+	vol := filepath.Join(dir, "v.img")
+	var snaps []string
+	for seed := range int64(2) {
+		if err := volgen.WriteFile(t.Context(), vol, 1<<20, volgen.Options{Seed: 30 + seed, Mix: volgen.Mix{Random: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, backup(t, vol, repo, "--chunk-size", "256KiB").SnapshotID)
 	}
 
 	ok(t, "forget", "-r", repo, "--keep-last", "1")
 	r := ok(t, "snapshots", "-r", repo, "--json")
-	if strings.Contains(r.stdout, first.SnapshotID) || !strings.Contains(r.stdout, second.SnapshotID) {
-		t.Errorf("after forget --keep-last 1, snapshots lists:\n%s\nwant only %s", r.stdout, second.SnapshotID)
+	if strings.Contains(r.stdout, snaps[0]) || !strings.Contains(r.stdout, snaps[1]) {
+		t.Errorf("after forget --keep-last 1, snapshots lists:\n%s\nwant only %s", r.stdout, snaps[1])
 	}
-	ok(t, "verify", second.SnapshotID, "-r", repo)
+	r = ok(t, "prune", "-r", repo, "--dry-run")
+	if want := "unnamed     4 chunks"; !strings.Contains(r.stdout, want) {
+		t.Errorf("prune --dry-run says:\n%s\nwant %q: the forgotten snapshot's chunks", r.stdout, want)
+	}
+	r = ok(t, "check", "-r", repo)
+	if want := "1 snapshot checked: 4 chunks named (8 chunks stored, 4 chunks named by none)\nOK"; !strings.Contains(r.stdout, want) {
+		t.Errorf("check says:\n%s\nwant %q", r.stdout, want)
+	}
+	fails(t, exitError, []string{"is encrypted", "check --read-data opens chunks"}, "check", "-r", repo, "--read-data")
+	ok(t, "verify", snaps[1], "-r", repo)
 }

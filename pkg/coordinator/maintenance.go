@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,8 +39,10 @@ const (
 )
 
 // tasks runs task op on every shard in shards, item(u, attempt) making
-// each shard's message, and returns when each has completed.
-func (jr *jobRun) tasks(ctx context.Context, op string, shards []int, item func(shard, attempt int) any) error {
+// each shard's message, and returns when each has completed. With local
+// set (an encrypted repository: see localStep) the coordinator runs the
+// steps itself instead of publishing them to the compressors.
+func (jr *jobRun) tasks(ctx context.Context, op string, shards []int, item func(shard, attempt int) any, local localStep) error {
 	units := func(yield func(dispatch.Unit) bool) {
 		for _, g := range shards {
 			if !yield(dispatch.Unit{Op: op, Index: g}) {
@@ -47,10 +50,81 @@ func (jr *jobRun) tasks(ctx context.Context, op string, shards []int, item func(
 			}
 		}
 	}
-	return jr.phaseWith(ctx, units, func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
+	publish := func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
 		_, err := jr.c.js.Publish(ctx, queue.TaskSubject(op, jr.job.ID), queue.Encode(item(u.Index, attempt)), jetstream.WithMsgID(msgID))
 		return err
-	}, taskWindow, taskTimeout)
+	}
+	if local != nil {
+		localCtx, stop := context.WithCancel(ctx)
+		var running sync.WaitGroup
+		defer running.Wait() // after stop: steps see their context end
+		defer stop()
+		slots := make(chan struct{}, localSteps)
+		publish = func(_ context.Context, u dispatch.Unit, attempt int, _ string) error {
+			running.Go(func() { jr.runLocal(localCtx, slots, op, u.Index, attempt, local) })
+			return nil
+		}
+	}
+	return jr.phaseWith(ctx, units, publish, taskWindow, taskTimeout)
+}
+
+// localStep runs one maintenance step on shard g in the coordinator,
+// calling alive now and then, and returns its completion message.
+//
+// An encrypted repository's manifests open only with the metadata key,
+// which the coordinator holds and the compressors do not
+// (docs/security.md): the steps that read them (marking and sweeping a
+// prune, checking references) run here, localSteps shards at a time.
+type localStep func(ctx context.Context, g int, alive func()) (any, error)
+
+// localSteps is how many steps of one job the coordinator runs at once:
+// each holds one shard's chunk references and mostly waits on the store.
+const localSteps = 4
+
+// runLocal runs step on shard g when one of slots is free and hands its
+// completion, or its failure, to the job's records as a compressor's would
+// arrive.
+func (jr *jobRun) runLocal(ctx context.Context, slots chan struct{}, op string, g, attempt int, step localStep) {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-slots }()
+	var mu sync.Mutex
+	var last time.Time
+	alive := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < 5*time.Second {
+			return
+		}
+		last = time.Now()
+		jr.deliver(ctx, &queue.TaskAlive{V: queue.WorkVersion, JobID: jr.job.ID, Op: op, Shard: g, Attempt: attempt})
+	}
+	d, err := step(ctx, g, alive)
+	switch {
+	case errors.Is(err, prune.ErrNotSweeping):
+		jr.logger.InfoContext(ctx, "stale sweep step: its prune is not sweeping; nothing deleted", "shard", g)
+		return
+	case err != nil && ctx.Err() != nil:
+		return
+	case err != nil:
+		code := queue.CodeFailed
+		if errors.Is(err, prune.ErrUnreadableSnapshot) {
+			code = queue.CodeCorrupt
+		}
+		d = &queue.WorkFailed{V: queue.WorkVersion, JobID: jr.job.ID, Op: op, Index: g, Code: code, Message: err.Error(), Worker: "coordinator"}
+	}
+	jr.deliver(ctx, d)
+}
+
+// deliver hands v to the job's records, unless ctx ends first.
+func (jr *jobRun) deliver(ctx context.Context, v any) {
+	select {
+	case jr.dones <- v:
+	case <-ctx.Done():
+	}
 }
 
 // prune runs a prune job (pkg/prune), its steps as tasks.
@@ -60,8 +134,22 @@ func (jr *jobRun) prune(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var condemnHere, sweepHere localStep
 	if repo.Encrypted() {
-		return fmt.Errorf("repository %s is encrypted: prune does not support encrypted repositories yet (its working lists would be stored unsealed); forget works", req.Repo)
+		condemnHere = func(ctx context.Context, g int, alive func()) (any, error) {
+			res, err := prune.Condemn(ctx, repo, jr.job.ID, g, strings.ToLower(rand.Text()), alive)
+			if err != nil {
+				return nil, err
+			}
+			return &queue.CondemnDone{V: queue.WorkVersion, JobID: jr.job.ID, Shard: g, Worker: "coordinator", Result: *res}, nil
+		}
+		sweepHere = func(ctx context.Context, g int, alive func()) (any, error) {
+			res, err := prune.Sweep(ctx, repo, jr.job.ID, g, alive)
+			if err != nil {
+				return nil, err
+			}
+			return &queue.SweepDone{V: queue.WorkVersion, JobID: jr.job.ID, Shard: g, Worker: "coordinator", Result: *res}, nil
+		}
 	}
 	jr.job.Progress = queue.Progress{}
 	if err := jr.start(ctx); err != nil {
@@ -78,7 +166,7 @@ func (jr *jobRun) prune(ctx context.Context) error {
 			jr.job.Progress.ChunksTotal += len(shards)
 			err := jr.tasks(ctx, queue.TaskCondemn, shards, func(g, attempt int) any {
 				return &queue.CondemnShard{V: queue.WorkVersion, JobID: jr.job.ID, Attempt: attempt, Repo: req.Repo, Prune: id, Shard: g}
-			})
+			}, condemnHere)
 			if err != nil {
 				return nil, err
 			}
@@ -94,7 +182,7 @@ func (jr *jobRun) prune(ctx context.Context) error {
 			jr.job.Progress.ChunksTotal += len(shards)
 			err := jr.tasks(ctx, queue.TaskSweep, shards, func(g, attempt int) any {
 				return &queue.SweepShard{V: queue.WorkVersion, JobID: jr.job.ID, Attempt: attempt, Repo: req.Repo, Prune: id, Shard: g}
-			})
+			}, sweepHere)
 			if err != nil {
 				return nil, err
 			}
@@ -154,8 +242,8 @@ func (jr *jobRun) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if repo.Encrypted() {
-		return fmt.Errorf("repository %s is encrypted: check does not support encrypted repositories yet (the compressors that read the chunks hold no key to open them); verify works", req.Repo)
+	if repo.Encrypted() && req.ReadData {
+		return fmt.Errorf("repository %s is encrypted: check --read-data opens chunks, which only the repository's password or identity can, and the fleet never holds them; check without --read-data checks every reference, and bulkctl verify reads a snapshot's data", req.Repo)
 	}
 	rep := jr.job.Checked
 	if rep == nil { // a resumed job keeps its shards and its subset's seed
@@ -183,10 +271,20 @@ func (jr *jobRun) check(ctx context.Context) error {
 	for i := range shards {
 		shards[i] = i
 	}
+	var checkHere localStep
+	if repo.Encrypted() {
+		checkHere = func(ctx context.Context, g int, alive func()) (any, error) {
+			res, err := check.Shard(ctx, repo, check.Options{Shard: g, Shards: rep.Shards, Alive: alive})
+			if err != nil {
+				return nil, err
+			}
+			return &queue.CheckDone{V: queue.WorkVersion, JobID: jr.job.ID, Shard: g, Worker: "coordinator", Result: *res}, nil
+		}
+	}
 	err = jr.tasks(ctx, queue.TaskCheck, shards, func(g, attempt int) any {
 		return &queue.CheckShard{V: queue.WorkVersion, JobID: jr.job.ID, Attempt: attempt, Repo: req.Repo, Shard: g, Shards: rep.Shards,
 			ReadData: rep.ReadData, Subset: rep.Subset, Seed: rep.Seed}
-	})
+	}, checkHere)
 	if err != nil {
 		jr.purge(context.WithoutCancel(ctx), ctx.Err() == nil || errors.Is(context.Cause(ctx), errCancelled))
 		return err

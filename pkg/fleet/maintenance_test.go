@@ -2,19 +2,24 @@ package fleet_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
+	"filippo.io/age"
 	"github.com/google/uuid"
 
 	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/fleet"
+	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
+	"github.com/bulkbackup/bulkbackup/pkg/verify"
 	"github.com/bulkbackup/bulkbackup/pkg/volgen"
 )
 
@@ -201,4 +206,96 @@ func TestPruneBesideBackups(t *testing.T) {
 		t.Errorf("the prunes deleted %d chunks in all, want at least the %d only the old heads named", got, 3*(512<<10)/chunkSize)
 	}
 	verifyAll("after the second prune")
+}
+
+// TestPruneAndCheckEncrypted: in an encrypted repository, whose manifests
+// the compressors cannot read (their write key has no metadata root), a
+// prune deletes what only a forgotten snapshot named and a check of the
+// references finds the kept snapshot whole: the coordinator runs the
+// steps that read manifests. The kept snapshot then verifies with the
+// repository's keys, and a check that would read the data is refused,
+// naming why.
+func TestPruneAndCheckEncrypted(t *testing.T) {
+	t.Parallel()
+	repoDir := filepath.Join(t.TempDir(), "repo")
+	open := func(ctx context.Context, repo string, create bool) (store.Store, error) {
+		return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
+	}
+	st, err := open(t.Context(), repoDir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, keys, err := repository.Init(t.Context(), st, repository.InitOptions{Wrap: func(k *keyring.Keys) ([]repository.KeyObject, error) {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			return nil, err
+		}
+		info, data, err := keyring.WrapRecipients(k, []age.Recipient{id.Recipient()}, "admin")
+		return []repository.KeyObject{{Info: info, Data: data}}, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holding := func(write *keyring.WriteKey) *repository.Cache {
+		return repository.NewCache(open, repository.OpenOptions{Keys: func(repository.Config) (repository.Credentials, error) {
+			return repository.Credentials{Write: write}, nil
+		}}).SetTiming(repository.FastTiming)
+	}
+	repos := holding(&keys.WriteKey)
+	f, err := fleet.Start(t.Context(), fleet.Config{Dir: t.TempDir(), Compressors: 2, Repos: repos, WorkerRepos: holding(keys.WithoutMeta())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Errorf("fleet close: %v", err)
+		}
+	})
+	b := connect(t, f, repos)
+
+	const size, chunkSize = 2 << 20, 128 << 10
+	dir := t.TempDir()
+	var snaps []string
+	for i := range 2 {
+		src := filepath.Join(dir, fmt.Sprintf("vol%d.img", i))
+		if err := volgen.WriteFile(t.Context(), src, size, volgen.Options{Seed: int64(80 + i), Mix: volgen.Mix{Random: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		ev := b.backup(t, src, repoDir, chunkSize)
+		succeeded(t, ev, "backup")
+		snaps = append(snaps, ev.SnapshotID)
+	}
+	r, err := repos.Get(t.Context(), repoDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ForgetSnapshot(t.Context(), snaps[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	p := b.prune(t, repoDir).Pruned
+	if want := int64(size / chunkSize); p.Deleted != want || p.Condemned != want {
+		t.Errorf("prune: condemned %d, deleted %d chunks; want the forgotten snapshot's %d", p.Condemned, p.Deleted, want)
+	}
+	id := uuid.NewString()
+	ev := b.do(t, queue.SubjectRequestCheck, &queue.CheckRequest{V: queue.MessageVersion, JobID: id, Repo: repoDir}, id)
+	succeeded(t, ev, "check")
+	rep := b.job(t, id).Checked
+	if rep.Snapshots != 1 || rep.Referenced != int64(size/chunkSize) || rep.Stored != rep.Referenced || rep.Missing+rep.Damaged != 0 {
+		t.Errorf("check after the prune: %d snapshots, %d chunks named, %d stored, %d missing, %d damaged; want 1 snapshot whose %d chunks are all stored",
+			rep.Snapshots, rep.Referenced, rep.Stored, rep.Missing, rep.Damaged, size/chunkSize)
+	}
+	snap, err := full.LoadSnapshot(t.Context(), snaps[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verify.Snapshot(t.Context(), full, snap, verify.Options{Compare: filepath.Join(dir, "vol1.img")}); err != nil {
+		t.Errorf("the kept snapshot after the prune: %v", err)
+	}
+
+	id = uuid.NewString()
+	ev = b.do(t, queue.SubjectRequestCheck, &queue.CheckRequest{V: queue.MessageVersion, JobID: id, Repo: repoDir, ReadData: true}, id)
+	if ev.State != queue.StateFailed || !strings.Contains(ev.Error, "check --read-data opens chunks") {
+		t.Errorf("check --read-data of an encrypted repository ended %s (%q), want it refused, saying why", ev.State, ev.Error)
+	}
 }
