@@ -16,6 +16,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/service"
@@ -94,15 +95,11 @@ const grantTTL = 7 * 24 * time.Hour
 // private key, wraps them all to the hosts' recipients and stores the
 // grant in the repository, where the hosts' readers find it. A chunk
 // missing or damaged is left out: the restore reports it.
-func grantRestore(ctx context.Context, repo *repository.Repository, u *repository.Unlocked, snap *manifest.Snapshot,
+func grantRestore(ctx context.Context, repo *repository.Repository, u *repository.Unlocked, snap *manifest.Snapshot, paths []string,
 	jobID string, recipients []age.Recipient) error {
-	seen := make(map[string]bool)
-	var ids []string
-	for _, ch := range snap.Chunks {
-		if !ch.Zero && !seen[ch.Hash] {
-			seen[ch.Hash] = true
-			ids = append(ids, ch.Hash)
-		}
+	ids, err := restoreChunks(snap, paths)
+	if err != nil {
+		return err
 	}
 	g := keyring.NewGrant(repo.Config().ID, jobID, snap.ID, time.Now().Add(grantTTL))
 	opener := keyring.NewOpener(u.Keys.Private)
@@ -146,6 +143,37 @@ func grantRestore(ctx context.Context, repo *repository.Repository, u *repositor
 		return err
 	}
 	return repo.PutGrant(ctx, jobID, wrapped)
+}
+
+// restoreChunks returns the names of the stored chunks a restore of snap
+// reads: all of them, or with paths (manifest form, as resolvePaths
+// returns them) those the coordinator's plan of that restore reads
+// (plan.Restore), so that a grant opens no file outside the selection.
+func restoreChunks(snap *manifest.Snapshot, paths []string) ([]string, error) {
+	var indexes []int
+	if len(paths) == 0 {
+		indexes = make([]int, len(snap.Chunks))
+		for i := range indexes {
+			indexes[i] = i
+		}
+	} else {
+		selected, err := snap.Select(paths)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range plan.Restore(snap, selected, false).Extents {
+			indexes = append(indexes, w.Chunk)
+		}
+	}
+	seen := make(map[string]bool)
+	var ids []string
+	for _, i := range indexes {
+		if ch := snap.Chunks[i]; !ch.Zero && !seen[ch.Hash] {
+			seen[ch.Hash] = true
+			ids = append(ids, ch.Hash)
+		}
+	}
+	return ids, nil
 }
 
 // restoreRecipients returns the recipients a restore's grant is wrapped

@@ -48,7 +48,7 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 	}
 	snapRef, filter := pos[0], ff.filter()
 	// An encrypted repository is opened here, with its password or
-	// identity: the restore's hosts get the keys of the snapshot's chunks
+	// identity: the restore's hosts get the keys of the chunks it reads
 	// and no more (grantRestore), the fleet nothing else.
 	enc, err := openForRestore(ctx, &c, e, snapRef, filter)
 	if err != nil {
@@ -82,7 +82,7 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 		if err != nil {
 			return err
 		}
-		if err := grantRestore(ctx, enc.repo, enc.unlocked, enc.snap, req.JobID, recipients); err != nil {
+		if err := grantRestore(ctx, enc.repo, enc.unlocked, enc.snap, paths, req.JobID, recipients); err != nil {
 			return err
 		}
 		defer func() {
