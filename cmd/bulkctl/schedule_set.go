@@ -13,9 +13,12 @@ import (
 )
 
 func init() {
-	commandHelp["schedule set"] = `Usage: bulkctl schedule set NAME [--cron "30 3 * * *"] [--timezone ZONE] [-r REPO] [--level L] [--chunk-size SIZE] [--keep-last N] --nats URL [flags]
+	commandHelp["schedule set"] = `Usage: bulkctl schedule set NAME [--cron "30 3 * * *"] [--timezone ZONE] [-r REPO] [--level L] [--chunk-size SIZE]
+                        [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N]
+                        [--keep-monthly N] [--keep-yearly N] [--keep-within 1y6m] --nats URL [flags]
 
-Change a schedule in place: only the values given change. It keeps its
+Change a schedule in place: only the values given change; a keep rule
+given replaces that rule of the policy (0 turns it off). It keeps its
 name, source, pause state and history (its last run and skip, and the jobs
 they started). A new --cron or --timezone applies from now on: windows of
 the new timing that have already passed do not fire. To back up another
@@ -34,7 +37,8 @@ func scheduleSet(ctx context.Context, e *env, args []string) error {
 	var chunkSize config.Size
 	fs.Var(&chunkSize, "chunk-size", "the new chunk size, a multiple of 4KiB")
 	level := fs.String("level", "", "the new zstd level: fastest, default, better or best")
-	keepLast := fs.Int("keep-last", 0, "the new number of snapshots of the source to keep after each backup (the rest of the keep policy stays)")
+	var keep keepFlags
+	keep.register(fs)
 	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
@@ -70,14 +74,24 @@ func scheduleSet(ctx context.Context, e *env, args []string) error {
 		size := int64(chunkSize)
 		req.ChunkSize = &size
 	}
-	if given["keep-last"] {
-		if *keepLast < 0 {
-			return usageError("--keep-last must not be negative")
+	for _, f := range []struct {
+		name string
+		n    countFlag
+		to   **int
+	}{{"keep-last", keep.last, &req.KeepLast}, {"keep-hourly", keep.hourly, &req.KeepHourly}, {"keep-daily", keep.daily, &req.KeepDaily},
+		{"keep-weekly", keep.weekly, &req.KeepWeekly}, {"keep-monthly", keep.monthly, &req.KeepMonthly}, {"keep-yearly", keep.yearly, &req.KeepYearly}} {
+		if given[f.name] {
+			*f.to = new(int(f.n))
 		}
-		req.KeepLast = keepLast
 	}
-	if req.Cron == nil && req.Timezone == nil && req.Repo == nil && req.Level == nil && req.ChunkSize == nil && req.KeepLast == nil {
-		return usageError("nothing to change: give --cron, --timezone, -r, --level, --chunk-size or --keep-last")
+	if given["keep-within"] {
+		req.KeepWithin = new("")
+		if !keep.within.Zero() {
+			*req.KeepWithin = keep.within.String()
+		}
+	}
+	if req.Empty() {
+		return usageError("nothing to change: give --cron, --timezone, -r, --level, --chunk-size or a --keep-* rule")
 	}
 	s, err := remoteSession(ctx, &c, e)
 	if err != nil {
@@ -91,8 +105,14 @@ func scheduleSet(ctx context.Context, e *env, args []string) error {
 	if c.json {
 		return json.NewEncoder(e.stdout).Encode(sched)
 	}
+	if sched.Kind == queue.KindPrune {
+		fmt.Fprintf(e.stdout, "schedule %s changed: prune %s at %q (%s); next run %s\n",
+			sched.Name, sched.Repo, sched.Cron, sched.Timezone, nextRun(&sched))
+		return nil
+	}
 	fmt.Fprintf(e.stdout, "schedule %s changed: %s -> %s at %q (%s), level %s, chunk size %s; next run %s\n",
 		sched.Name, sched.Source, sched.Repo, sched.Cron, sched.Timezone, sched.Level, config.FormatBytes(sched.ChunkSize), nextRun(&sched))
+	fmt.Fprintf(e.stdout, "after each backup: %s\n", keepPhrase(sched.KeepPolicy))
 	return nil
 }
 

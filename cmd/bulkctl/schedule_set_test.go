@@ -45,8 +45,15 @@ func TestProcessScheduleSet(t *testing.T) {
 		t.Errorf("changed schedule %+v", s)
 	}
 	r = bulkctlProcOK(t, "schedule", "set", "nightly", "-r", filepath.Join(dir, "repo2"), "--keep-last", "4", "--nats", url)
-	if !strings.Contains(r.stdout, "schedule nightly changed") || !strings.Contains(r.stdout, "repo2") {
+	if !strings.Contains(r.stdout, "schedule nightly changed") || !strings.Contains(r.stdout, "repo2") || !strings.Contains(r.stdout, "after each backup: keep") {
 		t.Errorf("schedule set output %q", r.stdout)
+	}
+	r = bulkctlProcOK(t, "schedule", "set", "nightly", "--keep-daily", "7", "--keep-within", "1y6m", "--nats", url, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("schedule set --json output %q: %v", r.stdout, err)
+	}
+	if want := (queue.KeepPolicy{KeepLast: 4, KeepDaily: 7, KeepWithin: "1y6m"}); s.KeepPolicy != want {
+		t.Errorf("keep policy after schedule set --keep-daily 7 --keep-within 1y6m: %+v, want %+v", s.KeepPolicy, want)
 	}
 	for _, tt := range []struct {
 		args []string
@@ -55,6 +62,7 @@ func TestProcessScheduleSet(t *testing.T) {
 	}{
 		{[]string{"nightly"}, exitUsage, "nothing to change"},
 		{[]string{"nightly", "--level", "ultra"}, exitUsage, "--level"},
+		{[]string{"nightly", "--keep-weekly", "many"}, exitUsage, "keep-weekly"},
 		{[]string{"nightly", "--cron", "61 * * * *"}, exitError, "61"},
 		{[]string{"weekly", "--cron", "0 2 * * *"}, exitError, "weekly"},
 	} {

@@ -81,7 +81,7 @@ func (c *Coordinator) endpoints() []endpoint {
 			request:     &queue.ScheduleAddRequest{}, response: &queue.Schedule{},
 			errors: "400: malformed request, a cron expression or time zone that does not parse, or a name already taken"},
 		{name: "schedule-set", subject: queue.SubjectAPIScheduleSet, handle: c.apiScheduleSet,
-			description: "Change a schedule's cron expression, time zone, repository, level, chunk size or keep-last, keeping its history.",
+			description: "Change a schedule's cron expression, time zone, repository, level, chunk size or keep rules, keeping its history.",
 			request:     &queue.ScheduleSetRequest{}, response: &queue.Schedule{}, errors: schedErrs},
 		{name: "schedule-list", subject: queue.SubjectAPIScheduleList, handle: c.apiScheduleList,
 			description: "List the schedules, by name, with their next window.",

@@ -22,8 +22,8 @@ func (c *Coordinator) apiScheduleSet(ctx context.Context, data []byte) (any, err
 	if err := queue.CheckScheduleName(req.Name); err != nil {
 		return nil, badRequest(err)
 	}
-	if req.Cron == nil && req.Timezone == nil && req.Repo == nil && req.Level == nil && req.ChunkSize == nil && req.KeepLast == nil {
-		return nil, badRequest(errors.New("nothing to change: give cron, timezone, repo, level, chunk_size or keep_last"))
+	if req.Empty() {
+		return nil, badRequest(errors.New("nothing to change: give cron, timezone, repo, level, chunk_size or a keep rule (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within)"))
 	}
 	kv, err := c.scheduleKV(ctx)
 	if err != nil {
@@ -43,7 +43,7 @@ func (c *Coordinator) apiScheduleSet(ctx context.Context, data []byte) (any, err
 		add.Repo = *cmp.Or(req.Repo, &add.Repo)
 		add.Level = *cmp.Or(req.Level, &add.Level)
 		add.ChunkSize = *cmp.Or(req.ChunkSize, &add.ChunkSize)
-		add.KeepLast = *cmp.Or(req.KeepLast, &add.KeepLast)
+		add.KeepPolicy = req.ApplyKeep(add.KeepPolicy)
 		now := c.cfg.Clock()
 		checked, err := newSchedule(add, now)
 		if err != nil {
@@ -63,7 +63,7 @@ func (c *Coordinator) apiScheduleSet(ctx context.Context, data []byte) (any, err
 			return nil, fmt.Errorf("update schedule %s: %w", s.Name, err)
 		}
 		c.logger.InfoContext(ctx, "schedule changed", "schedule", s.Name, "cron", s.Cron, "timezone", s.Timezone,
-			"repo", s.Repo, "level", s.Level, "chunk_size", s.ChunkSize, "keep_last", s.KeepLast)
+			"repo", s.Repo, "level", s.Level, "chunk_size", s.ChunkSize, "keep", s.KeepPolicy)
 		return c.withNext(s), nil
 	}
 }

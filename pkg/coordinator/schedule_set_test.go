@@ -63,8 +63,20 @@ func TestScheduleSet(t *testing.T) {
 		t.Errorf("schedule after changing keep_last: %+v", s)
 	}
 
+	// More keep rules: those given change, the others stay; 0 turns one off.
+	daily, within, off := 7, "1y", 0
+	s = b.schedule(t, queue.SubjectAPIScheduleSet, &queue.ScheduleSetRequest{V: 1, Name: "nightly", KeepDaily: &daily, KeepWithin: &within})
+	if want := (queue.KeepPolicy{KeepLast: 3, KeepDaily: 7, KeepWithin: "1y"}); s.KeepPolicy != want {
+		t.Errorf("keep policy after setting keep_daily and keep_within: %+v, want %+v", s.KeepPolicy, want)
+	}
+	s = b.schedule(t, queue.SubjectAPIScheduleSet, &queue.ScheduleSetRequest{V: 1, Name: "nightly", KeepLast: &off})
+	if want := (queue.KeepPolicy{KeepDaily: 7, KeepWithin: "1y"}); s.KeepPolicy != want {
+		t.Errorf("keep policy after turning keep_last off: %+v, want %+v", s.KeepPolicy, want)
+	}
+
 	bad := "0 8 * *"
 	big := int64(1 << 30)
+	forever, negative := "forever", -5
 	for _, tt := range []struct {
 		name string
 		req  any
@@ -73,6 +85,8 @@ func TestScheduleSet(t *testing.T) {
 		{"bad cron", &queue.ScheduleSetRequest{V: 1, Name: "nightly", Cron: &bad}, "400"},
 		{"bad chunk size", &queue.ScheduleSetRequest{V: 1, Name: "nightly", ChunkSize: &big}, "400"},
 		{"nothing to change", &queue.ScheduleSetRequest{V: 1, Name: "nightly"}, "400"},
+		{"bad keep_within", &queue.ScheduleSetRequest{V: 1, Name: "nightly", KeepWithin: &forever}, "400"},
+		{"negative keep_hourly", &queue.ScheduleSetRequest{V: 1, Name: "nightly", KeepHourly: &negative}, "400"},
 		{"unknown schedule", &queue.ScheduleSetRequest{V: 1, Name: "weekly", Cron: &cron}, "404"},
 		{"unknown field", []byte(`{"v":1,"name":"nightly","source":{"host":"h","path":"/p"}}`), "400"},
 	} {
@@ -80,7 +94,7 @@ func TestScheduleSet(t *testing.T) {
 			t.Errorf("%s: code %q (%s), want %s", tt.name, code, desc, tt.code)
 		}
 	}
-	if s := b.getSchedule(t, "nightly"); s.Cron != cron || s.ChunkSize != 64<<10 {
+	if s := b.getSchedule(t, "nightly"); s.Cron != cron || s.ChunkSize != 64<<10 || s.KeepWithin != "1y" || s.KeepHourly != 0 {
 		t.Errorf("a refused change changed the schedule: %+v", s)
 	}
 }

@@ -21,7 +21,43 @@ type ScheduleSetRequest struct {
 	Repo      *string `json:"repo,omitempty"`
 	Level     *string `json:"level,omitempty"`
 	ChunkSize *int64  `json:"chunk_size,omitempty"`
-	KeepLast  *int    `json:"keep_last,omitempty"`
+	// The keep policy's rules (KeepPolicy): each given one replaces the
+	// schedule's, 0 (or "" for KeepWithin) turning it off.
+	KeepLast    *int    `json:"keep_last,omitempty"`
+	KeepHourly  *int    `json:"keep_hourly,omitempty"`
+	KeepDaily   *int    `json:"keep_daily,omitempty"`
+	KeepWeekly  *int    `json:"keep_weekly,omitempty"`
+	KeepMonthly *int    `json:"keep_monthly,omitempty"`
+	KeepYearly  *int    `json:"keep_yearly,omitempty"`
+	KeepWithin  *string `json:"keep_within,omitempty"`
+}
+
+// Empty reports whether r changes nothing.
+func (r *ScheduleSetRequest) Empty() bool {
+	return r.Cron == nil && r.Timezone == nil && r.Repo == nil && r.Level == nil && r.ChunkSize == nil && !r.changesKeep()
+}
+
+// changesKeep reports whether r changes the keep policy.
+func (r *ScheduleSetRequest) changesKeep() bool {
+	return r.KeepLast != nil || r.KeepHourly != nil || r.KeepDaily != nil || r.KeepWeekly != nil ||
+		r.KeepMonthly != nil || r.KeepYearly != nil || r.KeepWithin != nil
+}
+
+// ApplyKeep returns k with the keep rules r gives.
+func (r *ScheduleSetRequest) ApplyKeep(k KeepPolicy) KeepPolicy {
+	for _, f := range []struct {
+		to  *int
+		new *int
+	}{{&k.KeepLast, r.KeepLast}, {&k.KeepHourly, r.KeepHourly}, {&k.KeepDaily, r.KeepDaily}, {&k.KeepWeekly, r.KeepWeekly},
+		{&k.KeepMonthly, r.KeepMonthly}, {&k.KeepYearly, r.KeepYearly}} {
+		if f.new != nil {
+			*f.to = *f.new
+		}
+	}
+	if r.KeepWithin != nil {
+		k.KeepWithin = *r.KeepWithin
+	}
+	return k
 }
 
 func (r *ScheduleSetRequest) version() int { return r.V }
