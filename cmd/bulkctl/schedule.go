@@ -240,6 +240,9 @@ func showSchedule(e *env, s *queue.Schedule) {
 		fmt.Fprintf(e.stdout, "retention   %s\n", keepPhrase(s.KeepPolicy))
 	}
 	fmt.Fprintf(e.stdout, "created     %s\n", inZone(s.Created, s.Timezone))
+	if !s.Retimed.IsZero() {
+		fmt.Fprintf(e.stdout, "retimed     %s (earlier windows of this timing do not fire)\n", inZone(s.Retimed, s.Timezone))
+	}
 	if !s.Resumed.IsZero() {
 		fmt.Fprintf(e.stdout, "resumed     %s\n", inZone(s.Resumed, s.Timezone))
 	}

@@ -55,6 +55,10 @@ func TestProcessScheduleSet(t *testing.T) {
 	if want := (queue.KeepPolicy{KeepLast: 4, KeepDaily: 7, KeepWithin: "1y6m"}); s.KeepPolicy != want {
 		t.Errorf("keep policy after schedule set --keep-daily 7 --keep-within 1y6m: %+v, want %+v", s.KeepPolicy, want)
 	}
+	r = bulkctlProcOK(t, "schedule", "show", "nightly", "--nats", url)
+	if !strings.Contains(r.stdout, "retimed     ") || !strings.Contains(r.stdout, "retention   keep") {
+		t.Errorf("schedule show after a new --cron does not say when it was retimed, or its retention:\n%s", r.stdout)
+	}
 	for _, tt := range []struct {
 		args []string
 		code int
