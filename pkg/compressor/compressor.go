@@ -46,6 +46,7 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/internal/bufpool"
+	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -223,13 +224,22 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 	if c.cfg.Assist && c.notHere(job.repo) {
 		return queue.RetryAfter(leaveDelay, errLeftToFleet)
 	}
+	rr := &repoRetries{c: c, jobID: ready.JobID, index: ready.Index, job: job, inProgress: msg.InProgress}
+	key, err := c.handOverKey(rr.context(ctx), job.repo)
+	if err != nil {
+		if c.cfg.Assist && cannotStoreHere(err) {
+			c.setNotHere(ctx, job.repo, err)
+			return queue.RetryAfter(leaveDelay, fmt.Errorf("%w: %w", errLeftToFleet, err))
+		}
+		return c.complete(ctx, &queue.ChunkDone{JobID: ready.JobID, Index: ready.Index}, err)
+	}
 	c.slots <- struct{}{}
 	defer func() { <-c.slots }()
 	c.inFlight.Add(1)
 	defer c.inFlight.Add(-1)
 	fetchCtx, cancelFetch := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.stopping, cancelFetch)
-	data, err := c.fetch(fetchCtx, &ready)
+	data, err := c.fetch(fetchCtx, &ready, key)
 	stop()
 	cancelFetch()
 	if err != nil && c.stopping.Err() != nil {
@@ -245,7 +255,7 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 		return queue.RetryAfter(time.Second, err)
 	}
 	defer c.raw.Put(data)
-	done, err := c.store(ctx, ready.JobID, ready.Index, data, job, msg.InProgress)
+	done, err := c.store(ctx, ready.JobID, ready.Index, data, job, rr)
 	if c.cfg.Assist && err != nil && cannotStoreHere(err) {
 		c.setNotHere(ctx, job.repo, err)
 		return queue.RetryAfter(leaveDelay, fmt.Errorf("%w: %w", errLeftToFleet, err))
@@ -418,8 +428,9 @@ func (c *Compressor) sealer(level chunk.Level) (*chunk.Sealer, error) {
 
 // fetch gets the bytes of a ready chunk from the reader that announced it:
 // from its data server when it has one and it can be reached, else over
-// NATS.
-func (c *Compressor) fetch(ctx context.Context, ready *queue.ChunkReady) ([]byte, error) {
+// NATS. The chunks of an encrypted repository come sealed
+// (queue.FetchAAD), and are opened here.
+func (c *Compressor) fetch(ctx context.Context, ready *queue.ChunkReady, key *keyring.WriteKey) ([]byte, error) {
 	start := time.Now()
 	defer c.cfg.Metrics.Stage("fetch", start)
 	buf := c.raw.Get(int(ready.Length))
@@ -427,7 +438,7 @@ func (c *Compressor) fetch(ctx context.Context, ready *queue.ChunkReady) ([]byte
 		V: queue.WorkVersion, JobID: ready.JobID, Index: ready.Index, Length: ready.Length, Read: ready.Read, Token: ready.Token,
 	}
 	if ready.Direct != "" && c.reachable(ready.Direct) {
-		err := c.fetchDirect(ctx, ready.Direct, &req, buf)
+		err := c.fetchDirect(ctx, ready.Direct, &req, buf, key)
 		if err == nil {
 			return buf, nil
 		}
@@ -442,15 +453,64 @@ func (c *Compressor) fetch(ctx context.Context, ready *queue.ChunkReady) ([]byte
 		c.logger.InfoContext(ctx, "reader's data server not reached; fetching over NATS", "url", ready.Direct, "err", err)
 		c.setUnreachable(ready.Direct)
 	}
-	if err := c.fetchNATS(ctx, ready, &req, buf); err != nil {
+	if err := c.fetchNATS(ctx, ready, &req, buf, key); err != nil {
 		c.raw.Put(buf)
 		return nil, err
 	}
 	return buf, nil
 }
 
-// fetchDirect fetches a whole chunk from a reader's data server.
-func (c *Compressor) fetchDirect(ctx context.Context, url string, req *queue.FetchRequest, buf []byte) error {
+// repoRetries counts the retried repository calls made for one chunk and
+// says so in the log, and makes them give up once the chunk's job has
+// ended (retry.WithNotify).
+type repoRetries struct {
+	c          *Compressor
+	jobID      string
+	index      int
+	job        *jobInfo
+	inProgress func() error // called on each retry, if set
+	n          int          // the calls retried
+	first      time.Time    // when the first of them began
+}
+
+// context returns ctx with rr notified of the retries of calls made with it.
+func (rr *repoRetries) context(ctx context.Context) context.Context {
+	c := rr.c
+	return retry.WithNotify(ctx, func(attempt int, waited time.Duration, err error) error {
+		if rr.n++; rr.n == 1 {
+			rr.first = time.Now().Add(-waited)
+		}
+		if j, jobErr := c.job(ctx, rr.jobID); jobErr == nil && queue.Final(j.state) {
+			return fmt.Errorf("job %s is %s: %w", rr.jobID, j.state, errJobEnded) // cancelled or failed meanwhile
+		}
+		c.logger.WarnContext(ctx, "repository unavailable; retrying", "job_id", rr.jobID, "index", rr.index,
+			"repo", rr.job.repo, "attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
+		c.cfg.Metrics.Retry("store")
+		if rr.inProgress != nil {
+			_ = rr.inProgress()
+		}
+		return nil
+	})
+}
+
+// handOverKey returns the key that opens the chunks handed over for the
+// repository named repo (repository.HandOverKey), nil for a plaintext one.
+// ctx carries the chunk's repoRetries.
+func (c *Compressor) handOverKey(ctx context.Context, repo string) (*keyring.WriteKey, error) {
+	r, err := c.cfg.Repos.Get(ctx, repo, false)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", errOpen, repo, err)
+	}
+	key, err := r.HandOverKey()
+	if err != nil {
+		return nil, queue.Permanent(err) // an encrypted repository this process has no key for
+	}
+	return key, nil
+}
+
+// fetchDirect fetches a whole chunk from a reader's data server, and with
+// key (an encrypted repository's) opens it.
+func (c *Compressor) fetchDirect(ctx context.Context, url string, req *queue.FetchRequest, buf []byte, key *keyring.WriteKey) error {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(queue.Encode(req)))
@@ -469,21 +529,43 @@ func (c *Compressor) fetchDirect(ctx context.Context, url string, req *queue.Fet
 		}
 		return queue.Failed(queue.Code(ans.Code), "%s", ans.Error)
 	}
-	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(buf)) {
-		return fmt.Errorf("data server %s sends %d bytes of chunk %d, want %d", url, resp.ContentLength, req.Index, len(buf))
+	into := buf
+	if key != nil {
+		into = c.raw.Get(len(buf) + keyring.StagingOverhead)
+		defer c.raw.Put(into)
 	}
-	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(into)) {
+		return fmt.Errorf("data server %s sends %d bytes of chunk %d, want %d", url, resp.ContentLength, req.Index, len(into))
+	}
+	if _, err := io.ReadFull(resp.Body, into); err != nil {
 		return fmt.Errorf("data server %s: chunk %d: %w", url, req.Index, err)
 	}
 	if n, _ := resp.Body.Read(make([]byte, 1)); n > 0 {
-		return fmt.Errorf("data server %s sent more than the %d bytes of chunk %d", url, len(buf), req.Index)
+		return fmt.Errorf("data server %s sent more than the %d bytes of chunk %d", url, len(into), req.Index)
+	}
+	if key != nil {
+		return openHandedOver(key, req, buf[:0], into, "data server "+url)
+	}
+	return nil
+}
+
+// openHandedOver opens sealed, the bytes a fetch req answered with, into
+// dst (which has room for them), checking they are all it asked for.
+func openHandedOver(key *keyring.WriteKey, req *queue.FetchRequest, dst, sealed []byte, from string) error {
+	out, err := key.OpenStaging(dst, req.JobID, sealed, queue.FetchAAD(req))
+	if err != nil {
+		return queue.Failed(queue.CodeCorrupt, "%s: chunk %d at %d: %v", from, req.Index, req.Offset, err)
+	}
+	if int64(len(out)) != req.Length {
+		return queue.Failed(queue.CodeCorrupt, "%s: chunk %d at %d: %d bytes, want %d", from, req.Index, req.Offset, len(out), req.Length)
 	}
 	return nil
 }
 
 // fetchNATS fetches a chunk from the readers of its host by request/reply,
-// in parts that fit a message.
-func (c *Compressor) fetchNATS(ctx context.Context, ready *queue.ChunkReady, req *queue.FetchRequest, buf []byte) error {
+// in parts that fit a message, and with key (an encrypted repository's)
+// opens each.
+func (c *Compressor) fetchNATS(ctx context.Context, ready *queue.ChunkReady, req *queue.FetchRequest, buf []byte, key *keyring.WriteKey) error {
 	part := max(c.nc.MaxPayload()-64<<10, 64<<10)
 	for off := int64(0); off < ready.Length; off += part {
 		req.Offset, req.Length = off, min(part, ready.Length-off)
@@ -498,6 +580,12 @@ func (c *Compressor) fetchNATS(ctx context.Context, ready *queue.ChunkReady, req
 		}
 		if code := msg.Header.Get(queue.HeaderCode); code != "" {
 			return queue.Failed(queue.Code(code), "%s", msg.Header.Get(queue.HeaderError))
+		}
+		if key != nil {
+			if err := openHandedOver(key, req, buf[off:off], msg.Data, "host "+ready.Host); err != nil {
+				return err
+			}
+			continue
 		}
 		if int64(len(msg.Data)) != req.Length {
 			return fmt.Errorf("host %s sent %d bytes of chunk %d at %d, want %d", ready.Host, len(msg.Data), ready.Index, off, req.Length)
@@ -576,33 +664,20 @@ func (c *Compressor) status() queue.WorkerStatus {
 
 // store hashes, deduplicates, seals and writes one chunk. While the
 // repository fails in a way that may pass, its store retries in place;
-// meanwhile this keeps the chunk's message alive (inProgress, nil for a
-// chunk of this process) and stops when the job has ended.
-func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []byte, job *jobInfo, inProgress func() error) (*queue.ChunkDone, error) {
+// meanwhile rr (nil for a chunk of this process: a new one) keeps the
+// chunk's message alive and stops when the job has ended.
+func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []byte, job *jobInfo, rr *repoRetries) (*queue.ChunkDone, error) {
 	done := &queue.ChunkDone{V: queue.WorkVersion, JobID: jobID, Index: index, Worker: c.cfg.Name, Length: int64(len(raw))}
-	retries := 0              // the repository calls of this chunk retried
-	var firstFailed time.Time // when the first of them began
+	if rr == nil {
+		rr = &repoRetries{c: c, jobID: jobID, index: index, job: job}
+	}
 	defer func() {
-		if retries > 0 && done.StoredSize > 0 {
+		if rr.n > 0 && done.StoredSize > 0 {
 			c.logger.InfoContext(ctx, "repository reachable again", "job_id", jobID, "index", index, "repo", job.repo,
-				"retries", retries, "waited", time.Since(firstFailed))
+				"retries", rr.n, "waited", time.Since(rr.first))
 		}
 	}()
-	ctx = retry.WithNotify(ctx, func(attempt int, waited time.Duration, err error) error {
-		if retries++; retries == 1 {
-			firstFailed = time.Now().Add(-waited)
-		}
-		if j, jobErr := c.job(ctx, jobID); jobErr == nil && queue.Final(j.state) {
-			return fmt.Errorf("job %s is %s: %w", jobID, j.state, errJobEnded) // cancelled or failed meanwhile
-		}
-		c.logger.WarnContext(ctx, "repository unavailable; retrying", "job_id", jobID, "index", index,
-			"repo", job.repo, "attempt", attempt, "waited", waited.Round(time.Millisecond), "err", err)
-		c.cfg.Metrics.Retry("store")
-		if inProgress != nil {
-			_ = inProgress()
-		}
-		return nil
-	})
+	ctx = rr.context(ctx)
 	repo, err := c.cfg.Repos.Get(ctx, job.repo, false)
 	if err != nil {
 		return done, fmt.Errorf("%w %s: %w", errOpen, job.repo, err)

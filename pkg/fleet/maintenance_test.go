@@ -208,15 +208,13 @@ func TestPruneBesideBackups(t *testing.T) {
 	verifyAll("after the second prune")
 }
 
-// TestPruneAndCheckEncrypted: in an encrypted repository, whose manifests
-// the compressors cannot read (their write key has no metadata root), a
-// prune deletes what only a forgotten snapshot named and a check of the
-// references finds the kept snapshot whole: the coordinator runs the
-// steps that read manifests. The kept snapshot then verifies with the
-// repository's keys, and a check that would read the data is refused,
-// naming why.
-func TestPruneAndCheckEncrypted(t *testing.T) {
-	t.Parallel()
+// setupEncrypted starts a fleet (its settings in cfg; Dir, Repos and
+// WorkerRepos are filled in) around a new encrypted directory repository:
+// the coordinator holds the write key with metadata, the reader and the
+// compressors the one without. It returns the repository open with all of
+// its keys, and its path.
+func setupEncrypted(t *testing.T, cfg fleet.Config) (*bundle, *repository.Repository, string) {
+	t.Helper()
 	repoDir := filepath.Join(t.TempDir(), "repo")
 	open := func(ctx context.Context, repo string, create bool) (store.Store, error) {
 		return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
@@ -241,8 +239,11 @@ func TestPruneAndCheckEncrypted(t *testing.T) {
 			return repository.Credentials{Write: write}, nil
 		}}).SetTiming(repository.FastTiming)
 	}
-	repos := holding(&keys.WriteKey)
-	f, err := fleet.Start(t.Context(), fleet.Config{Dir: t.TempDir(), Compressors: 2, Repos: repos, WorkerRepos: holding(keys.WithoutMeta())})
+	cfg.Dir, cfg.Repos, cfg.WorkerRepos = t.TempDir(), holding(&keys.WriteKey), holding(keys.WithoutMeta())
+	if cfg.Compressors == 0 {
+		cfg.Compressors = 2
+	}
+	f, err := fleet.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,20 @@ func TestPruneAndCheckEncrypted(t *testing.T) {
 			t.Errorf("fleet close: %v", err)
 		}
 	})
-	b := connect(t, f, repos)
+	return connect(t, f, cfg.Repos), full, repoDir
+}
+
+// TestPruneAndCheckEncrypted: in an encrypted repository, whose manifests
+// the compressors cannot read (their write key has no metadata root), a
+// prune deletes what only a forgotten snapshot named and a check of the
+// references finds the kept snapshot whole: the coordinator runs the
+// steps that read manifests. The kept snapshot then verifies with the
+// repository's keys, and a check that would read the data is refused,
+// naming why.
+func TestPruneAndCheckEncrypted(t *testing.T) {
+	t.Parallel()
+	b, full, repoDir := setupEncrypted(t, fleet.Config{})
+	repos := b.repos
 
 	const size, chunkSize = 2 << 20, 128 << 10
 	dir := t.TempDir()
@@ -297,5 +311,36 @@ func TestPruneAndCheckEncrypted(t *testing.T) {
 	ev = b.do(t, queue.SubjectRequestCheck, &queue.CheckRequest{V: queue.MessageVersion, JobID: id, Repo: repoDir, ReadData: true}, id)
 	if ev.State != queue.StateFailed || !strings.Contains(ev.Error, "check --read-data opens chunks") {
 		t.Errorf("check --read-data of an encrypted repository ended %s (%q), want it refused, saying why", ev.State, ev.Error)
+	}
+}
+
+// TestEncryptedHandOver backs up into an encrypted repository through the
+// readers' data server and through NATS (in parts smaller than a chunk):
+// the compressors open what the reader sealed, and the snapshot verifies
+// against its source with the repository's keys.
+func TestEncryptedHandOver(t *testing.T) {
+	t.Parallel()
+	for _, plane := range []fleet.DataPlane{fleet.DataHTTP, fleet.DataNATS} {
+		t.Run(string(plane), func(t *testing.T) {
+			t.Parallel()
+			b, full, repoDir := setupEncrypted(t, fleet.Config{DataPlane: plane, MaxPayload: 1 << 20})
+			src := filepath.Join(t.TempDir(), "vol.img")
+			if err := volgen.WriteFile(t.Context(), src, 6<<20+5, volgen.Options{Seed: 9}); err != nil {
+				t.Fatal(err)
+			}
+			ev := b.backup(t, src, repoDir, 2<<20)
+			succeeded(t, ev, "backup")
+			snap, err := full.LoadSnapshot(t.Context(), ev.SnapshotID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := verify.Snapshot(t.Context(), full, snap, verify.Options{Compare: src})
+			if err != nil {
+				t.Fatalf("verify against the source: %v", err)
+			}
+			if rep.ComparedBytes != 6<<20+5 {
+				t.Errorf("verify compared %d bytes, want %d", rep.ComparedBytes, 6<<20+5)
+			}
+		})
 	}
 }

@@ -352,7 +352,7 @@ func ChunkReadyMsgID(c *ChunkReady) string {
 
 // FetchRequest asks the readers of a host for Length bytes at Offset of a
 // ready chunk (a chunk larger than a message comes in several). The reply's
-// body is the bytes; a failure comes back as the headers HeaderError and
+// body is the bytes, for an encrypted repository sealed (FetchAAD); a failure comes back as the headers HeaderError and
 // HeaderCode with an empty body. Token is needed by a reader's data server,
 // not on NATS, whose own authentication admits the fleet.
 type FetchRequest struct {
@@ -363,6 +363,14 @@ type FetchRequest struct {
 	Length int64     `json:"length"`
 	Read   ReadChunk `json:"read"`
 	Token  string    `json:"token,omitempty"`
+}
+
+// FetchAAD is what the bytes a fetch answers are authenticated with when
+// they are sealed (the chunks of an encrypted repository, sealed with the
+// job's staging key: repository.HandOverKey): the job, the chunk and the
+// range asked for, so that a reply cannot be replayed for another.
+func FetchAAD(req *FetchRequest) []byte {
+	return fmt.Appendf(nil, "bulkbackup fetch v1\x00%s\x00%d\x00%d\x00%d", req.JobID, req.Index, req.Offset, req.Length)
 }
 
 func (r *FetchRequest) version() int { return r.V }

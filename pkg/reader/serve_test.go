@@ -2,6 +2,7 @@ package reader
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -11,7 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
+	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
+	"github.com/bulkbackup/bulkbackup/pkg/store/storeurl"
 )
 
 // TestDataServer checks who may fetch what from a reader's data server: a
@@ -25,17 +32,15 @@ func TestDataServer(t *testing.T) {
 	if err := os.WriteFile(vol, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &Reader{held: newHeldChunks(1 << 30), logger: slog.New(slog.DiscardHandler), cfg: Config{Workers: 1}}
-	r.held.release = func([]byte) {}
-	d, err := newDataServer(r, "127.0.0.1:0", "")
-	if err != nil {
+	repos := repository.NewCache(openDir, repository.OpenOptions{CreatePlaintext: true})
+	repo := filepath.Join(t.TempDir(), "repo")
+	if _, err := repos.Get(t.Context(), repo, true); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.ln.Close() })
-	r.data = d
+	r, d := dataServerOf(t, repos)
 
 	read := func(index int, off, n int64) queue.ReadChunk {
-		return queue.ReadChunk{V: queue.WorkVersion, JobID: "j", Index: index, Path: vol, Offset: off, Length: n}
+		return queue.ReadChunk{V: queue.WorkVersion, JobID: "j", Index: index, Path: vol, Offset: off, Length: n, Repo: repo}
 	}
 	held := read(0, 0, 16)
 	if !r.held.tryAcquire(16) {
@@ -87,5 +92,97 @@ func TestDataServer(t *testing.T) {
 				t.Errorf("answer %s (%v), want code %s and a message", rec.Body.String(), err, tt.wantCode)
 			}
 		})
+	}
+}
+
+func openDir(ctx context.Context, repo string, create bool) (store.Store, error) {
+	return storeurl.Open(ctx, repo, storeurl.Options{Create: create})
+}
+
+// dataServerOf returns a reader with a data server (not serving: tests
+// call its handler) that opens repositories with repos.
+func dataServerOf(t *testing.T, repos *repository.Cache) (*Reader, *dataServer) {
+	t.Helper()
+	r := &Reader{held: newHeldChunks(1 << 30), logger: slog.New(slog.DiscardHandler), cfg: Config{Workers: 1, Repos: repos}}
+	r.held.release = func([]byte) {}
+	d, err := newDataServer(r, "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.ln.Close() })
+	r.data = d
+	return r, d
+}
+
+// TestDataServerSeals: the chunks of an encrypted repository are handed
+// over sealed under the job's key: the bytes on the wire are not the
+// chunk's, they open with the repository's write key for that job and
+// range only, and a reader without the key hands nothing over.
+func TestDataServerSeals(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "repo")
+	st, err := openDir(t.Context(), dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, keys, err := repository.Init(t.Context(), st, repository.InitOptions{Wrap: func(k *keyring.Keys) ([]repository.KeyObject, error) {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			return nil, err
+		}
+		info, data, err := keyring.WrapRecipients(k, []age.Recipient{id.Recipient()}, "admin")
+		return []repository.KeyObject{{Info: info, Data: data}}, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holding := func(write *keyring.WriteKey) *repository.Cache {
+		return repository.NewCache(openDir, repository.OpenOptions{Keys: func(repository.Config) (repository.Credentials, error) {
+			if write == nil {
+				return repository.Credentials{}, repository.ErrLocked
+			}
+			return repository.Credentials{Write: write}, nil
+		}})
+	}
+	plain := []byte("the chunk's raw bytes, which no eavesdropper may read")
+	fetch := func(r *Reader, d *dataServer, off, n int64) *httptest.ResponseRecorder {
+		read := queue.ReadChunk{V: queue.WorkVersion, JobID: "j", Index: 0, Length: int64(len(plain)), Repo: dir}
+		if !r.held.tryAcquire(read.Length) {
+			t.Fatal("no room")
+		}
+		r.held.put(heldKey{job: "j", index: 0}, &heldChunk{data: plain, read: read, at: time.Now()})
+		req := &queue.FetchRequest{V: queue.WorkVersion, JobID: "j", Index: 0, Offset: off, Length: n, Read: read, Token: d.token(&read)}
+		rec := httptest.NewRecorder()
+		d.srv.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, fetchPath, bytes.NewReader(queue.Encode(req))))
+		return rec
+	}
+
+	r, d := dataServerOf(t, holding(keys.WithoutMeta()))
+	rec := fetch(r, d, 4, 10)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d (%s), want 200", rec.Code, rec.Body.String())
+	}
+	sealed := rec.Body.Bytes()
+	if len(sealed) != 10+keyring.StagingOverhead || bytes.Contains(sealed, plain[4:14]) {
+		t.Fatalf("handed over %d bytes %q: want the 10 asked for sealed, not in the clear", len(sealed), sealed)
+	}
+	asked := &queue.FetchRequest{JobID: "j", Index: 0, Offset: 4, Length: 10}
+	got, err := keys.WithoutMeta().OpenStaging(nil, "j", sealed, queue.FetchAAD(asked))
+	if err != nil || !bytes.Equal(got, plain[4:14]) {
+		t.Errorf("opened %q (%v), want %q", got, err, plain[4:14])
+	}
+	for _, other := range []*queue.FetchRequest{
+		{JobID: "k", Index: 0, Offset: 4, Length: 10},
+		{JobID: "j", Index: 1, Offset: 4, Length: 10},
+		{JobID: "j", Index: 0, Offset: 0, Length: 10},
+	} {
+		if _, err := keys.WithoutMeta().OpenStaging(nil, other.JobID, sealed, queue.FetchAAD(other)); err == nil {
+			t.Errorf("the bytes of %+v open as %+v's", asked, other)
+		}
+	}
+
+	r, d = dataServerOf(t, holding(nil))
+	if rec := fetch(r, d, 0, 10); rec.Code == http.StatusOK {
+		t.Errorf("a reader without the repository's key handed over %q", rec.Body.Bytes())
 	}
 }

@@ -139,6 +139,21 @@ func (r *Repository) Encrypted() bool { return r.config.Encrypted() }
 // it is plaintext or locked.
 func (r *Repository) WriteKey() *keyring.WriteKey { return r.creds.Write }
 
+// HandOverKey returns the key that seals the raw chunks a reader hands to
+// a compressor for this repository (keyring.WriteKey.SealStaging, every
+// write key holder can open them): nil for a plaintext repository, whose
+// chunks are handed over as they are. It fails with ErrLocked for an
+// encrypted repository opened without a write key.
+func (r *Repository) HandOverKey() (*keyring.WriteKey, error) {
+	if !r.config.Encrypted() {
+		return nil, nil
+	}
+	if r.creds.Write == nil {
+		return nil, r.locked("hand over raw chunks sealed")
+	}
+	return r.creds.Write, nil
+}
+
 func keyKey(id string) string { return KeysPrefix + id }
 
 func putKey(ctx context.Context, st store.Store, o KeyObject) error {
