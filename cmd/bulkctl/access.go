@@ -46,8 +46,11 @@ func writeAccess(wk *keyring.WriteKey) *access {
 // repository named by c needs: nothing for a plaintext repository; for an encrypted
 // one a coordinator's write key (BULK_WRITE_KEY_FILE: a backup host need
 // not hold the password), or else the keys the password or identity opens.
-// A repository that does not exist is an error: bulkctl init makes one.
-func backupAccess(ctx context.Context, c *common, e *env) (*access, error) {
+// With opens (check --read-data) the in-process coordinator also gets the
+// private key, to read chunks back itself: only the password or identity
+// gives that. A repository that does not exist is an error: bulkctl init
+// makes one.
+func backupAccess(ctx context.Context, c *common, e *env, opens bool) (*access, error) {
 	name, err := repoArg(c.repo)
 	if err != nil {
 		return nil, err
@@ -59,7 +62,7 @@ func backupAccess(ctx context.Context, c *common, e *env) (*access, error) {
 	if !repo.Encrypted() {
 		return nil, nil
 	}
-	if os.Getenv(service.EnvWriteKeyFile) != "" && os.Getenv(envPasswordFile) == "" && os.Getenv(envPassword) == "" && os.Getenv(envIdentityFile) == "" {
+	if !opens && os.Getenv(service.EnvWriteKeyFile) != "" && os.Getenv(envPasswordFile) == "" && os.Getenv(envPassword) == "" && os.Getenv(envIdentityFile) == "" {
 		keys, err := service.WriteKeysFromEnv()
 		if err != nil {
 			return nil, err
@@ -81,7 +84,12 @@ func backupAccess(ctx context.Context, c *common, e *env) (*access, error) {
 	if err != nil {
 		return nil, err
 	}
-	return writeAccess(&u.Keys.WriteKey), nil
+	acc := writeAccess(&u.Keys.WriteKey)
+	if opens {
+		creds := repository.Credentials{Write: &u.Keys.WriteKey, Open: keyring.NewOpener(u.Keys.Private)}
+		acc.coordinator = func(repository.Config) (repository.Credentials, error) { return creds, nil }
+	}
+	return acc, nil
 }
 
 // grantTTL is how long a restore's grant may be used: long enough for the

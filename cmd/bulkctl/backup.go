@@ -92,7 +92,7 @@ func runBackup(ctx context.Context, e *env, args []string) (err error) {
 	}
 	var acc *access
 	if c.natsURL == "" { // a remote fleet holds its own keys
-		if acc, err = backupAccess(ctx, &c, e); err != nil {
+		if acc, err = backupAccess(ctx, &c, e, false); err != nil {
 			return err
 		}
 	}

@@ -15,11 +15,14 @@ import (
 
 // runMaintenance submits a prune or check job (in the in-process fleet, or
 // to a running coordinator), follows it, and returns its final record.
-func runMaintenance(ctx context.Context, e *env, c *common, subject string, req any, jobID string) (*queue.Job, error) {
+// readsData says the job reads chunks back (check --read-data): in an
+// encrypted repository only an in-process coordinator given the private
+// key can.
+func runMaintenance(ctx context.Context, e *env, c *common, subject string, req any, jobID string, readsData bool) (*queue.Job, error) {
 	var acc *access
 	if c.natsURL == "" { // a remote fleet holds its own keys
 		var err error
-		if acc, err = backupAccess(ctx, c, e); err != nil {
+		if acc, err = backupAccess(ctx, c, e, readsData); err != nil {
 			return nil, err
 		}
 	}
@@ -58,7 +61,7 @@ func runPrune(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	jobID := newJobID()
-	job, err := runMaintenance(ctx, e, &c, queue.SubjectRequestPrune, &queue.PruneRequest{V: queue.MessageVersion, JobID: jobID, Repo: repo, DryRun: *dryRun}, jobID)
+	job, err := runMaintenance(ctx, e, &c, queue.SubjectRequestPrune, &queue.PruneRequest{V: queue.MessageVersion, JobID: jobID, Repo: repo, DryRun: *dryRun}, jobID, false)
 	if err != nil {
 		return err
 	}
@@ -129,7 +132,7 @@ func runCheck(ctx context.Context, e *env, args []string) error {
 	}
 	jobID := newJobID()
 	req := &queue.CheckRequest{V: queue.MessageVersion, JobID: jobID, Repo: repo, ReadData: *readData || subset > 0, Subset: float64(subset)}
-	job, err := runMaintenance(ctx, e, &c, queue.SubjectRequestCheck, req, jobID)
+	job, err := runMaintenance(ctx, e, &c, queue.SubjectRequestCheck, req, jobID, req.ReadData)
 	if err != nil {
 		return err
 	}

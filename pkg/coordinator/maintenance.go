@@ -242,8 +242,8 @@ func (jr *jobRun) check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if repo.Encrypted() && req.ReadData {
-		return fmt.Errorf("repository %s is encrypted: check --read-data opens chunks, which only the repository's password or identity can, and the fleet never holds them; check without --read-data checks every reference, and bulkctl verify reads a snapshot's data", req.Repo)
+	if req.ReadData && !repo.OpensChunks() {
+		return fmt.Errorf("repository %s is encrypted: check --read-data opens chunks, which only the repository's password or identity can, and the fleet never holds them; run it without --nats on a host that has them (bulkctl then checks in its own process), or check without --read-data, which checks every reference", req.Repo)
 	}
 	rep := jr.job.Checked
 	if rep == nil { // a resumed job keeps its shards and its subset's seed
@@ -274,7 +274,8 @@ func (jr *jobRun) check(ctx context.Context) error {
 	var checkHere localStep
 	if repo.Encrypted() {
 		checkHere = func(ctx context.Context, g int, alive func()) (any, error) {
-			res, err := check.Shard(ctx, repo, check.Options{Shard: g, Shards: rep.Shards, Alive: alive})
+			res, err := check.Shard(ctx, repo, check.Options{Shard: g, Shards: rep.Shards, ReadData: rep.ReadData,
+				Subset: rep.Subset, Seed: rep.Seed, Alive: alive})
 			if err != nil {
 				return nil, err
 			}

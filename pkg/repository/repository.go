@@ -502,6 +502,13 @@ func (r *Repository) PutChunk(ctx context.Context, id chunk.ID, sealed []byte) e
 	return nil
 }
 
+// OpensChunks reports whether GetChunk can read chunks back: always in a
+// plaintext repository; in an encrypted one only with credentials that open
+// them (the private key, or a restore job's grant).
+func (r *Repository) OpensChunks() bool {
+	return !r.config.Encrypted() || r.creds.Open != nil && r.creds.Write != nil
+}
+
 // GetChunk reads chunk id, checks it and appends its raw bytes to dst. A
 // damaged object yields an error matching chunk.ErrCorrupt that names the
 // chunk (in an encrypted repository, also one that does not authenticate,
@@ -509,7 +516,7 @@ func (r *Repository) PutChunk(ctx context.Context, id chunk.ID, sealed []byte) e
 // missing one matches store.ErrNotFound. An encrypted repository needs
 // credentials that open chunks (ErrLocked).
 func (r *Repository) GetChunk(ctx context.Context, id chunk.ID, dst []byte) ([]byte, error) {
-	if r.config.Encrypted() && (r.creds.Open == nil || r.creds.Write == nil) {
+	if !r.OpensChunks() {
 		return dst, fmt.Errorf("get chunk %s: %w", id, r.locked("open chunks (it needs the repository's password or identity, or a restore job's grant)"))
 	}
 	obj, err := r.st.Get(ctx, ChunkKey(id))
