@@ -81,12 +81,7 @@ func TestRestoreChunks(t *testing.T) {
 // snapshot writes that file, byte for byte, and nothing else.
 func TestEncryptedPathRestore(t *testing.T) {
 	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	t.Setenv("BULK_PASSWORD", "")
-	t.Setenv("BULK_IDENTITY_FILE", "")
-	t.Setenv("BULK_WRITE_KEY_FILE", "")
-	t.Setenv("BULK_PASSWORD_FILE", writeSecret(t, dir, "password", "correct horse battery staple\n"))
-	ok(t, "init", "-r", repo, "--work-factor", "10")
+	repo := passwordRepo(t, dir)
 	src := filepath.Join(dir, "src")
 	for _, d := range []string{"big", "other"} {
 		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
@@ -103,4 +98,18 @@ func TestEncryptedPathRestore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "other")); !os.IsNotExist(err) {
 		t.Errorf("a restore of big/one.bin made other/: %v", err)
 	}
+}
+
+// passwordRepo makes an encrypted repository under dir with bulkctl init,
+// its key wrapped by a password that BULK_PASSWORD_FILE then names (and no
+// other secret in the environment), and returns its path.
+func passwordRepo(t *testing.T, dir string) string {
+	t.Helper()
+	repo := filepath.Join(dir, "repo")
+	t.Setenv("BULK_PASSWORD", "")
+	t.Setenv("BULK_IDENTITY_FILE", "")
+	t.Setenv("BULK_WRITE_KEY_FILE", "")
+	t.Setenv("BULK_PASSWORD_FILE", writeSecret(t, dir, "password", "correct horse battery staple\n"))
+	ok(t, "init", "-r", repo, "--work-factor", "10")
+	return repo
 }

@@ -87,12 +87,7 @@ func TestJobSubject(t *testing.T) {
 // saying why; the kept snapshot verifies.
 func TestMaintenanceEncrypted(t *testing.T) {
 	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
-	t.Setenv("BULK_PASSWORD", "")
-	t.Setenv("BULK_IDENTITY_FILE", "")
-	t.Setenv("BULK_WRITE_KEY_FILE", "")
-	t.Setenv("BULK_PASSWORD_FILE", writeSecret(t, dir, "password", "correct horse battery staple\n"))
-	ok(t, "init", "-r", repo, "--work-factor", "10")
+	repo := passwordRepo(t, dir)
 	vol := filepath.Join(dir, "v.img")
 	var snaps []string
 	for seed := range int64(2) {

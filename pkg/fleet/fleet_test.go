@@ -34,13 +34,15 @@ func setup(t testing.TB, s3 storeurl.S3Options) *bundle {
 	return setupFleet(t, s3, fleet.Config{})
 }
 
-// setupFleet is setup with the fleet's settings in cfg (its Dir, Repos and,
-// when zero, Compressors are filled in).
+// setupFleet is setup with the fleet's settings in cfg (its Dir and, when
+// zero, Repos and Compressors are filled in).
 func setupFleet(t testing.TB, s3 storeurl.S3Options, cfg fleet.Config) *bundle {
 	t.Helper()
-	cfg.Repos = repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
-		return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
-	}, repository.OpenOptions{CreatePlaintext: true})
+	if cfg.Repos == nil {
+		cfg.Repos = repository.NewCache(func(ctx context.Context, repo string, create bool) (store.Store, error) {
+			return storeurl.Open(ctx, repo, storeurl.Options{S3: s3, Create: create})
+		}, repository.OpenOptions{CreatePlaintext: true})
+	}
 	cfg.Dir = t.TempDir()
 	if cfg.Compressors == 0 {
 		cfg.Compressors = 2

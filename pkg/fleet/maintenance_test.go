@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"filippo.io/age"
 	"github.com/google/uuid"
 
 	"github.com/bulkbackup/bulkbackup/internal/testenv"
@@ -208,8 +207,8 @@ func TestPruneBesideBackups(t *testing.T) {
 	verifyAll("after the second prune")
 }
 
-// setupEncrypted starts a fleet (its settings in cfg; Dir, Repos and
-// WorkerRepos are filled in) around a new encrypted directory repository:
+// setupEncrypted starts a fleet (setupFleet, with Repos and WorkerRepos
+// filled in) around a new encrypted directory repository:
 // the coordinator holds the write key with metadata, the reader and the
 // compressors the one without. It returns the repository open with all of
 // its keys, and its path.
@@ -223,36 +222,14 @@ func setupEncrypted(t *testing.T, cfg fleet.Config) (*bundle, *repository.Reposi
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, keys, err := repository.Init(t.Context(), st, repository.InitOptions{Wrap: func(k *keyring.Keys) ([]repository.KeyObject, error) {
-		id, err := age.GenerateX25519Identity()
-		if err != nil {
-			return nil, err
-		}
-		info, data, err := keyring.WrapRecipients(k, []age.Recipient{id.Recipient()}, "admin")
-		return []repository.KeyObject{{Info: info, Data: data}}, err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	full, keys := testenv.EncryptedRepository(t, st)
 	holding := func(write *keyring.WriteKey) *repository.Cache {
 		return repository.NewCache(open, repository.OpenOptions{Keys: func(repository.Config) (repository.Credentials, error) {
 			return repository.Credentials{Write: write}, nil
 		}}).SetTiming(repository.FastTiming)
 	}
-	cfg.Dir, cfg.Repos, cfg.WorkerRepos = t.TempDir(), holding(&keys.WriteKey), holding(keys.WithoutMeta())
-	if cfg.Compressors == 0 {
-		cfg.Compressors = 2
-	}
-	f, err := fleet.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := f.Close(); err != nil {
-			t.Errorf("fleet close: %v", err)
-		}
-	})
-	return connect(t, f, cfg.Repos), full, repoDir
+	cfg.Repos, cfg.WorkerRepos = holding(&keys.WriteKey), holding(keys.WithoutMeta())
+	return setupFleet(t, storeurl.S3Options{}, cfg), full, repoDir
 }
 
 // TestPruneAndCheckEncrypted: in an encrypted repository, whose manifests

@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
-
+	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/keyring"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
@@ -125,17 +124,7 @@ func TestDataServerSeals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, keys, err := repository.Init(t.Context(), st, repository.InitOptions{Wrap: func(k *keyring.Keys) ([]repository.KeyObject, error) {
-		id, err := age.GenerateX25519Identity()
-		if err != nil {
-			return nil, err
-		}
-		info, data, err := keyring.WrapRecipients(k, []age.Recipient{id.Recipient()}, "admin")
-		return []repository.KeyObject{{Info: info, Data: data}}, err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, keys := testenv.EncryptedRepository(t, st)
 	holding := func(write *keyring.WriteKey) *repository.Cache {
 		return repository.NewCache(openDir, repository.OpenOptions{Keys: func(repository.Config) (repository.Credentials, error) {
 			if write == nil {
