@@ -233,6 +233,12 @@ func (c *Compressor) handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 		return c.complete(ctx, &queue.ChunkDone{JobID: ready.JobID, Index: ready.Index}, err)
 	}
+	if (key != nil) != ready.Read.Sealed {
+		// The job was planned for a repository of another kind than the one
+		// here: never take raw bytes for an encrypted repository.
+		err := fmt.Errorf("chunk %d: the job hands it over sealed=%t, but repository %s is encrypted=%t", ready.Index, ready.Read.Sealed, job.repo, key != nil)
+		return c.complete(ctx, &queue.ChunkDone{JobID: ready.JobID, Index: ready.Index}, queue.Permanent(err))
+	}
 	c.slots <- struct{}{}
 	defer func() { <-c.slots }()
 	c.inFlight.Add(1)

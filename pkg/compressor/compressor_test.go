@@ -583,3 +583,25 @@ func TestAssistLeavesRefusedRepositoryToFleet(t *testing.T) {
 	b.startCompressor(t, "c1", b.s3, false)
 	b.checkStored(t, b.nextChunkDone(t), id, 0)
 }
+
+// TestSealedMismatchRefused: a chunk announced as sealed for a repository
+// that is not encrypted (a job planned for another repository of the same
+// name) fails its job, naming why, and nothing is fetched: the compressor
+// takes raw bytes only for what it knows to be plaintext.
+func TestSealedMismatchRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Minute)
+	read := queue.ReadChunk{V: queue.WorkVersion, JobID: b.job.ID, Index: 0, Length: 100, Repo: b.job.Backup.Repo, Path: "/dev/vol", Sealed: true}
+	b.holder.hold(read, make([]byte, 100))
+	ready := &queue.ChunkReady{V: queue.WorkVersion, JobID: b.job.ID, Index: 0, Length: 100, Host: testHost, Read: read, Direct: b.holder.url(), Token: "t0k3n"}
+	if _, err := b.js.Publish(t.Context(), queue.ReadySubject(b.job.ID), queue.Encode(ready)); err != nil {
+		t.Fatal(err)
+	}
+	f, ok := b.nextDone(t).(*queue.WorkFailed)
+	if !ok || !strings.Contains(f.Message, "sealed=true") || !strings.Contains(f.Message, "encrypted=false") {
+		t.Fatalf("completion %+v, want a failure naming the mismatch", f)
+	}
+	if n := b.holder.overHTTP.Load() + b.holder.overNATS.Load(); n != 0 {
+		t.Errorf("%d fetches, want none", n)
+	}
+}

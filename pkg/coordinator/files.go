@@ -75,7 +75,7 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	err = jr.phase(ctx, indexes(queue.OpRead, len(fp.Packs)), func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
 		item := &queue.ReadChunk{
 			V: queue.WorkVersion, JobID: jr.job.ID, Index: u.Index, Attempt: attempt, Repo: req.Repo, Path: req.Source.Path,
-			Length: fp.Packs[u.Index].Length, Pieces: fp.Pieces(u.Index),
+			Length: fp.Packs[u.Index].Length, Pieces: fp.Pieces(u.Index), Sealed: repo.Encrypted(),
 		}
 		return jr.sendWork(ctx, u.Op, req.Source.Host, item, msgID)
 	})

@@ -332,7 +332,7 @@ func (jr *jobRun) backupVolume(ctx context.Context, repo *repository.Repository,
 		r := layout.At(u.Index, stat.Size, req.ChunkSize)
 		item := &queue.ReadChunk{
 			V: queue.WorkVersion, JobID: jr.job.ID, Index: r.Index, Attempt: attempt, Repo: req.Repo,
-			Path: readPath, Offset: r.Offset, Length: r.Length,
+			Path: readPath, Offset: r.Offset, Length: r.Length, Sealed: repo.Encrypted(),
 		}
 		if parent != nil && u.Index < len(parent.Chunks) {
 			if pc := parent.Chunks[u.Index]; !pc.Zero && pc.Offset == r.Offset && pc.Length == r.Length {

@@ -64,6 +64,10 @@ type ReadChunk struct {
 	Length int64        `json:"length"`
 	Pieces []plan.Piece `json:"pieces,omitempty"`
 	Parent *ParentChunk `json:"parent,omitempty"`
+	// Sealed says Repo is encrypted: the reader hands the chunk over only
+	// sealed (FetchAAD), with its write key for Repo, and a compressor
+	// accepts it only so.
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 func (r *ReadChunk) version() int { return r.V }

@@ -64,17 +64,17 @@ func respondFailure(m *nats.Msg, f *queue.Failure) {
 // bytes of a chunk for an encrypted repository are sealed, so that only
 // holders of its write key read them on the way (queue.FetchAAD).
 func (r *Reader) fetch(ctx context.Context, req *queue.FetchRequest) (data []byte, sent func(ok bool), err error) {
-	data, repo, sent, err := r.fetchRaw(ctx, req)
+	data, read, sent, err := r.fetchRaw(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := r.handOverKey(ctx, repo)
+	if !read.Sealed {
+		return data, sent, nil
+	}
+	key, err := r.handOverKey(ctx, read.Repo)
 	if err != nil {
 		sent(false)
 		return nil, nil, err
-	}
-	if key == nil {
-		return data, sent, nil
 	}
 	sealed, err := key.SealStaging(make([]byte, 0, len(data)+keyring.StagingOverhead), req.JobID, data, queue.FetchAAD(req))
 	if err != nil {
@@ -85,41 +85,43 @@ func (r *Reader) fetch(ctx context.Context, req *queue.FetchRequest) (data []byt
 }
 
 // handOverKey returns the key that seals the chunks handed over for the
-// repository named repo, nil for a plaintext one.
+// encrypted repository named repo.
 func (r *Reader) handOverKey(ctx context.Context, repo string) (*keyring.WriteKey, error) {
 	rp, err := r.cfg.Repos.Get(ctx, repo, false)
 	if err != nil {
-		return nil, queue.Failed(queue.CodeFailed, "repository %s: %v", repo, err)
+		return nil, queue.Failed(queue.CodeFailed, "cannot seal a chunk for repository %s: %v", repo, err)
 	}
 	key, err := rp.HandOverKey()
+	if err == nil && key == nil {
+		err = fmt.Errorf("repository %s is not encrypted, but its chunks were to be sealed", repo)
+	}
 	if err != nil {
 		return nil, queue.Failed(queue.CodeFailed, "%v", err)
 	}
 	return key, nil
 }
 
-// fetchRaw is fetch before sealing; it also returns the name of the
-// repository the chunk is for, from the reader's own record when it holds
-// the chunk.
-func (r *Reader) fetchRaw(ctx context.Context, req *queue.FetchRequest) (data []byte, repo string, sent func(ok bool), err error) {
+// fetchRaw is fetch before sealing; it also returns the read of the chunk,
+// the reader's own record when it holds the chunk.
+func (r *Reader) fetchRaw(ctx context.Context, req *queue.FetchRequest) (data []byte, read *queue.ReadChunk, sent func(ok bool), err error) {
 	k := heldKey{job: req.JobID, index: req.Index}
 	c, ok := r.held.borrow(k)
 	if !ok {
 		c, err := r.readAgain(ctx, req)
 		if err != nil {
-			return nil, "", nil, err
+			return nil, nil, nil, err
 		}
 		if !partOf(req.Offset, req.Length, int64(len(c.data))) {
-			return nil, "", nil, queue.Failed(queue.CodeInvalid, "chunk %d holds %d bytes: no [%d,+%d) in it", req.Index, len(c.data), req.Offset, req.Length)
+			return nil, nil, nil, queue.Failed(queue.CodeInvalid, "chunk %d holds %d bytes: no [%d,+%d) in it", req.Index, len(c.data), req.Offset, req.Length)
 		}
-		return c.data[req.Offset : req.Offset+req.Length], c.read.Repo, func(bool) {}, nil
+		return c.data[req.Offset : req.Offset+req.Length], &c.read, func(bool) {}, nil
 	}
 	if !partOf(req.Offset, req.Length, int64(len(c.data))) {
 		r.held.giveBack(k, c, 0)
-		return nil, "", nil, queue.Failed(queue.CodeInvalid, "chunk %d holds %d bytes: no [%d,+%d) in it", req.Index, len(c.data), req.Offset, req.Length)
+		return nil, nil, nil, queue.Failed(queue.CodeInvalid, "chunk %d holds %d bytes: no [%d,+%d) in it", req.Index, len(c.data), req.Offset, req.Length)
 	}
 	r.cfg.Metrics.Chunk("fetched", req.Length)
-	return c.data[req.Offset : req.Offset+req.Length], c.read.Repo, func(ok bool) {
+	return c.data[req.Offset : req.Offset+req.Length], &c.read, func(ok bool) {
 		if ok {
 			r.held.giveBack(k, c, req.Length)
 		} else {
