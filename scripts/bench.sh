@@ -337,6 +337,11 @@ fresh_repo() {
 	"$BIN/bulkctl" init -r "$REPO" --plaintext >/dev/null
 }
 fresh_restore() { rm -f "$RESTORED"; }
+# empty_repo, empty_enc_repo: remove the chunks, snapshots and headers of
+# REPO or ENC_REPO, keeping its config and keys (for a fleet that holds
+# them).
+empty_repo() { rm -rf "$REPO/chunks" "$REPO/snapshots" "$REPO/headers" "$REPO/writers"; }
+empty_enc_repo() { rm -rf "$ENC_REPO/chunks" "$ENC_REPO/snapshots" "$ENC_REPO/headers" "$ENC_REPO/writers"; }
 
 # backup_row ID NAME VS [EXTRA]: the row of the bulkctl backup just measured
 # into REPO.
@@ -451,6 +456,34 @@ bench_encryption() {
 	cmp -s "$VOL" "$RESTORED" || die "restored encrypted volume differs from the source: $RESTORED"
 	rm -f "$RESTORED"
 
+	# The process fleet with a reader that compresses nothing (--compress
+	# 0): every chunk is handed to a compressor process, sealed for the
+	# encrypted repository (docs/encryption.md section 3.1), raw for the
+	# plaintext one. Each run empties the repository's chunks and
+	# snapshots and keeps its config and keys, which the fleet's processes
+	# hold.
+	local n=$BENCH_FLEET_COMPRESSORS
+	fresh_repo
+	rm -f "$ENC_KEYS/worker.key"
+	BULK_IDENTITY_FILE=$ENC_KEYS/identity "$BIN/bulkctl" key write-key -r "$ENC_REPO" --for worker \
+		-o "$ENC_KEYS/worker.key" >/dev/null
+	FLEET_READER_ARGS=(--compress 0)
+	fleet_up "$n" enc-procs-plain
+	WARM=("$VOL")
+	fleet_measure enc/procs-plain "$VOL" empty_repo "$REPO"
+	add_row enc/procs-plain "$VOL_DATA" "bulkctl backup --nats, reader --compress 0, $n compressors: plaintext repository (raw hand-over)" \
+		"$VOL_BYTES" "$(dir_bytes "$REPO")" "$(jget "$M_OUT" seconds)" "$VS_VOL" "$M_FLEET"
+	fleet_down
+	FLEET_COORDINATOR_ENV=(BULK_WRITE_KEY_FILE="$ENC_KEYS/coordinator.key")
+	FLEET_WORKER_ENV=(BULK_WRITE_KEY_FILE="$ENC_KEYS/worker.key")
+	fleet_up "$n" enc-procs
+	WARM=("$VOL")
+	fleet_measure enc/procs "$VOL" empty_enc_repo "$ENC_REPO"
+	add_row enc/procs "$VOL_DATA" "bulkctl backup --nats, reader --compress 0, $n compressors: encrypted repository (sealed hand-over)" \
+		"$VOL_BYTES" "$(dir_bytes "$ENC_REPO")" "$(jget "$M_OUT" seconds)" "$VS_VOL" "$M_FLEET"
+	fleet_down
+	FLEET_READER_ARGS=() FLEET_COORDINATOR_ENV=() FLEET_WORKER_ENV=()
+
 	printf 'a password for the benchmark\n' >"$ENC_KEYS/password"
 	chmod 600 "$ENC_KEYS/password"
 	BULK_IDENTITY_FILE=$ENC_KEYS/identity BULK_NEW_PASSWORD_FILE=$ENC_KEYS/password \
@@ -466,21 +499,22 @@ bench_encryption() {
 
 	aesni=no
 	grep -qw aes /proc/cpuinfo && aesni=yes
-	note "Encryption, same run and image (targets ≥ 0.95×): backup encrypted ÷ plaintext $(ratio_rows enc/backup enc/backup-plain); restore encrypted ÷ plaintext $(ratio_rows enc/restore enc/restore-plain). CPU AES-NI: $aesni (PCLMULQDQ: $(grep -qw pclmulqdq /proc/cpuinfo && echo yes || echo no), SHA-NI: $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)). A command that unlocks the keys with a password (scrypt, work factor 18) took $pw_s s (bulkctl snapshots), with an age identity $id_s s: backup hosts use write keys, restores an identity or pay that second once."
+	note "Encryption, same run and image (targets ≥ 0.95×): backup encrypted ÷ plaintext $(ratio_rows enc/backup enc/backup-plain); restore encrypted ÷ plaintext $(ratio_rows enc/restore enc/restore-plain); process fleet, every chunk handed over, encrypted (sealed) ÷ plaintext (raw): $(vs_embedded enc/procs enc/procs-plain). CPU AES-NI: $aesni (PCLMULQDQ: $(grep -qw pclmulqdq /proc/cpuinfo && echo yes || echo no), SHA-NI: $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no)). A command that unlocks the keys with a password (scrypt, work factor 18) took $pw_s s (bulkctl snapshots), with an age identity $id_s s: backup hosts use write keys, restores an identity or pay that second once."
 }
 
-# fleet_measure ID SOURCE PREP: measure `bulkctl backup --nats` of SOURCE
-# (a path on this machine) through the process fleet that is up, each run
-# after PREP (fresh_repo: into an empty repository), its inputs in WARM.
+# fleet_measure ID SOURCE PREP [REPO]: measure `bulkctl backup --nats` of
+# SOURCE (a path on this machine) into REPO (default $REPO) through the
+# process fleet that is up, each run after PREP (fresh_repo: into an empty
+# repository), its inputs in WARM.
 # M_RSS_MIB becomes the largest peak RSS of any one process (the fleet's and
 # the client's); M_FLEET is a JSON object for add_row's EXTRA: each
 # process's peak RSS in MiB so far (rss_procs) and CPU seconds during the
 # fastest run (cpu_procs).
 M_FLEET='{}'
 fleet_measure() {
-	local id=$1 src=$2 prep=$3 rss_procs
+	local id=$1 src=$2 prep=$3 repo=${4:-$REPO} rss_procs
 	measure "${id//\//-}" "$LOGS/${id//\//-}.json" "$prep" \
-		"$BIN/bulkctl" backup "$FLEET_HOST:$src" -r "$REPO" --nats "$FLEET_URL" --json
+		"$BIN/bulkctl" backup "$FLEET_HOST:$src" -r "$repo" --nats "$FLEET_URL" --json
 	rss_procs=$(fleet_rss_json)
 	M_RSS_MIB=$(jq -n --argjson p "$rss_procs" --argjson c "$M_RSS_MIB" '[$p[], $c] | max')
 	M_FLEET=$(jq -cn --argjson r "$rss_procs" --argjson c "$M_CPU_PROCS" '{rss_procs: $r, cpu_procs: $c}')

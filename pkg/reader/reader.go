@@ -112,6 +112,7 @@ type Reader struct {
 	cfg    Config
 	logger *slog.Logger
 	bufs   *bufpool.Pool // chunk buffers, aligned so restores write them directly
+	sealed *bufpool.Pool // chunks sealed for a fetch, until sent
 	held   *heldChunks
 	// volumes holds the volume targets of restores open, each written
 	// through descriptors opened once.
@@ -143,7 +144,7 @@ func New(nc *nats.Conn, cfg Config) (*Reader, error) {
 	machine, _ := os.Hostname()
 	r := &Reader{
 		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host),
-		bufs: bufpool.New(cfg.Workers, directio.Alloc), volumes: newOpenVolumes(),
+		bufs: bufpool.New(cfg.Workers, directio.Alloc), sealed: bufpool.New(cfg.Workers, nil), volumes: newOpenVolumes(),
 		id: fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()), stopping: context.Background(),
 		grants: newGrants(cfg.Identity),
 	}

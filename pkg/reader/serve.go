@@ -64,24 +64,29 @@ func respondFailure(m *nats.Msg, f *queue.Failure) {
 // bytes of a chunk for an encrypted repository are sealed, so that only
 // holders of its write key read them on the way (queue.FetchAAD).
 func (r *Reader) fetch(ctx context.Context, req *queue.FetchRequest) (data []byte, sent func(ok bool), err error) {
-	data, read, sent, err := r.fetchRaw(ctx, req)
+	raw, read, rawSent, err := r.fetchRaw(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !read.Sealed {
-		return data, sent, nil
+		return raw, rawSent, nil
 	}
 	key, err := r.handOverKey(ctx, read.Repo)
 	if err != nil {
-		sent(false)
+		rawSent(false)
 		return nil, nil, err
 	}
-	sealed, err := key.SealStaging(make([]byte, 0, len(data)+keyring.StagingOverhead), req.JobID, data, queue.FetchAAD(req))
+	buf := r.sealed.Get(len(raw) + keyring.StagingOverhead)
+	sealed, err := key.SealStaging(buf[:0], req.JobID, raw, queue.FetchAAD(req))
 	if err != nil {
-		sent(false)
+		rawSent(false)
+		r.sealed.Put(buf)
 		return nil, nil, queue.Failed(queue.CodeFailed, "seal chunk %d: %v", req.Index, err)
 	}
-	return sealed, sent, nil
+	return sealed, func(ok bool) {
+		rawSent(ok)
+		r.sealed.Put(buf)
+	}, nil
 }
 
 // handOverKey returns the key that seals the chunks handed over for the

@@ -26,6 +26,11 @@ FLEET_DIR=
 # CPU and holds the overflow for the compressors).
 FLEET_READER_ARGS=()
 FLEET_COMPRESSOR_ARGS=()
+# Environment of the coordinator and of the reader and compressors that
+# fleet_up starts, e.g. FLEET_WORKER_ENV=(BULK_WRITE_KEY_FILE=worker.key)
+# for an encrypted repository; empty: this script's.
+FLEET_COORDINATOR_ENV=()
+FLEET_WORKER_ENV=()
 
 # free_port prints a TCP port on 127.0.0.1 nobody listens on.
 free_port() {
@@ -81,13 +86,15 @@ fleet_up() {
 	port=$(free_port) || die "no free port for NATS"
 	FLEET_URL=nats://127.0.0.1:$port
 	log "process fleet $label: coordinator (NATS on :$port), reader ${FLEET_READER_ARGS[*]-}, $n compressor(s) ${FLEET_COMPRESSOR_ARGS[*]-}"
-	fleet_start coordinator -- "$BIN/coordinator" --listen "127.0.0.1:$port" --data "$FLEET_DIR/data" \
-		--log-format json --log-level info
+	fleet_start coordinator -- env ${FLEET_COORDINATOR_ENV[@]+"${FLEET_COORDINATOR_ENV[@]}"} \
+		"$BIN/coordinator" --listen "127.0.0.1:$port" --data "$FLEET_DIR/data" --log-format json --log-level info
 	fleet_wait_logged coordinator "coordinator serving"
-	fleet_start reader -- "$BIN/reader" --nats "$FLEET_URL" --host "$FLEET_HOST" --log-format json \
+	fleet_start reader -- env ${FLEET_WORKER_ENV[@]+"${FLEET_WORKER_ENV[@]}"} \
+		"$BIN/reader" --nats "$FLEET_URL" --host "$FLEET_HOST" --log-format json \
 		${FLEET_READER_ARGS[@]+"${FLEET_READER_ARGS[@]}"}
 	for ((i = 1; i <= n; i++)); do
-		fleet_start "compressor-$i" -- "$BIN/compressor" --nats "$FLEET_URL" --name "compressor-$i" --log-format json \
+		fleet_start "compressor-$i" -- env ${FLEET_WORKER_ENV[@]+"${FLEET_WORKER_ENV[@]}"} \
+			"$BIN/compressor" --nats "$FLEET_URL" --name "compressor-$i" --log-format json \
 			${FLEET_COMPRESSOR_ARGS[@]+"${FLEET_COMPRESSOR_ARGS[@]}"}
 	done
 	fleet_wait_logged reader "reader serving"
