@@ -20,6 +20,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/prune"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
 )
 
 // Maintenance jobs: prune and check. Each cuts the chunk hash space into
@@ -102,7 +103,7 @@ func (jr *jobRun) runLocal(ctx context.Context, slots chan struct{}, op string, 
 		last = time.Now()
 		jr.deliver(ctx, &queue.TaskAlive{V: queue.WorkVersion, JobID: jr.job.ID, Op: op, Shard: g, Attempt: attempt})
 	}
-	d, err := step(ctx, g, alive)
+	d, err := jr.stepRetrying(ctx, op, g, alive, step, localRetryWaits)
 	switch {
 	case errors.Is(err, prune.ErrNotSweeping):
 		jr.logger.InfoContext(ctx, "stale sweep step: its prune is not sweeping; nothing deleted", "shard", g)
@@ -117,6 +118,31 @@ func (jr *jobRun) runLocal(ctx context.Context, slots chan struct{}, op string, 
 		d = &queue.WorkFailed{V: queue.WorkVersion, JobID: jr.job.ID, Op: op, Index: g, Code: code, Message: err.Error(), Worker: "coordinator"}
 	}
 	jr.deliver(ctx, d)
+}
+
+// localRetryWaits are the waits before each new try of a step that the
+// repository failed for a reason that may pass (store.ErrUnavailable):
+// what redelivery gives a compressor's task, about a minute in all. Every
+// step is safe to run again.
+var localRetryWaits = []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second}
+
+// stepRetrying runs step on shard g, trying it again after each of waits
+// while the repository is unavailable.
+func (jr *jobRun) stepRetrying(ctx context.Context, op string, g int, alive func(), step localStep, waits []time.Duration) (any, error) {
+	for try := 0; ; try++ {
+		d, err := step(ctx, g, alive)
+		if err == nil || !errors.Is(err, store.ErrUnavailable) || try == len(waits) {
+			return d, err
+		}
+		jr.logger.WarnContext(ctx, "maintenance step failed; trying it again", "op", op, "shard", g, "attempt", try+1,
+			"wait", waits[try], "err", err)
+		alive()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(waits[try]):
+		}
+	}
 }
 
 // deliver hands v to the job's records, unless ctx ends first.
