@@ -1,8 +1,11 @@
 package check_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +17,7 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
 	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
 )
 
@@ -216,5 +220,43 @@ func TestCheckReportsUnreadableSnapshot(t *testing.T) {
 	res := f.checkAll(t, check.Options{})
 	if len(res.Unreadable) != 4 || !strings.HasPrefix(res.Unreadable[0], f.snaps[0]+": ") || res.Snapshots != 1 {
 		t.Errorf("a damaged snapshot: %+v, want it unreadable in each of the 4 shards", res)
+	}
+}
+
+// snapshotsDown is a store whose reads of snapshots fail as an unreachable
+// S3 does.
+type snapshotsDown struct{ store.Store }
+
+func (s snapshotsDown) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, repository.SnapshotsPrefix) {
+		return nil, fmt.Errorf("get %s: %w: connection refused", key, store.ErrUnavailable)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+func (s snapshotsDown) Peek(ctx context.Context, key string, n int) ([]byte, store.Info, error) {
+	if strings.HasPrefix(key, repository.SnapshotsPrefix) {
+		return nil, store.Info{}, fmt.Errorf("peek %s: %w: connection refused", key, store.ErrUnavailable)
+	}
+	return s.Store.Peek(ctx, key, n)
+}
+
+// TestShardUnavailable: snapshots the repository does not answer for fail
+// the check's step, to be tried again, rather than being reported as
+// unreadable snapshots.
+func TestShardUnavailable(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 4)
+	st, err := dirstore.New(f.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := repository.Open(t.Context(), snapshotsDown{st}, repository.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := check.Shard(t.Context(), repo, check.Options{Shard: 0, Shards: 1})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("check of an unavailable repository = %+v, %v; want it unavailable", res, err)
 	}
 }

@@ -126,16 +126,19 @@ func (r *testRepo) mustBackup(jobID string, chunks ...int) string {
 
 // runner runs the steps in this process, each shard in a goroutine of
 // its own, as a fleet's workers would.
-func (r *testRepo) runner() *prune.Runner {
+func (r *testRepo) runner() *prune.Runner { return r.runnerOn(r.repo) }
+
+// runnerOn is runner with every step working on repo.
+func (r *testRepo) runnerOn(repo *repository.Repository) *prune.Runner {
 	return &prune.Runner{
-		Repo: r.repo,
+		Repo: repo,
 		Condemn: func(ctx context.Context, id string, shards []int) (map[int]*prune.CondemnResult, error) {
 			return fan(shards, func(g int) (*prune.CondemnResult, error) {
-				return prune.Condemn(ctx, r.repo, id, g, strings.ToLower(rand.Text()), nil)
+				return prune.Condemn(ctx, repo, id, g, strings.ToLower(rand.Text()), nil)
 			})
 		},
 		Sweep: func(ctx context.Context, id string, shards []int) (map[int]*repository.ShardResult, error) {
-			return fan(shards, func(g int) (*repository.ShardResult, error) { return prune.Sweep(ctx, r.repo, id, g, nil) })
+			return fan(shards, func(g int) (*repository.ShardResult, error) { return prune.Sweep(ctx, repo, id, g, nil) })
 		},
 		Status: func(msg string) {
 			r.mu.Lock()
@@ -522,6 +525,52 @@ func TestPruneStopsAtUnreadableSnapshot(t *testing.T) {
 	// It is closed: the next prune is not blocked by it.
 	if _, err := r.runner().Run(t.Context(), "p2", prune.Options{Shards: 2}); errors.Is(err, prune.ErrBusy) {
 		t.Errorf("the next prune: %v", err)
+	}
+}
+
+// flakyReads is a store whose reads of snapshots fail as an unreachable
+// S3 does.
+type flakyReads struct{ store.Store }
+
+func (f flakyReads) fail(key string) error {
+	if strings.HasPrefix(key, repository.SnapshotsPrefix) {
+		return fmt.Errorf("get %s: %w: connection refused", key, store.ErrUnavailable)
+	}
+	return nil
+}
+
+func (f flakyReads) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := f.fail(key); err != nil {
+		return nil, err
+	}
+	return f.Store.Get(ctx, key)
+}
+
+func (f flakyReads) Peek(ctx context.Context, key string, n int) ([]byte, store.Info, error) {
+	if err := f.fail(key); err != nil {
+		return nil, store.Info{}, err
+	}
+	return f.Store.Peek(ctx, key, n)
+}
+
+// TestPruneUnavailableIsNotUnreadable: a snapshot that cannot be read
+// because the repository does not answer stops the prune as unavailable
+// (its step is tried again), not as an unreadable snapshot, and deletes
+// nothing.
+func TestPruneUnavailableIsNotUnreadable(t *testing.T) {
+	t.Parallel()
+	r := newTestRepo(t)
+	r.mustBackup("j1", 1)
+	repo, err := repository.Open(t.Context(), flakyReads{r.st}, repository.OpenOptions{Timing: repository.FastTiming})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.runnerOn(repo).Run(t.Context(), "p", prune.Options{Shards: 2})
+	if !errors.Is(err, store.ErrUnavailable) || errors.Is(err, prune.ErrUnreadableSnapshot) {
+		t.Fatalf("prune of an unavailable repository: %v, want it unavailable, not an unreadable snapshot", err)
+	}
+	if got := r.present(1); !slices.Equal(got, []bool{true}) {
+		t.Errorf("chunks present %v, want it kept", got)
 	}
 }
 
