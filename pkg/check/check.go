@@ -116,9 +116,6 @@ func Shard(ctx context.Context, repo *repository.Repository, opts Options) (*Res
 	}
 	res := &Result{}
 	refs, err := repo.ShardRefs(ctx, ids, opts.Shard, opts.Shards, func(id string, err error) error {
-		if errors.Is(err, store.ErrUnavailable) {
-			return fmt.Errorf("read snapshot %s: %w", id, err) // the repository failed, not the snapshot: tried again
-		}
 		res.Unreadable = append(res.Unreadable, id+": "+err.Error())
 		return nil
 	})

@@ -572,6 +572,18 @@ func TestPruneUnavailableIsNotUnreadable(t *testing.T) {
 	if got := r.present(1); !slices.Equal(got, []bool{true}) {
 		t.Errorf("chunks present %v, want it kept", got)
 	}
+	// The same for every step that reads snapshots (marking, sweeping's
+	// late snapshots, check): ShardRefs asks bad about the snapshot only
+	// when the snapshot is at fault.
+	ids, err := r.repo.SnapshotIDs(t.Context())
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("snapshots %v, %v", ids, err)
+	}
+	asked := 0
+	_, err = repo.ShardRefs(t.Context(), ids, 0, 1, func(string, error) error { asked++; return nil })
+	if !errors.Is(err, store.ErrUnavailable) || asked != 0 {
+		t.Errorf("ShardRefs of an unavailable repository: %v, bad asked %d times; want unavailable, bad never asked", err, asked)
+	}
 }
 
 // A prune whose runner stops (a coordinator killed) is resumed from its

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
-	"github.com/bulkbackup/bulkbackup/pkg/store"
 )
 
 // ErrUnreadableSnapshot is wrapped when a prune stops because a snapshot
@@ -55,11 +54,6 @@ func Condemn(ctx context.Context, repo *repository.Repository, id string, g int,
 	}
 	beat := heartbeat(alive)
 	refs, err := repo.ShardRefs(ctx, ids, g, p.Shards, func(sid string, err error) error {
-		if errors.Is(err, store.ErrUnavailable) {
-			// The repository failed, not the snapshot: the step is tried
-			// again, by whoever runs it.
-			return fmt.Errorf("read snapshot %s: %w", sid, err)
-		}
 		return fmt.Errorf("%w: %s: %w; prune deletes nothing while a snapshot's chunks are unknown (check the repository; forget the snapshot if it is lost)",
 			ErrUnreadableSnapshot, sid, err)
 	})

@@ -395,14 +395,19 @@ func (r *Repository) LoadSnapshotChunks(ctx context.Context, id string) (*manife
 // ShardRefs reads the chunks of each snapshot in ids (LoadSnapshotChunks)
 // and returns those in shard g of n, each with the stored size the first
 // snapshot naming it recorded. A snapshot that is gone (forgotten since it
-// was listed) names nothing. For one that cannot be read, bad decides:
-// its error stops ShardRefs, nil skips the snapshot.
+// was listed) names nothing. A failure that is not the snapshot's (the
+// store unavailable, ctx ended, no key to read it) stops ShardRefs with
+// that error, to be tried again; for a snapshot that cannot be read, bad
+// decides: its error stops ShardRefs, nil skips the snapshot.
 func (r *Repository) ShardRefs(ctx context.Context, ids []string, g, n int, bad func(id string, err error) error) (map[chunk.ID]int64, error) {
 	refs := make(map[chunk.ID]int64)
 	for _, sid := range ids {
 		s, err := r.LoadSnapshotChunks(ctx, sid)
-		if errors.Is(err, ErrSnapshotNotFound) {
+		switch {
+		case errors.Is(err, ErrSnapshotNotFound):
 			continue
+		case err != nil && (errors.Is(err, store.ErrUnavailable) || errors.Is(err, ErrLocked) || ctx.Err() != nil):
+			return nil, fmt.Errorf("read snapshot %s: %w", sid, err)
 		}
 		if err != nil {
 			if err := bad(sid, err); err != nil {
