@@ -103,7 +103,26 @@ func (jr *jobRun) runLocal(ctx context.Context, slots chan struct{}, op string, 
 		last = time.Now()
 		jr.deliver(ctx, &queue.TaskAlive{V: queue.WorkVersion, JobID: jr.job.ID, Op: op, Shard: g, Attempt: attempt})
 	}
+	// A step says it is alive as it goes only now and then (a shard whose
+	// chunks are all named may not at all): beat on a timer as well, as a
+	// compressor does, so that a long step is never issued twice.
+	stepCtx, stepDone := context.WithCancel(ctx)
+	var beating sync.WaitGroup
+	beating.Go(func() {
+		tick := time.NewTicker(taskTimeout / 10)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stepCtx.Done():
+				return
+			case <-tick.C:
+				alive()
+			}
+		}
+	})
 	d, err := jr.stepRetrying(ctx, op, g, alive, step, localRetryWaits)
+	stepDone()
+	beating.Wait()
 	switch {
 	case errors.Is(err, prune.ErrNotSweeping):
 		jr.logger.InfoContext(ctx, "stale sweep step: its prune is not sweeping; nothing deleted", "shard", g)
@@ -121,9 +140,11 @@ func (jr *jobRun) runLocal(ctx context.Context, slots chan struct{}, op string, 
 }
 
 // localRetryWaits are the waits before each new try of a step that the
-// repository failed for a reason that may pass (store.ErrUnavailable):
-// what redelivery gives a compressor's task, about a minute in all. Every
-// step is safe to run again.
+// repository failed for a reason that may pass (store.ErrUnavailable),
+// about a minute in all. The coordinator opens repositories without the
+// per-call retries of the workers' stores (pkg/store/retry, up to their
+// --store-timeout), so its own steps are tried again whole; every step is
+// safe to run again.
 var localRetryWaits = []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second}
 
 // stepRetrying runs step on shard g, trying it again after each of waits
