@@ -88,9 +88,13 @@ const (
 	MetaOverhead = keyring.MetaOverhead
 )
 
-// MaxSealedSize is the largest object Seal, SealContent or SealMeta makes
-// of n raw bytes: a buffer of this capacity never grows.
-func MaxSealedSize(n int) int { return ContentHeaderSize + n + MetaOverhead }
+// MaxSealedSize is the room Seal, SealContent or SealMeta of s needs for n
+// raw bytes, the compressor's output included while it is weighed against
+// the raw bytes (zstd makes incompressible data a little larger): a buffer
+// of this capacity never grows.
+func (s *Sealer) MaxSealedSize(n int) int {
+	return ContentHeaderSize + max(s.enc.MaxEncodedSize(n), n) + MetaOverhead
+}
 
 // IDSize is the length of an ID in bytes.
 const IDSize = sha256.Size

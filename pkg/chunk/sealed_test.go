@@ -243,7 +243,7 @@ func BenchmarkSealContent(b *testing.B) {
 	s, _ := chunk.NewSealer(chunk.LevelFastest)
 	raw := append(textBytes(2<<20), randomBytes(2<<20, 3)...)
 	id := chunk.ID(k.ChunkID(raw))
-	buf := make([]byte, 0, chunk.MaxSealedSize(len(raw)))
+	buf := make([]byte, 0, s.MaxSealedSize(len(raw)))
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -267,6 +267,39 @@ func BenchmarkOpenContent(b *testing.B) {
 		var err error
 		if buf, err = chunk.OpenContent(buf[:0], id, work, opener, &k.WriteKey); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestMaxSealedSize: a buffer of MaxSealedSize capacity holds Seal's,
+// SealContent's and SealMeta's output without growing, for data zstd
+// makes larger (random) as well as smaller, at every level.
+func TestMaxSealedSize(t *testing.T) {
+	t.Parallel()
+	k, ks := testKeys(t)
+	for _, level := range []chunk.Level{chunk.LevelFastest, chunk.LevelDefault, chunk.LevelBetter, chunk.LevelBest} {
+		s, err := chunk.NewSealer(level)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range [][]byte{randomBytes(4<<20, 7), textBytes(1 << 20), randomBytes(100, 8)} {
+			id := chunk.ID(k.ChunkID(raw))
+			for name, seal := range map[string]func(dst []byte) []byte{
+				"Seal":        func(dst []byte) []byte { return s.Seal(dst, id, raw) },
+				"SealContent": func(dst []byte) []byte { return s.SealContent(dst, id, raw, ks.Next()) },
+				"SealMeta": func(dst []byte) []byte {
+					out, err := s.SealMeta(dst, id, raw, &k.WriteKey, "snapshots/x")
+					if err != nil {
+						t.Fatal(err)
+					}
+					return out
+				},
+			} {
+				buf := make([]byte, 0, s.MaxSealedSize(len(raw)))
+				if out := seal(buf); &out[:1][0] != &buf[:1][0] {
+					t.Errorf("%s of %d bytes at level %v grew a buffer of MaxSealedSize %d to %d", name, len(raw), level, cap(buf), cap(out))
+				}
+			}
 		}
 	}
 }

@@ -727,7 +727,7 @@ func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []b
 		}
 		start = time.Now()
 		// Sized for the worst case, stored raw, so that it never grows.
-		sealed, err := repo.SealChunk(sealer, c.sealed.Get(chunk.MaxSealedSize(len(raw)))[:0], id, raw)
+		sealed, err := repo.SealChunk(sealer, c.sealed.Get(sealer.MaxSealedSize(len(raw)))[:0], id, raw)
 		c.throttle(ctx, int64(len(raw)), time.Since(start))
 		m.Stage("compress", start)
 		c.releaseCPU()

@@ -442,7 +442,7 @@ func (r *Repository) HashName() string { return r.config.Hash }
 // raw, to dst, compressed by s: sealed as Seal does in a plaintext
 // repository, encrypted to the repository's public key in an encrypted one
 // (ErrLocked without a write key). A dst with capacity
-// chunk.MaxSealedSize(len(raw)) never grows.
+// s.MaxSealedSize(len(raw)) never grows.
 func (r *Repository) SealChunk(s *chunk.Sealer, dst []byte, id chunk.ID, raw []byte) ([]byte, error) {
 	if !r.config.Encrypted() {
 		return s.Seal(dst, id, raw), nil
