@@ -138,6 +138,7 @@ type Compressor struct {
 	sealers sync.Map      // chunk.Level -> *chunk.Sealer
 	sealed  *bufpool.Pool // sealed chunks on their way to the repository
 	raw     *bufpool.Pool // fetched raw chunks
+	handed  *bufpool.Pool // sealed chunks fetched from a data server, opened into raw ones
 	slots   chan struct{} // bounds the chunks in flight
 	cpu     chan struct{} // bounds hashing and compressing to Workers chunks
 
@@ -175,7 +176,7 @@ func New(nc *nats.Conn, cfg Config) (*Compressor, error) {
 	return &Compressor{
 		nc: nc, js: js, cfg: cfg, jobs: make(map[string]*jobInfo), unreachable: make(map[string]time.Time), refused: make(map[string]time.Time), stopping: context.Background(),
 		slots: make(chan struct{}, n), cpu: make(chan struct{}, cfg.Workers),
-		sealed: bufpool.New(n, nil), raw: bufpool.New(n, nil),
+		sealed: bufpool.New(n, nil), raw: bufpool.New(n, nil), handed: bufpool.New(n, nil),
 		http:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, IdleConnTimeout: time.Minute}},
 		logger: cfg.Logger.With("component", "compressor", "worker", cfg.Name),
 	}, nil
@@ -537,8 +538,8 @@ func (c *Compressor) fetchDirect(ctx context.Context, url string, req *queue.Fet
 	}
 	into := buf
 	if key != nil {
-		into = c.raw.Get(len(buf) + keyring.StagingOverhead)
-		defer c.raw.Put(into)
+		into = c.handed.Get(len(buf) + keyring.StagingOverhead)
+		defer c.handed.Put(into)
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(into)) {
 		return fmt.Errorf("data server %s sends %d bytes of chunk %d, want %d", url, resp.ContentLength, req.Index, len(into))
@@ -713,7 +714,7 @@ func (c *Compressor) store(ctx context.Context, jobID string, index int, raw []b
 	// damaged is deduplicated against: a missing, truncated, unverifiable
 	// or recorded one is stored again, so a backup never names a chunk it
 	// knows is not there whole.
-	if stat.State != repository.ChunkIntact || stat.Recorded {
+	if !stat.Reusable(0) {
 		if stat.State != repository.ChunkMissing {
 			c.logger.WarnContext(ctx, "stored chunk is not intact; storing it again", "job_id", jobID,
 				"chunk_id", id.String(), "state", stat.State.String(), "problem", stat.Problem)
