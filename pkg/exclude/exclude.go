@@ -93,19 +93,6 @@ func Compile(line string) (*Pattern, error) {
 	return p, nil
 }
 
-// MustCompile is Compile for patterns known to be valid; it panics on an
-// error or a line that holds no pattern.
-func MustCompile(line string) *Pattern {
-	p, err := Compile(line)
-	if err != nil {
-		panic(err)
-	}
-	if p == nil {
-		panic(fmt.Sprintf("exclude: %q holds no pattern", line))
-	}
-	return p
-}
-
 // String returns the pattern as written.
 func (p *Pattern) String() string { return p.text }
 

@@ -21,8 +21,6 @@ type ChunkWrite struct {
 	// Chunk indexes the snapshot's chunks.
 	Chunk int
 	Parts []Extent
-	// Bytes is the sum of the parts' lengths.
-	Bytes int64
 }
 
 // Bounds of the batches of a tree restore, so that each work item stays
@@ -88,7 +86,6 @@ func Restore(snap *manifest.Snapshot, selected []manifest.Entry, whole bool) *Re
 							order = append(order, x.Chunk)
 						}
 						w.Parts = append(w.Parts, Extent{Path: e.Path, FileOffset: at, ChunkOffset: x.Offset, Length: x.Length})
-						w.Bytes += x.Length
 					}
 					at += x.Length
 				}
@@ -111,11 +108,7 @@ func Restore(snap *manifest.Snapshot, selected []manifest.Entry, whole bool) *Re
 		w := byChunk[ci]
 		for len(w.Parts) > 0 {
 			n := min(len(w.Parts), RestoreMaxParts)
-			part := ChunkWrite{Chunk: ci, Parts: w.Parts[:n]}
-			for _, p := range part.Parts {
-				part.Bytes += p.Length
-			}
-			rp.Extents = append(rp.Extents, part)
+			rp.Extents = append(rp.Extents, ChunkWrite{Chunk: ci, Parts: w.Parts[:n]})
 			w.Parts = w.Parts[n:]
 		}
 	}

@@ -362,13 +362,6 @@ func (h *heldChunks) setSlots(n int) {
 	}
 }
 
-// capacity returns how many chunks may be held now.
-func (h *heldChunks) capacity() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.slots
-}
-
 // followFleet counts the live compressors' workers every fleetPoll, until
 // ctx ends, and lets the reader hold heldPerWorker chunks for each: adding
 // compressors raises the window at once, with no flag or restart.
