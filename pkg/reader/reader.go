@@ -113,7 +113,10 @@ type Reader struct {
 	logger *slog.Logger
 	bufs   *bufpool.Pool // chunk buffers, aligned so restores write them directly
 	sealed *bufpool.Pool // chunks sealed for a fetch, until sent
-	held   *heldChunks
+	// fetching admits the fetches served at once, over NATS and HTTP
+	// alike: Workers of them.
+	fetching chan struct{}
+	held     *heldChunks
 	// volumes holds the volume targets of restores open, each written
 	// through descriptors opened once.
 	volumes *openVolumes
@@ -144,8 +147,9 @@ func New(nc *nats.Conn, cfg Config) (*Reader, error) {
 	machine, _ := os.Hostname()
 	r := &Reader{
 		nc: nc, js: js, cfg: cfg, logger: cfg.Logger.With("component", "reader", "host", cfg.Host),
-		bufs: bufpool.New(cfg.Workers, directio.Alloc), sealed: bufpool.New(cfg.Workers, nil), volumes: newOpenVolumes(),
-		id: fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()), stopping: context.Background(),
+		bufs: bufpool.New(cfg.Workers, directio.Alloc), sealed: bufpool.New(cfg.Workers, nil), fetching: make(chan struct{}, cfg.Workers),
+		volumes: newOpenVolumes(),
+		id:      fmt.Sprintf("%s-%s-%d", cfg.Host, machine, os.Getpid()), stopping: context.Background(),
 		grants: newGrants(cfg.Identity),
 	}
 	r.held = newHeldChunks(cfg.MaxHeld)

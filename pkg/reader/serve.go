@@ -21,18 +21,17 @@ import (
 )
 
 // fetchHandler answers the compressors' FetchRequests, each on a goroutine
-// owned by wg, at most Workers at once (a request beyond waits in the
+// owned by wg, within r.fetching (a request beyond waits in the
 // subscription, which is the backpressure).
 func (r *Reader) fetchHandler(ctx context.Context, wg *sync.WaitGroup) nats.MsgHandler {
-	sem := make(chan struct{}, r.cfg.Workers)
 	return func(m *nats.Msg) {
 		select {
-		case sem <- struct{}{}:
+		case r.fetching <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() { <-r.fetching }()
 			var req queue.FetchRequest
 			if err := queue.Decode(m.Data, &req); err != nil {
 				respondFailure(m, queue.Failed(queue.CodeInvalid, "%v", err))
@@ -112,14 +111,19 @@ func (r *Reader) fetchRaw(ctx context.Context, req *queue.FetchRequest) (data []
 	k := heldKey{job: req.JobID, index: req.Index}
 	c, ok := r.held.borrow(k)
 	if !ok {
-		c, err := r.readAgain(ctx, req)
+		c, held, err := r.readAgain(ctx, req)
 		if err != nil {
 			return nil, nil, nil, err
 		}
+		done := func(bool) {} // a chunk held now is released with the held ones
+		if !held {
+			done = func(bool) { r.release(c.data) }
+		}
 		if !partOf(req.Offset, req.Length, int64(len(c.data))) {
+			done(false)
 			return nil, nil, nil, queue.Failed(queue.CodeInvalid, "chunk %d holds %d bytes: no [%d,+%d) in it", req.Index, len(c.data), req.Offset, req.Length)
 		}
-		return c.data[req.Offset : req.Offset+req.Length], &c.read, func(bool) {}, nil
+		return c.data[req.Offset : req.Offset+req.Length], &c.read, done, nil
 	}
 	if !partOf(req.Offset, req.Length, int64(len(c.data))) {
 		r.held.giveBack(k, c, 0)
@@ -135,24 +139,28 @@ func (r *Reader) fetchRaw(ctx context.Context, req *queue.FetchRequest) (data []
 	}, nil
 }
 
-// readAgain reads a chunk asked for that is not held. A chunk fetched in
-// parts is then held, when there is room, for its other parts.
-func (r *Reader) readAgain(ctx context.Context, req *queue.FetchRequest) (*heldChunk, error) {
+// readAgain reads a chunk asked for that is not held, into a buffer of the
+// reader's pool. A chunk fetched in parts is then held, when there is room,
+// for its other parts (held); otherwise its buffer is the caller's to
+// release.
+func (r *Reader) readAgain(ctx context.Context, req *queue.FetchRequest) (c *heldChunk, held bool, err error) {
 	item := req.Read
 	if item.JobID != req.JobID || item.Index != req.Index || item.Length <= 0 {
-		return nil, queue.Failed(queue.CodeInvalid, "fetch of chunk %d names another chunk's read", req.Index)
+		return nil, false, queue.Failed(queue.CodeInvalid, "fetch of chunk %d names another chunk's read", req.Index)
 	}
-	buf := make([]byte, item.Length)
+	buf := r.buffer(item.Length)
 	if _, err := readChunk(&item, buf); err != nil {
-		return nil, queue.Failed(queue.CodeSource, "%v", err)
+		r.release(buf)
+		return nil, false, queue.Failed(queue.CodeSource, "%v", err)
 	}
 	r.cfg.Metrics.Chunk("reread", item.Length)
 	r.logger.DebugContext(ctx, "chunk read again for a fetch", "job_id", req.JobID, "index", req.Index)
-	c := &heldChunk{data: buf, read: item, at: time.Now(), served: req.Length}
+	c = &heldChunk{data: buf, read: item, at: time.Now(), served: req.Length}
 	if req.Offset+req.Length < item.Length && r.held.tryAcquire(item.Length) {
 		r.held.put(heldKey{job: req.JobID, index: req.Index}, c)
+		held = true
 	}
-	return c, nil
+	return c, held, nil
 }
 
 // partOf reports whether [off, off+n) lies in [0, size).
@@ -232,6 +240,12 @@ func (d *dataServer) handleFetch(w http.ResponseWriter, req *http.Request) {
 		writeFailure(w, http.StatusForbidden, queue.Failed(queue.CodeDenied, "no valid token for chunk %d of job %s", fr.Index, fr.JobID))
 		return
 	}
+	select {
+	case d.r.fetching <- struct{}{}:
+	case <-req.Context().Done():
+		return
+	}
+	defer func() { <-d.r.fetching }()
 	data, sent, err := d.r.fetch(req.Context(), &fr)
 	if err != nil {
 		writeFailure(w, http.StatusConflict, failureOf(err))

@@ -100,7 +100,8 @@ func openDir(ctx context.Context, repo string, create bool) (store.Store, error)
 // call its handler) that opens repositories with repos.
 func dataServerOf(t *testing.T, repos *repository.Cache) (*Reader, *dataServer) {
 	t.Helper()
-	r := &Reader{held: newHeldChunks(1 << 30), sealed: bufpool.New(1, nil), logger: slog.New(slog.DiscardHandler), cfg: Config{Workers: 1, Repos: repos}}
+	r := &Reader{held: newHeldChunks(1 << 30), bufs: bufpool.New(1, nil), sealed: bufpool.New(1, nil), fetching: make(chan struct{}, 1),
+		logger: slog.New(slog.DiscardHandler), cfg: Config{Workers: 1, Repos: repos}}
 	r.held.release = func([]byte) {}
 	d, err := newDataServer(r, "127.0.0.1:0", "")
 	if err != nil {
