@@ -79,14 +79,14 @@ var (
 	RetryReasons = []string{"store", "error", "retry_after"}
 	// JobKinds and JobStates are bulk_jobs_total's labels ("interrupted":
 	// stopped by a coordinator's shutdown, resumed by the next).
-	JobKinds  = []string{"backup", "restore"}
+	JobKinds  = []string{"backup", "restore", "prune", "check"}
 	JobStates = []string{"succeeded", "failed", "cancelled", "interrupted"}
 	// RequestKinds and RequestOutcomes are bulk_requests_total's labels:
 	// a request accepted (a new job, a repeat of one, a job cancelled), or
 	// rejected as invalid (malformed, or failing validation), conflicting
 	// (a job ID taken by another request, a cancel of an ended job), for
 	// an unknown job, or because the coordinator failed.
-	RequestKinds    = []string{"backup", "restore", "cancel"}
+	RequestKinds    = []string{"backup", "restore", "prune", "check", "cancel"}
 	RequestOutcomes = []string{"accepted", "repeated", "invalid", "conflict", "not_found", "failed"}
 	// WorkerRoles are bulk_workers_alive roles.
 	WorkerRoles = []string{"reader", "compressor"}

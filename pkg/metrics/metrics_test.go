@@ -15,6 +15,7 @@ import (
 
 	"github.com/bulkbackup/bulkbackup/internal/testenv"
 	"github.com/bulkbackup/bulkbackup/pkg/metrics"
+	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/version"
 )
 
@@ -211,6 +212,18 @@ func TestRetryCountsErrors(t *testing.T) {
 	for k, v := range want {
 		if values[k] != v {
 			t.Errorf("%s = %v, want %v", k, values[k], v)
+		}
+	}
+}
+
+// TestKindsCoverJobs: every kind of job the coordinator runs has its
+// series from the start (bulk_jobs_total, bulk_requests_total,
+// bulk_job_idle_seconds), so a stalled prune or check shows.
+func TestKindsCoverJobs(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{queue.KindBackup, queue.KindRestore, queue.KindPrune, queue.KindCheck} {
+		if !slices.Contains(metrics.JobKinds, kind) || !slices.Contains(metrics.RequestKinds, kind) {
+			t.Errorf("job kind %q is missing from JobKinds %v or RequestKinds %v", kind, metrics.JobKinds, metrics.RequestKinds)
 		}
 	}
 }
