@@ -61,7 +61,11 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 			acc = writeAccess(&enc.unlocked.Keys.WriteKey)
 		}
 	}
-	snapRef, paths = resolvePaths(ctx, &c, e, snapRef, filter, paths)
+	var known *manifest.Snapshot
+	if enc != nil {
+		known = enc.snap
+	}
+	snapRef, paths = resolvePaths(ctx, &c, e, snapRef, filter, paths, known)
 	s, err := openSession(ctx, &c, e.stderr, acc)
 	if err != nil {
 		return err
@@ -133,13 +137,17 @@ func runRestore(ctx context.Context, e *env, args []string) (err error) {
 // the coordinator restores the snapshot the paths were resolved in. Where
 // the repository cannot be read from here (it may be reachable only by
 // the fleet), an absolute path is taken relative to the backed-up
-// directory, and the coordinator's error says which path to use.
-func resolvePaths(ctx context.Context, c *common, e *env, snapRef string, filter *manifest.Filter, paths []string) (string, []string) {
+// directory, and the coordinator's error says which path to use. known,
+// if set, is the snapshot already loaded (an encrypted restore's): the
+// repository is not opened again.
+func resolvePaths(ctx context.Context, c *common, e *env, snapRef string, filter *manifest.Filter, paths []string, known *manifest.Snapshot) (string, []string) {
 	if len(paths) == 0 {
 		return snapRef, nil
 	}
 	root := ""
-	if slices.ContainsFunc(paths, func(p string) bool { return strings.HasPrefix(p, "/") }) {
+	if known != nil {
+		snapRef, root = known.ID, known.Path
+	} else if slices.ContainsFunc(paths, func(p string) bool { return strings.HasPrefix(p, "/") }) {
 		if repo, _, err := openRepo(ctx, c, e, needMeta); err == nil {
 			if snap, err := repo.FindSnapshotMatching(ctx, snapRef, filter); err == nil {
 				snapRef, root = snap.ID, snap.Path
