@@ -160,9 +160,15 @@ Remove a schedule.
 // for help, it prints the command's help to stdout and returns
 // flag.ErrHelp; a bad flag is a usage error, printed once, by run.
 func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	return parseGiven(e, fs, args, nil)
+}
+
+// parseGiven is parse that also records in given (if not nil) the flags
+// set on the command line, not by the environment or a file.
+func parseGiven(e *env, fs *flag.FlagSet, args []string, given map[string]bool) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	pos, err := config.Parse(fs, args, config.Options{})
+	pos, err := config.Parse(fs, args, config.Options{Given: given})
 	if errors.Is(err, flag.ErrHelp) {
 		printHelp(e.stdout, fs)
 		return nil, err

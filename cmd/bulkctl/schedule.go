@@ -79,7 +79,8 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	keep.register(fs)
 	prune := fs.Bool("prune", false, "prune the repository at each window instead of backing up a source")
 	sf := addSelectionFlags(fs)
-	pos, err := parse(e, fs, args)
+	given := map[string]bool{} // on the command line: BULK_HOST, BULK_LEVEL and the like are no mistake
+	pos, err := parseGiven(e, fs, args, given)
 	if err != nil {
 		return err
 	}
@@ -95,11 +96,9 @@ func scheduleAdd(ctx context.Context, e *env, args []string) error {
 	}
 	req := &queue.ScheduleAddRequest{V: queue.MessageVersion, Name: pos[0], Repo: repo, Cron: *cronExpr, Timezone: *timezone}
 	if *prune {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		for _, name := range []string{"source", "level", "chunk-size", "keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "keep-within",
 			"exclude", "exclude-file", "exclude-caches", "exclude-larger-than", "one-file-system", "tag", "host"} {
-			if set[name] {
+			if given[name] {
 				return usageError("--%s does not go with --prune: a prune schedule takes a repository only", name)
 			}
 		}

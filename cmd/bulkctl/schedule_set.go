@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/config"
@@ -39,14 +38,14 @@ func scheduleSet(ctx context.Context, e *env, args []string) error {
 	level := fs.String("level", "", "the new zstd level: fastest, default, better or best")
 	var keep keepFlags
 	keep.register(fs)
-	pos, err := parse(e, fs, args)
+	given := map[string]bool{}
+	pos, err := parseGiven(e, fs, args, given)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
 		return usageError("want one schedule NAME, got %d arguments", len(pos))
 	}
-	given := givenFlags(args)
 	req := &queue.ScheduleSetRequest{V: queue.MessageVersion, Name: pos[0]}
 	if given["cron"] {
 		req.Cron = cronExpr
@@ -114,20 +113,4 @@ func scheduleSet(ctx context.Context, e *env, args []string) error {
 		sched.Name, sched.Source, sched.Repo, sched.Cron, sched.Timezone, sched.Level, config.FormatBytes(sched.ChunkSize), nextRun(&sched))
 	fmt.Fprintf(e.stdout, "after each backup: %s\n", keepPhrase(sched.KeepPolicy))
 	return nil
-}
-
-// givenFlags returns the names of the flags args gives (up to "--").
-func givenFlags(args []string) map[string]bool {
-	given := map[string]bool{}
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			continue
-		}
-		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		given[name] = true
-	}
-	return given
 }

@@ -76,8 +76,13 @@ func TestProcessSchedules(t *testing.T) {
 			t.Errorf("schedule show does not say %q:\n%s", want, r.stdout)
 		}
 	}
-	// A prune schedule takes a repository only.
-	r = bulkctlProcOK(t, "schedule", "add", "weekly-prune", "--prune", "-r", repo, "--cron", "0 4 * * 0", "--nats", url)
+	// A prune schedule takes a repository only; a level or host in the
+	// environment (BULK_HOST is the readers' variable) is not given to it.
+	r = runExeEnv(t, filepath.Join(testenv.Binaries(t), "bulkctl"), []string{"BULK_HOST=db1", "BULK_LEVEL=best"},
+		"schedule", "add", "weekly-prune", "--prune", "-r", repo, "--cron", "0 4 * * 0", "--nats", url)
+	if r.code != 0 {
+		t.Fatalf("schedule add --prune with BULK_HOST and BULK_LEVEL set: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if !strings.Contains(r.stdout, "schedule weekly-prune added: prune "+repo) {
 		t.Errorf("schedule add --prune:\n%s", r.stdout)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 )
@@ -30,6 +31,10 @@ type Options struct {
 
 	// EnvPrefix prefixes environment variable names; empty means "BULK_".
 	EnvPrefix string
+
+	// Given, if not nil, receives the names of the flags set on the
+	// command line, as opposed to by the environment or the file.
+	Given map[string]bool
 }
 
 func (o *Options) applyDefaults() {
@@ -86,6 +91,9 @@ func Parse(fs *flag.FlagSet, args []string, opts Options) ([]string, error) {
 
 	explicit := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if opts.Given != nil {
+		maps.Copy(opts.Given, explicit)
+	}
 
 	path, named, err := configPath(fs, explicit, opts)
 	if err != nil {

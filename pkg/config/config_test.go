@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -511,5 +512,30 @@ func TestDefaultsYAML(t *testing.T) {
 	// And the test flag set's own defaults file is valid for it.
 	if err := config.CheckFile(newFlagSet, writeFile(t, "example.yaml", config.DefaultsYAML(newFlagSet()))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestParseGiven: Given receives the flags of the command line only, not
+// those the environment or the file set.
+func TestParseGiven(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{args: []string{"-r", "flag-repo", "pos"}, env: map[string]string{"BULK_WORKERS": "7", "BULK_JSON": "true"}, want: []string{"r"}},
+		{args: []string{"-workers", "2", "-json=false"}, want: []string{"json", "workers"}},
+		{env: map[string]string{"BULK_CHUNK_SIZE": "8MiB"}, want: nil},
+	}
+	for _, tt := range tests {
+		fs, _ := newFlags()
+		given := map[string]bool{}
+		if _, err := config.Parse(fs, tt.args, config.Options{Env: envMap(tt.env), Given: given}); err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(maps.Keys(given)); !slices.Equal(got, tt.want) {
+			t.Errorf("Parse(%q) with env %v: given %q, want %q", tt.args, tt.env, got, tt.want)
+		}
 	}
 }
