@@ -76,8 +76,7 @@ func runForget(ctx context.Context, e *env, args []string) error {
 	var keep keepFlags
 	keep.register(fs)
 	groupBy := fs.String("group-by", retention.DefaultGroupBy.String(), "apply the policy to each group of snapshots alike in these fields: host, path, tags (empty: one group)")
-	host := fs.String("host", "", "only snapshots of this host")
-	path := fs.String("path", "", "only snapshots of this path")
+	ff := addFilterFlags(fs, "path")
 	dryRun := fs.Bool("dry-run", false, "say what would be forgotten and why each snapshot is kept; forget nothing")
 	pos, err := parse(e, fs, args)
 	if err != nil {
@@ -96,8 +95,8 @@ func runForget(ctx context.Context, e *env, args []string) error {
 		return usageError("give SNAPSHOT IDs or a keep policy, not both")
 	case len(pos) == 0 && policy.Empty():
 		return usageError("give the SNAPSHOT IDs to forget, or a keep policy (--keep-last, --keep-daily, ..., --keep-within)")
-	case len(pos) > 0 && (*host != "" || *path != ""):
-		return usageError("--host and --path select snapshots for a keep policy, not for IDs")
+	case len(pos) > 0 && ff.filter() != nil:
+		return usageError("--tag, --host and --path select snapshots for a keep policy, not for IDs")
 	}
 	repo, _, err := openRepo(ctx, &c, e, needMeta)
 	if err != nil {
@@ -127,7 +126,7 @@ func runForget(ctx context.Context, e *env, args []string) error {
 		groups = []retention.Group{g}
 	} else {
 		res.Policy = policy.String()
-		groups, err = forget.Plan(ctx, repo, policy, by, forget.Filter{Host: *host, Path: *path}, time.Now())
+		groups, err = forget.Plan(ctx, repo, policy, by, ff.filter(), time.Now())
 		if errors.Is(err, retention.ErrRemovesAll) {
 			return fmt.Errorf("%w; nothing forgotten", err)
 		}

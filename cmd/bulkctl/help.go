@@ -82,8 +82,10 @@ source (host and path) on its own; a snapshot is kept if any rule keeps
 it: the newest --keep-last, the newest of each of the newest N hours,
 days, ISO weeks, months or years that have one, every one within
 --keep-within of the source's newest. Counts take "unlimited". --dry-run
-lists what would be forgotten and why each kept snapshot is kept. Only
-snapshot objects go: "bulkctl prune" then deletes the chunks nothing names.
+lists what would be forgotten and why each kept snapshot is kept. --tag,
+--host and --path (each repeatable) limit the policy to the snapshots they
+select. Only snapshot objects go: "bulkctl prune" then deletes the chunks
+nothing names.
 `,
 	"prune": `Usage: bulkctl prune -r REPO [flags]
 
@@ -91,8 +93,9 @@ Delete the chunks no snapshot names, while backups into the repository go
 on: the prune waits for the backups that were running when it began, and
 keeps every chunk a later backup reuses (docs/format.md, section 10). It
 runs as a job on the fleet's compressors, one shard of the chunk hash
-space each; killed, it resumes when its coordinator starts again.
---dry-run counts what would be deleted.
+space each (for an encrypted repository on the coordinator, which alone
+reads its manifests); killed, it resumes when its coordinator starts
+again. --dry-run counts what would be deleted.
 `,
 	"check": `Usage: bulkctl check -r REPO [flags]
 
@@ -103,7 +106,9 @@ with --read-data-subset a share of them (another share each run). Missing
 and damaged chunks are named with the snapshots and files they belong to,
 and recorded, so the next backup that produces them stores them again.
 Exits 1 if anything is missing or damaged. Runs as a job on the fleet's
-compressors.
+compressors (for an encrypted repository on the coordinator; --read-data
+there only without --nats, in this process, which unlocks the repository
+with its password or identity).
 `,
 	"jobs": `Usage: bulkctl jobs --nats URL [flags]
 

@@ -46,7 +46,8 @@ Usage:
   bulkctl diff SNAPSHOT1 SNAPSHOT2 -r REPO [--json]
   bulkctl find PATTERN... -r REPO [--tag TAG]... [--host HOST]... [--path PATH]... [--json]
   bulkctl forget [SNAPSHOT...] -r REPO [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N]
-                 [--keep-yearly N] [--keep-hourly N] [--keep-within 1y6m] [--dry-run] [--json]
+                 [--keep-yearly N] [--keep-hourly N] [--keep-within 1y6m] [--tag T]... [--host H]... [--path P]...
+                 [--dry-run] [--json]
   bulkctl prune -r REPO [--dry-run] [--json]
   bulkctl check -r REPO [--read-data | --read-data-subset 10%] [--json]
 

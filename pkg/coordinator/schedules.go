@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/forget"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/repository"
 	"github.com/bulkbackup/bulkbackup/pkg/retention"
@@ -454,7 +455,7 @@ func (c *Coordinator) applyKeep(ctx context.Context, job *queue.Job, repo *repos
 	var groups []retention.Group
 	if err == nil {
 		groups, err = forget.Plan(ctx, repo, policy, retention.DefaultGroupBy,
-			forget.Filter{Host: job.Backup.Source.Host, Path: job.Backup.Source.Path}, c.cfg.Clock())
+			&manifest.Filter{Hosts: []string{job.Backup.Source.Host}, Paths: []string{job.Backup.Source.Path}}, c.cfg.Clock())
 	}
 	var forgotten []string
 	if err == nil {

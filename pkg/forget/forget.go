@@ -16,29 +16,17 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/retention"
 )
 
-// Filter selects the snapshots a policy applies to: those of Host and
-// Path when set. The zero Filter selects all.
-type Filter struct {
-	Host, Path string
-}
-
-func (f Filter) match(s *manifest.Snapshot) bool {
-	return (f.Host == "" || s.Host == f.Host) && (f.Path == "" || s.Path == f.Path)
-}
-
-// Plan reads the headers of the repository's snapshots that f selects and
-// returns the policy's decision on each group (retention.Apply, with the
-// time now).
-func Plan(ctx context.Context, repo *repository.Repository, p retention.Policy, by retention.GroupBy, f Filter, now time.Time) ([]retention.Group, error) {
-	heads, err := repo.SnapshotHeaders(ctx)
+// Plan reads the headers of the repository's snapshots that f selects (nil:
+// all) and returns the policy's decision on each group (retention.Apply,
+// with the time now).
+func Plan(ctx context.Context, repo *repository.Repository, p retention.Policy, by retention.GroupBy, f *manifest.Filter, now time.Time) ([]retention.Group, error) {
+	heads, err := repo.SnapshotHeadersMatching(ctx, f)
 	if err != nil {
 		return nil, err
 	}
 	var snaps []retention.Snapshot
 	for _, h := range heads {
-		if f.match(h) {
-			snaps = append(snaps, Snapshot(h))
-		}
+		snaps = append(snaps, Snapshot(h))
 	}
 	if len(snaps) == 0 {
 		return nil, nil

@@ -72,7 +72,7 @@ func TestPlanGroupsBySource(t *testing.T) {
 	repo := newRepo(t)
 	manual(t, repo)
 	now := time.Date(2015, 6, 1, 0, 0, 0, 0, time.UTC)
-	groups, err := forget.Plan(t.Context(), repo, retention.Policy{Last: 1}, retention.DefaultGroupBy, forget.Filter{}, now)
+	groups, err := forget.Plan(t.Context(), repo, retention.Policy{Last: 1}, retention.DefaultGroupBy, nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,19 +103,20 @@ func TestPlanFilter(t *testing.T) {
 	now := time.Date(2015, 6, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name   string
-		filter forget.Filter
+		filter *manifest.Filter
 		by     retention.GroupBy
 		groups []string
 		remove []string
 	}{
-		{"host", forget.Filter{Host: "luigi"}, retention.DefaultGroupBy, []string{"host luigi, path /home/art", "host luigi, path /srv"}, nil},
-		{"path", forget.Filter{Path: "/srv"}, retention.DefaultGroupBy, []string{"host kazik, path /srv", "host luigi, path /srv"}, nil},
-		{"host and path", forget.Filter{Host: "kasimir", Path: "/home/user/work"}, retention.DefaultGroupBy,
+		{"host", &manifest.Filter{Hosts: []string{"luigi"}}, retention.DefaultGroupBy, []string{"host luigi, path /home/art", "host luigi, path /srv"}, nil},
+		{"path", &manifest.Filter{Paths: []string{"/srv"}}, retention.DefaultGroupBy, []string{"host kazik, path /srv", "host luigi, path /srv"}, nil},
+		{"path as typed with a slash", &manifest.Filter{Paths: []string{"/srv/"}}, retention.DefaultGroupBy, []string{"host kazik, path /srv", "host luigi, path /srv"}, nil},
+		{"host and path", &manifest.Filter{Hosts: []string{"kasimir"}, Paths: []string{"/home/user/work"}}, retention.DefaultGroupBy,
 			[]string{"host kasimir, path /home/user/work"}, []string{"40dc1520"}},
 		// Grouped by path only, luigi's and kazik's /srv are one group:
 		// the newest of the two stays.
-		{"by path", forget.Filter{Path: "/srv"}, retention.GroupBy{Path: true}, []string{"path /srv"}, []string{"9f0bc19e"}},
-		{"nothing selected", forget.Filter{Host: "nobody"}, retention.DefaultGroupBy, nil, nil},
+		{"by path", &manifest.Filter{Paths: []string{"/srv"}}, retention.GroupBy{Path: true}, []string{"path /srv"}, []string{"9f0bc19e"}},
+		{"nothing selected", &manifest.Filter{Hosts: []string{"nobody"}}, retention.DefaultGroupBy, nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +140,7 @@ func TestPlanRefusesAnEmptyPolicy(t *testing.T) {
 	t.Parallel()
 	repo := newRepo(t)
 	manual(t, repo)
-	if _, err := forget.Plan(t.Context(), repo, retention.Policy{}, retention.DefaultGroupBy, forget.Filter{}, time.Now()); !errors.Is(err, retention.ErrEmptyPolicy) {
+	if _, err := forget.Plan(t.Context(), repo, retention.Policy{}, retention.DefaultGroupBy, nil, time.Now()); !errors.Is(err, retention.ErrEmptyPolicy) {
 		t.Errorf("Plan with the empty policy: %v, want %v", err, retention.ErrEmptyPolicy)
 	}
 }
@@ -149,7 +150,7 @@ func TestRemove(t *testing.T) {
 	repo := newRepo(t)
 	manual(t, repo)
 	now := time.Date(2015, 6, 1, 0, 0, 0, 0, time.UTC)
-	groups, err := forget.Plan(t.Context(), repo, retention.Policy{Last: 1}, retention.GroupBy{}, forget.Filter{}, now)
+	groups, err := forget.Plan(t.Context(), repo, retention.Policy{Last: 1}, retention.GroupBy{}, nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}
