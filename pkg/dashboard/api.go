@@ -109,28 +109,12 @@ func (a *api) setPaused(ctx context.Context, name string, paused bool) error {
 	return a.call(ctx, subject, &queue.ScheduleRequest{V: queue.MessageVersion, Name: name}, &s)
 }
 
-// submitBackup publishes a backup request into the request stream, as
-// bulkctl and CI systems do, and waits until the coordinator has taken it
-// (its answer on the request's reply subject), so that the job's record
+// submitBackup asks the coordinator for a backup (bulk.api.backup, as CI
+// systems do) and returns once it has taken it, so that the job's record
 // exists when its page is asked for.
 func (a *api) submitBackup(ctx context.Context, req *queue.BackupRequest) error {
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	req.ReplyTo = a.nc.NewRespInbox()
-	sub, err := a.nc.SubscribeSync(req.ReplyTo)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe()
-	if err := queue.Submit(ctx, a.js, queue.SubjectRequestBackup, req, req.JobID); err != nil {
-		return err
-	}
-	msg, err := sub.NextMsgWithContext(ctx)
-	if err != nil {
-		return fmt.Errorf("the coordinator did not take the request: %w", err)
-	}
 	var ans queue.JobAccepted
-	if err := queue.Decode(msg.Data, &ans); err != nil {
+	if err := a.call(ctx, queue.SubjectAPIBackup, req, &ans); err != nil {
 		return err
 	}
 	if ans.Error != "" {

@@ -401,6 +401,8 @@ func (d *Dashboard) cancelJob(w http.ResponseWriter, r *http.Request, ss *sessio
 		return
 	}
 	if !queue.Final(job.State) {
+		// Through the request stream: the page follows the job's events, so
+		// it need not wait, as bulk.api.cancel does, for the job to stop.
 		if err := d.api.submit(ctx, queue.SubjectRequestCancel, &queue.CancelRequest{V: queue.MessageVersion, JobID: id}, ""); err != nil {
 			d.fail(w, r, ss, http.StatusBadGateway, "The cancellation could not be requested.", err)
 			return
