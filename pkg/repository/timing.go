@@ -6,7 +6,7 @@ import (
 )
 
 // Timing holds the periods of the prune protocol (docs/format.md section
-// 9). They are part of the format: every process that backs up into a
+// 10.6). They are part of the format: every process that backs up into a
 // repository and every prune of it must use the same values, and every
 // binary uses DefaultTiming. A test that runs writers and prunes in one
 // process may shorten them all together (OpenOptions.Timing).

@@ -7,14 +7,14 @@
 //
 // A call that fails in a way that may pass (its error wraps
 // store.ErrUnavailable, which dirstore and s3store wrap around such
-// failures; see Transient) is tried again after a delay: about 250 ms
-// first, doubling with each try up to 5 s, less up to half at random so
+// failures; see Transient) is tried again after a delay: about firstDelay
+// first, doubling with each try up to maxDelay, less up to half at random so
 // that workers that failed together do not return together. It is given up
 // when Config.MaxElapsed has passed since the first try, with an
 // *UnavailableError that wraps ErrUnavailable and the last try's error and
 // names the store and how long it was tried:
 //
-//	repository s3://bucket/repo unavailable for 5m0s (64 tries): put chunks/ab/ab12…: store: unavailable: Put "http://…": dial tcp …: connect: connection refused
+//	repository s3://bucket/repo unavailable for 5m0s (64 tries, store timeout 5m0s): put chunks/ab/ab12…: store: unavailable: Put "http://…": dial tcp …: connect: connection refused
 //
 // Everything else is returned at once: a missing object, refused
 // credentials, a full store, an invalid key, an error no store classified,
@@ -33,6 +33,6 @@
 // context with WithNotify sees that call's failures and can stop it: a
 // worker that holds a queue message for the chunk it is storing tells the
 // queue the message is in progress, and gives up when its job has ended.
-// The delay between tries never exceeds 5 s, so a hook that keeps a message
-// alive is called at least that often, plus the time a try takes.
+// The delay between tries never exceeds maxDelay, so a hook that keeps a
+// message alive is called at least that often, plus the time a try takes.
 package retry
