@@ -283,24 +283,28 @@ func (c *Coordinator) run(ctx context.Context, job *queue.Job) {
 	if job.Started.IsZero() {
 		job.Started = time.Now().UTC()
 	}
-	if err := c.saveJob(ctx, job); err != nil {
+	err := c.saveJob(ctx, job)
+	if err != nil && !errors.Is(context.Cause(ctx), errCancelled) {
 		logger.ErrorContext(ctx, "job not started", "err", err)
 		return
 	}
-	c.publishEvent(ctx, job, "")
-	logger.InfoContext(ctx, "job running", "epoch", job.Epoch)
-
+	// A job cancelled before its running state is saved ends cancelled
+	// below, with nothing run: the cancel waits for a final state.
 	c.cfg.Metrics.JobStarted(job.Kind)
 	jr := &jobRun{c: c, job: job, logger: logger, started: time.Now()}
-	var err error
-	switch job.Kind {
-	case queue.KindBackup:
+	if err == nil {
+		c.publishEvent(ctx, job, "")
+		logger.InfoContext(ctx, "job running", "epoch", job.Epoch)
+	}
+	switch {
+	case err != nil:
+	case job.Kind == queue.KindBackup:
 		err = jr.backup(ctx)
-	case queue.KindRestore:
+	case job.Kind == queue.KindRestore:
 		err = jr.restore(ctx)
-	case queue.KindPrune:
+	case job.Kind == queue.KindPrune:
 		err = jr.prune(ctx)
-	case queue.KindCheck:
+	case job.Kind == queue.KindCheck:
 		err = jr.check(ctx)
 	default:
 		err = fmt.Errorf("unknown job kind %q", job.Kind)
