@@ -8,15 +8,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store/dirstore"
 	"github.com/bulkbackup/bulkbackup/pkg/volgen"
 )
 
-// chunkFiles lists the chunk objects of a directory repository, sorted.
+// chunkFiles lists the chunk objects of a directory repository, sorted,
+// but for its directory objects.
 func chunkFiles(t *testing.T, repo string) []string {
 	t.Helper()
+	trees := treeObjects(t, repo)
 	var files []string
 	err := filepath.WalkDir(filepath.Join(repo, "chunks"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+		if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") && !trees[d.Name()] {
 			files = append(files, p)
 		}
 		return err
@@ -26,6 +30,32 @@ func chunkFiles(t *testing.T, repo string) []string {
 	}
 	slices.Sort(files)
 	return files
+}
+
+// treeObjects returns the IDs of the directory objects the snapshots of
+// the plaintext directory repository repo are stored in, which lie among
+// its chunks.
+func treeObjects(t *testing.T, repo string) map[string]bool {
+	t.Helper()
+	st, err := dirstore.New(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repository.Open(t.Context(), st, repository.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := r.Snapshots(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	trees := make(map[string]bool)
+	for _, s := range snaps {
+		for _, tr := range s.Trees {
+			trees[tr.Hash] = true
+		}
+	}
+	return trees
 }
 
 // damage deletes the first chunk object of repo and cuts the last one short

@@ -22,8 +22,9 @@ import (
 // Version is the newest manifest schema version this package reads and
 // writes. Decode reads every version up to it and rejects newer ones.
 // Version 2 added files mode, version 3 file names that are not UTF-8 text
-// (EncodeName); see VersionFor.
-const Version = 3
+// (EncodeName), version 4 files-mode manifests stored as directory objects
+// (VersionTrees); see VersionFor.
+const Version = 4
 
 // VersionFor returns the version a snapshot of mode is written with: 2 for
 // files mode, 1 for volumes, so that readers that only know version 1 can
@@ -93,6 +94,14 @@ type Snapshot struct {
 	// Tags label the snapshot (bulkctl backup --tag), sorted, each once.
 	Tags  []string `json:"tags,omitempty"`
 	Stats Stats    `json:"stats"`
+	// Root is, in a manifest of version 4 or later, the backed-up
+	// directory's entry, naming the directory object of what it holds
+	// (trees.go); Files and Chunks are then not stored but assembled.
+	Root *TreeEntry `json:"root,omitempty"`
+	// Trees lists the directory objects an assembled snapshot was read
+	// from (ID in Hash, and StoredSize), sorted by ID: they are kept, like
+	// chunks, as long as the snapshot is. Never stored.
+	Trees []Chunk `json:"-"`
 }
 
 // Chunk locates one chunk of the source. A zero chunk (all bytes zero) has no
@@ -148,7 +157,9 @@ func Encode(s *Snapshot) ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(s)
+	flat := *s
+	flat.Root = nil // an assembled snapshot's: its entries are all here
+	data, err := json.Marshal(&flat)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +180,48 @@ func Decode(data []byte) (*Snapshot, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// EncodeStored returns the JSON of a snapshot in stored tree form
+// (SplitTrees) after checking what can be checked without its directory
+// objects.
+func EncodeStored(s *Snapshot) ([]byte, error) {
+	if err := s.checkStored(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// checkStored checks a manifest in stored tree form: a known version
+// that has directory objects, files mode, an ID, a known hash and chunk
+// size, and no files or chunks of its own.
+func (s *Snapshot) checkStored() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: snapshot %s: %s", ErrInvalid, s.ID, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case s.Version < VersionTrees || s.Version > Version:
+		return bad("version %d does not store directory objects (this build reads %d to %d)", s.Version, VersionTrees, Version)
+	case s.ID == "":
+		return bad("empty id")
+	case s.Mode != ModeFiles:
+		return bad("a %s snapshot has no directory objects", s.Mode)
+	case !knownHash(s.Hash):
+		return bad("unknown hash %q", s.Hash)
+	case s.Root == nil:
+		return bad("no root directory")
+	case len(s.Files) > 0 || len(s.Chunks) > 0:
+		return bad("a manifest with a root directory object lists files or chunks itself")
+	}
+	return layoutErr(bad, s.ChunkSize)
+}
+
+// layoutErr reports an invalid chunk size through bad.
+func layoutErr(bad func(string, ...any) error, chunkSize int64) error {
+	if err := layout.CheckChunkSize(chunkSize); err != nil {
+		return bad("%v", err)
+	}
+	return nil
 }
 
 // EncodeHeader returns the JSON form of what describes a snapshot: its
@@ -228,7 +281,7 @@ func (s *Snapshot) Validate() error {
 		return s.validateFiles(bad)
 	case s.Mode != ModeVolume:
 		return bad("unknown mode %q", s.Mode)
-	case len(s.Files) > 0:
+	case len(s.Files) > 0 || s.Root != nil:
 		return bad("a volume snapshot lists files")
 	case !knownHash(s.Hash):
 		return bad("unknown hash %q", s.Hash)
@@ -317,6 +370,24 @@ func DecodeReader(r io.Reader) (*Snapshot, error) {
 	return s, nil
 }
 
+// DecodeStoredReader is DecodeReader for a manifest as a repository
+// stores it: one in stored tree form (Stored) is checked as far as it can
+// be without its directory objects (assemble it, then Validate); any other
+// is validated whole.
+func DecodeStoredReader(r io.Reader) (*Snapshot, error) {
+	s, err := decodeStream(r, false, false)
+	if err != nil {
+		return nil, err
+	}
+	if s.Root != nil {
+		return s, s.checkStored()
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // DecodeHeaderReader is DecodeHeader for a manifest read as a stream: it
 // skips the chunks and files element by element, holding none of them.
 func DecodeHeaderReader(r io.Reader) (*Snapshot, error) {
@@ -335,11 +406,16 @@ func DecodeHeaderReader(r io.Reader) (*Snapshot, error) {
 // element by element, holding none of them. It checks what the chunks'
 // users rely on: a known version, an ID, and a valid hash for every chunk
 // that is not a zero chunk; load the whole manifest with DecodeReader before
-// trusting it to restore.
+// trusting it to restore. A manifest in stored tree form (Stored) names
+// its chunks in its directory objects: it is returned as
+// DecodeStoredReader returns it, to be assembled.
 func DecodeChunksReader(r io.Reader) (*Snapshot, error) {
 	s, err := decodeStream(r, false, true)
 	if err != nil {
 		return nil, err
+	}
+	if s.Root != nil {
+		return s, s.checkStored()
 	}
 	if err := s.checkHeader(); err != nil {
 		return nil, err

@@ -726,3 +726,85 @@ func TestPruneConcurrentWithBackups(t *testing.T) {
 	}
 	r.verifyAll()
 }
+
+// treeBackup commits a files-mode snapshot holding a directory for each of
+// dirs, each with one file named after it whose content is chunk 1.
+func (r *testRepo) treeBackup(jobID string, dirs ...string) string {
+	r.t.Helper()
+	ctx := r.t.Context()
+	id := idOf(1)
+	st, err := r.repo.CheckReuse(ctx, id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	size := st.Size
+	if !st.Reusable(0) {
+		obj := r.sealer.Seal(nil, id, raw(1))
+		if err := r.repo.PutChunk(ctx, id, obj); err != nil {
+			r.t.Fatal(err)
+		}
+		size = int64(len(obj))
+	}
+	snap := &manifest.Snapshot{
+		Version: 2, ID: repository.NewSnapshotID(), JobID: jobID, Time: time.Now().UTC(), Host: "h", Path: "/srv",
+		Mode: manifest.ModeFiles, SourceKind: manifest.KindDir, Size: int64(len(dirs)) * 4096, ChunkSize: 4096,
+		Hash: "sha256", Compression: "zstd", Level: "fastest",
+		Chunks: []manifest.Chunk{{Length: 4096, Hash: id.String(), StoredSize: size}},
+		Files:  []manifest.Entry{{Path: ".", Type: manifest.TypeDir, Mode: 0o755}},
+	}
+	for _, d := range dirs {
+		snap.Files = append(snap.Files,
+			manifest.Entry{Path: d, Type: manifest.TypeDir, Mode: 0o755},
+			manifest.Entry{Path: d + "/f-" + d, Type: manifest.TypeFile, Mode: 0o644, Size: 4096,
+				Content: []manifest.Extent{{Chunk: 0, Length: 4096}}})
+	}
+	if err := r.repo.SaveSnapshot(ctx, snap); err != nil {
+		r.t.Fatal(err)
+	}
+	return snap.ID
+}
+
+// TestPruneTreeSnapshots: the directory objects of files-mode snapshots
+// are kept while a snapshot names them and deleted with the last one.
+func TestPruneTreeSnapshots(t *testing.T) {
+	t.Parallel()
+	r := newTestRepo(t)
+	ctx := t.Context()
+	first := r.treeBackup("j1", "a", "b")  // root 1, a, b
+	second := r.treeBackup("j2", "a", "c") // root 2, c; a is shared
+	objects := func() int {
+		n := 0
+		for _, err := range r.st.List(ctx, repository.ChunksPrefix) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		return n
+	}
+	if n := objects(); n != 6 { // chunk 1 and five directory objects
+		t.Fatalf("%d objects among the chunks, want 6", n)
+	}
+	p, err := r.runner().Run(ctx, "p0", prune.Options{Shards: 4})
+	if err != nil || p.Deleted != 0 {
+		t.Fatalf("prune with every snapshot kept: %+v, %v; want nothing deleted", p, err)
+	}
+	if err := r.repo.ForgetSnapshot(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	p, err = r.runner().Run(ctx, "p1", prune.Options{Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Deleted != 2 || objects() != 4 { // root 1 and b
+		t.Errorf("prune deleted %d objects, %d left; want 2 deleted (the forgotten root and b), 4 left", p.Deleted, objects())
+	}
+	s, err := r.repo.LoadSnapshot(ctx, second)
+	if err != nil {
+		t.Fatalf("the kept snapshot after the prune: %v", err)
+	}
+	if len(s.Files) != 5 || len(s.Trees) != 3 {
+		t.Errorf("the kept snapshot has %d entries and %d directory objects, want 5 and 3", len(s.Files), len(s.Trees))
+	}
+	r.verifyAll()
+}

@@ -22,6 +22,8 @@ const (
 	FoundByCheck   = "check"
 	FoundByVerify  = "verify"
 	FoundByRestore = "restore"
+	// FoundByLoad: reading a snapshot's directory objects (trees.go).
+	FoundByLoad = "load"
 )
 
 // Damage is the record of a chunk found damaged or missing. While it is

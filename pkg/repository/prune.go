@@ -389,7 +389,7 @@ func (r *Repository) DeleteChunk(ctx context.Context, id chunk.ID) error {
 // files (manifest.DecodeChunksReader): what a prune or a check needs of
 // it, at a fraction of a large tree's memory.
 func (r *Repository) LoadSnapshotChunks(ctx context.Context, id string) (*manifest.Snapshot, error) {
-	return r.loadSnapshot(ctx, id, manifest.DecodeChunksReader)
+	return r.loadSnapshot(ctx, id, manifest.DecodeChunksReader, true)
 }
 
 // ShardRefs reads the chunks of each snapshot in ids (LoadSnapshotChunks)
@@ -415,7 +415,7 @@ func (r *Repository) ShardRefs(ctx context.Context, ids []string, g, n int, bad 
 			}
 			continue
 		}
-		for _, c := range s.Chunks {
+		for _, c := range slices.Concat(s.Chunks, s.Trees) {
 			if c.Zero {
 				continue
 			}

@@ -4,6 +4,7 @@
 package repository
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -327,9 +328,10 @@ func (r *Repository) StatChunk(ctx context.Context, id chunk.ID) (ChunkStat, err
 		st.State, st.Problem = ChunkDamaged, err.Error()
 	case h.ID != id:
 		st.State, st.Problem = ChunkDamaged, fmt.Sprintf("header names chunk %s", h.ID)
-	case h.Encryption != r.contentEncryption():
+	case h.Encryption != r.contentEncryption() && !(r.config.Encrypted() && h.Encryption == chunk.EncryptionMeta):
 		// A bucket writer's unencrypted object in an encrypted
 		// repository, or the reverse: never a chunk of this repository.
+		// (Directory objects are sealed as metadata: trees.go.)
 		st.State, st.Problem = ChunkDamaged, fmt.Sprintf("object with encryption %d in a repository whose chunks have %d", h.Encryption, r.contentEncryption())
 	default:
 		st.Header = h
@@ -524,9 +526,30 @@ func (r *Repository) GetChunk(ctx context.Context, id chunk.ID, dst []byte) ([]b
 		return dst, fmt.Errorf("get chunk %s: %w", id, err)
 	}
 	if r.config.Encrypted() {
+		if h, err := chunk.ParseHeader(obj); err == nil && h.Encryption == chunk.EncryptionMeta {
+			return r.openTreeObject(dst, id, obj)
+		}
 		return chunk.OpenContent(dst, id, obj, r.creds.Open, r.creds.Write)
 	}
 	return chunk.Open(dst, id, obj)
+}
+
+// openTreeObject is GetChunk for a directory object of an encrypted
+// repository, sealed as metadata (trees.go).
+func (r *Repository) openTreeObject(dst []byte, id chunk.ID, obj []byte) ([]byte, error) {
+	if err := r.checkMeta("read directory objects"); err != nil {
+		return dst, fmt.Errorf("get chunk %s: %w", id, err)
+	}
+	rd, err := chunk.OpenMetaStream(id, obj, manifest.MaxSize, r.creds.Write, ChunkKey(id))
+	if err != nil {
+		return dst, err
+	}
+	defer rd.Close()
+	buf := bytes.NewBuffer(dst)
+	if _, err := buf.ReadFrom(rd); err != nil {
+		return dst, err
+	}
+	return buf.Bytes(), nil
 }
 
 func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {
@@ -572,7 +595,8 @@ func headerKey(id string) string { return HeadersPrefix + id }
 func NewSnapshotID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
 
 // SaveSnapshot commits a snapshot by writing its manifest; call it only after
-// every chunk it names is stored. Saving the same snapshot again (a retried
+// every chunk it names is stored. A files-mode snapshot is stored as a
+// tree of directory objects (trees.go), which it writes first. Saving the same snapshot again (a retried
 // commit of the same job) is a no-op; saving a different snapshot under an
 // existing ID fails with ErrSnapshotExists, so committed snapshots are never
 // overwritten.
@@ -580,8 +604,7 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 	if !validSnapshotID(s.ID) {
 		return fmt.Errorf("save snapshot: invalid id %q", s.ID)
 	}
-	js, err := manifest.Encode(s)
-	if err != nil {
+	if err := s.Validate(); err != nil {
 		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}
 	existing, err := r.LoadSnapshot(ctx, s.ID)
@@ -593,12 +616,16 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 	case !errors.Is(err, ErrSnapshotNotFound):
 		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}
-	header, err := manifest.EncodeHeader(s)
+	if s.Hash != r.config.Hash {
+		return fmt.Errorf("save snapshot %s: its chunks are named by %q, the repository's by %q", s.ID, s.Hash, r.config.Hash)
+	}
+	stored, js, err := r.encodeSnapshot(ctx, s)
 	if err != nil {
 		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}
-	if s.Hash != r.config.Hash {
-		return fmt.Errorf("save snapshot %s: its chunks are named by %q, the repository's by %q", s.ID, s.Hash, r.config.Hash)
+	header, err := manifest.EncodeHeader(stored)
+	if err != nil {
+		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}
 	// The header first: a snapshot exists once its manifest does, and a
 	// header left by a commit that stopped in between names no snapshot.
@@ -619,9 +646,10 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 	return nil
 }
 
-// LoadSnapshot reads and validates the snapshot with the exact id.
+// LoadSnapshot reads and validates the snapshot with the exact id, with
+// its directory objects if it is stored as a tree (trees.go).
 func (r *Repository) LoadSnapshot(ctx context.Context, id string) (*manifest.Snapshot, error) {
-	return r.loadSnapshot(ctx, id, manifest.DecodeReader)
+	return r.loadSnapshot(ctx, id, manifest.DecodeStoredReader, true)
 }
 
 // LoadSnapshotHeader reads what describes the snapshot with the exact id,
@@ -636,41 +664,30 @@ func (r *Repository) LoadSnapshotHeader(ctx context.Context, id string) (*manife
 	if h, err := r.openSnapshot(ctx, headerKey(id), id, manifest.DecodeHeaderReader); err == nil {
 		return h, nil
 	}
-	return r.loadSnapshot(ctx, id, manifest.DecodeHeaderReader)
+	return r.loadSnapshot(ctx, id, manifest.DecodeHeaderReader, false)
 }
 
-func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func(io.Reader) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
+// loadSnapshot reads the manifest of snapshot id with decode and, with
+// trees, assembles one stored as a tree.
+func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func(io.Reader) (*manifest.Snapshot, error), trees bool) (*manifest.Snapshot, error) {
 	if !validSnapshotID(id) {
 		return nil, fmt.Errorf("snapshot %q: %w", id, ErrSnapshotNotFound)
 	}
-	return r.openSnapshot(ctx, snapshotKey(id), id, decode)
+	s, err := r.openSnapshot(ctx, snapshotKey(id), id, decode)
+	if err != nil || !trees || !s.Stored() {
+		return s, err
+	}
+	if err := r.assemble(ctx, s); err != nil {
+		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
+	return s, nil
 }
 
 // openSnapshot reads the sealed manifest (or header) of snapshot id under
-// key and decodes it as a stream. What a manifest may cost is bounded
-// before anything is read whole: an object whose header claims more than
-// manifest.MaxSize of JSON, or that is larger than that, is refused.
+// key and decodes it as a stream, its cost bounded first (getMeta).
 func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode func(io.Reader) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
-	if err := r.checkMeta("read snapshots"); err != nil {
-		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
-	}
-	prefix, info, err := r.st.Peek(ctx, key, chunk.MaxHeaderPrefix)
+	obj, h, err := r.getMeta(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
-	}
-	h, err := chunk.ParseHeader(prefix)
-	if err != nil {
-		return nil, fmt.Errorf("load snapshot %s: %w", id, err)
-	}
-	if h.RawLen > manifest.MaxSize || info.Size > manifest.MaxSize+int64(h.HeaderLen) {
-		return nil, fmt.Errorf("load snapshot %s: %w: the object holds %d bytes and claims %d bytes of manifest, more than the %d this build reads",
-			id, manifest.ErrTooLarge, info.Size, h.RawLen, manifest.MaxSize)
-	}
-	obj, err := r.st.Get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) { // forgotten since the peek
 		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
 	}
 	if err != nil {

@@ -129,6 +129,7 @@ func runRepositoryTests(t *testing.T, newEnv func(t *testing.T) env) {
 		{"Writers", testWriters},
 		{"DamageRecords", testDamageRecords},
 		{"PruneObjects", testPruneObjects},
+		{"TreeSnapshots", testTreeSnapshots},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

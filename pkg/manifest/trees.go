@@ -1,0 +1,347 @@
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+)
+
+// A files-mode snapshot of version 4 or later is stored as a tree of
+// directory objects (docs/format.md section 5.4): one per directory that
+// holds anything, listing what it holds, each named by its content (the
+// repository's chunk ID of its JSON) and kept like a chunk. A directory
+// names its subdirectories' objects, so a directory whose listing and
+// subtree did not change is the same object in the next snapshot and costs
+// nothing; the manifest itself holds the root directory and the header.
+//
+// In memory a snapshot is always whole (Files and Chunks filled): SplitTrees
+// turns one into the stored form, Assemble turns the stored form back.
+
+// VersionTrees is the manifest version of files-mode snapshots stored as
+// directory objects.
+const VersionTrees = 4
+
+// TreeRef names a stored directory object: its chunk ID and the size of
+// its stored object, as Chunk.StoredSize does for a chunk.
+type TreeRef struct {
+	ID         string `json:"tree,omitempty"`
+	StoredSize int64  `json:"tree_size,omitempty"`
+}
+
+// TreeEntry is one entry of a directory object: an Entry named by its last
+// path element, its extents naming their chunks themselves, and, for a
+// directory that holds anything, its own directory object. The manifest's
+// Root is the entry of the backed-up directory itself, with an empty name.
+type TreeEntry struct {
+	Name    string       `json:"name"`
+	Type    string       `json:"type"`
+	Mode    uint32       `json:"mode"`
+	UID     int          `json:"uid"`
+	GID     int          `json:"gid"`
+	MTime   int64        `json:"mtime"`
+	Size    int64        `json:"size,omitempty"`
+	Inode   uint64       `json:"inode,omitempty"`
+	Links   uint64       `json:"nlink,omitempty"`
+	Target  string       `json:"target,omitempty"`
+	Special string       `json:"special,omitempty"`
+	LinkTo  string       `json:"link_to,omitempty"`
+	Content []TreeExtent `json:"content,omitempty"`
+	Warning string       `json:"warning,omitempty"`
+	Unread  bool         `json:"unread,omitempty"`
+	TreeRef
+}
+
+// TreeExtent is an Extent that names its chunk: its hash and stored size
+// (or Zero), and the chunk's length.
+type TreeExtent struct {
+	Hash       string `json:"h,omitempty"`
+	StoredSize int64  `json:"s,omitempty"`
+	Zero       bool   `json:"z,omitempty"`
+	ChunkLen   int64  `json:"l"`
+	Offset     int64  `json:"o"`
+	Length     int64  `json:"n"`
+}
+
+// treeObject is the JSON of a directory object.
+type treeObject struct {
+	Entries []TreeEntry `json:"entries"`
+}
+
+// Bounds on what assembling a stored tree may cost, however hostile the
+// repository: the entries it expands to (a directory object named from
+// many places counts each time), the JSON of the distinct objects read,
+// and the depth of directories.
+const (
+	MaxTreeEntries = 8 << 20
+	MaxTreeDepth   = 1 << 16
+)
+
+// ErrNotPreorder is returned by SplitTrees for a snapshot whose entries are
+// not in walk order (each directory followed by what it holds, before
+// anything else): it is stored flat instead.
+var ErrNotPreorder = errors.New("manifest: entries not in walk order")
+
+// Stored reports whether s is in its stored tree form: a version 4
+// files-mode manifest whose files are still in directory objects.
+func (s *Snapshot) Stored() bool { return s.Root != nil && len(s.Files) == 0 }
+
+// SplitTrees returns the stored form of the whole, valid files-mode
+// snapshot s: a copy with Root set and no Files or Chunks. It calls put
+// with the JSON of each directory object, a directory's subdirectories'
+// before its own, and put returns how the object is named and stored
+// (identical directories may be put more than once). It fails with
+// ErrNotPreorder when the entries are not in walk order, and with
+// ErrTooLarge when the objects' JSON adds up to more than MaxSize.
+func (s *Snapshot) SplitTrees(put func(raw []byte) (TreeRef, error)) (*Snapshot, error) {
+	if s.Mode != ModeFiles || len(s.Files) == 0 || s.Files[0].Path != "." {
+		return nil, fmt.Errorf("%w: snapshot %s: not a files-mode snapshot", ErrInvalid, s.ID)
+	}
+	// open is a directory whose entries are still being listed; it is
+	// entries[index] of the directory below it on the stack.
+	type open struct {
+		path    string
+		index   int
+		entries []TreeEntry
+	}
+	root := s.treeEntry(s.Files[0], "")
+	stack := []*open{{path: "."}}
+	total := 0
+	// pop stores the directory on top of the stack, if it holds anything,
+	// and names its object in its entry.
+	pop := func() error {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if len(d.entries) == 0 {
+			return nil
+		}
+		raw, err := json.Marshal(treeObject{Entries: d.entries})
+		if err != nil {
+			return err
+		}
+		if total += len(raw); total > MaxSize {
+			return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
+		}
+		ref, err := put(raw)
+		if err != nil {
+			return err
+		}
+		if len(stack) == 0 {
+			root.TreeRef = ref
+		} else {
+			stack[len(stack)-1].entries[d.index].TreeRef = ref
+		}
+		return nil
+	}
+	for _, e := range s.Files[1:] {
+		parent := Parent(e.Path)
+		for len(stack) > 0 && stack[len(stack)-1].path != parent {
+			if err := pop(); err != nil {
+				return nil, err
+			}
+		}
+		if len(stack) == 0 {
+			return nil, fmt.Errorf("%w: %q", ErrNotPreorder, e.Path)
+		}
+		top := stack[len(stack)-1]
+		top.entries = append(top.entries, s.treeEntry(e, e.Path[strings.LastIndexByte(e.Path, '/')+1:]))
+		if e.Type == TypeDir {
+			stack = append(stack, &open{path: e.Path, index: len(top.entries) - 1})
+		}
+	}
+	for len(stack) > 0 {
+		if err := pop(); err != nil {
+			return nil, err
+		}
+	}
+	out := *s
+	out.Version, out.Files, out.Chunks, out.Trees, out.Root = VersionTrees, nil, nil, nil, &root
+	return &out, nil
+}
+
+// treeEntry returns e as a directory object's entry named name.
+func (s *Snapshot) treeEntry(e Entry, name string) TreeEntry {
+	t := TreeEntry{
+		Name: name, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
+		Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
+		Warning: e.Warning, Unread: e.Unread,
+	}
+	if len(e.Content) > 0 {
+		t.Content = make([]TreeExtent, len(e.Content))
+		for i, x := range e.Content {
+			c := s.Chunks[x.Chunk]
+			t.Content[i] = TreeExtent{Hash: c.Hash, StoredSize: c.StoredSize, Zero: c.Zero, ChunkLen: c.Length, Offset: x.Offset, Length: x.Length}
+		}
+	}
+	return t
+}
+
+// Assemble fills the Files and Chunks of a snapshot in stored form (Stored)
+// from its directory objects, and Trees with the objects it named; load
+// returns the JSON of each object of refs, in order (it may read them in
+// parallel). Chunks lists the distinct chunks in the order extents first
+// name them. The result is not validated: call Validate.
+func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: snapshot %s: %s", ErrInvalid, s.ID, fmt.Sprintf(format, args...))
+	}
+	if !s.Stored() {
+		return bad("not in stored tree form")
+	}
+	if s.Version < VersionTrees {
+		return bad("directory objects need manifest version %d, not %d", VersionTrees, s.Version)
+	}
+	if s.Root.Type != TypeDir || s.Root.Name != "" {
+		return bad("the root is a %s named %q, not the directory itself", s.Root.Type, s.Root.Name)
+	}
+	// Read every distinct directory object, a level at a time.
+	objects := make(map[string][]TreeEntry)
+	trees := make(map[string]int64)
+	var level []TreeRef
+	if s.Root.ID != "" {
+		level = append(level, s.Root.TreeRef)
+		trees[s.Root.ID] = s.Root.StoredSize
+	}
+	read := 0
+	for depth := 0; len(level) > 0; depth++ {
+		if depth > MaxTreeDepth {
+			return bad("directories nested more than %d deep", MaxTreeDepth)
+		}
+		for _, ref := range level {
+			if _, err := chunk.ParseID(ref.ID); err != nil || ref.StoredSize <= 0 {
+				return bad("directory object %q of stored size %d", ref.ID, ref.StoredSize)
+			}
+		}
+		raws, err := load(level)
+		if err != nil {
+			return err
+		}
+		var next []TreeRef
+		for i, raw := range raws {
+			if read += len(raw); read > MaxSize {
+				return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
+			}
+			var obj treeObject
+			if err := json.Unmarshal(raw, &obj); err != nil {
+				return bad("directory object %s: %v", level[i].ID, err)
+			}
+			objects[level[i].ID] = obj.Entries
+			for _, e := range obj.Entries {
+				if _, seen := trees[e.ID]; e.ID != "" && !seen {
+					trees[e.ID] = e.StoredSize
+					next = append(next, e.TreeRef)
+				}
+			}
+		}
+		level = next
+	}
+	s.Trees = make([]Chunk, 0, len(trees))
+	for id, size := range trees {
+		s.Trees = append(s.Trees, Chunk{Hash: id, StoredSize: size})
+	}
+	slices.SortFunc(s.Trees, func(a, b Chunk) int { return strings.Compare(a.Hash, b.Hash) })
+	// Count what they expand to before expanding them: a hostile
+	// repository can name one object from many places.
+	if n := countEntries(s.Root.ID, objects, make(map[string]int64), 0); n >= MaxTreeEntries {
+		return fmt.Errorf("%w: snapshot %s: more than %d entries, or directories nested more than %d deep",
+			ErrTooLarge, s.ID, MaxTreeEntries, MaxTreeDepth)
+	}
+	// Expand them in walk order.
+	a := assembler{s: s, objects: objects, chunks: make(map[chunkKey]int)}
+	return a.add(*s.Root, ".", 0)
+}
+
+// countEntries returns how many entries the directory object id expands
+// to, at most MaxTreeEntries (also for one nested deeper than
+// MaxTreeDepth); counted holds the counts of objects done.
+func countEntries(id string, objects map[string][]TreeEntry, counted map[string]int64, depth int) int64 {
+	if id == "" {
+		return 0
+	}
+	if depth > MaxTreeDepth {
+		return MaxTreeEntries
+	}
+	if n, ok := counted[id]; ok {
+		return n
+	}
+	counted[id] = MaxTreeEntries // a cycle, if a hostile repository forged one, counts as too many
+	var n int64
+	for _, e := range objects[id] {
+		n += 1 + countEntries(e.ID, objects, counted, depth+1)
+		if n >= MaxTreeEntries {
+			n = MaxTreeEntries
+			break
+		}
+	}
+	counted[id] = n
+	return n
+}
+
+// chunkKey tells chunks apart when assembling: by hash, a zero chunk by
+// its length.
+type chunkKey struct {
+	hash   string
+	zeroes int64
+}
+
+type assembler struct {
+	s       *Snapshot
+	objects map[string][]TreeEntry
+	chunks  map[chunkKey]int
+}
+
+// add appends the entry e at path p and, for a directory, what it holds.
+func (a *assembler) add(e TreeEntry, p string, depth int) error {
+	if len(a.s.Files) >= MaxTreeEntries {
+		return fmt.Errorf("%w: snapshot %s: more than %d entries", ErrTooLarge, a.s.ID, MaxTreeEntries)
+	}
+	if depth > MaxTreeDepth {
+		return fmt.Errorf("%w: snapshot %s: directories nested more than %d deep", ErrInvalid, a.s.ID, MaxTreeDepth)
+	}
+	if e.ID != "" && e.Type != TypeDir {
+		return fmt.Errorf("%w: snapshot %s: entry %q: a %s names a directory object", ErrInvalid, a.s.ID, p, e.Type)
+	}
+	f := Entry{
+		Path: p, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
+		Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
+		Warning: e.Warning, Unread: e.Unread,
+	}
+	if len(e.Content) > 0 {
+		f.Content = make([]Extent, len(e.Content))
+		for i, x := range e.Content {
+			key := chunkKey{hash: x.Hash}
+			if x.Zero {
+				key = chunkKey{zeroes: x.ChunkLen}
+			}
+			idx, ok := a.chunks[key]
+			if !ok {
+				idx = len(a.s.Chunks)
+				a.chunks[key] = idx
+				a.s.Chunks = append(a.s.Chunks, Chunk{Length: x.ChunkLen, Hash: x.Hash, StoredSize: x.StoredSize, Zero: x.Zero})
+			} else if c := a.s.Chunks[idx]; c.Length != x.ChunkLen {
+				return fmt.Errorf("%w: snapshot %s: entry %q: chunk %s of %d bytes, %d elsewhere", ErrInvalid, a.s.ID, p, x.Hash, x.ChunkLen, c.Length)
+			}
+			f.Content[i] = Extent{Chunk: idx, Offset: x.Offset, Length: x.Length}
+		}
+	}
+	a.s.Files = append(a.s.Files, f)
+	if e.ID == "" {
+		return nil
+	}
+	for _, c := range a.objects[e.ID] {
+		if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsRune(c.Name, '/') {
+			return fmt.Errorf("%w: snapshot %s: %q holds an entry named %q", ErrInvalid, a.s.ID, p, c.Name)
+		}
+		child := c.Name
+		if p != "." {
+			child = p + "/" + c.Name
+		}
+		if err := a.add(c, child, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,283 @@
+package manifest_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+)
+
+// objectStore keeps directory objects in memory, named by their SHA-256,
+// as a plaintext repository names them.
+type objectStore struct {
+	objects map[string][]byte
+	puts    int
+}
+
+func newObjectStore() *objectStore { return &objectStore{objects: make(map[string][]byte)} }
+
+func (o *objectStore) put(raw []byte) (manifest.TreeRef, error) {
+	o.puts++
+	id := chunk.Sum(raw).String()
+	o.objects[id] = append([]byte(nil), raw...)
+	return manifest.TreeRef{ID: id, StoredSize: int64(len(raw)) + 40}, nil
+}
+
+func (o *objectStore) load(refs []manifest.TreeRef) ([][]byte, error) {
+	out := make([][]byte, len(refs))
+	for i, ref := range refs {
+		raw, ok := o.objects[ref.ID]
+		if !ok {
+			return nil, fmt.Errorf("no object %s", ref.ID)
+		}
+		out[i] = raw
+	}
+	return out, nil
+}
+
+// roundTrip stores s as a tree and assembles it again through a JSON
+// encoding of its stored form, as a repository would.
+func roundTrip(t *testing.T, s *manifest.Snapshot, objects *objectStore) (*manifest.Snapshot, *manifest.Snapshot) {
+	t.Helper()
+	stored, err := s.SplitTrees(objects.put)
+	if err != nil {
+		t.Fatalf("SplitTrees: %v", err)
+	}
+	js, err := manifest.EncodeStored(stored)
+	if err != nil {
+		t.Fatalf("EncodeStored: %v", err)
+	}
+	back, err := manifest.DecodeStoredReader(strings.NewReader(string(js)))
+	if err != nil {
+		t.Fatalf("DecodeStoredReader: %v", err)
+	}
+	if !back.Stored() {
+		t.Fatal("the decoded manifest is not in stored form")
+	}
+	if err := back.Assemble(objects.load); err != nil {
+		t.Fatalf("Assemble: %v", err)
+	}
+	if err := back.Validate(); err != nil {
+		t.Fatalf("the assembled snapshot is invalid: %v", err)
+	}
+	return stored, back
+}
+
+// TestTreesRoundTrip: a snapshot stored as directory objects assembles to
+// the same entries, with the same content, in the same order; only
+// directories that hold something have an object.
+func TestTreesRoundTrip(t *testing.T) {
+	t.Parallel()
+	s := filesSample()
+	objects := newObjectStore()
+	stored, back := roundTrip(t, s, objects)
+	if stored.Version != manifest.VersionTrees || len(stored.Files) != 0 || len(stored.Chunks) != 0 {
+		t.Errorf("stored form: version %d, %d files, %d chunks; want %d, none, none",
+			stored.Version, len(stored.Files), len(stored.Chunks), manifest.VersionTrees)
+	}
+	if len(s.Files) == 0 || s.Version != manifest.Version {
+		t.Error("SplitTrees changed the snapshot it was given")
+	}
+	// ".", "a" and "a/sub" hold something; "empty" does not.
+	if len(objects.objects) != 3 || objects.puts != 3 {
+		t.Errorf("%d objects from %d puts, want 3 and 3", len(objects.objects), objects.puts)
+	}
+	if len(back.Trees) != 3 {
+		t.Errorf("the assembled snapshot names %d directory objects, want 3", len(back.Trees))
+	}
+	if len(back.Files) != len(s.Files) {
+		t.Fatalf("%d entries back, want %d", len(back.Files), len(s.Files))
+	}
+	for i, want := range s.Files {
+		got := back.Files[i]
+		if got.Path != want.Path || got.Type != want.Type || got.Mode != want.Mode || got.MTime != want.MTime ||
+			got.Size != want.Size || got.LinkTo != want.LinkTo || got.Target != want.Target || got.Unread != want.Unread ||
+			got.Warning != want.Warning || got.Inode != want.Inode || got.UID != want.UID {
+			t.Errorf("entry %d: got %+v, want %+v", i, got, want)
+		}
+		if len(got.Content) != len(want.Content) {
+			t.Errorf("entry %q: %d extents, want %d", want.Path, len(got.Content), len(want.Content))
+			continue
+		}
+		for j, x := range want.Content {
+			g := got.Content[j]
+			if back.Chunks[g.Chunk] != s.Chunks[x.Chunk] || g.Offset != x.Offset || g.Length != x.Length {
+				t.Errorf("entry %q extent %d: %+v of %+v, want %+v of %+v", want.Path, j, g, back.Chunks[g.Chunk], x, s.Chunks[x.Chunk])
+			}
+		}
+	}
+	// The same tree again is the same objects: nothing new to store.
+	again := newObjectStore()
+	stored2, _ := roundTrip(t, filesSample(), again)
+	if !reflect.DeepEqual(stored.Root, stored2.Root) || !reflect.DeepEqual(objects.objects, again.objects) {
+		t.Error("the same tree stored twice gives different objects")
+	}
+}
+
+// TestTreesShareUnchangedDirectories: changing one file changes only the
+// objects of the directories on its path.
+func TestTreesShareUnchangedDirectories(t *testing.T) {
+	t.Parallel()
+	before, after := newObjectStore(), newObjectStore()
+	roundTrip(t, filesSample(), before)
+	s := filesSample()
+	entry(t, s, "a/sub/d").MTime++
+	roundTrip(t, s, after)
+	changed := 0
+	for id := range after.objects {
+		if _, ok := before.objects[id]; !ok {
+			changed++
+		}
+	}
+	if changed != 3 { // a/sub, a, and the root
+		t.Errorf("%d objects changed, want 3 (the directories on the changed file's path)", changed)
+	}
+	s = filesSample()
+	entry(t, s, "link").Target = "a/sub"
+	other := newObjectStore()
+	roundTrip(t, s, other)
+	changed = 0
+	for id := range other.objects {
+		if _, ok := before.objects[id]; !ok {
+			changed++
+		}
+	}
+	if changed != 1 { // the root only
+		t.Errorf("%d objects changed, want 1 (the root's)", changed)
+	}
+}
+
+// TestSplitTreesNotPreorder: entries out of walk order are reported, for
+// the repository to store them flat.
+func TestSplitTreesNotPreorder(t *testing.T) {
+	t.Parallel()
+	s := filesSample()
+	// Move "a/sub/d" after "empty": its directory was closed before it.
+	var d manifest.Entry
+	for i, e := range s.Files {
+		if e.Path == "a/sub/d" {
+			d = e
+			s.Files = append(s.Files[:i], s.Files[i+1:]...)
+			break
+		}
+	}
+	for i, e := range s.Files {
+		if e.Path == "empty" {
+			s.Files = append(s.Files[:i+1], append([]manifest.Entry{d}, s.Files[i+1:]...)...)
+			break
+		}
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("the reordered sample is invalid: %v", err)
+	}
+	if _, err := s.SplitTrees(newObjectStore().put); !errors.Is(err, manifest.ErrNotPreorder) {
+		t.Errorf("SplitTrees = %v, want ErrNotPreorder", err)
+	}
+}
+
+// TestAssembleRejects: a hostile repository's directory objects are
+// refused with an error, not assembled into something unsafe or huge.
+func TestAssembleRejects(t *testing.T) {
+	t.Parallel()
+	obj := func(entries ...manifest.TreeEntry) []byte {
+		raw, err := json.Marshal(map[string]any{"entries": entries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	file := manifest.TreeEntry{Name: "f", Type: manifest.TypeFile, Mode: 0o644}
+	tests := []struct {
+		name string
+		// build stores objects and returns the root's ref.
+		build   func(o *objectStore) manifest.TreeRef
+		wantErr error
+		wantMsg string
+	}{
+		{"a name with a slash", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put(obj(manifest.TreeEntry{Name: "../etc", Type: manifest.TypeFile}))
+			return ref
+		}, manifest.ErrInvalid, `named "../etc"`},
+		{"a name that is a dot-dot", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put(obj(manifest.TreeEntry{Name: "..", Type: manifest.TypeDir}))
+			return ref
+		}, manifest.ErrInvalid, `named ".."`},
+		{"a file naming a directory object", func(o *objectStore) manifest.TreeRef {
+			inner, _ := o.put(obj(file))
+			ref, _ := o.put(obj(manifest.TreeEntry{Name: "x", Type: manifest.TypeFile, TreeRef: inner}))
+			return ref
+		}, manifest.ErrInvalid, "names a directory object"},
+		{"the same name twice", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put(obj(file, file))
+			return ref
+		}, manifest.ErrInvalid, "listed twice"},
+		{"one object named from everywhere", func(o *objectStore) manifest.TreeRef {
+			// 40 levels of two directories naming the same object: 2^40 entries.
+			ref, _ := o.put(obj(file))
+			for range 40 {
+				ref, _ = o.put(obj(manifest.TreeEntry{Name: "l", Type: manifest.TypeDir, TreeRef: ref},
+					manifest.TreeEntry{Name: "r", Type: manifest.TypeDir, TreeRef: ref}))
+			}
+			return ref
+		}, manifest.ErrTooLarge, "entries"},
+		{"a missing object", func(o *objectStore) manifest.TreeRef {
+			return manifest.TreeRef{ID: chunk.Sum([]byte("gone")).String(), StoredSize: 50}
+		}, nil, "no object"},
+		{"not JSON", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put([]byte("{\"entries\":[{"))
+			return ref
+		}, manifest.ErrInvalid, "directory object"},
+		{"a bad object name", func(o *objectStore) manifest.TreeRef {
+			return manifest.TreeRef{ID: "../../config", StoredSize: 50}
+		}, manifest.ErrInvalid, "directory object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := newObjectStore()
+			s := filesSample()
+			stored, err := s.SplitTrees(o.put)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored.Root.TreeRef = tt.build(o)
+			err = stored.Assemble(o.load)
+			if err == nil {
+				err = stored.Validate()
+			}
+			if err == nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("Assemble, Validate = %v; want %v mentioning %q", err, tt.wantErr, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestDecodeRefusesStoredForm: the plain decoders never hand out a tree
+// manifest without its entries as if it were whole.
+func TestDecodeRefusesStoredForm(t *testing.T) {
+	t.Parallel()
+	stored, err := filesSample().SplitTrees(newObjectStore().put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := manifest.EncodeStored(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := manifest.Decode(js); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("Decode of a stored tree manifest = %v, want ErrInvalid", err)
+	}
+	if _, err := manifest.DecodeReader(strings.NewReader(string(js))); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("DecodeReader of a stored tree manifest = %v, want ErrInvalid", err)
+	}
+	vol := sample()
+	vol.Root = stored.Root
+	if err := vol.Validate(); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("Validate of a volume snapshot with a root directory = %v, want ErrInvalid", err)
+	}
+}

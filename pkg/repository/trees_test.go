@@ -1,0 +1,163 @@
+package repository_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/repository"
+	"github.com/bulkbackup/bulkbackup/pkg/store"
+)
+
+// treeSnapshot returns a files-mode snapshot of dirs directories of three
+// files each, their content in one chunk of r's.
+func treeSnapshot(t *testing.T, r *repository.Repository, id string, dirs int) *manifest.Snapshot {
+	t.Helper()
+	cid, err := r.ChunkID([]byte("the content of every file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	s := &manifest.Snapshot{
+		Version: 2, ID: id, JobID: "job-" + id, Time: t0, Host: "web1", Path: "/srv", Mode: manifest.ModeFiles,
+		SourceKind: manifest.KindDir, ChunkSize: 4096, Hash: r.HashName(), Compression: "zstd", Level: "fastest",
+		Chunks: []manifest.Chunk{{Length: 300, Hash: cid.String(), StoredSize: 120}},
+		Files:  []manifest.Entry{{Path: ".", Type: manifest.TypeDir, Mode: 0o755, MTime: mtime}},
+	}
+	for d := range dirs {
+		dir := fmt.Sprintf("dir%03d", d)
+		s.Files = append(s.Files, manifest.Entry{Path: dir, Type: manifest.TypeDir, Mode: 0o755, MTime: mtime})
+		for f := range 3 {
+			s.Files = append(s.Files, manifest.Entry{
+				Path: fmt.Sprintf("%s/file%d", dir, f), Type: manifest.TypeFile, Mode: 0o644, MTime: mtime,
+				Size: 100, Inode: uint64(10 + 3*d + f), Links: 1,
+				Content: []manifest.Extent{{Chunk: 0, Offset: int64(100 * f), Length: 100}},
+			})
+			s.Size += 100
+		}
+	}
+	return s
+}
+
+// storeBytes returns how many objects, and bytes, the store holds under
+// prefix.
+func storeBytes(t *testing.T, st store.Store, prefix string) (int, int64) {
+	t.Helper()
+	n, size := 0, int64(0)
+	for info, err := range st.List(t.Context(), prefix) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		size += info.Size
+	}
+	return n, size
+}
+
+// testTreeSnapshots: a files-mode snapshot is stored as directory objects
+// among the chunks; saving the same tree again adds only the manifest and
+// header; a missing or damaged directory object makes the snapshot
+// unreadable, and the next snapshot of the tree stores it again.
+func testTreeSnapshots(t *testing.T, newEnv func(t *testing.T) env) {
+	e := newEnv(t)
+	r := e.open(t, true)
+	ctx := t.Context()
+	const dirs = 40
+	first := treeSnapshot(t, r, "aaaa0000000000000000000000000001", dirs)
+	if err := r.SaveSnapshot(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	objects, _ := storeBytes(t, e.st, repository.ChunksPrefix)
+	if objects != dirs+1 {
+		t.Errorf("%d directory objects stored, want %d (the root and each directory)", objects, dirs+1)
+	}
+	_, before := storeBytes(t, e.st, "")
+	second := treeSnapshot(t, r, "aaaa0000000000000000000000000002", dirs)
+	if err := r.SaveSnapshot(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	_, after := storeBytes(t, e.st, "")
+	if n, _ := storeBytes(t, e.st, repository.ChunksPrefix); n != objects {
+		t.Errorf("the same tree again stored %d more directory objects", n-objects)
+	}
+	if grew := after - before; grew > 4096 {
+		t.Errorf("the same tree again grew the repository by %d bytes, want only its manifest and header (< 4 KiB)", grew)
+	}
+
+	back, err := r.LoadSnapshot(ctx, second.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Files) != len(second.Files) || len(back.Trees) != dirs+1 || back.Version != manifest.VersionTrees {
+		t.Fatalf("loaded %d entries, %d directory objects, version %d; want %d, %d, %d",
+			len(back.Files), len(back.Trees), back.Version, len(second.Files), dirs+1, manifest.VersionTrees)
+	}
+	for i, f := range second.Files {
+		if g := back.Files[i]; g.Path != f.Path || g.Size != f.Size || len(g.Content) != len(f.Content) {
+			t.Fatalf("entry %d: %+v, want %+v", i, g, f)
+		}
+	}
+	refs, err := r.ShardRefs(ctx, []string{second.ID}, 0, 1, func(string, error) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != dirs+2 { // the directory objects and the content chunk
+		t.Errorf("ShardRefs names %d objects, want %d", len(refs), dirs+2)
+	}
+	var leaf chunk.ID
+	for _, tr := range back.Trees {
+		id, err := chunk.ParseID(tr.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if refs[id] != tr.StoredSize {
+			t.Errorf("ShardRefs records directory object %s at %d bytes, want %d", id, refs[id], tr.StoredSize)
+		}
+		if id.String() != back.Root.ID {
+			leaf = id
+		}
+		st, err := r.StatChunk(ctx, id)
+		if err != nil || st.State != repository.ChunkIntact {
+			t.Errorf("StatChunk(directory object) = %+v, %v; want intact", st, err)
+		}
+	}
+	raw, err := r.GetChunk(ctx, leaf, nil)
+	if err != nil || !bytes.HasPrefix(raw, []byte(`{"entries":[`)) {
+		t.Errorf("GetChunk(directory object) = %.40q, %v; want its JSON", raw, err)
+	}
+
+	// A lost directory object: the snapshots naming it are unreadable,
+	// and the next backup of the tree stores it again.
+	if err := e.st.Delete(ctx, repository.ChunkKey(leaf)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadSnapshot(ctx, second.ID); !errors.Is(err, repository.ErrTreeMissing) {
+		t.Errorf("LoadSnapshot with a directory object gone = %v, want ErrTreeMissing", err)
+	}
+	if err := r.SaveSnapshot(ctx, treeSnapshot(t, r, "aaaa0000000000000000000000000003", dirs)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadSnapshot(ctx, second.ID); err != nil {
+		t.Errorf("the next backup did not store the lost directory object again: %v", err)
+	}
+
+	// A damaged one: an error naming it, never a partial snapshot.
+	e.rewrite(t, repository.ChunkKey(leaf), func(b []byte) []byte { b[len(b)-3] ^= 0xff; return b })
+	if _, err := r.LoadSnapshot(ctx, second.ID); !errors.Is(err, chunk.ErrCorrupt) {
+		t.Errorf("LoadSnapshot with a damaged directory object = %v, want ErrCorrupt", err)
+	}
+	// Reading it recorded the damage: the next backup stores it again.
+	if err := r.SaveSnapshot(ctx, treeSnapshot(t, r, "aaaa0000000000000000000000000004", dirs)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadSnapshot(ctx, second.ID); err != nil {
+		t.Errorf("the next backup did not store the damaged directory object again: %v", err)
+	}
+	if damaged, err := r.DamageRecorded(ctx, leaf); err != nil || damaged {
+		t.Errorf("DamageRecorded after the object was stored again = %v, %v; want false", damaged, err)
+	}
+}
