@@ -94,6 +94,26 @@ func (s *Sealer) SealMeta(dst []byte, id ID, raw []byte, wk *keyring.WriteKey, n
 	return out, nil
 }
 
+// OpenMeta is OpenMetaStream for a metadata object small enough to decode
+// whole (MaxRawSize bytes at most, such as a directory object): it
+// authenticates and decrypts obj in place, decodes it, checks that its MAC
+// under wk is want and appends the raw bytes to dst. A damaged or tampered
+// object is a *CorruptError.
+func OpenMeta(dst []byte, want ID, obj []byte, wk *keyring.WriteKey, name string) ([]byte, error) {
+	h, err := checkStream(want, obj, MaxRawSize, EncryptionMeta)
+	if err != nil {
+		return dst, err
+	}
+	aad := append(slices.Clone(obj[:h.HeaderLen]), name...)
+	sealed := obj[h.HeaderLen:]
+	plain, err := wk.OpenMeta(sealed[keyring.MetaNonceSize:keyring.MetaNonceSize], sealed, aad) // in place
+	if err != nil {
+		return dst, &CorruptError{ID: want, Reason: err.Error(), Err: err}
+	}
+	hasher := wk.NewHasher()
+	return decode(dst, want, h, plain, func(raw []byte) ID { return hasher.Sum(raw) })
+}
+
 // OpenMetaStream is OpenStream for a metadata object of an encrypted
 // repository, stored under the repository key name: it authenticates and
 // decrypts obj (in place: obj is overwritten) with wk's metadata key, then

@@ -181,31 +181,38 @@ func TestSealMeta(t *testing.T) {
 	if bytes.Contains(good, []byte("passwd")) {
 		t.Fatal("metadata object holds its file names in the clear")
 	}
-	read := func(obj []byte, name string, wk *keyring.WriteKey) ([]byte, error) {
-		rd, err := chunk.OpenMetaStream(id, bytes.Clone(obj), 1<<20, wk, name)
-		if err != nil {
-			return nil, err
-		}
-		defer rd.Close()
-		return io.ReadAll(rd)
-	}
-	if got, err := read(good, "snapshots/abc", &k.WriteKey); err != nil || !bytes.Equal(got, raw) {
-		t.Fatalf("OpenMetaStream = %v (%d bytes)", err, len(got))
-	}
-	if _, err := read(good, "headers/abc", &k.WriteKey); !errors.Is(err, keyring.ErrAuth) {
-		t.Errorf("under another name: %v, want ErrAuth", err)
-	}
-	if _, err := read(good, "snapshots/abc", k.WithoutMeta()); !errors.Is(err, keyring.ErrNoMeta) {
-		t.Errorf("key without metadata: %v, want ErrNoMeta", err)
-	}
 	if _, err := s.SealMeta(nil, id, raw, k.WithoutMeta(), "snapshots/abc"); !errors.Is(err, keyring.ErrNoMeta) {
 		t.Errorf("SealMeta without metadata key: %v, want ErrNoMeta", err)
 	}
-	for i := range good {
-		obj := bytes.Clone(good)
-		obj[i] ^= 0x04
-		if _, err := read(obj, "snapshots/abc", &k.WriteKey); err == nil {
-			t.Fatalf("byte %d of %d changed: opened", i, len(good))
+	readers := map[string]func(obj []byte, name string, wk *keyring.WriteKey) ([]byte, error){
+		"OpenMetaStream": func(obj []byte, name string, wk *keyring.WriteKey) ([]byte, error) {
+			rd, err := chunk.OpenMetaStream(id, bytes.Clone(obj), 1<<20, wk, name)
+			if err != nil {
+				return nil, err
+			}
+			defer rd.Close()
+			return io.ReadAll(rd)
+		},
+		"OpenMeta": func(obj []byte, name string, wk *keyring.WriteKey) ([]byte, error) {
+			return chunk.OpenMeta(nil, id, bytes.Clone(obj), wk, name)
+		},
+	}
+	for what, read := range readers {
+		if got, err := read(good, "snapshots/abc", &k.WriteKey); err != nil || !bytes.Equal(got, raw) {
+			t.Fatalf("%s = %v (%d bytes)", what, err, len(got))
+		}
+		if _, err := read(good, "headers/abc", &k.WriteKey); !errors.Is(err, keyring.ErrAuth) {
+			t.Errorf("%s under another name: %v, want ErrAuth", what, err)
+		}
+		if _, err := read(good, "snapshots/abc", k.WithoutMeta()); !errors.Is(err, keyring.ErrNoMeta) {
+			t.Errorf("%s with a key without metadata: %v, want ErrNoMeta", what, err)
+		}
+		for i := range good {
+			obj := bytes.Clone(good)
+			obj[i] ^= 0x04
+			if _, err := read(obj, "snapshots/abc", &k.WriteKey); err == nil {
+				t.Fatalf("%s: byte %d of %d changed: opened", what, i, len(good))
+			}
 		}
 	}
 }
@@ -227,6 +234,9 @@ func FuzzOpenContent(f *testing.F) {
 		got, err := chunk.OpenContent(nil, h.ID, bytes.Clone(obj), opener, &k.WriteKey)
 		if err == nil && k.ChunkID(got) != h.ID {
 			t.Fatal("OpenContent accepted data whose MAC is not its ID")
+		}
+		if got, err := chunk.OpenMeta(nil, h.ID, bytes.Clone(obj), &k.WriteKey, "headers/1"); err == nil && k.ChunkID(got) != h.ID {
+			t.Fatal("OpenMeta accepted data whose MAC is not its ID")
 		}
 		if rd, err := chunk.OpenMetaStream(h.ID, bytes.Clone(obj), 1<<20, &k.WriteKey, "headers/1"); err == nil {
 			got, err := io.ReadAll(rd)

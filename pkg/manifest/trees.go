@@ -1,11 +1,13 @@
 package manifest
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 )
@@ -13,7 +15,7 @@ import (
 // A files-mode snapshot of version 4 or later is stored as a tree of
 // directory objects (docs/format.md section 5.4): one per directory that
 // holds anything, listing what it holds, each named by its content (the
-// repository's chunk ID of its JSON) and kept like a chunk. A directory
+// repository's chunk ID of its bytes, EncodeTree) and kept like a chunk. A directory
 // names its subdirectories' objects, so a directory whose listing and
 // subtree did not change is the same object in the next snapshot and costs
 // nothing; the manifest itself holds the root directory and the header.
@@ -35,7 +37,8 @@ type TreeRef struct {
 // TreeEntry is one entry of a directory object: an Entry named by its last
 // path element, its extents naming their chunks themselves, and, for a
 // directory that holds anything, its own directory object. The manifest's
-// Root is the entry of the backed-up directory itself, with an empty name.
+// Root is the entry of the backed-up directory itself, with an empty name,
+// in JSON; directory objects store entries in binary (EncodeTree).
 type TreeEntry struct {
 	Name    string       `json:"name"`
 	Type    string       `json:"type"`
@@ -66,14 +69,9 @@ type TreeExtent struct {
 	Length     int64  `json:"n"`
 }
 
-// treeObject is the JSON of a directory object.
-type treeObject struct {
-	Entries []TreeEntry `json:"entries"`
-}
-
 // Bounds on what assembling a stored tree may cost, however hostile the
 // repository: the entries it expands to (a directory object named from
-// many places counts each time), the JSON of the distinct objects read,
+// many places counts each time), the bytes of the distinct objects read,
 // and the depth of directories.
 const (
 	MaxTreeEntries = 8 << 20
@@ -91,11 +89,11 @@ func (s *Snapshot) Stored() bool { return s.Root != nil && len(s.Files) == 0 }
 
 // SplitTrees returns the stored form of the whole, valid files-mode
 // snapshot s: a copy with Root set and no Files or Chunks. It calls put
-// with the JSON of each directory object, a directory's subdirectories'
+// with the bytes of each directory object (EncodeTree), a directory's subdirectories'
 // before its own, and put returns how the object is named and stored
 // (identical directories may be put more than once). It fails with
 // ErrNotPreorder when the entries are not in walk order, and with
-// ErrTooLarge when the objects' JSON adds up to more than MaxSize.
+// ErrTooLarge when the objects' bytes add up to more than MaxSize.
 func (s *Snapshot) SplitTrees(put func(raw []byte) (TreeRef, error)) (*Snapshot, error) {
 	if s.Mode != ModeFiles || len(s.Files) == 0 || s.Files[0].Path != "." {
 		return nil, fmt.Errorf("%w: snapshot %s: not a files-mode snapshot", ErrInvalid, s.ID)
@@ -118,7 +116,7 @@ func (s *Snapshot) SplitTrees(put func(raw []byte) (TreeRef, error)) (*Snapshot,
 		if len(d.entries) == 0 {
 			return nil
 		}
-		raw, err := json.Marshal(treeObject{Entries: d.entries})
+		raw, err := EncodeTree(d.entries)
 		if err != nil {
 			return err
 		}
@@ -181,7 +179,7 @@ func (s *Snapshot) treeEntry(e Entry, name string) TreeEntry {
 
 // Assemble fills the Files and Chunks of a snapshot in stored form (Stored)
 // from its directory objects, and Trees with the objects it named; load
-// returns the JSON of each object of refs, in order (it may read them in
+// returns the bytes of each object of refs, in order (it may read them in
 // parallel). Chunks lists the distinct chunks in the order extents first
 // name them. The result is not validated: call Validate.
 func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
@@ -219,17 +217,21 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 		if err != nil {
 			return err
 		}
-		var next []TreeRef
-		for i, raw := range raws {
+		for _, raw := range raws {
 			if read += len(raw); read > MaxSize {
 				return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
 			}
-			var obj treeObject
-			if err := json.Unmarshal(raw, &obj); err != nil {
-				return bad("directory object %s: %v", level[i].ID, err)
-			}
-			objects[level[i].ID] = obj.Entries
-			for _, e := range obj.Entries {
+		}
+		decoded, err := decodeTrees(raws)
+		if err != nil {
+			var de *treeDecodeError
+			errors.As(err, &de)
+			return bad("directory object %s: %v", level[de.index].ID, de.err)
+		}
+		var next []TreeRef
+		for i, entries := range decoded {
+			objects[level[i].ID] = entries
+			for _, e := range entries {
 				if _, seen := trees[e.ID]; e.ID != "" && !seen {
 					trees[e.ID] = e.StoredSize
 					next = append(next, e.TreeRef)
@@ -252,6 +254,39 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 	// Expand them in walk order.
 	a := assembler{s: s, objects: objects, chunks: make(map[chunkKey]int)}
 	return a.add(*s.Root, ".", 0)
+}
+
+// treeDecodeError is decodeTrees' error: object index did not decode.
+type treeDecodeError struct {
+	index int
+	err   error
+}
+
+func (e *treeDecodeError) Error() string { return fmt.Sprintf("object %d: %v", e.index, e.err) }
+
+// decodeTrees decodes directory objects on as many goroutines as there
+// are processors.
+func decodeTrees(raws [][]byte) ([][]TreeEntry, error) {
+	out := make([][]TreeEntry, len(raws))
+	errs := make([]error, len(raws))
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(runtime.GOMAXPROCS(0), len(raws)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(raws); i = int(next.Add(1) - 1) {
+				out[i], errs[i] = decodeTree(raws[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, &treeDecodeError{index: i, err: err}
+		}
+	}
+	return out, nil
 }
 
 // countEntries returns how many entries the directory object id expands

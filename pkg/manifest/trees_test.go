@@ -1,7 +1,7 @@
 package manifest_test
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -185,7 +185,7 @@ func TestSplitTreesNotPreorder(t *testing.T) {
 func TestAssembleRejects(t *testing.T) {
 	t.Parallel()
 	obj := func(entries ...manifest.TreeEntry) []byte {
-		raw, err := json.Marshal(map[string]any{"entries": entries})
+		raw, err := manifest.EncodeTree(entries)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,8 +228,13 @@ func TestAssembleRejects(t *testing.T) {
 		{"a missing object", func(o *objectStore) manifest.TreeRef {
 			return manifest.TreeRef{ID: chunk.Sum([]byte("gone")).String(), StoredSize: 50}
 		}, nil, "no object"},
-		{"not JSON", func(o *objectStore) manifest.TreeRef {
-			ref, _ := o.put([]byte("{\"entries\":[{"))
+		{"not a directory object", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put([]byte(`{"entries":[]}`))
+			return ref
+		}, manifest.ErrInvalid, "not a directory object"},
+		{"cut short", func(o *objectStore) manifest.TreeRef {
+			raw := obj(file)
+			ref, _ := o.put(raw[:len(raw)-3])
 			return ref
 		}, manifest.ErrInvalid, "directory object"},
 		{"a bad object name", func(o *objectStore) manifest.TreeRef {
@@ -280,4 +285,101 @@ func TestDecodeRefusesStoredForm(t *testing.T) {
 	if err := vol.Validate(); !errors.Is(err, manifest.ErrInvalid) {
 		t.Errorf("Validate of a volume snapshot with a root directory = %v, want ErrInvalid", err)
 	}
+}
+
+// TestTreeCodec: every field of an entry survives the binary form, and
+// every truncation or trailing byte of an object is refused.
+func TestTreeCodec(t *testing.T) {
+	t.Parallel()
+	h := chunk.Sum([]byte("c")).String()
+	entries := []manifest.TreeEntry{
+		{Name: "f", Type: manifest.TypeFile, Mode: 0o4755, UID: -2, GID: 1 << 31, MTime: -1, Size: 1 << 40, Inode: 1 << 63, Links: 3,
+			LinkTo: "a/b", Warning: "changed while read", Content: []manifest.TreeExtent{
+				{Hash: h, StoredSize: 99, ChunkLen: 4096, Offset: 10, Length: 20}, {Zero: true, ChunkLen: 512, Length: 512}}},
+		{Name: "\x00bm90IHRleHQ", Type: manifest.TypeDir, Mode: 0o755, TreeRef: manifest.TreeRef{ID: h, StoredSize: 7}},
+		{Name: "l", Type: manifest.TypeSymlink, Target: "../x"},
+		{Name: "s", Type: manifest.TypeSpecial, Special: manifest.SpecialSocket, Warning: "skipped"},
+		{Name: "u", Type: manifest.TypeFile, Unread: true, Size: 5},
+	}
+	raw, err := manifest.EncodeTree(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := newObjectStore()
+	ref, _ := o.put(raw)
+	s := &manifest.Snapshot{Version: manifest.VersionTrees, ID: "x", Mode: manifest.ModeFiles, Hash: "sha256", ChunkSize: 4096,
+		Root: &manifest.TreeEntry{Type: manifest.TypeDir, TreeRef: ref}}
+	// The object names h as a directory object too: give it one.
+	o.objects[h], _ = manifest.EncodeTree(nil)
+	if err := s.Assemble(o.load); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Files) != len(entries)+1 {
+		t.Fatalf("%d entries back, want %d", len(s.Files), len(entries)+1)
+	}
+	for i, e := range entries {
+		got := s.Files[i+1]
+		if got.Path != e.Name || got.Type != e.Type || got.Mode != e.Mode || got.UID != e.UID || got.GID != e.GID ||
+			got.MTime != e.MTime || got.Size != e.Size || got.Inode != e.Inode || got.Links != e.Links || got.Target != e.Target ||
+			got.Special != e.Special || got.LinkTo != e.LinkTo || got.Warning != e.Warning || got.Unread != e.Unread ||
+			len(got.Content) != len(e.Content) {
+			t.Errorf("entry %d: %+v, want %+v", i, got, e)
+			continue
+		}
+		for j, x := range e.Content {
+			c := s.Chunks[got.Content[j].Chunk]
+			if c.Hash != x.Hash || c.StoredSize != x.StoredSize || c.Zero != x.Zero || c.Length != x.ChunkLen ||
+				got.Content[j].Offset != x.Offset || got.Content[j].Length != x.Length {
+				t.Errorf("entry %d extent %d: %+v in %+v, want %+v", i, j, got.Content[j], c, x)
+			}
+		}
+	}
+	for n := range len(raw) {
+		o.objects[ref.ID] = raw[:n]
+		s.Files, s.Chunks = nil, nil
+		if err := s.Assemble(o.load); !errors.Is(err, manifest.ErrInvalid) {
+			t.Fatalf("the object cut to %d of %d bytes: %v, want ErrInvalid", n, len(raw), err)
+		}
+	}
+	o.objects[ref.ID] = append(bytes.Clone(raw), 0)
+	s.Files, s.Chunks = nil, nil
+	if err := s.Assemble(o.load); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("a byte after the object: %v, want ErrInvalid", err)
+	}
+	if _, err := manifest.EncodeTree([]manifest.TreeEntry{{Name: "x", Type: "fifo"}}); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("EncodeTree of an unknown type: %v, want ErrInvalid", err)
+	}
+}
+
+// FuzzAssemble: no directory object, however malformed, panics the
+// reader or assembles into a snapshot that Validate then accepts with a
+// path outside the tree.
+func FuzzAssemble(f *testing.F) {
+	good, _ := manifest.EncodeTree([]manifest.TreeEntry{{Name: "f", Type: manifest.TypeFile, Size: 3,
+		Content: []manifest.TreeExtent{{Hash: chunk.Sum(nil).String(), StoredSize: 9, ChunkLen: 3, Length: 3}}}})
+	f.Add(good)
+	f.Add([]byte("bbdir\x01\x00"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		o := newObjectStore()
+		ref, _ := o.put(raw)
+		s := &manifest.Snapshot{Version: manifest.VersionTrees, ID: "x", Mode: manifest.ModeFiles, Hash: "sha256", ChunkSize: 4096,
+			Root: &manifest.TreeEntry{Type: manifest.TypeDir, TreeRef: ref}}
+		if err := s.Assemble(o.load); err != nil {
+			return
+		}
+		s.Size = 0
+		for _, e := range s.Files {
+			if e.Type == manifest.TypeFile && e.LinkTo == "" && !e.Unread {
+				s.Size += e.Size
+			}
+		}
+		if err := s.Validate(); err != nil {
+			return
+		}
+		for _, e := range s.Files {
+			if err := manifest.CheckPath(e.Path); err != nil {
+				t.Fatalf("a valid snapshot holds %q: %v", e.Path, err)
+			}
+		}
+	})
 }

@@ -4,7 +4,6 @@
 package repository
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -140,6 +139,11 @@ type shared struct {
 	// repository, whichever view a backup or prune goes through.
 	timing Timing
 	guard  *guard
+
+	// intact holds the directory objects this process read whole
+	// recently, and when (trees.go).
+	intactMu sync.Mutex
+	intact   map[chunk.ID]intactTree
 }
 
 // newShared returns the state of a newly opened repository.
@@ -540,16 +544,7 @@ func (r *Repository) openTreeObject(dst []byte, id chunk.ID, obj []byte) ([]byte
 	if err := r.checkMeta("read directory objects"); err != nil {
 		return dst, fmt.Errorf("get chunk %s: %w", id, err)
 	}
-	rd, err := chunk.OpenMetaStream(id, obj, manifest.MaxSize, r.creds.Write, ChunkKey(id))
-	if err != nil {
-		return dst, err
-	}
-	defer rd.Close()
-	buf := bytes.NewBuffer(dst)
-	if _, err := buf.ReadFrom(rd); err != nil {
-		return dst, err
-	}
-	return buf.Bytes(), nil
+	return chunk.OpenMeta(dst, id, obj, r.creds.Write, ChunkKey(id))
 }
 
 func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {

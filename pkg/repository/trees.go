@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
+	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
@@ -15,7 +15,7 @@ import (
 // A files-mode snapshot is stored as a tree of directory objects
 // (manifest.SplitTrees, docs/format.md section 5.4). A directory object is
 // kept under its chunk ID among the chunks, sealed as metadata: named by
-// the repository's chunk ID of its JSON (a keyed MAC in an encrypted
+// the repository's chunk ID of its bytes (a keyed MAC in an encrypted
 // repository, so names tell nothing of the listings), readable only with
 // the metadata key, and counted by prune and check like the chunks a
 // snapshot names (Snapshot.Trees). A directory that did not change is the
@@ -35,22 +35,35 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 		js, err := manifest.Encode(s)
 		return s, js, err
 	}
-	objects := make(map[chunk.ID][]byte)
+	// Each distinct object: sealed, or, when this process read it whole
+	// lately (the parent's, typically), its bytes, sealed only if it must
+	// be stored again after all (treesToStore).
+	type object struct {
+		sealed, raw []byte
+		size        int64
+	}
+	objects := make(map[chunk.ID]*object)
 	var refs []manifest.Chunk
 	stored, err := s.SplitTrees(func(raw []byte) (manifest.TreeRef, error) {
 		id, err := r.ChunkID(raw)
 		if err != nil {
 			return manifest.TreeRef{}, err
 		}
-		obj, ok := objects[id]
+		o, ok := objects[id]
 		if !ok {
-			if obj, err = r.sealMeta(raw, ChunkKey(id)); err != nil {
-				return manifest.TreeRef{}, err
+			o = &object{raw: raw}
+			if size, known := r.recentlyIntact(id); known {
+				o.size = size
+			} else {
+				if o.sealed, err = r.sealMeta(raw, ChunkKey(id)); err != nil {
+					return manifest.TreeRef{}, err
+				}
+				o.raw, o.size = nil, int64(len(o.sealed))
 			}
-			objects[id] = obj
-			refs = append(refs, manifest.Chunk{Hash: id.String(), StoredSize: int64(len(obj))})
+			objects[id] = o
+			refs = append(refs, manifest.Chunk{Hash: id.String(), StoredSize: o.size})
 		}
-		return manifest.TreeRef{ID: id.String(), StoredSize: int64(len(obj))}, nil
+		return manifest.TreeRef{ID: id.String(), StoredSize: o.size}, nil
 	})
 	if errors.Is(err, manifest.ErrNotPreorder) {
 		js, err := manifest.Encode(s) // written in another order: kept flat
@@ -59,17 +72,20 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 	if err != nil {
 		return nil, nil, err
 	}
-	missing, err := r.MissingChunks(ctx, refs)
+	put, err := r.treesToStore(ctx, refs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("directory objects: %w", err)
 	}
-	put := make([]chunk.ID, 0, len(missing))
-	for i := range missing {
-		id, _ := chunk.ParseID(refs[i].Hash)
-		put = append(put, id)
-	}
 	if err := r.parallel(ctx, len(put), func(ctx context.Context, i int) error {
-		if err := r.PutChunk(ctx, put[i], objects[put[i]]); err != nil {
+		o := objects[put[i]]
+		if o.sealed == nil {
+			sealed, err := r.sealMeta(o.raw, ChunkKey(put[i]))
+			if err != nil {
+				return err
+			}
+			o.sealed = sealed
+		}
+		if err := r.PutChunk(ctx, put[i], o.sealed); err != nil {
 			return fmt.Errorf("directory object: %w", err)
 		}
 		return r.clearDamageIfRecorded(ctx, put[i])
@@ -114,13 +130,14 @@ func (r *Repository) assemble(ctx context.Context, s *manifest.Snapshot) error {
 var ErrTreeMissing = errors.New("repository: directory object missing")
 
 // loadTree reads and checks the directory object named ref and returns
-// its JSON.
+// its bytes, remembering whether it was intact (noteTree).
 func (r *Repository) loadTree(ctx context.Context, ref string) ([]byte, error) {
 	id, err := chunk.ParseID(ref)
 	if err != nil {
 		return nil, fmt.Errorf("directory object %q: %w", ref, err)
 	}
-	rd, err := r.openMeta(ctx, ChunkKey(id), id)
+	raw, size, err := r.readTree(ctx, id)
+	r.noteTree(id, size, err == nil)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("directory object %s: %w", id, ErrTreeMissing)
 	}
@@ -129,14 +146,117 @@ func (r *Repository) loadTree(ctx context.Context, ref string) ([]byte, error) {
 		r.noteDamagedTree(ctx, id, err)
 		return nil, err
 	}
-	defer rd.Close()
-	raw, err := io.ReadAll(rd)
+	return raw, nil
+}
+
+// readTree reads and decodes the directory object id, and returns its
+// bytes and stored size. It is decoded whole, as a chunk is: getMeta bounds
+// it by manifest.MaxSize, less than a chunk's MaxRawSize.
+func (r *Repository) readTree(ctx context.Context, id chunk.ID) ([]byte, int64, error) {
+	key := ChunkKey(id)
+	obj, h, err := r.getMeta(ctx, key)
+	size := int64(len(obj))
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case h.ID != id:
+		return nil, 0, &chunk.CorruptError{ID: id, Reason: fmt.Sprintf("header names %s", h.ID), Err: chunk.ErrCorrupt}
+	case r.config.Encrypted():
+		raw, err := chunk.OpenMeta(nil, id, obj, r.creds.Write, key)
+		return raw, size, err
+	}
+	raw, err := chunk.Open(nil, id, obj)
+	return raw, size, err
+}
+
+// intactFor is how long a directory object read whole counts as stored
+// whole: a backup that read it in its parent snapshot names it again
+// without asking the store (treesToStore).
+const intactFor = 10 * time.Minute
+
+// maxIntact bounds how many directory objects a process remembers as
+// intact; past it, it forgets them all.
+const maxIntact = 1 << 20
+
+// intactTree is a directory object read whole: when, and its stored size.
+type intactTree struct {
+	at   time.Time
+	size int64
+}
+
+// noteTree remembers whether the directory object id, of stored size
+// size, was just read whole (intact) or not.
+func (r *Repository) noteTree(id chunk.ID, size int64, intact bool) {
+	sh := r.shared
+	sh.intactMu.Lock()
+	defer sh.intactMu.Unlock()
+	if !intact {
+		delete(sh.intact, id)
+		return
+	}
+	if sh.intact == nil || len(sh.intact) >= maxIntact {
+		sh.intact = make(map[chunk.ID]intactTree)
+	}
+	sh.intact[id] = intactTree{at: time.Now(), size: size}
+}
+
+// recentlyIntact reports whether the directory object id was read whole
+// within intactFor, and its stored size then.
+func (r *Repository) recentlyIntact(id chunk.ID) (int64, bool) {
+	sh := r.shared
+	sh.intactMu.Lock()
+	defer sh.intactMu.Unlock()
+	t, ok := sh.intact[id]
+	return t.size, ok && time.Since(t.at) < intactFor
+}
+
+// treesToStore returns the directory objects of refs a snapshot must not
+// name without storing them: those MissingChunks finds not stored whole,
+// and those a damage record names. An object this process read whole
+// within intactFor (the parent snapshot's, typically) is not looked up in
+// the store again, but, as every object of refs, protected from prunes.
+func (r *Repository) treesToStore(ctx context.Context, refs []manifest.Chunk) ([]chunk.ID, error) {
+	var (
+		mu      sync.Mutex
+		put     []chunk.ID
+		known   []chunk.ID
+		unknown []manifest.Chunk
+	)
+	for _, ref := range refs {
+		id, err := chunk.ParseID(ref.Hash)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := r.recentlyIntact(id); ok {
+			known = append(known, id)
+		} else {
+			unknown = append(unknown, ref)
+		}
+	}
+	err := r.parallel(ctx, len(known), func(ctx context.Context, i int) error {
+		if err := r.Protect(ctx, known[i]); err != nil {
+			return err
+		}
+		damaged, err := r.DamageRecorded(ctx, known[i])
+		if damaged {
+			mu.Lock()
+			put = append(put, known[i])
+			mu.Unlock()
+		}
+		return err
+	})
 	if err != nil {
-		err = fmt.Errorf("directory object %s: %w", id, err)
-		r.noteDamagedTree(ctx, id, err)
 		return nil, err
 	}
-	return raw, nil
+	missing, err := r.MissingChunks(ctx, unknown)
+	if err != nil {
+		return nil, err
+	}
+	for i := range missing {
+		id, _ := chunk.ParseID(unknown[i].Hash)
+		put = append(put, id)
+	}
+	return put, nil
 }
 
 // noteDamagedTree records a directory object found damaged, so that the
@@ -149,32 +269,13 @@ func (r *Repository) noteDamagedTree(ctx context.Context, id chunk.ID, err error
 	}
 }
 
-// openMeta reads the metadata object under key, whose header must name
-// want, and returns a reader of its raw bytes that checks them as they
-// end. What it may cost is bounded before anything is read whole: an
-// object whose header claims more than manifest.MaxSize bytes, or that is
-// larger than that, is refused. A missing object is store.ErrNotFound.
-func (r *Repository) openMeta(ctx context.Context, key string, want chunk.ID) (io.ReadCloser, error) {
-	obj, h, err := r.getMeta(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if h.ID != want {
-		return nil, &chunk.CorruptError{ID: want, Reason: fmt.Sprintf("header names %s", h.ID), Err: chunk.ErrCorrupt}
-	}
-	if r.config.Encrypted() {
-		return chunk.OpenMetaStream(h.ID, obj, manifest.MaxSize, r.creds.Write, key)
-	}
-	return chunk.OpenStream(h.ID, obj, manifest.MaxSize)
-}
-
 // getMeta reads the metadata object under key, after checking from its
 // header and length that it holds no more than manifest.MaxSize bytes.
 func (r *Repository) getMeta(ctx context.Context, key string) ([]byte, chunk.Header, error) {
 	if err := r.checkMeta("read snapshots"); err != nil {
 		return nil, chunk.Header{}, err
 	}
-	prefix, info, err := r.st.Peek(ctx, key, chunk.MaxHeaderPrefix)
+	prefix, info, err := r.st.Peek(ctx, key, metaPeek)
 	if err != nil {
 		return nil, chunk.Header{}, err
 	}
@@ -186,9 +287,17 @@ func (r *Repository) getMeta(ctx context.Context, key string) ([]byte, chunk.Hea
 		return nil, h, fmt.Errorf("%w: the object holds %d bytes and claims %d bytes of metadata, more than the %d this build reads",
 			manifest.ErrTooLarge, info.Size, h.RawLen, manifest.MaxSize)
 	}
+	if int64(len(prefix)) == info.Size {
+		return prefix, h, nil // all of it: most directory objects and headers
+	}
 	obj, err := r.st.Get(ctx, key) // not found if deleted since the peek
 	return obj, h, err
 }
+
+// metaPeek is how much of a metadata object getMeta reads first: enough
+// for most directory objects and snapshot headers to be read in one
+// request, little enough to read at once whatever the object claims.
+const metaPeek = 64 << 10
 
 // parallel calls do(ctx, i) for i in [0, n) on up to treeWorkers
 // goroutines and returns the first error, after which it starts no more.

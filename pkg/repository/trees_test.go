@@ -126,8 +126,8 @@ func testTreeSnapshots(t *testing.T, newEnv func(t *testing.T) env) {
 		}
 	}
 	raw, err := r.GetChunk(ctx, leaf, nil)
-	if err != nil || !bytes.HasPrefix(raw, []byte(`{"entries":[`)) {
-		t.Errorf("GetChunk(directory object) = %.40q, %v; want its JSON", raw, err)
+	if err != nil || !bytes.HasPrefix(raw, []byte("bbdir\x01")) {
+		t.Errorf("GetChunk(directory object) = %.40q, %v; want its bytes", raw, err)
 	}
 
 	// A lost directory object: the snapshots naming it are unreadable,
@@ -159,5 +159,24 @@ func testTreeSnapshots(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 	if damaged, err := r.DamageRecorded(ctx, leaf); err != nil || damaged {
 		t.Errorf("DamageRecorded after the object was stored again = %v, %v; want false", damaged, err)
+	}
+
+	// Damage a check records in an object this process has just read
+	// whole (so the next backup would not look it up in the store): the
+	// record still makes the next backup store it again.
+	if _, err := r.LoadSnapshot(ctx, second.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RecordDamage(ctx, repository.Damage{Chunk: leaf.String(), State: "damaged", FoundBy: repository.FoundByCheck}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Delete(ctx, repository.ChunkKey(leaf)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SaveSnapshot(ctx, treeSnapshot(t, r, "aaaa0000000000000000000000000005", dirs)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadSnapshot(ctx, second.ID); err != nil {
+		t.Errorf("a directory object recorded as damaged was not stored again: %v", err)
 	}
 }

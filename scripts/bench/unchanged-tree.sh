@@ -32,6 +32,7 @@ run() {
 	id=$(jq -r .snapshot_id "$W/logs/backup-$n.json")
 	echo "  snapshots/$id $(stat -c %s "$W/repo/snapshots/$id") bytes, headers/$id $(stat -c %s "$W/repo/headers/$id") bytes"
 }
+"$BIN/bulkctl" init -r "$W/repo" --plaintext > /dev/null
 run 1
 for n in 2 3; do
 	before=$(size)

@@ -1,0 +1,249 @@
+package manifest
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+)
+
+// A directory object's stored bytes (docs/format.md section 5.4.1) are a
+// compact binary listing rather than JSON: decoding JSON was most of the
+// time a backup spent reading its parent snapshot. Integers are varints
+// (encoding/binary: unsigned LEB128, signed ones zigzag), strings a uvarint
+// length and their bytes, hashes and IDs 32 raw bytes.
+
+// treeMagic starts every directory object: the format's name and version.
+var treeMagic = []byte("bbdir\x01")
+
+// Entry types as stored.
+var treeTypes = []string{TypeFile, TypeDir, TypeSymlink, TypeSpecial}
+
+// Flags of a stored entry.
+const (
+	treeUnread  = 1 << iota // Entry.Unread
+	treeHasTree             // a directory object follows: ID and stored size
+)
+
+// Flags of a stored extent.
+const treeZero = 1 // a zero chunk: no hash, no stored size
+
+// EncodeTree returns the stored bytes of a directory object listing
+// entries, which SplitTrees writes and Assemble reads. It fails for a
+// value it cannot store (an unknown type, a hash that is not one).
+func EncodeTree(entries []TreeEntry) ([]byte, error) {
+	b := append([]byte(nil), treeMagic...)
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	for _, e := range entries {
+		t := -1
+		for i, name := range treeTypes {
+			if e.Type == name {
+				t = i
+			}
+		}
+		if t < 0 {
+			return nil, fmt.Errorf("%w: entry %q: unknown type %q", ErrInvalid, e.Name, e.Type)
+		}
+		flags := uint64(0)
+		if e.Unread {
+			flags |= treeUnread
+		}
+		if e.ID != "" {
+			flags |= treeHasTree
+		}
+		b = binary.AppendUvarint(b, uint64(t))
+		b = binary.AppendUvarint(b, flags)
+		b = appendString(b, e.Name)
+		b = binary.AppendUvarint(b, uint64(e.Mode))
+		b = binary.AppendVarint(b, int64(e.UID))
+		b = binary.AppendVarint(b, int64(e.GID))
+		b = binary.AppendVarint(b, e.MTime)
+		b = binary.AppendVarint(b, e.Size)
+		b = binary.AppendUvarint(b, e.Inode)
+		b = binary.AppendUvarint(b, e.Links)
+		for _, s := range []string{e.Target, e.Special, e.LinkTo, e.Warning} {
+			b = appendString(b, s)
+		}
+		b = binary.AppendUvarint(b, uint64(len(e.Content)))
+		for _, x := range e.Content {
+			if x.Zero {
+				b = binary.AppendUvarint(b, treeZero)
+			} else {
+				b = binary.AppendUvarint(b, 0)
+				id, err := chunk.ParseID(x.Hash)
+				if err != nil {
+					return nil, fmt.Errorf("%w: entry %q: %v", ErrInvalid, e.Name, err)
+				}
+				b = append(b, id[:]...)
+				b = binary.AppendVarint(b, x.StoredSize)
+			}
+			b = binary.AppendVarint(b, x.ChunkLen)
+			b = binary.AppendVarint(b, x.Offset)
+			b = binary.AppendVarint(b, x.Length)
+		}
+		if e.ID != "" {
+			id, err := chunk.ParseID(e.ID)
+			if err != nil {
+				return nil, fmt.Errorf("%w: entry %q: directory object: %v", ErrInvalid, e.Name, err)
+			}
+			b = append(b, id[:]...)
+			b = binary.AppendVarint(b, e.StoredSize)
+		}
+	}
+	return b, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// errTreeShort is a directory object that ends inside a value.
+var errTreeShort = errors.New("cut short")
+
+// treeReader reads the values of a directory object in order; the first
+// error sticks.
+type treeReader struct {
+	b   []byte
+	err error
+}
+
+func (r *treeReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errTreeShort
+		if n < 0 {
+			r.err = errors.New("integer overflows 64 bits")
+		}
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *treeReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errTreeShort
+		if n < 0 {
+			r.err = errors.New("integer overflows 64 bits")
+		}
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a count of items each at least min bytes long, refusing
+// one the rest of the object cannot hold.
+func (r *treeReader) count(min int) int {
+	n := r.uvarint()
+	if r.err == nil && n > uint64(len(r.b)/min) {
+		r.err = fmt.Errorf("%d items cannot fit in the %d bytes left", n, len(r.b))
+		return 0
+	}
+	return int(n)
+}
+
+func (r *treeReader) string() string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > uint64(len(r.b)) {
+		r.err = errTreeShort
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *treeReader) id() string {
+	if r.err != nil {
+		return ""
+	}
+	if len(r.b) < chunk.IDSize {
+		r.err = errTreeShort
+		return ""
+	}
+	s := hex.EncodeToString(r.b[:chunk.IDSize])
+	r.b = r.b[chunk.IDSize:]
+	return s
+}
+
+// decodeTree decodes a directory object's stored bytes. Only the form is
+// checked here; what the entries say is checked once the snapshot is
+// assembled (Validate).
+func decodeTree(raw []byte) ([]TreeEntry, error) {
+	if len(raw) < len(treeMagic) || string(raw[:len(treeMagic)]) != string(treeMagic) {
+		return nil, errors.New("not a directory object of a known version")
+	}
+	r := &treeReader{b: raw[len(treeMagic):]}
+	// An entry takes at least 15 bytes: type, flags, name, mode, owner,
+	// group, mtime, size, inode, links, four strings and an extent count.
+	entries := make([]TreeEntry, r.count(15))
+	for i := range entries {
+		e := &entries[i]
+		t, flags := r.uvarint(), r.uvarint()
+		if r.err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, r.err)
+		}
+		if t >= uint64(len(treeTypes)) || flags&^(treeUnread|treeHasTree) != 0 {
+			return nil, fmt.Errorf("entry %d: type %d, flags %#x", i, t, flags)
+		}
+		e.Type, e.Unread = treeTypes[t], flags&treeUnread != 0
+		e.Name = r.string()
+		mode := r.uvarint()
+		if mode > math.MaxUint32 {
+			return nil, fmt.Errorf("entry %d: mode %d", i, mode)
+		}
+		e.Mode = uint32(mode)
+		uid, gid := r.varint(), r.varint()
+		if uid < math.MinInt32 || uid > math.MaxUint32 || gid < math.MinInt32 || gid > math.MaxUint32 {
+			return nil, fmt.Errorf("entry %d: owner %d, group %d", i, uid, gid)
+		}
+		e.UID, e.GID = int(uid), int(gid)
+		e.MTime, e.Size = r.varint(), r.varint()
+		e.Inode, e.Links = r.uvarint(), r.uvarint()
+		e.Target, e.Special, e.LinkTo, e.Warning = r.string(), r.string(), r.string(), r.string()
+		if n := r.count(4); n > 0 {
+			e.Content = make([]TreeExtent, n)
+			for j := range e.Content {
+				x := &e.Content[j]
+				xf := r.uvarint()
+				switch {
+				case r.err != nil:
+				case xf == treeZero:
+					x.Zero = true
+				case xf == 0:
+					x.Hash, x.StoredSize = r.id(), r.varint()
+				default:
+					return nil, fmt.Errorf("entry %d, extent %d: flags %#x", i, j, xf)
+				}
+				x.ChunkLen, x.Offset, x.Length = r.varint(), r.varint(), r.varint()
+			}
+		}
+		if flags&treeHasTree != 0 {
+			e.ID, e.StoredSize = r.id(), r.varint()
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, r.err)
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(r.b) > 0 {
+		return nil, fmt.Errorf("%d bytes after the last entry", len(r.b))
+	}
+	return entries, nil
+}
