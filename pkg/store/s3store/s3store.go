@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"iter"
 	"net"
@@ -81,7 +84,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure: cfg.Secure,
 		Region: cfg.Region,
-		// Lets uploads carry a CRC32C trailer the server checks; see putOptions.
+		// minio-go refuses a checksum header without it; putOptions sends
+		// the CRC32C as a header, so no trailer is sent.
 		TrailingHeaders: true,
 	})
 	if err != nil {
@@ -138,10 +142,13 @@ func (s *Store) Location() string {
 //     with streaming SigV4, a SHA-256 over every 64 KiB on the client and
 //     again on the server. Chunk keys are already hashes of the content,
 //     verified on read, so the body goes unsigned (as it does over https).
-//   - Checksum CRC32C: the body is still checked in transit, by a CRC32C
-//     trailer the server verifies (it needs TrailingHeaders, set in New), at
-//     less than half the client CPU of the default streaming signature.
-//     Without an explicit Checksum, minio-go sends no CRC on single PUTs.
+//   - A CRC32C of the body in the x-amz-checksum-crc32c header: the body is
+//     still checked in transit, by the server, at less than half the client
+//     CPU of the default streaming signature. We compute it ourselves rather
+//     than let minio-go send it as a trailer: on its own retry of a request
+//     the server answered with an error (one that was starting up), the
+//     trailer did not match the body resent, and the Put failed for good
+//     with "The provided 'x-amz-checksum' header does not match".
 //   - SendContentMd5 false (the default): an MD5 pass costs more than SHA-256
 //     and only duplicates the CRC.
 //   - ConcurrentStreamParts off (the default): it only helps multipart uploads
@@ -150,14 +157,17 @@ func (s *Store) Location() string {
 // An unsigned body is not protected against tampering on the way: use Secure
 // when the network is not trusted. putOptions returns a fresh value each time
 // because PutObject adds entries to the UserMetadata map.
-func putOptions() minio.PutObjectOptions {
+func putOptions(data []byte) minio.PutObjectOptions {
+	sum := binary.BigEndian.AppendUint32(nil, crc32.Checksum(data, castagnoli))
 	return minio.PutObjectOptions{
 		PartSize:             64 << 20,
 		DisableContentSha256: true,
 		SendContentMd5:       false,
-		Checksum:             minio.ChecksumCRC32C,
+		UserMetadata:         map[string]string{"x-amz-checksum-crc32c": base64.StdEncoding.EncodeToString(sum)},
 	}
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Put stores data under key with a single PUT request.
 func (s *Store) Put(ctx context.Context, key string, data []byte) error {
@@ -165,7 +175,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("put: %w", err)
 	}
-	_, err = s.client.PutObject(ctx, s.bucket, name, bytes.NewReader(data), int64(len(data)), putOptions())
+	_, err = s.client.PutObject(ctx, s.bucket, name, bytes.NewReader(data), int64(len(data)), putOptions(data))
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, classify(ctx, err))
 	}
