@@ -168,13 +168,17 @@ func (r *records) scanned() (*queue.ScanDone, []manifest.Entry, error) {
 	if r.scan == nil {
 		return nil, nil, errors.New("scan: no completion recorded")
 	}
-	var entries []manifest.Entry
+	n := 0
 	for i := range r.scan.Batches {
 		b := r.batches[[2]int{r.scan.Attempt, i}]
 		if b == nil {
 			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, r.scan.Batches)
 		}
-		entries = append(entries, b.Entries...)
+		n += len(b.Entries)
+	}
+	entries := make([]manifest.Entry, 0, n)
+	for i := range r.scan.Batches {
+		entries = append(entries, r.batches[[2]int{r.scan.Attempt, i}].Entries...)
 	}
 	clear(r.batches)
 	if len(entries) == 0 || entries[0].Path != "." {

@@ -20,8 +20,10 @@ type Piece struct {
 type FilesPlan struct {
 	// Entries is the scan, in walk order.
 	Entries []manifest.Entry
-	// Parent is the snapshot unchanged files reuse content of, or nil.
-	Parent *manifest.Snapshot
+	// ParentChunks are the chunks of the snapshot unchanged files reuse
+	// content of (none without one): Reused's extents index into it. The
+	// parent's entries are not kept.
+	ParentChunks []manifest.Chunk
 	// Read lists the entries whose content is read, in order; the packs'
 	// Part.File index into it.
 	Read []int
@@ -44,9 +46,10 @@ type FilesPlan struct {
 // its extents lies in a chunk of unusable (indexes into parent.Chunks: the
 // chunks not stored whole).
 func Files(entries []manifest.Entry, parent *manifest.Snapshot, unusable map[int]bool, chunkSize int64) *FilesPlan {
-	fp := &FilesPlan{Entries: entries, Parent: parent, Reused: make(map[int][]manifest.Extent)}
+	fp := &FilesPlan{Entries: entries, Reused: make(map[int][]manifest.Extent)}
 	before := make(map[string]*manifest.Entry)
 	if parent != nil {
+		fp.ParentChunks = parent.Chunks
 		for i := range parent.Files {
 			before[parent.Files[i].Path] = &parent.Files[i]
 		}
@@ -121,7 +124,9 @@ type Problem struct {
 
 // Build fills snap's chunks, files and stats from the stored packs (stored
 // gives pack i's chunk) and the problems readers reported, by path. It
-// leaves snap's version, ID, source and times to the caller.
+// leaves snap's version, ID, source and times to the caller. The
+// snapshot's files are fp.Entries, completed in place: a large tree is
+// not held twice.
 func (fp *FilesPlan) Build(snap *manifest.Snapshot, stored func(pack int) Stored, problems map[string]Problem) {
 	st := &snap.Stats
 	byHash := make(map[string]int)
@@ -142,17 +147,19 @@ func (fp *FilesPlan) Build(snap *manifest.Snapshot, stored func(pack int) Stored
 		snap.Chunks = append(snap.Chunks, c)
 		return len(snap.Chunks) - 1
 	}
-	content := make(map[int][]manifest.Extent)
+	// Each file's content goes straight into its entry: the scan's
+	// entries have none.
+	files := fp.Entries
 	for i, pack := range fp.Packs {
 		d := stored(i)
 		ci := add(manifest.Chunk{Length: d.Length, Hash: d.Hash, StoredSize: d.StoredSize, Zero: d.Zero}, d.New)
 		for _, p := range pack.Parts {
-			e := fp.Read[p.File]
-			content[e] = append(content[e], manifest.Extent{Chunk: ci, Offset: p.PackOffset, Length: p.Length})
+			e := &files[fp.Read[p.File]]
+			e.Content = append(e.Content, manifest.Extent{Chunk: ci, Offset: p.PackOffset, Length: p.Length})
 		}
 	}
 	fromParent := make(map[int]int)
-	for i := range fp.Entries {
+	for i := range files { // in order, so that the chunks' order is the same each time
 		exts, ok := fp.Reused[i]
 		if !ok {
 			continue
@@ -161,31 +168,38 @@ func (fp *FilesPlan) Build(snap *manifest.Snapshot, stored func(pack int) Stored
 		for j, x := range exts {
 			ci, ok := fromParent[x.Chunk]
 			if !ok {
-				ci = add(fp.Parent.Chunks[x.Chunk], false)
+				ci = add(fp.ParentChunks[x.Chunk], false)
 				fromParent[x.Chunk] = ci
 			}
 			out[j] = manifest.Extent{Chunk: ci, Offset: x.Offset, Length: x.Length}
 		}
-		content[i] = out
+		files[i].Content = out
 	}
-	snap.Files = make([]manifest.Entry, len(fp.Entries))
-	index := make(map[string]int, len(fp.Entries))
-	for i, e := range fp.Entries {
-		index[e.Path] = i
+	// Hard links take their content from the file they name: index those.
+	linked := make(map[string]int)
+	for _, e := range files {
+		if e.LinkTo != "" {
+			linked[e.LinkTo] = -1
+		}
+	}
+	for i := range files {
+		e := &files[i]
+		if _, ok := linked[e.Path]; ok {
+			linked[e.Path] = i
+		}
 		if e.Type == manifest.TypeFile {
 			st.Files++
-			switch {
-			case e.LinkTo != "":
-				first := snap.Files[index[e.LinkTo]]
-				e.Size, e.Content, e.Unread = first.Size, first.Content, first.Unread
-			case problems[e.Path].Warning != "":
-				p := problems[e.Path]
+			if p := problems[e.Path]; e.LinkTo == "" && p.Warning != "" {
 				e.Warning, e.Unread = p.Warning, p.Unread
-				if !p.Unread {
-					e.Content = content[i]
+				if p.Unread {
+					e.Content = nil
 				}
-			default:
-				e.Content = content[i]
+			}
+			if j := linked[e.LinkTo]; e.LinkTo != "" && j >= 0 {
+				// A link names an earlier file (the scan's order), which
+				// is complete here; one that does not fails validation.
+				first := &files[j]
+				e.Size, e.Content, e.Unread = first.Size, first.Content, first.Unread
 			}
 			if e.LinkTo == "" && !e.Unread {
 				snap.Size += e.Size
@@ -194,8 +208,8 @@ func (fp *FilesPlan) Build(snap *manifest.Snapshot, stored func(pack int) Stored
 		if e.Warning != "" {
 			st.Warnings++
 		}
-		snap.Files[i] = e
 	}
+	snap.Files = files
 	st.Chunks = len(snap.Chunks)
 	st.SourceBytes = snap.Size
 	st.ReadBytes = fp.ReadBytes
