@@ -6,9 +6,10 @@
 //
 // It loads the tree snapshot as the parent, decodes its entries again as
 // a scan's batches would bring them, plans and builds the unchanged
-// backup's manifest, encodes and seals it, and prints the live heap each
-// step adds (after a GC) and what it allocated; then how many bytes per
-// entry the stored manifest spends on what. Run it with the services'
+// backup's manifest, splits it into sealed directory objects as the commit
+// does, and prints the live heap each step adds (after a GC) and what it
+// allocated; then, for comparison, how many bytes per entry the flat JSON
+// manifest of versions 2 and 3 would spend on what. Run it with the services'
 // GOGC (50) to compare with their peak RSS.
 package main
 
@@ -53,7 +54,8 @@ func main() {
 	check(err)
 	id := os.Args[2]
 	n := 0
-	report := func(what string, live uint64, alloc uint64, t time.Duration) {
+	report := func(what string, liveAfter, liveBefore uint64, alloc uint64, t time.Duration) {
+		live := int64(liveAfter) - int64(liveBefore) // negative when a step lets go of more than it keeps
 		fmt.Printf("%-44s live %7.1f MiB (%5d B/entry)  allocated %7.1f MiB  %6.2fs\n", what,
 			float64(live)/(1<<20), int(live)/max(n, 1), float64(alloc)/(1<<20), t.Seconds())
 	}
@@ -62,7 +64,7 @@ func main() {
 	check(err)
 	n = len(parent.Files)
 	h1, a1 := heap(), total()
-	report("parent snapshot, decoded", h1-h0, a1-a0, time.Since(t0))
+	report("parent snapshot, decoded", h1, h0, a1-a0, time.Since(t0))
 
 	// The scan's entries as the coordinator holds them: decoded from
 	// ScanBatch JSON (no content).
@@ -80,37 +82,52 @@ func main() {
 	check(json.Unmarshal(js, &entries))
 	js = nil
 	h2, a2 := heap(), total()
-	report("scan entries (from batches' JSON)", h2+jsLen-h1, a2-a1, time.Since(t0))
-
-	t0 = time.Now()
-	fp := plan.Files(entries, parent, nil, parent.ChunkSize)
-	h3, a3 := heap(), total()
-	report("plan.Files (packs of changed files: none)", h3-h2, a3-a2, time.Since(t0))
+	report("scan entries (from batches' JSON)", h2+jsLen, h1, a2-a1, time.Since(t0))
 
 	snap := &manifest.Snapshot{Version: 2, ID: "ffff", Time: time.Now(), Host: parent.Host, Path: parent.Path,
 		Mode: manifest.ModeFiles, SourceKind: manifest.KindDir, ChunkSize: parent.ChunkSize, Hash: "sha256", Compression: "zstd", Level: "fastest"}
+	sealer, err := chunk.NewSealer(chunk.LevelDefault) // the coordinator's, made once
+	check(err)
+	h2 = heap()
+	a2, t0 = total(), time.Now()
+	fp := plan.Files(entries, parent, nil, parent.ChunkSize)
+	parent = nil // as the coordinator, which keeps only the plan
+	h3, a3 := heap(), total()
+	report("plan.Files (the parent's entries let go)", h3, h2, a3-a2, time.Since(t0))
+
 	t0 = time.Now()
 	fp.Build(snap, func(int) plan.Stored { panic("no packs") }, nil)
 	h4, a4 := heap(), total()
-	report("new snapshot built (Build)", h4-h3, a4-a3, time.Since(t0))
+	report("new snapshot built (Build, in place)", h4, h3, a4-a3, time.Since(t0))
 
+	// The commit: directory objects, each named and sealed (what
+	// repository.SaveSnapshot does before it asks the store which exist).
 	t0 = time.Now()
-	data, err := manifest.Encode(snap)
+	var objects, objectBytes, rawBytes int
+	sealed := make(map[chunk.ID][]byte)
+	stored, err := snap.SplitTrees(func(raw []byte) (manifest.TreeRef, error) {
+		id := chunk.Sum(raw)
+		obj, ok := sealed[id]
+		if !ok {
+			obj = sealer.Seal(nil, id, raw)
+			sealed[id] = obj
+			objects, objectBytes, rawBytes = objects+1, objectBytes+len(obj), rawBytes+len(raw)
+		}
+		return manifest.TreeRef{ID: id.String(), StoredSize: int64(len(obj))}, nil
+	})
+	check(err)
+	data, err := manifest.EncodeStored(stored)
 	check(err)
 	a5 := total()
 	h5 := heap()
-	report("manifest JSON (Encode, validates)", h5-h4, a5-a4, time.Since(t0))
-	sealer, err := chunk.NewSealer(chunk.LevelDefault)
-	check(err)
-	t0 = time.Now()
-	obj := sealer.Seal(nil, chunk.Sum(data), data)
-	a6 := total()
-	report("sealed (zstd)", uint64(len(obj)), a6-a5, time.Since(t0))
-	fmt.Printf("\nentries %d, chunks %d; JSON %d bytes (%d/entry), sealed %d bytes (%.1f/entry)\n",
-		n, len(snap.Chunks), len(data), len(data)/n, len(obj), float64(len(obj))/float64(n))
-	runtime.KeepAlive(parent)
+	report("directory objects (SplitTrees, sealed)", h5, h4, a5-a4, time.Since(t0))
+	fmt.Printf("\nentries %d, chunks %d; %d directory objects: %d bytes (%.1f/entry), sealed %d bytes (%.1f/entry); manifest %d bytes\n",
+		n, len(snap.Chunks), objects, rawBytes, float64(rawBytes)/float64(n), objectBytes, float64(objectBytes)/float64(n), len(data))
 	runtime.KeepAlive(entries)
 	runtime.KeepAlive(fp)
+	runtime.KeepAlive(sealed)
+
+	fmt.Println("the same entries in the flat JSON of manifest versions 2 and 3, for comparison:")
 
 	// What the JSON holds: the same entries with fields taken away.
 	size := func(what string, files []manifest.Entry) {
