@@ -180,9 +180,18 @@ func (r *treeReader) id() string {
 	return s
 }
 
-// decodeTree decodes a directory object's stored bytes. Only the form is
-// checked here; what the entries say is checked once the snapshot is
-// assembled (Validate).
+// DecodeTree decodes a directory object's stored bytes (EncodeTree). Only
+// the form is checked: what the entries say is checked once the snapshot
+// is assembled (Assemble, Validate). An error wraps ErrInvalid.
+func DecodeTree(raw []byte) ([]TreeEntry, error) {
+	entries, err := decodeTree(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: directory object: %w", ErrInvalid, err)
+	}
+	return entries, nil
+}
+
+// decodeTree is DecodeTree, its error not wrapped.
 func decodeTree(raw []byte) ([]TreeEntry, error) {
 	if len(raw) < len(treeMagic) || string(raw[:len(treeMagic)]) != string(treeMagic) {
 		return nil, errors.New("not a directory object of a known version")

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -385,24 +386,33 @@ func (r *Repository) DeleteChunk(ctx context.Context, id chunk.ID) error {
 	return nil
 }
 
-// LoadSnapshotChunks reads the chunks snapshot id names, skipping its
-// files (manifest.DecodeChunksReader): what a prune or a check needs of
-// it, at a fraction of a large tree's memory.
-func (r *Repository) LoadSnapshotChunks(ctx context.Context, id string) (*manifest.Snapshot, error) {
-	return r.loadSnapshot(ctx, id, manifest.DecodeChunksReader, true)
-}
-
-// ShardRefs reads the chunks of each snapshot in ids (LoadSnapshotChunks)
-// and returns those in shard g of n, each with the stored size the first
-// snapshot naming it recorded. A snapshot that is gone (forgotten since it
-// was listed) names nothing. A failure that is not the snapshot's (the
-// store unavailable, ctx ended, no key to read it) stops ShardRefs with
-// that error, to be tried again; for a snapshot that cannot be read, bad
-// decides: its error stops ShardRefs, nil skips the snapshot.
+// ShardRefs reads the chunks of each snapshot in ids and returns those in
+// shard g of n, each with the stored size the first snapshot naming it
+// recorded. A snapshot stored as directory objects names those objects
+// too; they are walked, not assembled, and an object named by several
+// snapshots (an unchanged directory) is read once. A snapshot that is
+// gone (forgotten since it was listed) names nothing. A failure that is
+// not the snapshot's (the store unavailable, ctx ended, no key to read
+// it) stops ShardRefs with that error, to be tried again; for a snapshot
+// that cannot be read, bad decides: its error stops ShardRefs, nil skips
+// the snapshot.
 func (r *Repository) ShardRefs(ctx context.Context, ids []string, g, n int, bad func(id string, err error) error) (map[chunk.ID]int64, error) {
 	refs := make(map[chunk.ID]int64)
+	add := func(hash string, size int64) {
+		id, err := chunk.ParseID(hash)
+		if err != nil || ShardOf(id, n) != g {
+			return
+		}
+		if _, ok := refs[id]; !ok {
+			refs[id] = size
+		}
+	}
+	walked := &treeWalk{done: make(map[chunk.ID]error), parents: make(map[chunk.ID][]chunk.ID)}
 	for _, sid := range ids {
-		s, err := r.LoadSnapshotChunks(ctx, sid)
+		s, err := r.loadSnapshot(ctx, sid, manifest.DecodeChunksReader, false)
+		if err == nil && s.Stored() {
+			err = r.walkTree(ctx, s.Root.TreeRef, walked, add)
+		}
 		switch {
 		case errors.Is(err, ErrSnapshotNotFound):
 			continue
@@ -415,18 +425,117 @@ func (r *Repository) ShardRefs(ctx context.Context, ids []string, g, n int, bad 
 			}
 			continue
 		}
-		for _, c := range slices.Concat(s.Chunks, s.Trees) {
-			if c.Zero {
-				continue
-			}
-			id, err := chunk.ParseID(c.Hash)
-			if err != nil || ShardOf(id, n) != g {
-				continue
-			}
-			if _, ok := refs[id]; !ok {
-				refs[id] = c.StoredSize
+		for _, c := range s.Chunks {
+			if !c.Zero {
+				add(c.Hash, c.StoredSize)
 			}
 		}
 	}
 	return refs, nil
+}
+
+// treeWalk is what ShardRefs knows of the directory objects it walked:
+// how reading each went (nil: it and all below it were read), and which
+// objects name each, so that a failure below marks them all.
+type treeWalk struct {
+	done    map[chunk.ID]error
+	parents map[chunk.ID][]chunk.ID
+}
+
+// fail records err for the object id and every object above it.
+func (w *treeWalk) fail(id chunk.ID, err error) {
+	if w.done[id] != nil {
+		return
+	}
+	w.done[id] = err
+	for _, p := range w.parents[id] {
+		w.fail(p, err)
+	}
+}
+
+// walkTree reads the directory object root and every object below it
+// that w has not read, a level at a time, and calls add with each object
+// and each stored chunk their entries name. An object read before (by an
+// earlier snapshot's walk) is not read again: its outcome, failure below
+// it included, is the walk's.
+func (r *Repository) walkTree(ctx context.Context, root manifest.TreeRef, w *treeWalk, add func(hash string, size int64)) error {
+	type node struct {
+		ref manifest.TreeRef
+		id  chunk.ID
+	}
+	var level []node
+	// visit names ref, under parent (nil for the root), and queues it
+	// unless it was walked; it returns the error of a walk that failed
+	// at or below it.
+	visit := func(ref manifest.TreeRef, parent *chunk.ID) error {
+		id, err := chunk.ParseID(ref.ID)
+		if err != nil {
+			return fmt.Errorf("%w: directory object %q", manifest.ErrInvalid, ref.ID)
+		}
+		add(ref.ID, ref.StoredSize)
+		if parent != nil {
+			w.parents[id] = append(w.parents[id], *parent)
+		}
+		if err, seen := w.done[id]; seen {
+			return err
+		}
+		w.done[id] = nil
+		level = append(level, node{ref: ref, id: id})
+		return nil
+	}
+	if root.ID == "" {
+		return nil
+	}
+	if err := visit(root, nil); err != nil {
+		return err
+	}
+	for len(level) > 0 {
+		entries := make([][]manifest.TreeEntry, len(level))
+		errs := make([]error, len(level))
+		_ = r.parallel(ctx, len(level), func(ctx context.Context, i int) error {
+			raw, err := r.loadTree(ctx, level[i].ref.ID)
+			if err == nil {
+				entries[i], err = manifest.DecodeTree(raw)
+			}
+			errs[i] = err
+			return nil // every object of the level is read: each failure is recorded
+		})
+		var first error
+		for i, err := range errs {
+			if err != nil {
+				w.fail(level[i].id, err)
+				first = cmp.Or(first, err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if first != nil {
+			// The others of the level were read but not walked below:
+			// a later snapshot naming one walks it again.
+			for i, err := range errs {
+				if err == nil {
+					delete(w.done, level[i].id)
+				}
+			}
+			return first
+		}
+		current := level
+		level = nil
+		for i, list := range entries {
+			for _, e := range list {
+				for _, x := range e.Content {
+					if !x.Zero {
+						add(x.Hash, x.StoredSize)
+					}
+				}
+				if e.ID != "" {
+					if err := visit(e.TreeRef, &current[i].id); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -2,8 +2,12 @@ package repository_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,5 +182,96 @@ func testTreeSnapshots(t *testing.T, newEnv func(t *testing.T) env) {
 	}
 	if _, err := r.LoadSnapshot(ctx, second.ID); err != nil {
 		t.Errorf("a directory object recorded as damaged was not stored again: %v", err)
+	}
+}
+
+// peekCounter counts the reads of each object.
+type peekCounter struct {
+	store.Store
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (c *peekCounter) Peek(ctx context.Context, key string, n int) ([]byte, store.Info, error) {
+	c.mu.Lock()
+	c.reads[key]++
+	c.mu.Unlock()
+	return c.Store.Peek(ctx, key, n)
+}
+
+// TestShardRefsWalksTreesOnce: ShardRefs reads a directory object named
+// by several snapshots once, names every object and chunk of each, and
+// reports every snapshot naming a damaged object, however it is shared.
+func TestShardRefsWalksTreesOnce(t *testing.T) {
+	t.Parallel()
+	e := newDirEnv(t)
+	counter := &peekCounter{Store: e.st, reads: make(map[string]int)}
+	r, err := repository.Open(t.Context(), counter, repository.OpenOptions{CreatePlaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	const dirs = 30
+	s1 := treeSnapshot(t, r, "bbbb0000000000000000000000000001", dirs)
+	s2 := treeSnapshot(t, r, "bbbb0000000000000000000000000002", dirs) // the same tree
+	s3 := treeSnapshot(t, r, "bbbb0000000000000000000000000003", dirs)
+	s3.Files[2].MTime++ // dir000/file0: dir000 and the root differ
+	for _, s := range []*manifest.Snapshot{s1, s2, s3} {
+		if err := r.SaveSnapshot(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loaded, err := r.LoadSnapshot(ctx, s3.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{s1.ID, s2.ID, s3.ID}
+	clear(counter.reads)
+	refs, err := r.ShardRefs(ctx, ids, 0, 1, func(id string, err error) error { return fmt.Errorf("%s: %w", id, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dirs+1 objects of s1 (shared by s2), 2 more of s3, and the chunk.
+	if len(refs) != dirs+1+2+1 {
+		t.Errorf("ShardRefs names %d objects, want %d", len(refs), dirs+1+2+1)
+	}
+	for key, n := range counter.reads {
+		if strings.HasPrefix(key, repository.ChunksPrefix) && n != 1 {
+			t.Errorf("%s read %d times, want once", key, n)
+		}
+	}
+	// Damage s1's (and s2's) dir000; s3 has its own.
+	var damaged chunk.ID
+	s1loaded, err := r.LoadSnapshot(ctx, s1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := make(map[string]bool)
+	for _, tr := range loaded.Trees {
+		mine[tr.Hash] = true
+	}
+	for _, tr := range s1loaded.Trees {
+		if !mine[tr.Hash] && tr.Hash != s1loaded.Root.ID {
+			damaged, _ = chunk.ParseID(tr.Hash) // dir000 of s1 and s2
+		}
+	}
+	if damaged == (chunk.ID{}) {
+		t.Fatal("no directory object of s1 that s3 does not share")
+	}
+	if err := e.st.Delete(ctx, repository.ChunkKey(damaged)); err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	if _, err := r.ShardRefs(ctx, ids, 0, 1, func(id string, err error) error {
+		if !errors.Is(err, repository.ErrTreeMissing) {
+			t.Errorf("snapshot %s: %v, want ErrTreeMissing", id, err)
+		}
+		bad = append(bad, id)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bad, []string{s1.ID, s2.ID}) {
+		t.Errorf("snapshots reported unreadable: %v, want %v (both naming the lost object, not s3)", bad, []string{s1.ID, s2.ID})
 	}
 }
