@@ -13,7 +13,7 @@ import (
 )
 
 // A files-mode snapshot of version 4 or later is stored as a tree of
-// directory objects (docs/format.md section 5.4): one per directory that
+// directory objects (docs/format.md section 5.4.1): one per directory that
 // holds anything, listing what it holds, each named by its content (the
 // repository's chunk ID of its bytes, EncodeTree) and kept like a chunk. A directory
 // names its subdirectories' objects, so a directory whose listing and

@@ -13,7 +13,7 @@ import (
 )
 
 // A files-mode snapshot is stored as a tree of directory objects
-// (manifest.SplitTrees, docs/format.md section 5.4). A directory object is
+// (manifest.SplitTrees, docs/format.md section 5.4.1). A directory object is
 // kept under its chunk ID among the chunks, sealed as metadata: named by
 // the repository's chunk ID of its bytes (a keyed MAC in an encrypted
 // repository, so names tell nothing of the listings), readable only with
