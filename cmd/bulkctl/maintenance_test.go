@@ -135,3 +135,53 @@ func TestMaintenanceEncrypted(t *testing.T) {
 		t.Errorf("check --read-data of damaged chunks says:\n%s\nwant them named DAMAGED", r.stdout)
 	}
 }
+
+// TestEncryptedTreeLifecycle: tree snapshots of an encrypted repository,
+// stored as directory objects sealed with the metadata key, through their
+// life: an unchanged re-backup stores no object but its manifest, a
+// changed file stores the objects on its path, forget and prune delete
+// the forgotten snapshot's own objects, check reads every object back,
+// and the newest snapshot restores whole.
+func TestEncryptedTreeLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	repo := passwordRepo(t, dir)
+	src := filepath.Join(dir, "src")
+	writeTree(t, src, 120)
+	objects := func() int {
+		files, err := filepath.Glob(filepath.Join(repo, "chunks", "*", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(files)
+	}
+	first := backup(t, src, repo, "--mode", "files", "--chunk-size", "64KiB")
+	n1 := objects()
+	again := backup(t, src, repo, "--mode", "files", "--chunk-size", "64KiB")
+	if again.UnchangedFiles != 121 || again.NewChunks != 0 || objects() != n1 {
+		t.Errorf("unchanged re-backup: %d unchanged files, %d new chunks, %d objects (was %d); want 121, 0, the same",
+			again.UnchangedFiles, again.NewChunks, objects(), n1)
+	}
+	if err := os.WriteFile(filepath.Join(src, "docs/old/notes.txt"), []byte("notes, edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changed := backup(t, src, repo, "--mode", "files", "--chunk-size", "64KiB")
+	// The new content's chunk, and the objects of docs/old, docs and the root.
+	if got := objects() - n1; got != 4 {
+		t.Errorf("a changed file added %d objects, want 4 (its chunk and 3 directory objects)", got)
+	}
+
+	ok(t, "forget", first.SnapshotID, again.SnapshotID, "-r", repo)
+	r := ok(t, "prune", "-r", repo)
+	// Deleted: the forgotten snapshots' objects of docs/old, docs and the
+	// root. Their content chunk stays: it packs the other files too.
+	if got := objects(); got != n1+1 || !strings.Contains(r.stdout, "deleted     3 chunks") {
+		t.Errorf("after the prune %d objects are left, want %d (3 directory objects deleted):\n%s", got, n1+1, r.stdout)
+	}
+	r = ok(t, "check", "-r", repo, "--read-data")
+	if !strings.Contains(r.stdout, "1 snapshot checked") || !strings.Contains(r.stdout, "OK") {
+		t.Errorf("check --read-data says:\n%s", r.stdout)
+	}
+	out := filepath.Join(dir, "out")
+	ok(t, "restore", changed.SnapshotID, out, "-r", repo)
+	sameTree(t, src, out)
+}
