@@ -447,6 +447,9 @@ func (c *Compressor) fetch(ctx context.Context, ready *queue.ChunkReady, key *ke
 	if ready.Direct != "" && c.reachable(ready.Direct) {
 		err := c.fetchDirect(ctx, ready.Direct, &req, buf, key)
 		if err == nil {
+			err = checkCRC(ready, buf)
+		}
+		if err == nil {
 			return buf, nil
 		}
 		// The reader answered about the chunk: NATS would not do better.
@@ -460,11 +463,30 @@ func (c *Compressor) fetch(ctx context.Context, ready *queue.ChunkReady, key *ke
 		c.logger.InfoContext(ctx, "reader's data server not reached; fetching over NATS", "url", ready.Direct, "err", err)
 		c.setUnreachable(ready.Direct)
 	}
-	if err := c.fetchNATS(ctx, ready, &req, buf, key); err != nil {
+	err := c.fetchNATS(ctx, ready, &req, buf, key)
+	if err == nil {
+		err = checkCRC(ready, buf)
+	}
+	if err != nil {
 		c.raw.Put(buf)
 		return nil, err
 	}
 	return buf, nil
+}
+
+// checkCRC fails unless raw, the bytes fetched for ready, are those the
+// reader read (ChunkReady.CRC32C, when it gives one): bytes that changed on
+// the way or in the reader's memory are never stored as the chunk. The
+// fetch is tried again, and past that the chunk read again.
+func checkCRC(ready *queue.ChunkReady, raw []byte) error {
+	if ready.CRC32C == 0 {
+		return nil
+	}
+	if got := queue.ChunkCRC(raw); got != ready.CRC32C {
+		return queue.Failed(queue.CodeCorrupt, "chunk %d of job %s from host %s: the bytes fetched have CRC32C %08x, the reader read %08x",
+			ready.Index, ready.JobID, ready.Host, got, ready.CRC32C)
+	}
+	return nil
 }
 
 // repoRetries counts the retried repository calls made for one chunk and

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -181,6 +182,7 @@ func (b *bundle) announce(t *testing.T, index, n int, direct string) chunk.ID {
 	b.holder.hold(read, data)
 	ready := &queue.ChunkReady{
 		V: queue.WorkVersion, JobID: b.job.ID, Index: index, Length: int64(n), Host: testHost, Read: read, Direct: direct, Token: "t0k3n",
+		CRC32C: queue.ChunkCRC(data),
 	}
 	if _, err := b.js.Publish(t.Context(), queue.ReadySubject(b.job.ID), queue.Encode(ready)); err != nil {
 		t.Fatal(err)
@@ -383,6 +385,39 @@ func TestFetchFailureRetried(t *testing.T) {
 	b.checkStored(t, b.nextChunkDone(t), id, 0)
 	if n := b.holder.overNATS.Load(); n != 2 {
 		t.Errorf("%d fetches, want 2 (the failed one, then the one that worked)", n)
+	}
+}
+
+// TestFetchedBytesCheckedAgainstRead: bytes a reader serves that are not
+// those it read (its buffer reused under the fetch, or damaged on the way)
+// are refused, not stored as the chunk; the fetch is tried again and the
+// chunk's right bytes stored, each way a chunk is fetched.
+func TestFetchedBytesCheckedAgainstRead(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Minute)
+	for i, direct := range []string{b.holder.url(), ""} {
+		good, bad := make([]byte, 200<<10), make([]byte, 200<<10)
+		rand.Read(good)
+		copy(bad, good)
+		bad[1000] ^= 1 // another chunk's bytes, as far as the hash goes
+		read := queue.ReadChunk{V: queue.WorkVersion, JobID: b.job.ID, Index: i, Length: int64(len(good)), Repo: b.job.Backup.Repo, Path: "/dev/vol"}
+		b.holder.hold(read, bad)
+		ready := &queue.ChunkReady{V: queue.WorkVersion, JobID: b.job.ID, Index: i, Length: read.Length, Host: testHost, Read: read,
+			Direct: direct, Token: "t0k3n", CRC32C: queue.ChunkCRC(good)}
+		fetches := func() int64 { return b.holder.overHTTP.Load() + b.holder.overNATS.Load() }
+		before := fetches()
+		if _, err := b.js.Publish(t.Context(), queue.ReadySubject(b.job.ID), queue.Encode(ready)); err != nil {
+			t.Fatal(err)
+		}
+		b.waitLog(t, fmt.Sprintf("chunk %d of job %s from host %s: the bytes fetched have CRC32C", i, b.job.ID, testHost))
+		if fetches() == before {
+			t.Fatal("refused without a fetch")
+		}
+		b.holder.hold(read, good) // the reader serves the bytes it read
+		b.checkStored(t, b.nextChunkDone(t), chunk.Sum(good), i)
+		if st, err := b.repo.StatChunk(t.Context(), chunk.Sum(bad)); err != nil || st.State != repository.ChunkMissing {
+			t.Errorf("the wrong bytes were stored: %+v, %v", st, err)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"hash/crc32"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
@@ -343,7 +344,19 @@ type ChunkReady struct {
 	Read   ReadChunk `json:"read"`
 	Direct string    `json:"direct,omitempty"`
 	Token  string    `json:"token,omitempty"`
+	// CRC32C is the Castagnoli CRC of the raw bytes as the reader read
+	// them (ChunkCRC): a compressor refuses fetched bytes that differ, and
+	// fetches again, rather than store other bytes as this chunk. 0: none
+	// given.
+	CRC32C uint32 `json:"crc32c,omitempty"`
 }
+
+// castagnoli is the CRC-32C table.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ChunkCRC returns the CRC32C of a chunk's raw bytes, as ChunkReady
+// carries it.
+func ChunkCRC(raw []byte) uint32 { return crc32.Checksum(raw, castagnoli) }
 
 func (c *ChunkReady) version() int { return c.V }
 func (*ChunkReady) work()          {}

@@ -216,3 +216,102 @@ func TestPartOf(t *testing.T) {
 		}
 	}
 }
+
+// releases counts how often each buffer goes back to the pool.
+type releases map[*byte]int
+
+func (r releases) hook(b []byte) { r[&b[0]]++ }
+
+// TestHeldBufferGoesBackOnce: a buffer goes back to the pool exactly once,
+// and never while a fetch sends from it, whatever happens to its chunk: a
+// re-issued read replacing it, a failed announcement dropping it after
+// that, a part fetch that holds a chunk read again. A buffer given back
+// twice was handed to two reads at once, and a compressor stored one
+// chunk's bytes as another's.
+func TestHeldBufferGoesBackOnce(t *testing.T) {
+	t.Parallel()
+	k := heldKey{job: "j", index: 26}
+	newChunk := func(h *heldChunks) *heldChunk {
+		if !h.tryAcquire(8) {
+			t.Fatal("no room")
+		}
+		return &heldChunk{data: make([]byte, 8), at: time.Now()}
+	}
+	t.Run("replaced, then its announcement fails", func(t *testing.T) {
+		t.Parallel()
+		h, rel := newHeldChunks(1<<20), releases{}
+		h.release = rel.hook
+		first := newChunk(h)
+		h.put(k, first)
+		second := newChunk(h)
+		h.put(k, second)      // the re-issued read: the first one's buffer goes back
+		if h.drop(k, first) { // the first read's announcement failed
+			t.Error("dropping a replaced chunk dropped the one that replaced it")
+		}
+		if c, ok := h.borrow(k); !ok || c != second {
+			t.Fatal("the re-issued read's chunk is no longer held")
+		}
+		h.giveBack(k, second, 8)
+		for p, n := range rel {
+			if n != 1 {
+				t.Errorf("buffer %p went back %d times, want once", p, n)
+			}
+		}
+		if len(rel) != 2 {
+			t.Errorf("%d buffers went back, want both", len(rel))
+		}
+	})
+	t.Run("dropped while a fetch sends from it", func(t *testing.T) {
+		t.Parallel()
+		h, rel := newHeldChunks(1<<20), releases{}
+		h.release = rel.hook
+		c := newChunk(h)
+		h.put(k, c)
+		buf := &c.data[0]
+		if got, ok := h.borrow(k); !ok || got != c {
+			t.Fatal("not held")
+		}
+		if !h.drop(k, c) { // an announcement that timed out, yet was stored
+			t.Fatal("not dropped")
+		}
+		if rel[buf] != 0 {
+			t.Fatal("the buffer went back while a fetch was sending from it")
+		}
+		h.giveBack(k, c, 8)
+		if rel[buf] != 1 {
+			t.Errorf("the buffer went back %d times after the fetch, want once", rel[buf])
+		}
+	})
+	t.Run("read again for a part, replaced while that part is sent", func(t *testing.T) {
+		t.Parallel()
+		h, rel := newHeldChunks(1<<20), releases{}
+		h.release = rel.hook
+		c := newChunk(h)
+		h.putInUse(k, c) // readAgain: held for the other parts, sending part 0
+		buf := &c.data[0]
+		h.put(k, newChunk(h)) // a re-issued read of the same chunk
+		if rel[buf] != 0 {
+			t.Fatal("the buffer went back while its first part was being sent")
+		}
+		h.giveBack(k, c, 4)
+		if rel[buf] != 1 {
+			t.Errorf("the buffer went back %d times once sent, want once", rel[buf])
+		}
+	})
+	t.Run("read again for a part, then the other part", func(t *testing.T) {
+		t.Parallel()
+		h, rel := newHeldChunks(1<<20), releases{}
+		h.release = rel.hook
+		c := newChunk(h)
+		h.putInUse(k, c)
+		buf := &c.data[0]
+		h.giveBack(k, c, 4) // part 0 sent
+		if got, ok := h.borrow(k); !ok || got != c {
+			t.Fatal("the chunk is not held for its second part")
+		}
+		h.giveBack(k, c, 4) // part 1 sent: all of it
+		if _, ok := h.borrow(k); ok || rel[buf] != 1 {
+			t.Errorf("after both parts: held %v, buffer back %d times; want gone, once", ok, rel[buf])
+		}
+	})
+}

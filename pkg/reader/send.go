@@ -20,7 +20,8 @@ import (
 // compressor has a worker free (or, without Overflow, once it has), else by
 // holding it for the fleet's compressors and announcing it on the ready
 // stream. It reports whether buf is now held, and so owned by the held
-// chunks until fetched.
+// chunks (until fetched or dropped): then the caller must not reuse it,
+// even when the announcement failed.
 func (r *Reader) send(ctx context.Context, msg jetstream.Msg, item *queue.ReadChunk, buf []byte) (bool, error) {
 	m := r.cfg.Metrics
 	if c := r.cfg.Compress; c != nil {
@@ -45,16 +46,22 @@ func (r *Reader) send(ctx context.Context, msg jetstream.Msg, item *queue.ReadCh
 	if err := r.held.acquire(ctx, r.stopping, item.Length, keeper(msg)); err != nil {
 		return false, err
 	}
-	held := &heldChunk{data: buf, read: *item, at: time.Now()}
-	r.held.put(key, held)
 	ready := &queue.ChunkReady{
 		V: queue.WorkVersion, JobID: item.JobID, Index: item.Index, Length: item.Length, Host: r.cfg.Host,
-		Read: *item, Direct: r.directURL(), Token: r.data.token(item),
+		Read: *item, Direct: r.directURL(), Token: r.data.token(item), CRC32C: queue.ChunkCRC(buf),
 	}
+	held := &heldChunk{data: buf, read: *item, at: time.Now()}
+	r.held.put(key, held)
 	ack, err := r.js.Publish(ctx, queue.ReadySubject(item.JobID), queue.Encode(ready), jetstream.WithMsgID(queue.ChunkReadyMsgID(ready)))
 	if err != nil {
-		r.held.take(key)
-		return false, fmt.Errorf("announce chunk %d: %w", item.Index, err)
+		// The buffer is the held chunks' now, never the caller's again: the
+		// announcement may have been stored after all (a timeout) and a
+		// compressor be fetching the chunk, or another read of the same
+		// chunk (a re-issue) may have replaced it and freed the buffer.
+		// Dropping it gives the buffer back once no fetch sends from it,
+		// and only if it is still this chunk's.
+		r.held.drop(key, held)
+		return true, fmt.Errorf("announce chunk %d: %w", item.Index, err)
 	}
 	r.held.announced(held, ack.Sequence)
 	if ack.Duplicate && r.taken(ctx, ack.Sequence) {
@@ -302,16 +309,14 @@ func (h *heldChunks) giveBack(k heldKey, c *heldChunk, n int64) {
 	h.freeLocked(c)
 }
 
-// take removes the chunk under k without giving back its buffer (its
-// announcement failed: the caller still owns it).
-func (h *heldChunks) take(k heldKey) {
+// putInUse is put for a chunk the caller is already sending from: it is
+// borrowed (giveBack ends it), so that its buffer is not given back under
+// the caller, whatever removes it meanwhile.
+func (h *heldChunks) putInUse(k heldKey, c *heldChunk) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c, ok := h.chunks[k]; ok {
-		delete(h.chunks, k)
-		h.bytes -= int64(len(c.data))
-		h.signalLocked()
-	}
+	c.users++
+	h.mu.Unlock()
+	h.put(k, c)
 }
 
 // removeLocked stops holding c, and gives back its buffer unless a fetch

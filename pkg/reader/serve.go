@@ -115,9 +115,15 @@ func (r *Reader) fetchRaw(ctx context.Context, req *queue.FetchRequest) (data []
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		done := func(bool) {} // a chunk held now is released with the held ones
-		if !held {
-			done = func(bool) { r.release(c.data) }
+		done := func(bool) { r.release(c.data) }
+		if held { // held for its other parts, and borrowed for this one
+			done = func(ok bool) {
+				n := int64(0)
+				if ok {
+					n = req.Length
+				}
+				r.held.giveBack(k, c, n)
+			}
 		}
 		if !partOf(req.Offset, req.Length, int64(len(c.data))) {
 			done(false)
@@ -141,8 +147,8 @@ func (r *Reader) fetchRaw(ctx context.Context, req *queue.FetchRequest) (data []
 
 // readAgain reads a chunk asked for that is not held, into a buffer of the
 // reader's pool. A chunk fetched in parts is then held, when there is room,
-// for its other parts (held); otherwise its buffer is the caller's to
-// release.
+// for its other parts, and borrowed by the caller (held: end it with
+// giveBack); otherwise its buffer is the caller's to release.
 func (r *Reader) readAgain(ctx context.Context, req *queue.FetchRequest) (c *heldChunk, held bool, err error) {
 	item := req.Read
 	if item.JobID != req.JobID || item.Index != req.Index || item.Length <= 0 {
@@ -155,9 +161,12 @@ func (r *Reader) readAgain(ctx context.Context, req *queue.FetchRequest) (c *hel
 	}
 	r.cfg.Metrics.Chunk("reread", item.Length)
 	r.logger.DebugContext(ctx, "chunk read again for a fetch", "job_id", req.JobID, "index", req.Index)
-	c = &heldChunk{data: buf, read: item, at: time.Now(), served: req.Length}
+	c = &heldChunk{data: buf, read: item, at: time.Now()}
 	if req.Offset+req.Length < item.Length && r.held.tryAcquire(item.Length) {
-		r.held.put(heldKey{job: req.JobID, index: req.Index}, c)
+		// Borrowed as it is held: the part the caller sends now counts as
+		// served only once sent, and the buffer is not given back while it
+		// is sent, even if the chunk stops being held meanwhile.
+		r.held.putInUse(heldKey{job: req.JobID, index: req.Index}, c)
 		held = true
 	}
 	return c, held, nil
