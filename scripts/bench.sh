@@ -314,6 +314,16 @@ peer_restic() {
 		backup --compression auto --host bench -q "$src"
 	add_row "$section/restic" "$data" "restic $RESTIC_VERSION backup --compression auto" "$bytes" \
 		"$(dir_bytes "$PEER_REPO")" "" '{}'
+	if [[ $section == tree ]]; then # issue 20: the unchanged tree again, into the same repository
+		WARM=("$src" "$PEER_REPO" "$PEER_CACHE")
+		local before
+		before=$(dir_bytes "$PEER_REPO")
+		measure "$section-restic-incr" "$LOGS/$section-restic-incr.out" : \
+			env RESTIC_PASSWORD=bench "$RESTIC" -r "$PEER_REPO" --cache-dir "$PEER_CACHE" \
+			backup --compression auto --host bench -q "$src"
+		add_row "$section/restic-incr" "$data" "restic $RESTIC_VERSION backup, unchanged (into the same repository)" "$bytes" \
+			"" "" '{}' "$(jq -cn --argjson g "$((($(dir_bytes "$PEER_REPO") - before) / ${MEASURE_RUNS:-$BENCH_RUNS}))" '{repo_growth_bytes: $g}')"
+	fi
 	rm -rf "$PEER_REPO" "$PEER_CACHE"
 }
 peer_borg() {

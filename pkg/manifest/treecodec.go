@@ -14,7 +14,10 @@ import (
 // compact binary listing rather than JSON: decoding JSON was most of the
 // time a backup spent reading its parent snapshot. Integers are varints
 // (encoding/binary: unsigned LEB128, signed ones zigzag), strings a uvarint
-// length and their bytes, hashes and IDs 32 raw bytes.
+// length and their bytes, hashes and IDs 32 raw bytes. A small
+// subdirectory is listed inside its parent's listing rather than in an
+// object of its own (inline), so that a tree of many small directories is
+// not as many small objects.
 
 // treeMagic starts every directory object: the format's name and version.
 var treeMagic = []byte("bbdir\x01")
@@ -26,7 +29,12 @@ var treeTypes = []string{TypeFile, TypeDir, TypeSymlink, TypeSpecial}
 const (
 	treeUnread  = 1 << iota // Entry.Unread
 	treeHasTree             // a directory object follows: ID and stored size
+	treeInline              // the directory's entries follow, listed here
 )
+
+// MaxInlineDepth bounds how deep directories listed inside their parents'
+// listings nest within one object, so that decoding one is shallow.
+const MaxInlineDepth = 64
 
 // Flags of a stored extent.
 const treeZero = 1 // a zero chunk: no hash, no stored size
@@ -35,7 +43,16 @@ const treeZero = 1 // a zero chunk: no hash, no stored size
 // entries, which SplitTrees writes and Assemble reads. It fails for a
 // value it cannot store (an unknown type, a hash that is not one).
 func EncodeTree(entries []TreeEntry) ([]byte, error) {
-	b := append([]byte(nil), treeMagic...)
+	return appendEntries(append([]byte(nil), treeMagic...), entries, 0)
+}
+
+// appendEntries appends the count of entries and each entry, a
+// directory's inline listing (Inline, or its encoding made before,
+// inlineBody) depth levels inside the object's own listing.
+func appendEntries(b []byte, entries []TreeEntry, depth int) ([]byte, error) {
+	if depth > MaxInlineDepth {
+		return nil, fmt.Errorf("%w: listings nested more than %d deep in one directory object", ErrInvalid, MaxInlineDepth)
+	}
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
 		t := -1
@@ -51,8 +68,14 @@ func EncodeTree(entries []TreeEntry) ([]byte, error) {
 		if e.Unread {
 			flags |= treeUnread
 		}
-		if e.ID != "" {
+		inline := e.inlineBody != nil || e.Inline != nil
+		switch {
+		case e.ID != "" && inline:
+			return nil, fmt.Errorf("%w: entry %q: both a directory object and an inline listing", ErrInvalid, e.Name)
+		case e.ID != "":
 			flags |= treeHasTree
+		case inline:
+			flags |= treeInline
 		}
 		b = binary.AppendUvarint(b, uint64(t))
 		b = binary.AppendUvarint(b, flags)
@@ -84,13 +107,21 @@ func EncodeTree(entries []TreeEntry) ([]byte, error) {
 			b = binary.AppendVarint(b, x.Offset)
 			b = binary.AppendVarint(b, x.Length)
 		}
-		if e.ID != "" {
+		switch {
+		case e.ID != "":
 			id, err := chunk.ParseID(e.ID)
 			if err != nil {
 				return nil, fmt.Errorf("%w: entry %q: directory object: %v", ErrInvalid, e.Name, err)
 			}
 			b = append(b, id[:]...)
 			b = binary.AppendVarint(b, e.StoredSize)
+		case e.inlineBody != nil:
+			b = append(b, e.inlineBody...)
+		case e.Inline != nil:
+			var err error
+			if b, err = appendEntries(b, e.Inline, depth+1); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return b, nil
@@ -197,6 +228,21 @@ func decodeTree(raw []byte) ([]TreeEntry, error) {
 		return nil, errors.New("not a directory object of a known version")
 	}
 	r := &treeReader{b: raw[len(treeMagic):]}
+	entries, err := r.entries(0)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.b) > 0 {
+		return nil, fmt.Errorf("%d bytes after the last entry", len(r.b))
+	}
+	return entries, nil
+}
+
+// entries reads a count and that many entries, depth listings deep.
+func (r *treeReader) entries(depth int) ([]TreeEntry, error) {
+	if depth > MaxInlineDepth {
+		return nil, fmt.Errorf("listings nested more than %d deep", MaxInlineDepth)
+	}
 	// An entry takes at least 15 bytes: type, flags, name, mode, owner,
 	// group, mtime, size, inode, links, four strings and an extent count.
 	entries := make([]TreeEntry, r.count(15))
@@ -206,7 +252,7 @@ func decodeTree(raw []byte) ([]TreeEntry, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i, r.err)
 		}
-		if t >= uint64(len(treeTypes)) || flags&^(treeUnread|treeHasTree) != 0 {
+		if t >= uint64(len(treeTypes)) || flags&^(treeUnread|treeHasTree|treeInline) != 0 || flags&treeHasTree != 0 && flags&treeInline != 0 {
 			return nil, fmt.Errorf("entry %d: type %d, flags %#x", i, t, flags)
 		}
 		e.Type, e.Unread = treeTypes[t], flags&treeUnread != 0
@@ -247,12 +293,19 @@ func decodeTree(raw []byte) ([]TreeEntry, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("entry %d: %w", i, r.err)
 		}
+		if flags&treeInline != 0 {
+			inline, err := r.entries(depth + 1)
+			if err != nil {
+				return nil, fmt.Errorf("entry %d: %w", i, err)
+			}
+			e.Inline = inline
+			if e.Inline == nil {
+				e.Inline = []TreeEntry{}
+			}
+		}
 	}
 	if r.err != nil {
 		return nil, r.err
-	}
-	if len(r.b) > 0 {
-		return nil, fmt.Errorf("%d bytes after the last entry", len(r.b))
 	}
 	return entries, nil
 }

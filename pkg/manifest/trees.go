@@ -56,7 +56,40 @@ type TreeEntry struct {
 	Warning string       `json:"warning,omitempty"`
 	Unread  bool         `json:"unread,omitempty"`
 	TreeRef
+	// Inline lists what a small directory holds, inside its parent's
+	// listing instead of an object of its own (never the root's).
+	Inline []TreeEntry `json:"-"`
+	// inlineBody is Inline already encoded, while SplitTrees works.
+	inlineBody []byte
 }
+
+// EachEntry calls f with each entry of entries and, for a directory listed
+// inline, of its listing, in walk order.
+func EachEntry(entries []TreeEntry, f func(e *TreeEntry)) {
+	for i := range entries {
+		f(&entries[i])
+		if entries[i].Inline != nil {
+			EachEntry(entries[i].Inline, f)
+		}
+	}
+}
+
+// TreeOptions say which directories SplitTreesWith lists inside their
+// parents' objects rather than in objects of their own.
+type TreeOptions struct {
+	// InlineMax: a subdirectory whose listing (its own inline ones
+	// included) takes at most this many bytes is listed in its parent's;
+	// 0 gives every directory that holds anything an object of its own.
+	InlineMax int
+	// InlinePerObject bounds the bytes of the listings inlined into one
+	// directory's, so that a change deep down rewrites little.
+	InlinePerObject int
+}
+
+// DefaultTreeOptions are SplitTrees': a tree of many small directories is
+// stored in objects of up to about 64 KiB, not one object per directory
+// (each object costs a request, and on a directory repository two fsyncs).
+var DefaultTreeOptions = TreeOptions{InlineMax: 4 << 10, InlinePerObject: 64 << 10}
 
 // TreeExtent is an Extent that names its chunk: its hash and stored size
 // (or Zero), and the chunk's length.
@@ -95,31 +128,50 @@ func (s *Snapshot) Stored() bool { return s.Root != nil && len(s.Files) == 0 }
 // ErrNotPreorder when the entries are not in walk order, and with
 // ErrTooLarge when the objects' bytes add up to more than MaxSize.
 func (s *Snapshot) SplitTrees(put func(raw []byte) (TreeRef, error)) (*Snapshot, error) {
+	return s.SplitTreesWith(DefaultTreeOptions, put)
+}
+
+// SplitTreesWith is SplitTrees with the given options.
+func (s *Snapshot) SplitTreesWith(opts TreeOptions, put func(raw []byte) (TreeRef, error)) (*Snapshot, error) {
 	if s.Mode != ModeFiles || len(s.Files) == 0 || s.Files[0].Path != "." {
 		return nil, fmt.Errorf("%w: snapshot %s: not a files-mode snapshot", ErrInvalid, s.ID)
 	}
 	// open is a directory whose entries are still being listed; it is
-	// entries[index] of the directory below it on the stack.
+	// entries[index] of the directory below it on the stack. inlined
+	// counts the bytes of the listings inlined into it, height how deep
+	// they nest.
 	type open struct {
-		path    string
-		index   int
-		entries []TreeEntry
+		path            string
+		index           int
+		entries         []TreeEntry
+		inlined, height int
 	}
 	root := s.treeEntry(s.Files[0], "")
 	stack := []*open{{path: "."}}
 	total := 0
-	// pop stores the directory on top of the stack, if it holds anything,
-	// and names its object in its entry.
+	// pop lists the directory on top of the stack, if it holds anything,
+	// inside its parent's listing when it is small, else in an object of
+	// its own named in its entry.
 	pop := func() error {
 		d := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if len(d.entries) == 0 {
 			return nil
 		}
-		raw, err := EncodeTree(d.entries)
+		body, err := appendEntries(nil, d.entries, 0)
 		if err != nil {
 			return err
 		}
+		if len(stack) > 0 {
+			p := stack[len(stack)-1]
+			if len(body) <= opts.InlineMax && p.inlined+len(body) <= opts.InlinePerObject && d.height < MaxInlineDepth {
+				p.entries[d.index].inlineBody = body
+				p.inlined += len(body)
+				p.height = max(p.height, d.height+1)
+				return nil
+			}
+		}
+		raw := append(append(make([]byte, 0, len(treeMagic)+len(body)), treeMagic...), body...)
 		if total += len(raw); total > MaxSize {
 			return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
 		}
@@ -231,12 +283,12 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 		var next []TreeRef
 		for i, entries := range decoded {
 			objects[level[i].ID] = entries
-			for _, e := range entries {
+			EachEntry(entries, func(e *TreeEntry) {
 				if _, seen := trees[e.ID]; e.ID != "" && !seen {
 					trees[e.ID] = e.StoredSize
 					next = append(next, e.TreeRef)
 				}
-			}
+			})
 		}
 		level = next
 	}
@@ -303,15 +355,28 @@ func countEntries(id string, objects map[string][]TreeEntry, counted map[string]
 		return n
 	}
 	counted[id] = MaxTreeEntries // a cycle, if a hostile repository forged one, counts as too many
+	n := countList(objects[id], objects, counted, depth)
+	counted[id] = n
+	return n
+}
+
+// countList is countEntries for a listing, an object's or one inline.
+func countList(list []TreeEntry, objects map[string][]TreeEntry, counted map[string]int64, depth int) int64 {
+	if depth > MaxTreeDepth {
+		return MaxTreeEntries
+	}
 	var n int64
-	for _, e := range objects[id] {
-		n += 1 + countEntries(e.ID, objects, counted, depth+1)
+	for _, e := range list {
+		n++
+		if e.ID != "" {
+			n += countEntries(e.ID, objects, counted, depth+1)
+		} else if e.Inline != nil {
+			n += countList(e.Inline, objects, counted, depth+1)
+		}
 		if n >= MaxTreeEntries {
-			n = MaxTreeEntries
-			break
+			return MaxTreeEntries
 		}
 	}
-	counted[id] = n
 	return n
 }
 
@@ -336,7 +401,7 @@ func (a *assembler) add(e TreeEntry, p string, depth int) error {
 	if depth > MaxTreeDepth {
 		return fmt.Errorf("%w: snapshot %s: directories nested more than %d deep", ErrInvalid, a.s.ID, MaxTreeDepth)
 	}
-	if e.ID != "" && e.Type != TypeDir {
+	if (e.ID != "" || e.Inline != nil) && e.Type != TypeDir {
 		return fmt.Errorf("%w: snapshot %s: entry %q: a %s names a directory object", ErrInvalid, a.s.ID, p, e.Type)
 	}
 	f := Entry{
@@ -363,10 +428,11 @@ func (a *assembler) add(e TreeEntry, p string, depth int) error {
 		}
 	}
 	a.s.Files = append(a.s.Files, f)
-	if e.ID == "" {
-		return nil
+	children := e.Inline
+	if e.ID != "" {
+		children = a.objects[e.ID]
 	}
-	for _, c := range a.objects[e.ID] {
+	for _, c := range children {
 		if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsRune(c.Name, '/') {
 			return fmt.Errorf("%w: snapshot %s: %q holds an entry named %q", ErrInvalid, a.s.ID, p, c.Name)
 		}

@@ -40,11 +40,18 @@ func (o *objectStore) load(refs []manifest.TreeRef) ([][]byte, error) {
 	return out, nil
 }
 
-// roundTrip stores s as a tree and assembles it again through a JSON
-// encoding of its stored form, as a repository would.
+// roundTrip stores s as a tree, one object per directory, and assembles
+// it again through a JSON encoding of its stored form, as a repository
+// would.
 func roundTrip(t *testing.T, s *manifest.Snapshot, objects *objectStore) (*manifest.Snapshot, *manifest.Snapshot) {
 	t.Helper()
-	stored, err := s.SplitTrees(objects.put)
+	return roundTripWith(t, manifest.TreeOptions{}, s, objects)
+}
+
+// roundTripWith is roundTrip with the given options.
+func roundTripWith(t *testing.T, opts manifest.TreeOptions, s *manifest.Snapshot, objects *objectStore) (*manifest.Snapshot, *manifest.Snapshot) {
+	t.Helper()
+	stored, err := s.SplitTreesWith(opts, objects.put)
 	if err != nil {
 		t.Fatalf("SplitTrees: %v", err)
 	}
@@ -152,6 +159,68 @@ func TestTreesShareUnchangedDirectories(t *testing.T) {
 	}
 }
 
+// sameEntries fails unless got lists the entries of want, in order, with
+// the same content.
+func sameEntries(t *testing.T, want, got *manifest.Snapshot) {
+	t.Helper()
+	if len(got.Files) != len(want.Files) {
+		t.Fatalf("%d entries back, want %d", len(got.Files), len(want.Files))
+	}
+	for i, w := range want.Files {
+		g := got.Files[i]
+		if g.Path != w.Path || g.Type != w.Type || g.Mode != w.Mode || g.Size != w.Size || len(g.Content) != len(w.Content) {
+			t.Fatalf("entry %d: %+v, want %+v", i, g, w)
+		}
+		for j, x := range w.Content {
+			if got.Chunks[g.Content[j].Chunk] != want.Chunks[x.Chunk] || g.Content[j].Offset != x.Offset {
+				t.Fatalf("entry %q extent %d differs", w.Path, j)
+			}
+		}
+	}
+}
+
+// bigDirSample is filesSample with a directory "big" of n files, whose
+// listing takes more than 4 KiB when n is 100.
+func bigDirSample(n int) *manifest.Snapshot {
+	s := filesSample()
+	s.Files = append(s.Files, manifest.Entry{Path: "big", Type: manifest.TypeDir, Mode: 0o755})
+	for i := range n {
+		s.Files = append(s.Files, manifest.Entry{Path: fmt.Sprintf("big/file-with-a-longish-name-%04d", i), Type: manifest.TypeFile, Mode: 0o644,
+			Inode: uint64(1000 + i), Links: 1})
+	}
+	return s
+}
+
+// TestTreesInlineSmallDirectories: by default a small directory is listed
+// inside its parent's object, a large one gets an object of its own, and
+// no object takes in more than its budget of inlined listings; each way
+// the tree assembles back the same.
+func TestTreesInlineSmallDirectories(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		snap        *manifest.Snapshot
+		opts        manifest.TreeOptions
+		wantObjects int
+	}{
+		{"small tree: one object", filesSample(), manifest.DefaultTreeOptions, 1},
+		{"every directory its own object", filesSample(), manifest.TreeOptions{}, 3},
+		{"a large directory stays an object", bigDirSample(100), manifest.DefaultTreeOptions, 2},
+		{"the budget of inlined listings per object", filesSample(), manifest.TreeOptions{InlineMax: 4 << 10, InlinePerObject: 40}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			objects := newObjectStore()
+			_, back := roundTripWith(t, tt.opts, tt.snap, objects)
+			if len(objects.objects) != tt.wantObjects || len(back.Trees) != tt.wantObjects {
+				t.Errorf("%d objects stored, %d named; want %d", len(objects.objects), len(back.Trees), tt.wantObjects)
+			}
+			sameEntries(t, tt.snap, back)
+		})
+	}
+}
+
 // TestSplitTreesNotPreorder: entries out of walk order are reported, for
 // the repository to store them flat.
 func TestSplitTreesNotPreorder(t *testing.T) {
@@ -212,6 +281,15 @@ func TestAssembleRejects(t *testing.T) {
 			ref, _ := o.put(obj(manifest.TreeEntry{Name: "x", Type: manifest.TypeFile, TreeRef: inner}))
 			return ref
 		}, manifest.ErrInvalid, "names a directory object"},
+		{"a file listing entries inline", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put(obj(manifest.TreeEntry{Name: "x", Type: manifest.TypeFile, Inline: []manifest.TreeEntry{file}}))
+			return ref
+		}, manifest.ErrInvalid, "names a directory object"},
+		{"an inline listing escaping by name", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put(obj(manifest.TreeEntry{Name: "d", Type: manifest.TypeDir,
+				Inline: []manifest.TreeEntry{{Name: "..", Type: manifest.TypeDir}}}))
+			return ref
+		}, manifest.ErrInvalid, `named ".."`},
 		{"the same name twice", func(o *objectStore) manifest.TreeRef {
 			ref, _ := o.put(obj(file, file))
 			return ref
@@ -349,6 +427,13 @@ func TestTreeCodec(t *testing.T) {
 	if _, err := manifest.EncodeTree([]manifest.TreeEntry{{Name: "x", Type: "fifo"}}); !errors.Is(err, manifest.ErrInvalid) {
 		t.Errorf("EncodeTree of an unknown type: %v, want ErrInvalid", err)
 	}
+	deep := []manifest.TreeEntry{{Name: "f", Type: manifest.TypeFile}}
+	for range manifest.MaxInlineDepth + 1 {
+		deep = []manifest.TreeEntry{{Name: "d", Type: manifest.TypeDir, Inline: deep}}
+	}
+	if _, err := manifest.EncodeTree(deep); !errors.Is(err, manifest.ErrInvalid) {
+		t.Errorf("EncodeTree of listings nested %d deep: %v, want ErrInvalid", manifest.MaxInlineDepth+1, err)
+	}
 }
 
 // FuzzAssemble: no directory object, however malformed, panics the
@@ -359,6 +444,9 @@ func FuzzAssemble(f *testing.F) {
 		Content: []manifest.TreeExtent{{Hash: chunk.Sum(nil).String(), StoredSize: 9, ChunkLen: 3, Length: 3}}}})
 	f.Add(good)
 	f.Add([]byte("bbdir\x01\x00"))
+	inline, _ := manifest.EncodeTree([]manifest.TreeEntry{{Name: "d", Type: manifest.TypeDir,
+		Inline: []manifest.TreeEntry{{Name: "e", Type: manifest.TypeSymlink, Target: "x"}}}})
+	f.Add(inline)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		o := newObjectStore()
 		ref, _ := o.put(raw)

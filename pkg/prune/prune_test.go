@@ -728,7 +728,7 @@ func TestPruneConcurrentWithBackups(t *testing.T) {
 }
 
 // treeBackup commits a files-mode snapshot holding a directory for each of
-// dirs, each with one file named after it whose content is chunk 1.
+// dirs, each with files named after it whose content lies in chunk 1.
 func (r *testRepo) treeBackup(jobID string, dirs ...string) string {
 	r.t.Helper()
 	ctx := r.t.Context()
@@ -752,11 +752,16 @@ func (r *testRepo) treeBackup(jobID string, dirs ...string) string {
 		Chunks: []manifest.Chunk{{Length: 4096, Hash: id.String(), StoredSize: size}},
 		Files:  []manifest.Entry{{Path: ".", Type: manifest.TypeDir, Mode: 0o755}},
 	}
+	// 60 files a directory: each directory's listing is an object of its
+	// own, not part of its parent's (manifest.DefaultTreeOptions).
+	snap.Size = 0
 	for _, d := range dirs {
-		snap.Files = append(snap.Files,
-			manifest.Entry{Path: d, Type: manifest.TypeDir, Mode: 0o755},
-			manifest.Entry{Path: d + "/f-" + d, Type: manifest.TypeFile, Mode: 0o644, Size: 4096,
-				Content: []manifest.Extent{{Chunk: 0, Length: 4096}}})
+		snap.Files = append(snap.Files, manifest.Entry{Path: d, Type: manifest.TypeDir, Mode: 0o755})
+		for i := range 60 {
+			snap.Files = append(snap.Files, manifest.Entry{Path: fmt.Sprintf("%s/f-%s-with-a-longish-name-%02d", d, d, i),
+				Type: manifest.TypeFile, Mode: 0o644, Size: 64, Content: []manifest.Extent{{Chunk: 0, Offset: int64(64 * i), Length: 64}}})
+			snap.Size += 64
+		}
 	}
 	if err := r.repo.SaveSnapshot(ctx, snap); err != nil {
 		r.t.Fatal(err)
@@ -803,8 +808,8 @@ func TestPruneTreeSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the kept snapshot after the prune: %v", err)
 	}
-	if len(s.Files) != 5 || len(s.Trees) != 3 {
-		t.Errorf("the kept snapshot has %d entries and %d directory objects, want 5 and 3", len(s.Files), len(s.Trees))
+	if len(s.Files) != 1+2*61 || len(s.Trees) != 3 {
+		t.Errorf("the kept snapshot has %d entries and %d directory objects, want %d and 3", len(s.Files), len(s.Trees), 1+2*61)
 	}
 	r.verifyAll()
 }

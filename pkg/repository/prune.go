@@ -523,17 +523,19 @@ func (r *Repository) walkTree(ctx context.Context, root manifest.TreeRef, w *tre
 		current := level
 		level = nil
 		for i, list := range entries {
-			for _, e := range list {
+			var verr error
+			manifest.EachEntry(list, func(e *manifest.TreeEntry) {
 				for _, x := range e.Content {
 					if !x.Zero {
 						add(x.Hash, x.StoredSize)
 					}
 				}
-				if e.ID != "" {
-					if err := visit(e.TreeRef, &current[i].id); err != nil {
-						return err
-					}
+				if e.ID != "" && verr == nil {
+					verr = visit(e.TreeRef, &current[i].id)
 				}
+			})
+			if verr != nil {
+				return verr
 			}
 		}
 	}

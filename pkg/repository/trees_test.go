@@ -17,8 +17,13 @@ import (
 	"github.com/bulkbackup/bulkbackup/pkg/store"
 )
 
-// treeSnapshot returns a files-mode snapshot of dirs directories of three
-// files each, their content in one chunk of r's.
+// filesPerDir is how many files each directory of treeSnapshot holds:
+// enough for its listing to be stored in an object of its own rather than
+// inside its parent's (manifest.DefaultTreeOptions).
+const filesPerDir = 50
+
+// treeSnapshot returns a files-mode snapshot of dirs directories of
+// filesPerDir files each, their content in one chunk of r's.
 func treeSnapshot(t *testing.T, r *repository.Repository, id string, dirs int) *manifest.Snapshot {
 	t.Helper()
 	cid, err := r.ChunkID([]byte("the content of every file"))
@@ -29,19 +34,19 @@ func treeSnapshot(t *testing.T, r *repository.Repository, id string, dirs int) *
 	s := &manifest.Snapshot{
 		Version: 2, ID: id, JobID: "job-" + id, Time: t0, Host: "web1", Path: "/srv", Mode: manifest.ModeFiles,
 		SourceKind: manifest.KindDir, ChunkSize: 4096, Hash: r.HashName(), Compression: "zstd", Level: "fastest",
-		Chunks: []manifest.Chunk{{Length: 300, Hash: cid.String(), StoredSize: 120}},
+		Chunks: []manifest.Chunk{{Length: 20 * filesPerDir, Hash: cid.String(), StoredSize: 120}},
 		Files:  []manifest.Entry{{Path: ".", Type: manifest.TypeDir, Mode: 0o755, MTime: mtime}},
 	}
 	for d := range dirs {
 		dir := fmt.Sprintf("dir%03d", d)
 		s.Files = append(s.Files, manifest.Entry{Path: dir, Type: manifest.TypeDir, Mode: 0o755, MTime: mtime})
-		for f := range 3 {
+		for f := range filesPerDir {
 			s.Files = append(s.Files, manifest.Entry{
-				Path: fmt.Sprintf("%s/file%d", dir, f), Type: manifest.TypeFile, Mode: 0o644, MTime: mtime,
-				Size: 100, Inode: uint64(10 + 3*d + f), Links: 1,
-				Content: []manifest.Extent{{Chunk: 0, Offset: int64(100 * f), Length: 100}},
+				Path: fmt.Sprintf("%s/a-file-with-a-longish-name-%03d", dir, f), Type: manifest.TypeFile, Mode: 0o644, MTime: mtime,
+				Size: 20, Inode: uint64(10 + filesPerDir*d + f), Links: 1,
+				Content: []manifest.Extent{{Chunk: 0, Offset: int64(20 * f), Length: 20}},
 			})
-			s.Size += 100
+			s.Size += 20
 		}
 	}
 	return s

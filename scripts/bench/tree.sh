@@ -67,11 +67,15 @@ bench_tree_bulkctl() {
 	add_row tree/backup "$TREE_DATA" "bulkctl backup --mode files (embedded fleet)" "$TREE_BYTES" \
 		"$(dir_bytes "$TREE_REPO")" "$(jget "$M_OUT" seconds)" "$VS_TREE" "$(files_per_s)"
 	WARM=("$TREE" "$TREE_REPO")
+	local before
+	before=$(dir_bytes "$TREE_REPO")
 	measure tree-incremental "$LOGS/tree-incremental.json" : "$BIN/bulkctl" backup "$TREE" --mode files \
 		-r "$TREE_REPO" --json "${BULK_FLAGS[@]}"
+	# Each run of the measurement adds a snapshot: the growth per run.
 	add_row tree/incr "$TREE_DATA" "bulkctl backup --mode files, incremental (unchanged)" "$TREE_BYTES" \
-		"" "$(jget "$M_OUT" seconds)" '{}' \
-		"$(files_per_s | jq -c --argjson s "$(jnum "$(div "$first" "$M_WALL")")" '. + {speedup_vs_first: $s}')"
+		"" "$(jget "$M_OUT" seconds)" '{"restic":"tree/restic-incr"}' \
+		"$(files_per_s | jq -c --argjson s "$(jnum "$(div "$first" "$M_WALL")")" \
+			--argjson g "$((($(dir_bytes "$TREE_REPO") - before) / ${MEASURE_RUNS:-$BENCH_RUNS}))" '. + {speedup_vs_first: $s, repo_growth_bytes: $g}')"
 	TREE_OUT=$BENCH_DIR/tree-restored
 	WARM=("$TREE_REPO")
 	measure tree-restore "$LOGS/tree-restore.json" fresh_tree_out "$BIN/bulkctl" restore latest "$TREE_OUT" \
