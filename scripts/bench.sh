@@ -86,7 +86,9 @@
 #   sweep      one embedded backup per chunk size, chunks handed over as between
 #              machines (--data-plane http)
 #   tree       the same peers and tar | zstd on a BENCH_TREE_FILES-file tree
-#              (scripts/bench/tree.sh); bulkctl once it has --mode files
+#              (scripts/bench/tree.sh), restic's unchanged re-backup too, and
+#              bulkctl's first and unchanged backups and the repository's
+#              growth (issue 20's targets)
 #   memory     peak RSS of a backup (embedded, and each process of the fleet) of
 #              generated volumes without zero regions of each BENCH_MEM_SIZES size
 #   maintenance  a repository of BENCH_MAINT_CHUNKS 4 KiB chunks (a generated volume
