@@ -211,12 +211,8 @@ func (jr *jobRun) follow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("follow completions: %w", err)
 	}
-	info, err := it.Info(ctx)
-	if err != nil {
-		it.Stop()
-		return fmt.Errorf("follow completions: %w", err)
-	}
-	for range info.NumPending { // replay synchronously
+	backlog := it.Backlog()
+	for range backlog { // replay synchronously
 		msg, err := it.Next(ctx)
 		if err != nil {
 			it.Stop()
@@ -228,7 +224,7 @@ func (jr *jobRun) follow(ctx context.Context) error {
 			}
 		}
 	}
-	if info.NumPending > 0 {
+	if backlog > 0 {
 		jr.logger.InfoContext(ctx, "replayed completions", "count", jr.rec.count)
 	}
 	stopped := make(chan struct{})

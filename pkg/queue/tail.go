@@ -28,6 +28,7 @@ type Tail struct {
 	it      jetstream.MessagesContext
 	stopped bool
 	last    uint64 // stream sequence of the last message Next returned
+	backlog uint64 // messages there when the tail started (Backlog)
 }
 
 // NewTail starts reading stream as cfg describes.
@@ -39,8 +40,24 @@ func NewTail(ctx context.Context, js jetstream.JetStream, stream string, cfg jet
 	if err := t.open(ctx, cfg); err != nil {
 		return nil, err
 	}
+	// The consumer's info from its creation says how many messages were
+	// there then; asked later, NumPending leaves out those its iterator
+	// has already pulled, however few Next has returned.
+	info := t.cons.CachedInfo()
+	if info == nil {
+		var err error
+		if info, err = t.cons.Info(ctx); err != nil {
+			t.Stop()
+			return nil, err
+		}
+	}
+	t.backlog = info.NumPending
 	return t, nil
 }
+
+// Backlog returns how many messages the stream held for the tail when it
+// started: a replay reads that many before going on.
+func (t *Tail) Backlog() uint64 { return t.backlog }
 
 func (t *Tail) open(ctx context.Context, cfg jetstream.OrderedConsumerConfig) error {
 	cons, err := OrderedConsumer(ctx, t.js, t.stream, cfg)
@@ -59,15 +76,6 @@ func (t *Tail) open(ctx context.Context, cfg jetstream.OrderedConsumerConfig) er
 	}
 	t.cons, t.it = cons, it
 	return nil
-}
-
-// Info returns the current consumer's info (NumPending: the messages not
-// read yet).
-func (t *Tail) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	t.mu.Lock()
-	cons := t.cons
-	t.mu.Unlock()
-	return cons.Info(ctx)
 }
 
 // Next returns the next message. It fails with
