@@ -2,7 +2,6 @@ package repository
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -407,7 +406,10 @@ func (r *Repository) ShardRefs(ctx context.Context, ids []string, g, n int, bad 
 			refs[id] = size
 		}
 	}
-	walked := &treeWalk{done: make(map[chunk.ID]error), parents: make(map[chunk.ID][]chunk.ID)}
+	walked := &treeWalk{objects: make(map[chunk.ID]*walkedTree), inShard: func(hash string) bool {
+		id, err := chunk.ParseID(hash)
+		return err == nil && ShardOf(id, n) == g
+	}}
 	for _, sid := range ids {
 		s, err := r.loadSnapshot(ctx, sid, manifest.DecodeChunksReader, false)
 		if err == nil && s.Stored() {
@@ -434,110 +436,103 @@ func (r *Repository) ShardRefs(ctx context.Context, ids []string, g, n int, bad 
 	return refs, nil
 }
 
-// treeWalk is what ShardRefs knows of the directory objects it walked:
-// how reading each went (nil: it and all below it were read), and which
-// objects name each, so that a failure below marks them all.
+// treeWalk is what ShardRefs learned of each directory object it read:
+// what it names (other objects, and the chunks of the shard), or why it
+// could not be read. Each snapshot walks its whole tree through it, but
+// reads from the store only the objects no earlier walk read.
 type treeWalk struct {
-	done    map[chunk.ID]error
-	parents map[chunk.ID][]chunk.ID
+	objects map[chunk.ID]*walkedTree
+	inShard func(hash string) bool
 }
 
-// fail records err for the object id and every object above it.
-func (w *treeWalk) fail(id chunk.ID, err error) {
-	if w.done[id] != nil {
-		return
-	}
-	w.done[id] = err
-	for _, p := range w.parents[id] {
-		w.fail(p, err)
-	}
+// walkedTree is one directory object as a treeWalk knows it.
+type walkedTree struct {
+	children []manifest.TreeRef
+	chunks   []manifest.Chunk // those in the shard: hash and stored size
+	err      error
 }
 
-// walkTree reads the directory object root and every object below it
-// that w has not read, a level at a time, and calls add with each object
-// and each stored chunk their entries name. An object read before (by an
-// earlier snapshot's walk) is not read again: its outcome, failure below
-// it included, is the walk's.
+// walkTree calls add with the directory object root, every object below
+// it and every chunk of the shard they name. It fails with the error of
+// the first object that cannot be read: the snapshot is unreadable. A
+// failure that may pass (the store unavailable, ctx ended) is not
+// remembered.
 func (r *Repository) walkTree(ctx context.Context, root manifest.TreeRef, w *treeWalk, add func(hash string, size int64)) error {
-	type node struct {
-		ref manifest.TreeRef
-		id  chunk.ID
-	}
-	var level []node
-	// visit names ref, under parent (nil for the root), and queues it
-	// unless it was walked; it returns the error of a walk that failed
-	// at or below it.
-	visit := func(ref manifest.TreeRef, parent *chunk.ID) error {
-		id, err := chunk.ParseID(ref.ID)
-		if err != nil {
-			return fmt.Errorf("%w: directory object %q", manifest.ErrInvalid, ref.ID)
-		}
-		add(ref.ID, ref.StoredSize)
-		if parent != nil {
-			w.parents[id] = append(w.parents[id], *parent)
-		}
-		if err, seen := w.done[id]; seen {
-			return err
-		}
-		w.done[id] = nil
-		level = append(level, node{ref: ref, id: id})
-		return nil
-	}
 	if root.ID == "" {
 		return nil
 	}
-	if err := visit(root, nil); err != nil {
-		return err
-	}
+	seen := make(map[chunk.ID]bool) // this walk's
+	level := []manifest.TreeRef{root}
 	for len(level) > 0 {
-		entries := make([][]manifest.TreeEntry, len(level))
-		errs := make([]error, len(level))
-		_ = r.parallel(ctx, len(level), func(ctx context.Context, i int) error {
-			raw, err := r.loadTree(ctx, level[i].ref.ID)
-			if err == nil {
-				entries[i], err = manifest.DecodeTree(raw)
-			}
-			errs[i] = err
-			return nil // every object of the level is read: each failure is recorded
-		})
-		var first error
-		for i, err := range errs {
+		ids := make([]chunk.ID, len(level))
+		var toRead []int
+		for i, ref := range level {
+			id, err := chunk.ParseID(ref.ID)
 			if err != nil {
-				w.fail(level[i].id, err)
-				first = cmp.Or(first, err)
+				return fmt.Errorf("%w: directory object %q", manifest.ErrInvalid, ref.ID)
+			}
+			ids[i] = id
+			if w.objects[id] == nil {
+				toRead = append(toRead, i)
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		read := make([]*walkedTree, len(toRead))
+		_ = r.parallel(ctx, len(toRead), func(ctx context.Context, j int) error {
+			read[j] = r.readWalked(ctx, level[toRead[j]].ID, w.inShard)
+			return nil
+		})
+		for j, i := range toRead {
+			if err := read[j].err; err != nil && (errors.Is(err, store.ErrUnavailable) || errors.Is(err, ErrLocked) || ctx.Err() != nil) {
+				return err
+			}
+			w.objects[ids[i]] = read[j]
 		}
-		if first != nil {
-			// The others of the level were read but not walked below:
-			// a later snapshot naming one walks it again.
-			for i, err := range errs {
-				if err == nil {
-					delete(w.done, level[i].id)
+		var next []manifest.TreeRef
+		for i, ref := range level {
+			add(ref.ID, ref.StoredSize)
+			o := w.objects[ids[i]]
+			if o.err != nil {
+				return o.err
+			}
+			for _, c := range o.chunks {
+				add(c.Hash, c.StoredSize)
+			}
+			for _, child := range o.children {
+				id, err := chunk.ParseID(child.ID)
+				if err != nil {
+					return fmt.Errorf("%w: directory object %q", manifest.ErrInvalid, child.ID)
+				}
+				if !seen[id] {
+					seen[id] = true
+					next = append(next, child)
 				}
 			}
-			return first
 		}
-		current := level
-		level = nil
-		for i, list := range entries {
-			var verr error
-			manifest.EachEntry(list, func(e *manifest.TreeEntry) {
-				for _, x := range e.Content {
-					if !x.Zero {
-						add(x.Hash, x.StoredSize)
-					}
-				}
-				if e.ID != "" && verr == nil {
-					verr = visit(e.TreeRef, &current[i].id)
-				}
-			})
-			if verr != nil {
-				return verr
-			}
-		}
+		level = next
 	}
 	return nil
+}
+
+// readWalked reads the directory object ref for a treeWalk.
+func (r *Repository) readWalked(ctx context.Context, ref string, inShard func(string) bool) *walkedTree {
+	raw, err := r.loadTree(ctx, ref)
+	var entries []manifest.TreeEntry
+	if err == nil {
+		entries, err = manifest.DecodeTree(raw)
+	}
+	if err != nil {
+		return &walkedTree{err: err}
+	}
+	o := &walkedTree{}
+	manifest.EachEntry(entries, func(e *manifest.TreeEntry) {
+		for _, x := range e.Content {
+			if !x.Zero && inShard(x.Hash) {
+				o.chunks = append(o.chunks, manifest.Chunk{Hash: x.Hash, StoredSize: x.StoredSize})
+			}
+		}
+		if e.ID != "" {
+			o.children = append(o.children, e.TreeRef)
+		}
+	})
+	return o
 }

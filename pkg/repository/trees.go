@@ -36,8 +36,8 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 		return s, js, err
 	}
 	// Each distinct object: sealed, or, when this process read it whole
-	// lately (the parent's, typically), its bytes, sealed only if it must
-	// be stored again after all (treesToStore).
+	// lately (the parent's, typically), its bytes and known stored size,
+	// sealed only if it must be stored again after all (treesToStore).
 	type object struct {
 		sealed, raw []byte
 		size        int64
@@ -169,9 +169,10 @@ func (r *Repository) readTree(ctx context.Context, id chunk.ID) ([]byte, int64, 
 	return raw, size, err
 }
 
-// intactFor is how long a directory object read whole counts as stored
-// whole: a backup that read it in its parent snapshot names it again
-// without asking the store (treesToStore).
+// intactFor is how long the stored size of a directory object read whole
+// is remembered: a backup that read it in its parent snapshot names it
+// again without sealing it to learn its size (it still asks the store
+// whether it is there: treesToStore).
 const intactFor = 10 * time.Minute
 
 // maxIntact bounds how many directory objects a process remembers as
@@ -211,49 +212,17 @@ func (r *Repository) recentlyIntact(id chunk.ID) (int64, bool) {
 }
 
 // treesToStore returns the directory objects of refs a snapshot must not
-// name without storing them: those MissingChunks finds not stored whole,
-// and those a damage record names. An object this process read whole
-// within intactFor (the parent snapshot's, typically) is not looked up in
-// the store again, but, as every object of refs, protected from prunes.
+// name without storing them: MissingChunks, as for chunks (protected from
+// prunes, then looked up in the store: an object this process read a
+// moment ago may have been deleted by a prune since).
 func (r *Repository) treesToStore(ctx context.Context, refs []manifest.Chunk) ([]chunk.ID, error) {
-	var (
-		mu      sync.Mutex
-		put     []chunk.ID
-		known   []chunk.ID
-		unknown []manifest.Chunk
-	)
-	for _, ref := range refs {
-		id, err := chunk.ParseID(ref.Hash)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := r.recentlyIntact(id); ok {
-			known = append(known, id)
-		} else {
-			unknown = append(unknown, ref)
-		}
-	}
-	err := r.parallel(ctx, len(known), func(ctx context.Context, i int) error {
-		if err := r.Protect(ctx, known[i]); err != nil {
-			return err
-		}
-		damaged, err := r.DamageRecorded(ctx, known[i])
-		if damaged {
-			mu.Lock()
-			put = append(put, known[i])
-			mu.Unlock()
-		}
-		return err
-	})
+	missing, err := r.MissingChunks(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
-	missing, err := r.MissingChunks(ctx, unknown)
-	if err != nil {
-		return nil, err
-	}
+	put := make([]chunk.ID, 0, len(missing))
 	for i := range missing {
-		id, _ := chunk.ParseID(unknown[i].Hash)
+		id, _ := chunk.ParseID(refs[i].Hash)
 		put = append(put, id)
 	}
 	return put, nil

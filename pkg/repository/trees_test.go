@@ -280,3 +280,129 @@ func TestShardRefsWalksTreesOnce(t *testing.T) {
 		t.Errorf("snapshots reported unreadable: %v, want %v (both naming the lost object, not s3)", bad, []string{s1.ID, s2.ID})
 	}
 }
+
+// TestTreeReadLatelyButDeletedIsStoredAgain: an object this process read
+// whole moments ago and a prune has deleted since is stored again by the
+// next snapshot naming it, not named as it was.
+func TestTreeReadLatelyButDeletedIsStoredAgain(t *testing.T) {
+	t.Parallel()
+	e := newDirEnv(t)
+	r := e.open(t, true)
+	ctx := t.Context()
+	first := treeSnapshot(t, r, "cccc0000000000000000000000000001", 5)
+	if err := r.SaveSnapshot(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := r.LoadSnapshot(ctx, first.ID) // read whole: remembered
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range loaded.Trees {
+		id, _ := chunk.ParseID(tr.Hash)
+		if err := r.DeleteChunk(ctx, id); err != nil { // as a prune's sweep
+			t.Fatal(err)
+		}
+	}
+	second := treeSnapshot(t, r, "cccc0000000000000000000000000002", 5)
+	if err := r.SaveSnapshot(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadSnapshot(ctx, second.ID); err != nil {
+		t.Errorf("the snapshot after the objects were deleted: %v", err)
+	}
+}
+
+// dirsSnapshot is treeSnapshot for the given directories (each listed
+// after its parent), each holding filesPerDir files.
+func dirsSnapshot(t *testing.T, r *repository.Repository, id string, dirs ...string) *manifest.Snapshot {
+	t.Helper()
+	s := treeSnapshot(t, r, id, 0)
+	for _, dir := range dirs {
+		s.Files = append(s.Files, manifest.Entry{Path: dir, Type: manifest.TypeDir, Mode: 0o755})
+		for f := range filesPerDir {
+			s.Files = append(s.Files, manifest.Entry{ // the same directory, the same listing, in any snapshot
+				Path: fmt.Sprintf("%s/file-of-%s-with-a-longish-name-%03d", dir, strings.ReplaceAll(dir, "/", "-"), f), Type: manifest.TypeFile, Mode: 0o644,
+				Size: 20, Inode: uint64(10 + f), Links: 1,
+				Content: []manifest.Extent{{Chunk: 0, Offset: int64(20 * f), Length: 20}},
+			})
+			s.Size += 20
+		}
+	}
+	return s
+}
+
+// TestShardRefsAfterAFailure: once a snapshot's walk fails on a lost
+// object, another snapshot sharing some of its objects (not the lost
+// one) is still walked whole, every object and chunk below them named.
+func TestShardRefsAfterAFailure(t *testing.T) {
+	t.Parallel()
+	e := newDirEnv(t)
+	r := e.open(t, true)
+	ctx := t.Context()
+	a := dirsSnapshot(t, r, "dddd0000000000000000000000000001", "x", "x/y", "z", "z/w", "z/w/v")
+	b := dirsSnapshot(t, r, "dddd0000000000000000000000000002", "z", "z/w", "z/w/v")
+	for _, s := range []*manifest.Snapshot{a, b} {
+		if err := r.SaveSnapshot(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	la, err := r.LoadSnapshot(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := r.LoadSnapshot(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inB := make(map[string]bool)
+	for _, tr := range lb.Trees {
+		inB[tr.Hash] = true
+	}
+	var lost string // x/y's object: A's only, below x
+	for _, tr := range la.Trees {
+		if !inB[tr.Hash] && tr.Hash != la.Root.ID {
+			id, _ := chunk.ParseID(tr.Hash)
+			raw, err := r.GetChunk(ctx, id, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, err := manifest.DecodeTree(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(entries, func(e manifest.TreeEntry) bool { return e.Type == manifest.TypeDir }) {
+				lost = tr.Hash // x's object names y; y's names only files
+			}
+		}
+	}
+	shared := 0
+	for _, tr := range la.Trees {
+		if inB[tr.Hash] {
+			shared++
+		}
+	}
+	if lost == "" || len(lb.Trees) != 4 || shared != 3 {
+		t.Fatalf("x/y's object found: %t; B has %d objects, %d shared with A; want 4, 3 (z, z/w, z/w/v)", lost != "", len(lb.Trees), shared)
+	}
+	lostID, _ := chunk.ParseID(lost)
+	if err := e.st.Delete(ctx, repository.ChunkKey(lostID)); err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	refs, err := r.ShardRefs(ctx, []string{a.ID, b.ID}, 0, 1, func(id string, err error) error {
+		bad = append(bad, id)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bad, []string{a.ID}) {
+		t.Errorf("unreadable: %v, want only %s", bad, a.ID)
+	}
+	for _, tr := range lb.Trees {
+		id, _ := chunk.ParseID(tr.Hash)
+		if _, ok := refs[id]; !ok {
+			t.Errorf("object %s of the readable snapshot is not named", tr.Hash)
+		}
+	}
+}
