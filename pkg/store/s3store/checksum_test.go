@@ -30,4 +30,13 @@ func TestPutChecksumChecked(t *testing.T) {
 	if _, err := s.Get(t.Context(), "damaged"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get of the refused object: %v, want not found", err)
 	}
+	// An object larger than minio-go's multipart threshold (a large
+	// manifest) still goes out whole, its checksum with it.
+	big := bytes.Repeat([]byte("a manifest of a very large volume "), 3<<20) // 102 MiB
+	if err := s.Put(t.Context(), "big", big); err != nil {
+		t.Fatalf("Put of %d bytes: %v", len(big), err)
+	}
+	if got, err := s.Get(t.Context(), "big"); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("Get of the large object: %d bytes, %v", len(got), err)
+	}
 }

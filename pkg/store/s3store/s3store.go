@@ -133,11 +133,13 @@ func (s *Store) Location() string {
 	return strings.TrimSuffix("s3://"+s.bucket+"/"+s.prefix, "/")
 }
 
-// putOptions returns the options of every upload. Objects are chunks of 1 to
-// 32 MiB already in memory, so the choices favour one cheap request each:
+// putOptions returns the options of every upload. Objects are in memory
+// (chunks of 1 to 32 MiB, metadata up to 256 MiB), so the choices favour one cheap request each:
 //
-//   - PartSize 64 MiB: objects up to 64 MiB go out as a single PUT; with the
-//     16 MiB default a 17 MiB chunk becomes a four-request multipart upload.
+//   - DisableMultipart: every object goes out as a single PUT (chunks are
+//     at most 32 MiB, manifests 256 MiB; S3 takes up to 5 GiB so), which
+//     the CRC32C header below covers whole. With minio-go's 16 MiB default
+//     a 17 MiB chunk became a four-request multipart upload.
 //   - DisableContentSha256: over plain http minio-go otherwise signs the body
 //     with streaming SigV4, a SHA-256 over every 64 KiB on the client and
 //     again on the server. Chunk keys are already hashes of the content,
@@ -160,7 +162,7 @@ func (s *Store) Location() string {
 func putOptions(data []byte) minio.PutObjectOptions {
 	sum := binary.BigEndian.AppendUint32(nil, crc32.Checksum(data, castagnoli))
 	return minio.PutObjectOptions{
-		PartSize:             64 << 20,
+		DisableMultipart:     true,
 		DisableContentSha256: true,
 		SendContentMd5:       false,
 		UserMetadata:         map[string]string{"x-amz-checksum-crc32c": base64.StdEncoding.EncodeToString(sum)},
