@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
 )
@@ -135,10 +136,12 @@ func appendString(b []byte, s string) []byte {
 var errTreeShort = errors.New("cut short")
 
 // treeReader reads the values of a directory object in order; the first
-// error sticks.
+// error sticks. budget, if set, counts the entries decoded, across
+// objects, and refuses more than MaxTreeEntries.
 type treeReader struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	budget *atomic.Int64
 }
 
 func (r *treeReader) uvarint() uint64 {
@@ -215,19 +218,20 @@ func (r *treeReader) id() string {
 // the form is checked: what the entries say is checked once the snapshot
 // is assembled (Assemble, Validate). An error wraps ErrInvalid.
 func DecodeTree(raw []byte) ([]TreeEntry, error) {
-	entries, err := decodeTree(raw)
+	entries, err := decodeTree(raw, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: directory object: %w", ErrInvalid, err)
 	}
 	return entries, nil
 }
 
-// decodeTree is DecodeTree, its error not wrapped.
-func decodeTree(raw []byte) ([]TreeEntry, error) {
+// decodeTree is DecodeTree, its error not wrapped, counting the entries
+// against budget when it is set.
+func decodeTree(raw []byte, budget *atomic.Int64) ([]TreeEntry, error) {
 	if len(raw) < len(treeMagic) || string(raw[:len(treeMagic)]) != string(treeMagic) {
 		return nil, errors.New("not a directory object of a known version")
 	}
-	r := &treeReader{b: raw[len(treeMagic):]}
+	r := &treeReader{b: raw[len(treeMagic):], budget: budget}
 	entries, err := r.entries(0)
 	if err != nil {
 		return nil, err
@@ -245,7 +249,11 @@ func (r *treeReader) entries(depth int) ([]TreeEntry, error) {
 	}
 	// An entry takes at least 15 bytes: type, flags, name, mode, owner,
 	// group, mtime, size, inode, links, four strings and an extent count.
-	entries := make([]TreeEntry, r.count(15))
+	n := r.count(15)
+	if r.budget != nil && r.budget.Add(int64(n)) > MaxTreeEntries {
+		return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, MaxTreeEntries)
+	}
+	entries := make([]TreeEntry, n)
 	for i := range entries {
 		e := &entries[i]
 		t, flags := r.uvarint(), r.uvarint()

@@ -256,6 +256,7 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 		trees[s.Root.ID] = s.Root.StoredSize
 	}
 	read := 0
+	var budget atomic.Int64 // entries decoded, however many times each is named
 	for depth := 0; len(level) > 0; depth++ {
 		if depth > MaxTreeDepth {
 			return bad("directories nested more than %d deep", MaxTreeDepth)
@@ -274,10 +275,13 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 				return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
 			}
 		}
-		decoded, err := decodeTrees(raws)
+		decoded, err := decodeTrees(raws, &budget)
 		if err != nil {
 			var de *treeDecodeError
 			errors.As(err, &de)
+			if errors.Is(de.err, ErrTooLarge) {
+				return fmt.Errorf("%w: snapshot %s: %w", ErrTooLarge, s.ID, de.err)
+			}
 			return bad("directory object %s: %v", level[de.index].ID, de.err)
 		}
 		var next []TreeRef
@@ -316,9 +320,11 @@ type treeDecodeError struct {
 
 func (e *treeDecodeError) Error() string { return fmt.Sprintf("object %d: %v", e.index, e.err) }
 
+func (e *treeDecodeError) Unwrap() error { return e.err }
+
 // decodeTrees decodes directory objects on as many goroutines as there
 // are processors.
-func decodeTrees(raws [][]byte) ([][]TreeEntry, error) {
+func decodeTrees(raws [][]byte, budget *atomic.Int64) ([][]TreeEntry, error) {
 	out := make([][]TreeEntry, len(raws))
 	errs := make([]error, len(raws))
 	var (
@@ -328,7 +334,7 @@ func decodeTrees(raws [][]byte) ([][]TreeEntry, error) {
 	for range min(runtime.GOMAXPROCS(0), len(raws)) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(raws); i = int(next.Add(1) - 1) {
-				out[i], errs[i] = decodeTree(raws[i])
+				out[i], errs[i] = decodeTree(raws[i], budget)
 			}
 		})
 	}

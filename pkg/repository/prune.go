@@ -515,7 +515,7 @@ func (r *Repository) walkTree(ctx context.Context, root manifest.TreeRef, w *tre
 
 // readWalked reads the directory object ref for a treeWalk.
 func (r *Repository) readWalked(ctx context.Context, ref string, inShard func(string) bool) *walkedTree {
-	raw, err := r.loadTree(ctx, ref)
+	raw, err := r.loadTree(ctx, ref, nil) // each object once per ShardRefs: bounded by the repository's objects
 	var entries []manifest.TreeEntry
 	if err == nil {
 		entries, err = manifest.DecodeTree(raw)

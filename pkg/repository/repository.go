@@ -681,7 +681,7 @@ func (r *Repository) loadSnapshot(ctx context.Context, id string, decode func(io
 // openSnapshot reads the sealed manifest (or header) of snapshot id under
 // key and decodes it as a stream, its cost bounded first (getMeta).
 func (r *Repository) openSnapshot(ctx context.Context, key, id string, decode func(io.Reader) (*manifest.Snapshot, error)) (*manifest.Snapshot, error) {
-	obj, h, err := r.getMeta(ctx, key)
+	obj, h, err := r.getMeta(ctx, key, nil)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("snapshot %s: %w", id, ErrSnapshotNotFound)
 	}

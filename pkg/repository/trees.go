@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
@@ -110,10 +111,19 @@ func (r *Repository) clearDamageIfRecorded(ctx context.Context, id chunk.ID) err
 // form, and fills in its files and chunks (manifest.Snapshot.Assemble),
 // then validates it.
 func (r *Repository) assemble(ctx context.Context, s *manifest.Snapshot) error {
+	// What the objects may hold together is bounded before each is read
+	// whole (after its header and size are peeked), not after.
+	var read atomic.Int64
+	reserve := func(n int64) error {
+		if read.Add(n) > manifest.MaxSize {
+			return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", manifest.ErrTooLarge, s.ID, manifest.MaxSize)
+		}
+		return nil
+	}
 	err := s.Assemble(func(refs []manifest.TreeRef) ([][]byte, error) {
 		raws := make([][]byte, len(refs))
 		err := r.parallel(ctx, len(refs), func(ctx context.Context, i int) error {
-			raw, err := r.loadTree(ctx, refs[i].ID)
+			raw, err := r.loadTree(ctx, refs[i].ID, reserve)
 			raws[i] = raw
 			return err
 		})
@@ -131,12 +141,12 @@ var ErrTreeMissing = errors.New("repository: directory object missing")
 
 // loadTree reads and checks the directory object named ref and returns
 // its bytes, remembering whether it was intact (noteTree).
-func (r *Repository) loadTree(ctx context.Context, ref string) ([]byte, error) {
+func (r *Repository) loadTree(ctx context.Context, ref string, reserve func(int64) error) ([]byte, error) {
 	id, err := chunk.ParseID(ref)
 	if err != nil {
 		return nil, fmt.Errorf("directory object %q: %w", ref, err)
 	}
-	raw, size, err := r.readTree(ctx, id)
+	raw, size, err := r.readTree(ctx, id, reserve)
 	r.noteTree(id, size, err == nil)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("directory object %s: %w", id, ErrTreeMissing)
@@ -152,9 +162,9 @@ func (r *Repository) loadTree(ctx context.Context, ref string) ([]byte, error) {
 // readTree reads and decodes the directory object id, and returns its
 // bytes and stored size. It is decoded whole, as a chunk is: getMeta bounds
 // it by manifest.MaxSize, less than a chunk's MaxRawSize.
-func (r *Repository) readTree(ctx context.Context, id chunk.ID) ([]byte, int64, error) {
+func (r *Repository) readTree(ctx context.Context, id chunk.ID, reserve func(int64) error) ([]byte, int64, error) {
 	key := ChunkKey(id)
-	obj, h, err := r.getMeta(ctx, key)
+	obj, h, err := r.getMeta(ctx, key, reserve)
 	size := int64(len(obj))
 	switch {
 	case err != nil:
@@ -239,8 +249,9 @@ func (r *Repository) noteDamagedTree(ctx context.Context, id chunk.ID, err error
 }
 
 // getMeta reads the metadata object under key, after checking from its
-// header and length that it holds no more than manifest.MaxSize bytes.
-func (r *Repository) getMeta(ctx context.Context, key string) ([]byte, chunk.Header, error) {
+// header and length that it holds no more than manifest.MaxSize bytes, and
+// that reserve, if set, has room for them.
+func (r *Repository) getMeta(ctx context.Context, key string, reserve func(int64) error) ([]byte, chunk.Header, error) {
 	if err := r.checkMeta("read snapshots"); err != nil {
 		return nil, chunk.Header{}, err
 	}
@@ -255,6 +266,11 @@ func (r *Repository) getMeta(ctx context.Context, key string) ([]byte, chunk.Hea
 	if h.RawLen > manifest.MaxSize || info.Size > manifest.MaxSize+int64(h.HeaderLen) {
 		return nil, h, fmt.Errorf("%w: the object holds %d bytes and claims %d bytes of metadata, more than the %d this build reads",
 			manifest.ErrTooLarge, info.Size, h.RawLen, manifest.MaxSize)
+	}
+	if reserve != nil {
+		if err := reserve(info.Size); err != nil {
+			return nil, h, err
+		}
 	}
 	if int64(len(prefix)) == info.Size {
 		return prefix, h, nil // all of it: most directory objects and headers
