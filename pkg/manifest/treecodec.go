@@ -149,15 +149,7 @@ func (r *treeReader) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.err = errTreeShort
-		if n < 0 {
-			r.err = errors.New("integer overflows 64 bits")
-		}
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
+	return readNumber(r, v, n)
 }
 
 func (r *treeReader) varint() int64 {
@@ -165,15 +157,22 @@ func (r *treeReader) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(r.b)
-	if n <= 0 {
+	return readNumber(r, v, n)
+}
+
+// readNumber consumes the n bytes of v that binary.Uvarint or Varint
+// read, or records why it could not (n <= 0) and returns 0.
+func readNumber[T uint64 | int64](r *treeReader, v T, n int) T {
+	switch {
+	case n == 0:
 		r.err = errTreeShort
-		if n < 0 {
-			r.err = errors.New("integer overflows 64 bits")
-		}
-		return 0
+	case n < 0:
+		r.err = errors.New("integer overflows 64 bits")
+	default:
+		r.b = r.b[n:]
+		return v
 	}
-	r.b = r.b[n:]
-	return v
+	return 0
 }
 
 // count reads a count of items each at least min bytes long, refusing
