@@ -554,18 +554,26 @@ func (r *Repository) snapshotSealer() (*chunk.Sealer, error) {
 
 // sealMeta seals raw, the JSON of a manifest or header, for the key name.
 func (r *Repository) sealMeta(raw []byte, name string) ([]byte, error) {
-	sealer, err := r.snapshotSealer()
-	if err != nil {
-		return nil, err
-	}
-	if !r.config.Encrypted() {
-		return sealer.Seal(nil, chunk.Sum(raw), raw), nil
-	}
 	if err := r.checkMeta("write snapshots"); err != nil {
 		return nil, err
 	}
 	id, err := r.ChunkID(raw)
 	if err != nil {
+		return nil, err
+	}
+	return r.sealMetaAs(id, raw, name)
+}
+
+// sealMetaAs is sealMeta for raw whose ID (ChunkID) the caller has.
+func (r *Repository) sealMetaAs(id chunk.ID, raw []byte, name string) ([]byte, error) {
+	sealer, err := r.snapshotSealer()
+	if err != nil {
+		return nil, err
+	}
+	if !r.config.Encrypted() {
+		return sealer.Seal(nil, id, raw), nil
+	}
+	if err := r.checkMeta("write snapshots"); err != nil {
 		return nil, err
 	}
 	return sealer.SealMeta(nil, id, raw, r.creds.Write, name)

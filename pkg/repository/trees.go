@@ -56,7 +56,7 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 			if size, known := r.recentlyIntact(id); known {
 				o.size = size
 			} else {
-				if o.sealed, err = r.sealMeta(raw, ChunkKey(id)); err != nil {
+				if o.sealed, err = r.sealMetaAs(id, raw, ChunkKey(id)); err != nil {
 					return manifest.TreeRef{}, err
 				}
 				o.raw, o.size = nil, int64(len(o.sealed))
@@ -80,7 +80,7 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 	if err := r.parallel(ctx, len(put), func(ctx context.Context, i int) error {
 		o := objects[put[i]]
 		if o.sealed == nil {
-			sealed, err := r.sealMeta(o.raw, ChunkKey(put[i]))
+			sealed, err := r.sealMetaAs(put[i], o.raw, ChunkKey(put[i]))
 			if err != nil {
 				return err
 			}
