@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,17 +206,44 @@ func (c *Coordinator) saveJob(ctx context.Context, job *queue.Job) error {
 }
 
 // publishEvent publishes the job's current state. Failures are logged: an
-// event is a notification, the job record is the truth.
+// event is a notification, the job record is the truth. The event of a
+// final state is what every follower waits for, so it is tried again for
+// up to finalEventWait (a NATS node lost, the stream electing a leader);
+// should it still fail, followers learn the end from the record
+// (queue.Follow).
 func (c *Coordinator) publishEvent(ctx context.Context, job *queue.Job, message string) {
-	ev := &queue.Event{
-		V: queue.MessageVersion, JobID: job.ID, Kind: job.Kind, State: job.State, Time: time.Now().UTC(),
-		Progress: job.Progress, SnapshotID: job.SnapshotID, Error: job.Error, Message: message, Stats: job.Stats,
-		Mode: job.Mode, Reason: job.Reason, Device: job.Device, Warnings: job.Warnings,
+	data := queue.Encode(job.Event(message))
+	subject := queue.EventSubject(job.ID)
+	if !queue.Final(job.State) {
+		if _, err := c.js.Publish(ctx, subject, data); err != nil {
+			c.logger.WarnContext(ctx, "publish event", "job_id", job.ID, "err", err)
+		}
+		return
 	}
-	if _, err := c.js.Publish(ctx, queue.EventSubject(job.ID), queue.Encode(ev)); err != nil {
-		c.logger.WarnContext(ctx, "publish event", "job_id", job.ID, "err", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalEventWait)
+	defer cancel()
+	id := job.ID + ".end." + strconv.Itoa(job.Epoch) // the same end, stored once however often it is tried
+	for {
+		_, err := c.js.Publish(ctx, subject, data, jetstream.WithMsgID(id))
+		if err == nil {
+			return
+		}
+		c.logger.WarnContext(ctx, "publish the job's final event; retrying", "job_id", job.ID, "err", err)
+		select {
+		case <-ctx.Done():
+			c.logger.ErrorContext(ctx, "the job's final event was not published; followers read its record",
+				"job_id", job.ID, "state", job.State)
+			return
+		case <-time.After(finalEventRetry):
+		}
 	}
 }
+
+// How long, and how often, the event of a job's end is tried.
+const (
+	finalEventWait  = 30 * time.Second
+	finalEventRetry = 500 * time.Millisecond
+)
 
 // createJob records a new job, announces it and starts it. If a job with
 // its ID exists (a repeated request, a schedule's window already fired) it

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,7 +41,11 @@ func RequestMsgID(jobID string, data []byte) string {
 }
 
 // Follow calls fn with each event of job jobID, from the first, until one
-// with a final state, which it returns.
+// with a final state, which it returns. The job's record is the truth and
+// its events are notifications: should the event of its end be lost (its
+// stream without a leader when it was published, the coordinator killed
+// between the two), Follow returns the end as the record says, once the
+// record has said it for recordGrace with no event saying so.
 func Follow(ctx context.Context, js jetstream.JetStream, jobID string, fn func(*Event)) (*Event, error) {
 	it, err := NewTail(ctx, js, StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{EventSubject(jobID)},
@@ -52,9 +57,22 @@ func Follow(ctx context.Context, js jetstream.JetStream, jobID string, fn func(*
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	var ended atomic.Pointer[Event] // the end as the record says it
+	watchCtx, endWatch := context.WithCancel(ctx)
+	defer endWatch()
+	go watchRecord(watchCtx, js, jobID, func(ev *Event) {
+		ended.Store(ev)
+		it.Stop()
+	})
 	for {
 		msg, err := it.Next(ctx)
 		if err != nil {
+			if ev := ended.Load(); ev != nil {
+				if fn != nil {
+					fn(ev)
+				}
+				return ev, nil
+			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -72,6 +90,48 @@ func Follow(ctx context.Context, js jetstream.JetStream, jobID string, fn func(*
 		}
 	}
 }
+
+// watchRecord reads job jobID's record every recordGrace until ctx ends,
+// and calls ended with the event of its end once the record has said the
+// job ended at two reads in a row: by then its final event, if it was
+// published, has long been delivered.
+func watchRecord(ctx context.Context, js jetstream.JetStream, jobID string, ended func(*Event)) {
+	tick := time.NewTicker(recordGrace)
+	defer tick.Stop()
+	var kv jetstream.KeyValue
+	seenEnded := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if kv == nil {
+			var err error
+			if kv, err = js.KeyValue(ctx, BucketJobs); err != nil {
+				kv = nil
+				continue // no coordinator yet, or the cluster is electing
+			}
+		}
+		entry, err := kv.Get(ctx, jobID)
+		if err != nil {
+			continue
+		}
+		var job Job
+		if Decode(entry.Value(), &job) != nil || !Final(job.State) {
+			continue
+		}
+		if seenEnded {
+			ended(job.Event(""))
+			return
+		}
+		seenEnded = true
+	}
+}
+
+// recordGrace is how often Follow reads a job's record, in case the event
+// of its end was lost.
+const recordGrace = 5 * time.Second
 
 // orderedAttempt bounds one attempt to create an ordered consumer. In a
 // cluster that has just lost a node, JetStream may place the consumer on

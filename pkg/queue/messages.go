@@ -274,6 +274,16 @@ type Event struct {
 
 func (e *Event) version() int { return e.V }
 
+// Event returns the event that says the job is as its record says, with
+// message (what a running job waits for, if anything), stamped now.
+func (j *Job) Event(message string) *Event {
+	return &Event{
+		V: MessageVersion, JobID: j.ID, Kind: j.Kind, State: j.State, Time: time.Now().UTC(),
+		Progress: j.Progress, SnapshotID: j.SnapshotID, Error: j.Error, Message: message, Stats: j.Stats,
+		Mode: j.Mode, Reason: j.Reason, Device: j.Device, Warnings: j.Warnings,
+	}
+}
+
 // StatRequest asks a host's reader to describe a source.
 type StatRequest struct {
 	V    int    `json:"v"`

@@ -2,9 +2,12 @@ package queue
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -80,8 +83,8 @@ func (t *Tail) open(ctx context.Context, cfg jetstream.OrderedConsumerConfig) er
 
 // Next returns the next message. It fails with
 // jetstream.ErrMsgIteratorClosed after Stop, with ctx's error when ctx is
-// done while it starts over, and otherwise only when a new consumer cannot
-// be created.
+// done while it starts over, and otherwise only when the stream or the
+// connection is gone for good (see reopen).
 func (t *Tail) Next(ctx context.Context) (jetstream.Msg, error) {
 	for {
 		t.mu.Lock()
@@ -113,10 +116,54 @@ func (t *Tail) Next(ctx context.Context) (jetstream.Msg, error) {
 		if last > 0 {
 			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, last+1, nil
 		}
-		if err := t.open(ctx, cfg); err != nil {
+		if err := t.reopen(ctx, cfg); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// reopen opens the tail again after its consumer failed. The tail opened
+// once with this configuration, so a failure now is the cluster's, not
+// the request's (a node died, a leader is being elected, the consumer
+// could not be placed yet), and it tries again, backing off, until it
+// opens, ctx ends, Stop is called, or the stream or the connection is gone
+// for good. Giving up sooner would leave the reader without its messages
+// while the stream goes on.
+func (t *Tail) reopen(ctx context.Context, cfg jetstream.OrderedConsumerConfig) error {
+	wait := reopenFirst
+	for {
+		err := t.open(ctx, cfg)
+		if err == nil || !reopenable(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last failure: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		t.mu.Lock()
+		stopped := t.stopped
+		t.mu.Unlock()
+		if stopped {
+			return jetstream.ErrMsgIteratorClosed
+		}
+		wait = min(2*wait, reopenMax)
+	}
+}
+
+// Bounds of the pause between attempts to reopen a tail.
+const (
+	reopenFirst = 200 * time.Millisecond
+	reopenMax   = 5 * time.Second
+)
+
+// reopenable reports whether a tail that failed to open with err may
+// open later: not when it was stopped, its stream was deleted, or its
+// connection was closed. A timeout is worth another attempt: it is one
+// request's, and the caller's context is looked at apart.
+func reopenable(err error) bool {
+	return !errors.Is(err, jetstream.ErrMsgIteratorClosed) && !errors.Is(err, jetstream.ErrStreamNotFound) &&
+		!errors.Is(err, nats.ErrConnectionClosed)
 }
 
 // Stop ends the reading; a Next in progress returns
