@@ -3,7 +3,10 @@
 # nats-server, coordinator, reader, compressor, bulkctl --nats): the
 # repository's growth per backup, each snapshot's objects, and each
 # process's peak RSS (VmHWM). The coordinator is restarted before each
-# unchanged backup, so its peak is that backup's alone.
+# unchanged backup, so its peak is that backup's alone. With RESTORE=1 the
+# last snapshot is then restored through the fleet (coordinator and reader
+# started afresh, so their peaks are the restore's) into WORKDIR/restored,
+# compared with the tree (diff -r, unless NOCOMPARE=1) and removed.
 #
 #   scripts/bench/unchanged-tree.sh TREE [WORKDIR]
 #
@@ -18,7 +21,8 @@ rm -rf "$W"; mkdir -p "$W/logs"; W=$(realpath "$W")
 sleep 1
 start_coord() { "$BIN/coordinator" --nats "$URL" --data "$W/coord" --log-format json > "$W/logs/coord-$1.log" 2>&1 & COORD=$!; sleep 1; }
 start_coord 1
-"$BIN/reader" --nats "$URL" --host bench --log-format json > "$W/logs/reader.log" 2>&1 & READER=$!
+start_reader() { "$BIN/reader" --nats "$URL" --host bench --log-format json > "$W/logs/reader-$1.log" 2>&1 & READER=$!; }
+start_reader 1
 "$BIN/compressor" --nats "$URL" --log-format json > "$W/logs/comp.log" 2>&1 & COMP=$!
 trap 'kill $COORD $READER $COMP $NATS 2>/dev/null || true' EXIT
 sleep 2
@@ -27,7 +31,7 @@ size() { du -sb --apparent-size "$W/repo" | cut -f1; }
 run() {
 	local n=$1 id
 	/usr/bin/time -f "%e s" "$BIN/bulkctl" backup "bench:$TREE" -r "$W/repo" --nats "$URL" --json > "$W/logs/backup-$n.json" 2> "$W/logs/backup-$n.err"
-	echo "backup $n: $(jq -c '{files,new_files,unchanged_files,new_bytes,seconds}' "$W/logs/backup-$n.json")"
+	echo "backup $n: $(jq -c '{files,new_files,unchanged_files,new_bytes,seconds,files_per_s:(.files/.seconds|floor)}' "$W/logs/backup-$n.json")"
 	echo "  peak RSS MiB: coordinator $(hwm $COORD), reader $(hwm $READER), compressor $(hwm $COMP), nats-server $(hwm $NATS)"
 	id=$(jq -r .snapshot_id "$W/logs/backup-$n.json")
 	echo "  snapshots/$id $(stat -c %s "$W/repo/snapshots/$id") bytes, headers/$id $(stat -c %s "$W/repo/headers/$id") bytes"
@@ -40,5 +44,18 @@ for n in 2 3; do
 	run $n
 	echo "  repository growth $(( $(size) - before )) bytes"
 done
+if [[ ${RESTORE:-0} == 1 ]]; then
+	kill $COORD $READER; wait $COORD $READER || true; start_coord restore; start_reader restore; sleep 2
+	start=$(date +%s.%N)
+	"$BIN/bulkctl" restore latest "bench:$W/restored" -r "$W/repo" --nats "$URL" > "$W/logs/restore.out" 2>&1
+	secs=$(echo "$(date +%s.%N) - $start" | bc)
+	files=$(jq .files "$W/logs/backup-3.json")
+	echo "restore: $secs s, $(echo "$files / $secs" | bc) files/s"
+	echo "  peak RSS MiB: coordinator $(hwm $COORD), reader $(hwm $READER), compressor $(hwm $COMP) (cumulative), nats-server $(hwm $NATS) (cumulative)"
+	if [[ ${NOCOMPARE:-0} != 1 ]]; then
+		diff -r "$TREE" "$W/restored" > /dev/null && echo "  restored tree equals the source (diff -r)" || echo "  RESTORED TREE DIFFERS (diff -r)"
+	fi
+	rm -rf "$W/restored"
+fi
 echo "breakdown of the last snapshot (GOGC=50):"
 GOGC=50 go run ./scripts/manifestcost "$W/repo" "$(jq -r .snapshot_id "$W/logs/backup-3.json")"

@@ -13,7 +13,9 @@
 //
 // The tree copies files at their original paths below DIR: 60% source
 // files, 20% documents and configuration, 15% libraries, 3% compressed
-// files, 2% logs and a few large binaries.
+// files, 2% logs and a few large binaries. With -small it is generated
+// instead: small log files (0-4 KiB), 100 to a directory, for a tree of
+// millions of files that fits on a disk; it has no manifest.
 //
 // Files are chosen in an order given by a hash of the seed and their path,
 // so the same seed on the same machine gives the same selection, spread
@@ -48,7 +50,7 @@ func main() {
 
 const usage = `usage:
   mkcorpus image -size 2GiB -o VOL.img [-free 0.25] [-incompressible 0.10] [-seed 1]
-  mkcorpus tree -files 100000 -o DIR [-seed 1]`
+  mkcorpus tree -files 100000 -o DIR [-seed 1] [-small]`
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -117,11 +119,15 @@ func runTree(ctx context.Context, args []string) error {
 	files := fs.Int("files", 100000, "number of files")
 	out := fs.String("o", "", "output `directory`, which must not exist (required)")
 	seed := fs.Int64("seed", 1, "selection and generator seed")
+	small := fs.Bool("small", false, "generated small files only (0-4 KiB of logs, 100 to a directory), for trees of millions of files")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return errors.New("-o directory is required")
+	}
+	if *small {
+		return buildSmallTree(ctx, *out, *files, *seed, os.Stderr)
 	}
 	return buildTree(ctx, *out, treeOptions{files: *files, seed: *seed, roots: defaultRoots(), log: os.Stderr})
 }

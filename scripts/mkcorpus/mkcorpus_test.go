@@ -178,3 +178,59 @@ func TestImage(t *testing.T) {
 		t.Errorf("e2fsck: %v\n%s", err, b)
 	}
 }
+
+func TestSmallTree(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		files     int
+		wantDirs  int // leaf directories
+		deepest   string
+		wantError bool
+	}{
+		{"one directory, not full", 42, 1, "00/f041.log", false},
+		{"directories filled in order", 250, 3, "02/f049.log", false},
+		{"a second level", 10_050, 101, "01/00/f049.log", false},
+		{"exactly one level full", 10_000, 100, "99/f099.log", false},
+		{"nothing", 0, 0, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var trees [2]map[string][]byte
+			for i := range trees {
+				out := filepath.Join(t.TempDir(), "tree")
+				err := buildSmallTree(t.Context(), out, tt.files, 3, io.Discard)
+				if tt.wantError {
+					if err == nil {
+						t.Fatal("no error")
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				trees[i] = listTree(t, out)
+			}
+			if got := len(trees[0]); got != tt.files {
+				t.Errorf("files = %d, want %d", got, tt.files)
+			}
+			if _, ok := trees[0][tt.deepest]; !ok {
+				t.Errorf("no file %s", tt.deepest)
+			}
+			dirs := make(map[string]bool)
+			for rel, b := range trees[0] {
+				dirs[filepath.Dir(rel)] = true
+				if len(b) > smallMaxSize {
+					t.Errorf("%s has %d bytes, more than %d", rel, len(b), smallMaxSize)
+				}
+				if !bytes.Equal(b, trees[1][rel]) {
+					t.Errorf("%s differs between two trees of the same seed", rel)
+				}
+			}
+			if len(dirs) != tt.wantDirs {
+				t.Errorf("%d directories hold files, want %d", len(dirs), tt.wantDirs)
+			}
+		})
+	}
+}
