@@ -94,5 +94,12 @@ func DecodeDone(subject string, data []byte) (any, error) {
 	if err := Decode(data, v); err != nil {
 		return nil, err
 	}
+	if b, ok := v.(*ScanBatch); ok {
+		entries, err := UnpackEntries(b.Packed)
+		if err != nil {
+			return nil, err
+		}
+		b.Entries, b.Packed = entries, nil
+	}
 	return v, nil
 }

@@ -6,8 +6,10 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 )
 
@@ -83,23 +85,33 @@ func TestMuxRegisterTwicePanics(t *testing.T) {
 
 func TestDecodeDone(t *testing.T) {
 	t.Parallel()
+	entries := []manifest.Entry{
+		{Path: ".", Type: manifest.TypeDir, Mode: 0o755},
+		{Path: "a.txt", Type: manifest.TypeFile, Mode: 0o644, Size: 12, MTime: 1700000000123456789, Inode: 77},
+	}
 	tests := []struct {
 		kind string
 		v    any
+		want any // what decoding gives, if not v
 	}{
-		{queue.DoneChunk, &queue.ChunkDone{V: queue.WorkVersion, JobID: "j", Index: 1, Length: 5}},
-		{queue.DoneScanPart, &queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Batch: 2}},
-		{queue.DoneScan, &queue.ScanDone{V: queue.WorkVersion, JobID: "j", Batches: 3}},
-		{queue.DoneProblems, &queue.FileProblems{V: queue.WorkVersion, JobID: "j", Index: 4}},
-		{queue.DoneStep, &queue.StepDone{V: queue.WorkVersion, JobID: "j", Op: queue.OpFinish}},
-		{queue.DoneFailed, &queue.WorkFailed{V: queue.WorkVersion, JobID: "j", Code: queue.CodeMissing, Message: "gone"}},
+		{queue.DoneChunk, &queue.ChunkDone{V: queue.WorkVersion, JobID: "j", Index: 1, Length: 5}, nil},
+		{queue.DoneScanPart, &queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Batch: 2, Packed: queue.PackEntries(entries)},
+			&queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Batch: 2, Entries: entries}},
+		{queue.DoneScan, &queue.ScanDone{V: queue.WorkVersion, JobID: "j", Batches: 3}, nil},
+		{queue.DoneProblems, &queue.FileProblems{V: queue.WorkVersion, JobID: "j", Index: 4}, nil},
+		{queue.DoneStep, &queue.StepDone{V: queue.WorkVersion, JobID: "j", Op: queue.OpFinish}, nil},
+		{queue.DoneFailed, &queue.WorkFailed{V: queue.WorkVersion, JobID: "j", Code: queue.CodeMissing, Message: "gone"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
 			t.Parallel()
+			want := tt.want
+			if want == nil {
+				want = tt.v
+			}
 			got, err := queue.DecodeDone(queue.DoneSubject("j", tt.kind), queue.Encode(tt.v))
-			if err != nil || !reflect.DeepEqual(got, tt.v) {
-				t.Errorf("DecodeDone = %+v, %v; want %+v", got, err, tt.v)
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("DecodeDone = %+v, %v; want %+v", got, err, want)
 			}
 		})
 	}
@@ -107,6 +119,25 @@ func TestDecodeDone(t *testing.T) {
 		t.Parallel()
 		if _, err := queue.DecodeDone("bulk.done.j.bogus", []byte(`{"v":3}`)); !errors.Is(err, queue.ErrBadMessage) {
 			t.Errorf("DecodeDone of an unknown kind = %v, want %v", err, queue.ErrBadMessage)
+		}
+	})
+	t.Run("bad scan batches", func(t *testing.T) {
+		t.Parallel()
+		zeros := make([]byte, queue.MaxScanBatch+1)
+		enc, _ := zstd.NewWriter(nil)
+		bad := map[string][]byte{
+			"not packed":          []byte(`[{"path":"."}]`),
+			"nothing":             nil,
+			"unknown entry field": enc.EncodeAll([]byte(`[{"path":".","bogus":1}]`), nil),
+			"not a list":          enc.EncodeAll([]byte(`{"path":"."}`), nil),
+			"unpacks too large":   enc.EncodeAll(zeros, nil),
+			"truncated":           queue.PackEntries(entries)[:10],
+		}
+		for name, packed := range bad {
+			body := queue.Encode(&queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Packed: packed})
+			if _, err := queue.DecodeDone(queue.DoneSubject("j", queue.DoneScanPart), body); !errors.Is(err, queue.ErrBadMessage) {
+				t.Errorf("%s: DecodeDone = %v, want %v", name, err, queue.ErrBadMessage)
+			}
 		}
 	})
 	t.Run("body of another kind", func(t *testing.T) {

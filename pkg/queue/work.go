@@ -1,8 +1,13 @@
 package queue
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
@@ -16,8 +21,9 @@ import (
 // Services of different work versions do not work together: upgrade them
 // together. Version 3 added the maintenance tasks, and readers and
 // compressors that honour prunes and the damage registry: a version-2
-// service would deduplicate against a chunk a prune is deleting.
-const WorkVersion = 3
+// service would deduplicate against a chunk a prune is deleting. Version 4
+// packs the entries of scan batches (ScanBatch.Packed).
+const WorkVersion = 4
 
 // Work operations, the third token of a work subject
 // (bulk.work.<op>.<host>.<job>). Each has its own message type.
@@ -196,12 +202,64 @@ func (d *ChunkDone) version() int { return d.V }
 func (*ChunkDone) work()          {}
 
 // ScanBatch is one batch of a tree's listing, from scan attempt Attempt.
+// Its entries travel packed (PackEntries: the zstd of their JSON, about a
+// tenth of it): every batch of a scan stays in StreamDone until its job
+// ends, so a tree of millions of files would otherwise hold hundreds of
+// MB in the NATS servers. DecodeDone unpacks them into Entries.
 type ScanBatch struct {
 	V       int              `json:"v"`
 	JobID   string           `json:"job_id"`
 	Attempt int              `json:"attempt"`
 	Batch   int              `json:"batch"`
-	Entries []manifest.Entry `json:"entries"`
+	Entries []manifest.Entry `json:"-"`
+	Packed  []byte           `json:"packed"`
+}
+
+// MaxScanBatch bounds the JSON of one scan batch's entries, unpacked: a
+// batch is cut at about 256 KiB, and a path is at most 4 KiB.
+const MaxScanBatch = 4 << 20
+
+// The scan batches' coders, made when first used (EncodeAll and
+// DecodeAll are safe for concurrent use).
+var (
+	packer = sync.OnceValue(func() *zstd.Encoder {
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			panic(err) // only for invalid options
+		}
+		return enc
+	})
+	unpacker = sync.OnceValue(func() *zstd.Decoder {
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxScanBatch))
+		if err != nil {
+			panic(err) // only for invalid options
+		}
+		return dec
+	})
+)
+
+// PackEntries returns the packed form of a scan batch's entries.
+func PackEntries(entries []manifest.Entry) []byte {
+	return packer().EncodeAll(Encode(entries), nil)
+}
+
+// UnpackEntries returns the entries of a packed scan batch. It fails on
+// bytes that are not a packed batch or unpack to more than MaxScanBatch.
+func UnpackEntries(packed []byte) ([]manifest.Entry, error) {
+	raw, err := unpacker().DecodeAll(packed, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan batch: %w", ErrBadMessage, err)
+	}
+	if len(raw) > MaxScanBatch {
+		return nil, fmt.Errorf("%w: scan batch of %d bytes exceeds %d", ErrBadMessage, len(raw), MaxScanBatch)
+	}
+	var entries []manifest.Entry
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&entries); err != nil {
+		return nil, fmt.Errorf("%w: scan batch: %w", ErrBadMessage, err)
+	}
+	return entries, nil
 }
 
 func (d *ScanBatch) version() int { return d.V }
