@@ -142,6 +142,10 @@ type treeReader struct {
 	b      []byte
 	err    error
 	budget *atomic.Int64
+	// ids holds the IDs read so far: the files of a directory share a
+	// few packs, and a tree of millions would otherwise hold one string
+	// of the same 64 digits per file.
+	ids map[[chunk.IDSize]byte]string
 }
 
 func (r *treeReader) uvarint() uint64 {
@@ -208,8 +212,16 @@ func (r *treeReader) id() string {
 		r.err = errTreeShort
 		return ""
 	}
-	s := hex.EncodeToString(r.b[:chunk.IDSize])
+	key := [chunk.IDSize]byte(r.b[:chunk.IDSize])
 	r.b = r.b[chunk.IDSize:]
+	if s, ok := r.ids[key]; ok {
+		return s
+	}
+	s := hex.EncodeToString(key[:])
+	if r.ids == nil {
+		r.ids = make(map[[chunk.IDSize]byte]string)
+	}
+	r.ids[key] = s
 	return s
 }
 

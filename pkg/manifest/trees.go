@@ -255,6 +255,7 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 		level = append(level, s.Root.TreeRef)
 		trees[s.Root.ID] = s.Root.StoredSize
 	}
+	namedBy := make(map[string][]string) // the objects naming each object, once per naming
 	read := 0
 	var budget atomic.Int64 // entries decoded, however many times each is named
 	for depth := 0; len(level) > 0; depth++ {
@@ -288,7 +289,11 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 		for i, entries := range decoded {
 			objects[level[i].ID] = entries
 			EachEntry(entries, func(e *TreeEntry) {
-				if _, seen := trees[e.ID]; e.ID != "" && !seen {
+				if e.ID == "" {
+					return
+				}
+				namedBy[e.ID] = append(namedBy[e.ID], level[i].ID)
+				if _, seen := trees[e.ID]; !seen {
 					trees[e.ID] = e.StoredSize
 					next = append(next, e.TreeRef)
 				}
@@ -303,12 +308,16 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 	slices.SortFunc(s.Trees, func(a, b Chunk) int { return strings.Compare(a.Hash, b.Hash) })
 	// Count what they expand to before expanding them: a hostile
 	// repository can name one object from many places.
-	if n := countEntries(s.Root.ID, objects, make(map[string]int64), 0); n >= MaxTreeEntries {
+	n := countEntries(s.Root.ID, objects, make(map[string]int64), 0)
+	if n >= MaxTreeEntries {
 		return fmt.Errorf("%w: snapshot %s: more than %d entries, or directories nested more than %d deep",
 			ErrTooLarge, s.ID, MaxTreeEntries, MaxTreeDepth)
 	}
-	// Expand them in walk order.
-	a := assembler{s: s, objects: objects, chunks: make(map[chunkKey]int)}
+	// Expand them in walk order, into room for them all: grown by append,
+	// the list of a tree of millions would be copied over and over, the
+	// old copies garbage only after the next collection.
+	s.Files = make([]Entry, 0, n+1)
+	a := assembler{s: s, objects: objects, left: expansions(s.Root.ID, namedBy), chunks: make(map[chunkKey]int)}
 	return a.add(*s.Root, ".", 0)
 }
 
@@ -386,6 +395,30 @@ func countList(list []TreeEntry, objects map[string][]TreeEntry, counted map[str
 	return n
 }
 
+// expansions returns how often expanding the tree of root expands each of
+// its objects: once for each naming of it in each expansion of an object
+// that names it (namedBy), the root once. The tree has no cycle
+// (countEntries has refused those).
+func expansions(root string, namedBy map[string][]string) map[string]int64 {
+	memo := map[string]int64{root: 1}
+	var count func(id string) int64
+	count = func(id string) int64 {
+		if n, ok := memo[id]; ok {
+			return n
+		}
+		var n int64
+		for _, p := range namedBy[id] {
+			n += count(p)
+		}
+		memo[id] = n
+		return n
+	}
+	for id := range namedBy {
+		count(id)
+	}
+	return memo
+}
+
 // chunkKey tells chunks apart when assembling: by hash, a zero chunk by
 // its length.
 type chunkKey struct {
@@ -396,7 +429,11 @@ type chunkKey struct {
 type assembler struct {
 	s       *Snapshot
 	objects map[string][]TreeEntry
-	chunks  map[chunkKey]int
+	// left counts the expansions of each object still to come: an object
+	// is let go after its last, so that a large tree is not held decoded
+	// and assembled at once.
+	left   map[string]int64
+	chunks map[chunkKey]int
 }
 
 // add appends the entry e at path p and, for a directory, what it holds.
@@ -437,6 +474,9 @@ func (a *assembler) add(e TreeEntry, p string, depth int) error {
 	children := e.Inline
 	if e.ID != "" {
 		children = a.objects[e.ID]
+		if a.left[e.ID]--; a.left[e.ID] <= 0 {
+			delete(a.objects, e.ID)
+		}
 	}
 	for _, c := range children {
 		if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsRune(c.Name, '/') {

@@ -471,3 +471,37 @@ func FuzzAssemble(f *testing.F) {
 		}
 	})
 }
+
+// TestTreesSharedObjectsAssembleWhole: directories with the same listing
+// share one object, at several depths (an object named twice inside an
+// object that is itself named twice is expanded four times); assembling
+// lets each object go after its last expansion, never before.
+func TestTreesSharedObjectsAssembleWhole(t *testing.T) {
+	t.Parallel()
+	s := &manifest.Snapshot{
+		Version: manifest.Version, ID: "shared", Mode: manifest.ModeFiles, SourceKind: manifest.KindDir,
+		Host: "h", Path: "/src", ChunkSize: 1 << 20, Hash: "sha256", Compression: "zstd", Size: 32,
+		Chunks: []manifest.Chunk{{Length: 8, Hash: strings.Repeat("ab", 32), StoredSize: 20}},
+	}
+	add := func(p string, typ string) {
+		e := manifest.Entry{Path: p, Type: typ, Mode: 0o755, MTime: 1}
+		if typ == manifest.TypeFile {
+			e.Mode, e.Size, e.Content = 0o644, 8, []manifest.Extent{{Chunk: 0, Length: 8}}
+		}
+		s.Files = append(s.Files, e)
+	}
+	add(".", manifest.TypeDir)
+	for _, top := range []string{"x", "y"} {
+		add(top, manifest.TypeDir)
+		for _, sub := range []string{"s1", "s2"} {
+			add(top+"/"+sub, manifest.TypeDir)
+			add(top+"/"+sub+"/f", manifest.TypeFile)
+		}
+	}
+	objects := newObjectStore()
+	_, back := roundTrip(t, s, objects)
+	if len(objects.objects) != 3 { // the root; x and y; every s1 and s2
+		t.Errorf("%d objects, want 3", len(objects.objects))
+	}
+	sameEntries(t, s, back)
+}
