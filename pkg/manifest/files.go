@@ -340,3 +340,34 @@ func under(p, dir string) (string, bool) {
 	rel, ok := strings.CutPrefix(p, dir+"/")
 	return rel, ok
 }
+
+// WalkOrder compares paths in manifest form as a walk meets them: element
+// by element, by the bytes of each name, so that a directory comes right
+// before what it holds ("a", "a/x", "a-b"). The entries of a files-mode
+// snapshot are in this order.
+func WalkOrder(a, b string) int {
+	switch {
+	case a == b:
+		return 0
+	case a == ".":
+		return -1
+	case b == ".":
+		return 1
+	}
+	for {
+		ea, ra, moreA := strings.Cut(a, "/")
+		eb, rb, moreB := strings.Cut(b, "/")
+		if c := strings.Compare(ea, eb); c != 0 {
+			return c
+		}
+		switch {
+		case !moreA && !moreB:
+			return 0
+		case !moreA:
+			return -1
+		case !moreB:
+			return 1
+		}
+		a, b = ra, rb
+	}
+}

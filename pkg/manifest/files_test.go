@@ -616,3 +616,12 @@ func TestSelectNotFoundHint(t *testing.T) {
 		}
 	}
 }
+
+func TestWalkOrder(t *testing.T) {
+	t.Parallel()
+	paths := []string{"a-b", "a/x", ".", "a", "b", "a/x/y", "a/w", "a.txt", "a/x-y"}
+	slices.SortFunc(paths, manifest.WalkOrder)
+	if want := []string{".", "a", "a/w", "a/x", "a/x/y", "a/x-y", "a-b", "a.txt", "b"}; !slices.Equal(paths, want) {
+		t.Errorf("walk order %q, want %q", paths, want)
+	}
+}

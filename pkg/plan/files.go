@@ -29,9 +29,10 @@ type FilesPlan struct {
 	Read []int
 	// Packs are the chunks to read, each a pack of file pieces.
 	Packs []Pack
-	// Reused holds, for each unchanged file (by entry index), its content
-	// in the parent: extents naming the parent's chunks.
-	Reused map[int][]manifest.Extent
+	// Reused lists the unchanged files (entry indexes, in order). Until
+	// Build, their Content is their content in the parent: extents naming
+	// ParentChunks.
+	Reused []int
 	// NewFiles, Changed and Unchanged count the regular files (hard links
 	// not included) by how they compare with the parent.
 	NewFiles, Changed, Unchanged int
@@ -46,27 +47,27 @@ type FilesPlan struct {
 // its extents lies in a chunk of unusable (indexes into parent.Chunks: the
 // chunks not stored whole).
 func Files(entries []manifest.Entry, parent *manifest.Snapshot, unusable map[int]bool, chunkSize int64) *FilesPlan {
-	fp := &FilesPlan{Entries: entries, Reused: make(map[int][]manifest.Extent)}
-	before := make(map[string]*manifest.Entry)
+	fp := &FilesPlan{Entries: entries}
+	inParent := func(string) *manifest.Entry { return nil }
 	if parent != nil {
 		fp.ParentChunks = parent.Chunks
-		for i := range parent.Files {
-			before[parent.Files[i].Path] = &parent.Files[i]
-		}
+		inParent = parentLookup(entries, parent.Files)
 	}
 	var sizes []int64
-	for i, e := range entries {
+	for i := range entries {
+		e := &entries[i]
 		if e.Type != manifest.TypeFile || e.LinkTo != "" {
 			continue
 		}
-		p := before[e.Path]
+		p := inParent(e.Path)
 		switch {
 		case p == nil || p.Type != manifest.TypeFile:
 			fp.NewFiles++
 		case p.Size == e.Size && p.MTime == e.MTime && p.Inode == e.Inode && !p.Unread && p.Warning == "" &&
 			!inUnusable(p.Content, unusable):
 			fp.Unchanged++
-			fp.Reused[i] = p.Content
+			fp.Reused = append(fp.Reused, i)
+			e.Content = p.Content
 			continue
 		default:
 			fp.Changed++
@@ -79,6 +80,39 @@ func Files(entries []manifest.Entry, parent *manifest.Snapshot, unusable map[int
 	}
 	fp.Packs = Packs(sizes, chunkSize, 0)
 	return fp
+}
+
+// parentLookup returns a function that finds the parent's entry of a path
+// (nil if it has none), asked for the paths of scan in order. When both
+// lists are in walk order, as a scan and the snapshots made of scans are,
+// it walks the parent's alongside: a map of millions of paths would hold
+// about as much as the entries themselves.
+func parentLookup(scan, parent []manifest.Entry) func(path string) *manifest.Entry {
+	inWalkOrder := func(entries []manifest.Entry) bool {
+		for i := 1; i < len(entries); i++ {
+			if manifest.WalkOrder(entries[i-1].Path, entries[i].Path) >= 0 {
+				return false
+			}
+		}
+		return true
+	}
+	if !inWalkOrder(scan) || !inWalkOrder(parent) {
+		byPath := make(map[string]*manifest.Entry, len(parent))
+		for i := range parent {
+			byPath[parent[i].Path] = &parent[i]
+		}
+		return func(path string) *manifest.Entry { return byPath[path] }
+	}
+	next := 0
+	return func(path string) *manifest.Entry {
+		for next < len(parent) && manifest.WalkOrder(parent[next].Path, path) < 0 {
+			next++
+		}
+		if next < len(parent) && parent[next].Path == path {
+			return &parent[next]
+		}
+		return nil
+	}
 }
 
 // inUnusable reports whether any of content's extents lies in a chunk of
@@ -159,11 +193,8 @@ func (fp *FilesPlan) Build(snap *manifest.Snapshot, stored func(pack int) Stored
 		}
 	}
 	fromParent := make(map[int]int)
-	for i := range files { // in order, so that the chunks' order is the same each time
-		exts, ok := fp.Reused[i]
-		if !ok {
-			continue
-		}
+	for _, i := range fp.Reused { // in order, so that the chunks' order is the same each time
+		exts := files[i].Content // the parent's extents, shared with it: not changed in place
 		out := make([]manifest.Extent, len(exts))
 		for j, x := range exts {
 			ci, ok := fromParent[x.Chunk]

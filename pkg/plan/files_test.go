@@ -95,30 +95,69 @@ func TestFiles(t *testing.T) {
 			}(),
 			wantCounts: [3]int{0, 1, 0}, wantRead: []string{"a.txt"}, wantBytes: 10,
 		},
+		{
+			name: "files added, removed and changed, between a directory and its namesakes",
+			scan: []manifest.Entry{dir("."), dir("a"), file("a/x", 4, 1, 2), file("a/y", 5, 1, 3), file("a-b", 6, 9, 4),
+				file("b", 7, 1, 5), file("z", 8, 1, 6)},
+			parent: &manifest.Snapshot{
+				Version: 2, ID: "p2", Mode: manifest.ModeFiles, ChunkSize: 4096, Hash: "sha256",
+				Chunks: []manifest.Chunk{{Length: 24, Hash: hash("c"), StoredSize: 30}},
+				Files: []manifest.Entry{dir("."), dir("a"),
+					withContent(file("a/w", 6, 1, 1), manifest.Extent{Chunk: 0, Offset: 0, Length: 6}),
+					withContent(file("a/x", 4, 1, 2), manifest.Extent{Chunk: 0, Offset: 6, Length: 4}),
+					withContent(file("a-b", 6, 1, 4), manifest.Extent{Chunk: 0, Offset: 10, Length: 6}),
+					withContent(file("z", 8, 1, 6), manifest.Extent{Chunk: 0, Offset: 16, Length: 8}),
+				},
+			},
+			wantCounts: [3]int{2, 1, 2}, wantRead: []string{"a/y", "a-b", "b"}, wantBytes: 18,
+		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fp := plan.Files(tt.scan, tt.parent, tt.unusable, 4096)
-			if got := [3]int{fp.NewFiles, fp.Changed, fp.Unchanged}; got != tt.wantCounts {
-				t.Errorf("new, changed, unchanged = %v, want %v", got, tt.wantCounts)
-			}
-			var read []string
-			for _, i := range fp.Read {
-				read = append(read, tt.scan[i].Path)
-			}
-			if !slices.Equal(read, tt.wantRead) || fp.ReadBytes != tt.wantBytes {
-				t.Errorf("read %q (%d bytes), want %q (%d)", read, fp.ReadBytes, tt.wantRead, tt.wantBytes)
-			}
-			var packed int64
-			for i := range fp.Packs {
-				for _, p := range fp.Pieces(i) {
-					packed += p.Length
+		// Each case twice: the parent in walk order, as snapshots are
+		// (the lists are walked alongside), and reversed (looked up by path).
+		for _, order := range []string{"walk order", "reversed"} {
+			t.Run(tt.name+"/"+order, func(t *testing.T) {
+				parent := tt.parent
+				if parent != nil && order == "reversed" {
+					reversed := *parent
+					reversed.Files = slices.Clone(parent.Files)
+					slices.Reverse(reversed.Files)
+					parent = &reversed
 				}
-			}
-			if packed != tt.wantBytes {
-				t.Errorf("the packs' pieces hold %d bytes, want %d", packed, tt.wantBytes)
-			}
-		})
+				checkFilesPlan(t, slices.Clone(tt.scan), parent, tt.unusable, tt.wantCounts, tt.wantRead, tt.wantBytes)
+			})
+		}
+	}
+}
+
+// checkFilesPlan plans a backup of scan against parent and checks what is
+// read and why.
+func checkFilesPlan(t *testing.T, scan []manifest.Entry, parent *manifest.Snapshot, unusable map[int]bool, wantCounts [3]int, wantRead []string, wantBytes int64) {
+	t.Helper()
+	fp := plan.Files(scan, parent, unusable, 4096)
+	if got := [3]int{fp.NewFiles, fp.Changed, fp.Unchanged}; got != wantCounts {
+		t.Errorf("new, changed, unchanged = %v, want %v", got, wantCounts)
+	}
+	for _, i := range fp.Reused {
+		if len(scan[i].Content) == 0 {
+			t.Errorf("unchanged %s has no content from the parent", scan[i].Path)
+		}
+	}
+	var read []string
+	for _, i := range fp.Read {
+		read = append(read, scan[i].Path)
+	}
+	if !slices.Equal(read, wantRead) || fp.ReadBytes != wantBytes {
+		t.Errorf("read %q (%d bytes), want %q (%d)", read, fp.ReadBytes, wantRead, wantBytes)
+	}
+	var packed int64
+	for i := range fp.Packs {
+		for _, p := range fp.Pieces(i) {
+			packed += p.Length
+		}
+	}
+	if packed != wantBytes {
+		t.Errorf("the packs' pieces hold %d bytes, want %d", packed, wantBytes)
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 )
@@ -138,38 +137,8 @@ func Trees(ctx context.Context, old, new *manifest.Snapshot, src ChunkSource) ([
 			sum.RemovedBytes += o.Size
 		}
 	}
-	slices.SortStableFunc(changes, func(a, b Change) int { return walkOrder(a.Path, b.Path) })
+	slices.SortStableFunc(changes, func(a, b Change) int { return manifest.WalkOrder(a.Path, b.Path) })
 	return changes, sum, nil
-}
-
-// walkOrder compares paths as a walk meets them: element by element, by
-// the bytes of each name, so that a directory comes right before what it
-// holds ("a", "a/x", "a-b").
-func walkOrder(a, b string) int {
-	switch {
-	case a == b:
-		return 0
-	case a == ".":
-		return -1
-	case b == ".":
-		return 1
-	}
-	for {
-		ea, ra, moreA := strings.Cut(a, "/")
-		eb, rb, moreB := strings.Cut(b, "/")
-		if c := strings.Compare(ea, eb); c != 0 {
-			return c
-		}
-		switch {
-		case !moreA && !moreB:
-			return 0
-		case !moreA:
-			return -1
-		case !moreB:
-			return 1
-		}
-		a, b = ra, rb
-	}
 }
 
 type comparer struct {

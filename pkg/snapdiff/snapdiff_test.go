@@ -134,14 +134,6 @@ func TestTrees(t *testing.T) {
 	}
 }
 
-func TestWalkOrder(t *testing.T) {
-	paths := []string{"a-b", "a/x", ".", "a", "b", "a/x/y", "a/w"}
-	slices.SortFunc(paths, walkOrder)
-	if want := []string{".", "a", "a/w", "a/x", "a/x/y", "a-b", "b"}; !slices.Equal(paths, want) {
-		t.Errorf("walk order %q, want %q", paths, want)
-	}
-}
-
 func TestVolumes(t *testing.T) {
 	vol := func(id string, size int64, hashes ...string) *manifest.Snapshot {
 		s := &manifest.Snapshot{ID: id, Mode: manifest.ModeVolume, Size: size, ChunkSize: 4096}
