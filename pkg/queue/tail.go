@@ -30,6 +30,7 @@ type Tail struct {
 	cons    jetstream.Consumer
 	it      jetstream.MessagesContext
 	stopped bool
+	stopc   chan struct{} // closed by Stop
 	last    uint64 // stream sequence of the last message Next returned
 	backlog uint64 // messages there when the tail started (Backlog)
 }
@@ -39,7 +40,7 @@ func NewTail(ctx context.Context, js jetstream.JetStream, stream string, cfg jet
 	// One reset attempt that fails hands the failure to Next, which starts
 	// over under a new name, rather than retrying the lost one forever.
 	cfg.MaxResetAttempts = 1
-	t := &Tail{js: js, stream: stream, cfg: cfg}
+	t := &Tail{js: js, stream: stream, cfg: cfg, stopc: make(chan struct{})}
 	if err := t.open(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -139,13 +140,9 @@ func (t *Tail) reopen(ctx context.Context, cfg jetstream.OrderedConsumerConfig) 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last failure: %v)", ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		t.mu.Lock()
-		stopped := t.stopped
-		t.mu.Unlock()
-		if stopped {
+		case <-t.stopc:
 			return jetstream.ErrMsgIteratorClosed
+		case <-time.After(wait):
 		}
 		wait = min(2*wait, reopenMax)
 	}
@@ -171,6 +168,9 @@ func reopenable(err error) bool {
 func (t *Tail) Stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.stopped {
+		close(t.stopc)
+	}
 	t.stopped = true
 	if t.it != nil {
 		t.it.Stop()
