@@ -305,4 +305,39 @@ func TestRestoreBatches(t *testing.T) {
 	if len(rp.Extents) != (n+plan.RestoreMaxParts-1)/plan.RestoreMaxParts {
 		t.Errorf("%d chunk writes for %d parts, want them split at %d", len(rp.Extents), n, plan.RestoreMaxParts)
 	}
+	// The batches list every entry once, in order; they share one list,
+	// and growing one does not write into the next.
+	var paths []string
+	for _, b := range rp.Create {
+		for _, e := range b {
+			paths = append(paths, e.Path)
+		}
+	}
+	if len(paths) != n+1 || paths[0] != "." || paths[n] != fmt.Sprintf("f%05d", n-1) || !slices.IsSortedFunc(paths, manifest.WalkOrder) {
+		t.Errorf("create batches list %d entries (%q ... %q), want the %d in walk order", len(paths), paths[0], paths[len(paths)-1], n+1)
+	}
+	next := rp.Create[1][0].Path
+	_ = append(rp.Create[0], dir("grown"))
+	if rp.Create[1][0].Path != next {
+		t.Errorf("appending to a batch overwrote the next one's first entry with %q", rp.Create[1][0].Path)
+	}
+	// Long names: cut by bytes, before the count.
+	long := &manifest.Snapshot{Version: 2, ID: "l", Mode: manifest.ModeFiles, ChunkSize: 1 << 20, Hash: "sha256"}
+	long.Files = append(long.Files, dir("."))
+	for i := range 200 {
+		long.Files = append(long.Files, dir(fmt.Sprintf("%04d-%s", i, strings.Repeat("x", 2000))))
+	}
+	rp = plan.Restore(long, long.Files, true)
+	for i, b := range rp.Create {
+		size := 0
+		for _, e := range b {
+			size += 128 + len(e.Path)
+		}
+		if size > plan.RestoreBatchBytes && len(b) > 1 {
+			t.Errorf("create batch %d holds %d bytes in %d entries, over %d", i, size, len(b), plan.RestoreBatchBytes)
+		}
+	}
+	if len(rp.Create) < 2 {
+		t.Errorf("%d create batches of 201 long names, want them cut by size", len(rp.Create))
+	}
 }

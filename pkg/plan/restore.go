@@ -56,7 +56,10 @@ type RestorePlan struct {
 // are created at their size and read as zeros there.
 func Restore(snap *manifest.Snapshot, selected []manifest.Entry, whole bool) *RestorePlan {
 	rp := &RestorePlan{}
-	var create, metadata, links, dirs []manifest.Entry
+	// The batches are slices of these lists, not copies: a tree of
+	// millions is held once per step that lists it, not twice.
+	create := make([]manifest.Entry, 0, len(selected))
+	var metadata, links, dirs []manifest.Entry
 	primary := make(map[string]string) // a hard link group's first name in the snapshot -> in the selection
 	byChunk := make(map[int]*ChunkWrite)
 	var order []int
@@ -115,22 +118,21 @@ func Restore(snap *manifest.Snapshot, selected []manifest.Entry, whole bool) *Re
 	return rp
 }
 
-// batch cuts entries into batches of bounded count and size.
+// batch cuts entries into batches of bounded count and size: slices of
+// entries, which they share.
 func batch(entries []manifest.Entry) [][]manifest.Entry {
 	var out [][]manifest.Entry
-	var cur []manifest.Entry
-	size := 0
-	for _, e := range entries {
+	start, size := 0, 0
+	for i, e := range entries {
 		n := 128 + len(e.Path) + len(e.Target) + len(e.LinkTo) + len(e.Warning)
-		if len(cur) == RestoreBatchEntries || size+n > RestoreBatchBytes && len(cur) > 0 {
-			out = append(out, cur)
-			cur, size = nil, 0
+		if i-start == RestoreBatchEntries || size+n > RestoreBatchBytes && i > start {
+			out = append(out, entries[start:i:i])
+			start, size = i, 0
 		}
-		cur = append(cur, e)
 		size += n
 	}
-	if len(cur) > 0 {
-		out = append(out, cur)
+	if start < len(entries) {
+		out = append(out, entries[start:len(entries):len(entries)])
 	}
 	return out
 }
