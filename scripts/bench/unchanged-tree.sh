@@ -47,10 +47,11 @@ done
 if [[ ${RESTORE:-0} == 1 ]]; then
 	kill $COORD $READER; wait $COORD $READER || true; start_coord restore; start_reader restore; sleep 2
 	start=$(date +%s.%N)
-	"$BIN/bulkctl" restore latest "bench:$W/restored" -r "$W/repo" --nats "$URL" > "$W/logs/restore.out" 2>&1
-	secs=$(echo "$(date +%s.%N) - $start" | bc)
-	files=$(jq .files "$W/logs/backup-3.json")
-	echo "restore: $secs s, $(echo "$files / $secs" | bc) files/s"
+	if ! "$BIN/bulkctl" restore latest "bench:$W/restored" -r "$W/repo" --nats "$URL" > "$W/logs/restore.out" 2>&1; then
+		echo "restore failed:"; cat "$W/logs/restore.out"; exit 1
+	fi
+	awk -v start="$start" -v end="$(date +%s.%N)" -v files="$(jq .files "$W/logs/backup-3.json")" \
+		'BEGIN { s = end - start; printf "restore: %.1f s, %d files/s\n", s, files / s }'
 	echo "  peak RSS MiB: coordinator $(hwm $COORD), reader $(hwm $READER), compressor $(hwm $COMP) (cumulative), nats-server $(hwm $NATS) (cumulative)"
 	if [[ ${NOCOMPARE:-0} != 1 ]]; then
 		diff -r "$TREE" "$W/restored" > /dev/null && echo "  restored tree equals the source (diff -r)" || echo "  RESTORED TREE DIFFERS (diff -r)"
