@@ -31,8 +31,8 @@ type Tail struct {
 	it      jetstream.MessagesContext
 	stopped bool
 	stopc   chan struct{} // closed by Stop
-	last    uint64 // stream sequence of the last message Next returned
-	backlog uint64 // messages there when the tail started (Backlog)
+	last    uint64        // stream sequence of the last message Next returned
+	backlog uint64        // messages there when the tail started (Backlog)
 }
 
 // NewTail starts reading stream as cfg describes.
