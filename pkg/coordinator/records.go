@@ -174,13 +174,21 @@ func (r *records) scanned() (*queue.ScanDone, []manifest.Entry, error) {
 		if b == nil {
 			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, r.scan.Batches)
 		}
-		n += len(b.Entries)
+		n += b.Count
 	}
+	// The batches were kept packed: each is unpacked into its place and
+	// let go, so the listing is held once.
 	entries := make([]manifest.Entry, 0, n)
 	for i := range r.scan.Batches {
-		entries = append(entries, r.batches[[2]int{r.scan.Attempt, i}].Entries...)
+		k := [2]int{r.scan.Attempt, i}
+		batch, err := r.batches[k].Unpack()
+		if err != nil {
+			return nil, nil, fmt.Errorf("scan: %w", err)
+		}
+		entries = append(entries, batch...)
+		delete(r.batches, k)
 	}
-	clear(r.batches)
+	clear(r.batches) // those of scan attempts that did not complete
 	if len(entries) == 0 || entries[0].Path != "." {
 		return nil, nil, errors.New("scan: the listing does not start with the tree's root")
 	}

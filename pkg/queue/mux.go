@@ -94,12 +94,8 @@ func DecodeDone(subject string, data []byte) (any, error) {
 	if err := Decode(data, v); err != nil {
 		return nil, err
 	}
-	if b, ok := v.(*ScanBatch); ok {
-		entries, err := UnpackEntries(b.Packed)
-		if err != nil {
-			return nil, err
-		}
-		b.Entries, b.Packed = entries, nil
+	if b, ok := v.(*ScanBatch); ok && (b.Count < 1 || b.Count > maxScanBatchEntries || len(b.Packed) == 0) {
+		return nil, fmt.Errorf("%w: scan batch of %d entries in %d bytes", ErrBadMessage, b.Count, len(b.Packed))
 	}
 	return v, nil
 }

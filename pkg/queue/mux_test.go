@@ -95,8 +95,7 @@ func TestDecodeDone(t *testing.T) {
 		want any // what decoding gives, if not v
 	}{
 		{queue.DoneChunk, &queue.ChunkDone{V: queue.WorkVersion, JobID: "j", Index: 1, Length: 5}, nil},
-		{queue.DoneScanPart, &queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Batch: 2, Packed: queue.PackEntries(entries)},
-			&queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Batch: 2, Entries: entries}},
+		{queue.DoneScanPart, queue.NewScanBatch("j", 1, 2, entries), nil},
 		{queue.DoneScan, &queue.ScanDone{V: queue.WorkVersion, JobID: "j", Batches: 3}, nil},
 		{queue.DoneProblems, &queue.FileProblems{V: queue.WorkVersion, JobID: "j", Index: 4}, nil},
 		{queue.DoneStep, &queue.StepDone{V: queue.WorkVersion, JobID: "j", Op: queue.OpFinish}, nil},
@@ -121,22 +120,46 @@ func TestDecodeDone(t *testing.T) {
 			t.Errorf("DecodeDone of an unknown kind = %v, want %v", err, queue.ErrBadMessage)
 		}
 	})
+	t.Run("scan batch unpacks", func(t *testing.T) {
+		t.Parallel()
+		v, err := queue.DecodeDone(queue.DoneSubject("j", queue.DoneScanPart), queue.Encode(queue.NewScanBatch("j", 1, 2, entries)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.(*queue.ScanBatch).Unpack()
+		if err != nil || !reflect.DeepEqual(got, entries) {
+			t.Errorf("Unpack = %+v, %v; want %+v", got, err, entries)
+		}
+	})
 	t.Run("bad scan batches", func(t *testing.T) {
 		t.Parallel()
 		zeros := make([]byte, queue.MaxScanBatch+1)
 		enc, _ := zstd.NewWriter(nil)
+		// Refused when decoded: counts and sizes out of bounds.
+		refused := map[string]*queue.ScanBatch{
+			"no entries":     {V: queue.WorkVersion, JobID: "j", Count: 0, Packed: queue.PackEntries(entries)},
+			"too many":       {V: queue.WorkVersion, JobID: "j", Count: 1 << 20, Packed: queue.PackEntries(entries)},
+			"nothing packed": {V: queue.WorkVersion, JobID: "j", Count: 2},
+			"negative count": {V: queue.WorkVersion, JobID: "j", Count: -1, Packed: queue.PackEntries(entries)},
+		}
+		for name, b := range refused {
+			if _, err := queue.DecodeDone(queue.DoneSubject("j", queue.DoneScanPart), queue.Encode(b)); !errors.Is(err, queue.ErrBadMessage) {
+				t.Errorf("%s: DecodeDone = %v, want %v", name, err, queue.ErrBadMessage)
+			}
+		}
+		// Refused when unpacked: the packed bytes themselves.
 		bad := map[string][]byte{
 			"not packed":          []byte(`[{"path":"."}]`),
-			"nothing":             nil,
 			"unknown entry field": enc.EncodeAll([]byte(`[{"path":".","bogus":1}]`), nil),
 			"not a list":          enc.EncodeAll([]byte(`{"path":"."}`), nil),
 			"unpacks too large":   enc.EncodeAll(zeros, nil),
 			"truncated":           queue.PackEntries(entries)[:10],
+			"another count":       queue.PackEntries(entries[:1]),
 		}
 		for name, packed := range bad {
-			body := queue.Encode(&queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Packed: packed})
-			if _, err := queue.DecodeDone(queue.DoneSubject("j", queue.DoneScanPart), body); !errors.Is(err, queue.ErrBadMessage) {
-				t.Errorf("%s: DecodeDone = %v, want %v", name, err, queue.ErrBadMessage)
+			b := &queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Count: len(entries), Packed: packed}
+			if _, err := b.Unpack(); !errors.Is(err, queue.ErrBadMessage) {
+				t.Errorf("%s: Unpack = %v, want %v", name, err, queue.ErrBadMessage)
 			}
 		}
 	})

@@ -201,19 +201,43 @@ type ChunkDone struct {
 func (d *ChunkDone) version() int { return d.V }
 func (*ChunkDone) work()          {}
 
-// ScanBatch is one batch of a tree's listing, from scan attempt Attempt.
-// Its entries travel packed (PackEntries: the zstd of their JSON, about a
-// tenth of it): every batch of a scan stays in StreamDone until its job
-// ends, so a tree of millions of files would otherwise hold hundreds of
-// MB in the NATS servers. DecodeDone unpacks them into Entries.
+// ScanBatch is one batch of a tree's listing, from scan attempt Attempt:
+// Count entries, packed (NewScanBatch; Unpack gives them back). Packed,
+// they are about a tenth of their JSON: every batch of a scan stays in
+// StreamDone until its job ends, and the coordinator keeps them packed
+// until the scan is done, so a tree of millions of files is not held twice
+// while it is listed.
 type ScanBatch struct {
-	V       int              `json:"v"`
-	JobID   string           `json:"job_id"`
-	Attempt int              `json:"attempt"`
-	Batch   int              `json:"batch"`
-	Entries []manifest.Entry `json:"-"`
-	Packed  []byte           `json:"packed"`
+	V       int    `json:"v"`
+	JobID   string `json:"job_id"`
+	Attempt int    `json:"attempt"`
+	Batch   int    `json:"batch"`
+	Count   int    `json:"count"`
+	Packed  []byte `json:"packed"`
 }
+
+// NewScanBatch returns batch number batch of scan attempt attempt of job
+// jobID, holding entries.
+func NewScanBatch(jobID string, attempt, batch int, entries []manifest.Entry) *ScanBatch {
+	return &ScanBatch{V: WorkVersion, JobID: jobID, Attempt: attempt, Batch: batch, Count: len(entries), Packed: PackEntries(entries)}
+}
+
+// Unpack returns the batch's entries. It fails on bytes that are not a
+// packed batch of Count entries.
+func (d *ScanBatch) Unpack() ([]manifest.Entry, error) {
+	entries, err := UnpackEntries(d.Packed)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) != d.Count {
+		return nil, fmt.Errorf("%w: scan batch %d holds %d entries, says %d", ErrBadMessage, d.Batch, len(entries), d.Count)
+	}
+	return entries, nil
+}
+
+// maxScanBatchEntries bounds a scan batch's Count: an entry's JSON takes
+// more than 16 bytes.
+const maxScanBatchEntries = MaxScanBatch / 16
 
 // MaxScanBatch bounds the JSON of one scan batch's entries, unpacked: a
 // batch is cut at about 256 KiB, and a path is at most 4 KiB.

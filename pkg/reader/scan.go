@@ -30,7 +30,7 @@ func (r *Reader) handleScan(ctx context.Context, msg jetstream.Msg, item *queue.
 		if len(batch) == 0 {
 			return nil
 		}
-		d := &queue.ScanBatch{V: queue.WorkVersion, JobID: item.JobID, Attempt: item.Attempt, Batch: batches, Packed: queue.PackEntries(batch)}
+		d := queue.NewScanBatch(item.JobID, item.Attempt, batches, batch)
 		if err := r.publish(ctx, queue.DoneScanPart, item.JobID, d, queue.ScanBatchMsgID(d)); err != nil {
 			return &publishError{err}
 		}
