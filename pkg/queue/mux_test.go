@@ -137,10 +137,10 @@ func TestDecodeDone(t *testing.T) {
 		enc, _ := zstd.NewWriter(nil)
 		// Refused when decoded: counts and sizes out of bounds.
 		refused := map[string]*queue.ScanBatch{
-			"no entries":     {V: queue.WorkVersion, JobID: "j", Count: 0, Packed: queue.PackEntries(entries)},
-			"too many":       {V: queue.WorkVersion, JobID: "j", Count: 1 << 20, Packed: queue.PackEntries(entries)},
+			"no entries":     {V: queue.WorkVersion, JobID: "j", Count: 0, Packed: packed(entries)},
+			"too many":       {V: queue.WorkVersion, JobID: "j", Count: 1 << 20, Packed: packed(entries)},
 			"nothing packed": {V: queue.WorkVersion, JobID: "j", Count: 2},
-			"negative count": {V: queue.WorkVersion, JobID: "j", Count: -1, Packed: queue.PackEntries(entries)},
+			"negative count": {V: queue.WorkVersion, JobID: "j", Count: -1, Packed: packed(entries)},
 		}
 		for name, b := range refused {
 			if _, err := queue.DecodeDone(queue.DoneSubject("j", queue.DoneScanPart), queue.Encode(b)); !errors.Is(err, queue.ErrBadMessage) {
@@ -153,11 +153,11 @@ func TestDecodeDone(t *testing.T) {
 			"unknown entry field": enc.EncodeAll([]byte(`[{"path":".","bogus":1}]`), nil),
 			"not a list":          enc.EncodeAll([]byte(`{"path":"."}`), nil),
 			"unpacks too large":   enc.EncodeAll(zeros, nil),
-			"truncated":           queue.PackEntries(entries)[:10],
-			"another count":       queue.PackEntries(entries[:1]),
+			"truncated":           packed(entries)[:10],
+			"another count":       packed(entries[:1]),
 		}
-		for name, packed := range bad {
-			b := &queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Count: len(entries), Packed: packed}
+		for name, p := range bad {
+			b := &queue.ScanBatch{V: queue.WorkVersion, JobID: "j", Count: len(entries), Packed: p}
 			if _, err := b.Unpack(); !errors.Is(err, queue.ErrBadMessage) {
 				t.Errorf("%s: Unpack = %v, want %v", name, err, queue.ErrBadMessage)
 			}
@@ -171,3 +171,6 @@ func TestDecodeDone(t *testing.T) {
 		}
 	})
 }
+
+// packed is the packed form of entries, as a scan batch carries it.
+func packed(entries []manifest.Entry) []byte { return queue.NewScanBatch("j", 1, 0, entries).Packed }

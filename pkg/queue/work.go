@@ -219,15 +219,25 @@ type ScanBatch struct {
 // NewScanBatch returns batch number batch of scan attempt attempt of job
 // jobID, holding entries.
 func NewScanBatch(jobID string, attempt, batch int, entries []manifest.Entry) *ScanBatch {
-	return &ScanBatch{V: WorkVersion, JobID: jobID, Attempt: attempt, Batch: batch, Count: len(entries), Packed: PackEntries(entries)}
+	return &ScanBatch{V: WorkVersion, JobID: jobID, Attempt: attempt, Batch: batch, Count: len(entries),
+		Packed: packer().EncodeAll(Encode(entries), nil)}
 }
 
 // Unpack returns the batch's entries. It fails on bytes that are not a
-// packed batch of Count entries.
+// packed batch of Count entries, or unpack to more than MaxScanBatch.
 func (d *ScanBatch) Unpack() ([]manifest.Entry, error) {
-	entries, err := UnpackEntries(d.Packed)
+	raw, err := unpacker().DecodeAll(d.Packed, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: scan batch %d: %w", ErrBadMessage, d.Batch, err)
+	}
+	if len(raw) > MaxScanBatch {
+		return nil, fmt.Errorf("%w: scan batch %d of %d bytes exceeds %d", ErrBadMessage, d.Batch, len(raw), MaxScanBatch)
+	}
+	var entries []manifest.Entry
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&entries); err != nil {
+		return nil, fmt.Errorf("%w: scan batch %d: %w", ErrBadMessage, d.Batch, err)
 	}
 	if len(entries) != d.Count {
 		return nil, fmt.Errorf("%w: scan batch %d holds %d entries, says %d", ErrBadMessage, d.Batch, len(entries), d.Count)
@@ -261,30 +271,6 @@ var (
 		return dec
 	})
 )
-
-// PackEntries returns the packed form of a scan batch's entries.
-func PackEntries(entries []manifest.Entry) []byte {
-	return packer().EncodeAll(Encode(entries), nil)
-}
-
-// UnpackEntries returns the entries of a packed scan batch. It fails on
-// bytes that are not a packed batch or unpack to more than MaxScanBatch.
-func UnpackEntries(packed []byte) ([]manifest.Entry, error) {
-	raw, err := unpacker().DecodeAll(packed, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: scan batch: %w", ErrBadMessage, err)
-	}
-	if len(raw) > MaxScanBatch {
-		return nil, fmt.Errorf("%w: scan batch of %d bytes exceeds %d", ErrBadMessage, len(raw), MaxScanBatch)
-	}
-	var entries []manifest.Entry
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&entries); err != nil {
-		return nil, fmt.Errorf("%w: scan batch: %w", ErrBadMessage, err)
-	}
-	return entries, nil
-}
 
 func (d *ScanBatch) version() int { return d.V }
 func (*ScanBatch) work()          {}
