@@ -222,6 +222,13 @@ type releases map[*byte]int
 
 func (r releases) hook(b []byte) { r[&b[0]]++ }
 
+// countedHeld returns held chunks whose buffers, given back, are counted.
+func countedHeld() (*heldChunks, releases) {
+	h, rel := newHeldChunks(1<<20), releases{}
+	h.release = rel.hook
+	return h, rel
+}
+
 // TestHeldBufferGoesBackOnce: a buffer goes back to the pool exactly once,
 // and never while a fetch sends from it, whatever happens to its chunk: a
 // re-issued read replacing it, a failed announcement dropping it after
@@ -239,8 +246,7 @@ func TestHeldBufferGoesBackOnce(t *testing.T) {
 	}
 	t.Run("replaced, then its announcement fails", func(t *testing.T) {
 		t.Parallel()
-		h, rel := newHeldChunks(1<<20), releases{}
-		h.release = rel.hook
+		h, rel := countedHeld()
 		first := newChunk(h)
 		h.put(k, first)
 		second := newChunk(h)
@@ -263,8 +269,7 @@ func TestHeldBufferGoesBackOnce(t *testing.T) {
 	})
 	t.Run("dropped while a fetch sends from it", func(t *testing.T) {
 		t.Parallel()
-		h, rel := newHeldChunks(1<<20), releases{}
-		h.release = rel.hook
+		h, rel := countedHeld()
 		c := newChunk(h)
 		h.put(k, c)
 		buf := &c.data[0]
@@ -284,8 +289,7 @@ func TestHeldBufferGoesBackOnce(t *testing.T) {
 	})
 	t.Run("read again for a part, replaced while that part is sent", func(t *testing.T) {
 		t.Parallel()
-		h, rel := newHeldChunks(1<<20), releases{}
-		h.release = rel.hook
+		h, rel := countedHeld()
 		c := newChunk(h)
 		h.putInUse(k, c) // readAgain: held for the other parts, sending part 0
 		buf := &c.data[0]
@@ -300,8 +304,7 @@ func TestHeldBufferGoesBackOnce(t *testing.T) {
 	})
 	t.Run("read again for a part, then the other part", func(t *testing.T) {
 		t.Parallel()
-		h, rel := newHeldChunks(1<<20), releases{}
-		h.release = rel.hook
+		h, rel := countedHeld()
 		c := newChunk(h)
 		h.putInUse(k, c)
 		buf := &c.data[0]

@@ -103,11 +103,7 @@ func TestTree(t *testing.T) {
 			if got := len(trees[0]); got != tt.files {
 				t.Errorf("files = %d, want %d", got, tt.files)
 			}
-			for rel, b := range trees[0] {
-				if !bytes.Equal(b, trees[1][rel]) {
-					t.Errorf("%s differs between two trees of the same seed", rel)
-				}
-			}
+			sameSeedSameTree(t, trees[0], trees[1])
 		})
 	}
 }
@@ -224,13 +220,25 @@ func TestSmallTree(t *testing.T) {
 				if len(b) > smallMaxSize {
 					t.Errorf("%s has %d bytes, more than %d", rel, len(b), smallMaxSize)
 				}
-				if !bytes.Equal(b, trees[1][rel]) {
-					t.Errorf("%s differs between two trees of the same seed", rel)
-				}
 			}
+			sameSeedSameTree(t, trees[0], trees[1])
 			if len(dirs) != tt.wantDirs {
 				t.Errorf("%d directories hold files, want %d", len(dirs), tt.wantDirs)
 			}
 		})
+	}
+}
+
+// sameSeedSameTree fails unless two trees built from the same seed hold
+// the same files with the same bytes.
+func sameSeedSameTree(t *testing.T, a, b map[string][]byte) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Errorf("two trees of the same seed hold %d and %d files", len(a), len(b))
+	}
+	for rel, data := range a {
+		if !bytes.Equal(data, b[rel]) {
+			t.Errorf("%s differs between two trees of the same seed", rel)
+		}
 	}
 }
