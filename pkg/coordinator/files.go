@@ -33,23 +33,32 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	// a large tree's manifest takes about as long as scanning the tree:
 	// both at once.
 	type parentPlan struct {
-		snap     *manifest.Snapshot
+		id       string
+		listing  *manifest.Listing
 		unusable map[int]bool
 	}
 	parentc := make(chan parentPlan, 1)
 	go func() {
-		p := parentPlan{snap: jr.parent(ctx, repo, manifest.ModeFiles)}
-		if p.snap != nil {
-			var err error
-			if p.unusable, err = repo.MissingChunks(ctx, p.snap.Chunks); err != nil {
-				jr.logger.WarnContext(ctx, "no parent snapshot: checking its chunks failed", "parent", p.snap.ID, "err", err)
-				p.snap = nil
-			} else if len(p.unusable) > 0 {
-				jr.logger.WarnContext(ctx, "parent snapshot names chunks that are not stored whole; their files are read again",
-					"parent", p.snap.ID, "chunks", len(p.unusable))
-			}
+		var p parentPlan
+		defer func() { parentc <- p }()
+		if p.id = jr.parentID(ctx, repo, manifest.ModeFiles); p.id == "" {
+			return
 		}
-		parentc <- p
+		_, listing, err := repo.LoadListing(ctx, p.id)
+		if err != nil {
+			jr.logger.WarnContext(ctx, "no parent snapshot: loading it failed", "parent", p.id, "err", err)
+			return
+		}
+		if p.unusable, err = repo.MissingChunks(ctx, listing.Chunks()); err != nil {
+			jr.logger.WarnContext(ctx, "no parent snapshot: checking its chunks failed", "parent", p.id, "err", err)
+			return
+		}
+		if len(p.unusable) > 0 {
+			jr.logger.WarnContext(ctx, "parent snapshot names chunks that are not stored whole; their files are read again",
+				"parent", p.id, "chunks", len(p.unusable))
+		}
+		jr.logger.InfoContext(ctx, "incremental backup", "parent", p.id)
+		p.listing = listing
 	}()
 	err := jr.phase(ctx, single(dispatch.Unit{Op: queue.OpScan}), func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
 		item := &queue.ScanTree{V: queue.WorkVersion, JobID: jr.job.ID, Path: req.Source.Path, Attempt: attempt,
@@ -64,7 +73,11 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		return nil, err
 	}
 	parent := <-parentc
-	fp := plan.Files(entries, parent.snap, parent.unusable, req.ChunkSize)
+	fp := plan.Files(entries, parent.listing, parent.unusable, req.ChunkSize)
+	if parent.listing != nil && parent.listing.Err() != nil {
+		jr.logger.WarnContext(ctx, "parent snapshot read in part: the files after where it stopped are read again",
+			"parent", parent.id, "err", parent.listing.Err())
+	}
 	// A resumed job has counted the packs it replayed as done.
 	jr.job.Progress.ChunksTotal, jr.job.Progress.BytesTotal = len(fp.Packs), fp.ReadBytes
 	jr.logger.InfoContext(ctx, "tree scanned", "entries", len(entries), "new", fp.NewFiles, "changed", fp.Changed,

@@ -359,30 +359,41 @@ func (jr *jobRun) start(ctx context.Context) error {
 	return jr.follow(ctx)
 }
 
-// parent returns the newest snapshot of the same source in the same mode,
-// or nil. A volume's parent must also have the same chunk size, so that a
-// reader can recognise its chunks by hash alone.
+// parent returns the newest snapshot of the same source in the same mode
+// (parentID), or nil. A volume's parent must also have the same chunk
+// size, so that a reader can recognise its chunks by hash alone.
 func (jr *jobRun) parent(ctx context.Context, repo *repository.Repository, mode string) *manifest.Snapshot {
+	id := jr.parentID(ctx, repo, mode)
+	if id == "" {
+		return nil
+	}
+	full, err := repo.LoadSnapshot(ctx, id)
+	if err != nil {
+		jr.logger.WarnContext(ctx, "no parent snapshot: loading it failed", "parent", id, "err", err)
+		return nil
+	}
+	jr.logger.InfoContext(ctx, "incremental backup", "parent", id)
+	return full
+}
+
+// parentID returns the ID of the snapshot a backup of mode compares
+// itself with: the newest of the same host, path and mode (and, for a
+// volume, chunk size); "" for none.
+func (jr *jobRun) parentID(ctx context.Context, repo *repository.Repository, mode string) string {
 	req := jr.job.Backup
 	snaps, err := repo.SnapshotHeaders(ctx)
 	if err != nil {
 		jr.logger.WarnContext(ctx, "no parent snapshot: listing failed", "err", err)
-		return nil
+		return ""
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
 		s := snaps[i]
 		if s.Host == snapshotHost(req) && s.Path == req.Source.Path && s.Mode == mode && s.ID != jr.job.SnapshotID &&
 			(mode == manifest.ModeFiles || s.ChunkSize == req.ChunkSize) {
-			full, err := repo.LoadSnapshot(ctx, s.ID)
-			if err != nil {
-				jr.logger.WarnContext(ctx, "no parent snapshot: loading it failed", "parent", s.ID, "err", err)
-				return nil
-			}
-			jr.logger.InfoContext(ctx, "incremental backup", "parent", s.ID)
-			return full
+			return s.ID
 		}
 	}
-	return nil
+	return ""
 }
 
 // manifest builds the snapshot from the recorded completions.

@@ -247,59 +247,18 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 	if s.Root.Type != TypeDir || s.Root.Name != "" {
 		return bad("the root is a %s named %q, not the directory itself", s.Root.Type, s.Root.Name)
 	}
-	// Read every distinct directory object, a level at a time.
 	objects := make(map[string][]TreeEntry)
-	trees := make(map[string]int64)
-	var level []TreeRef
-	if s.Root.ID != "" {
-		level = append(level, s.Root.TreeRef)
-		trees[s.Root.ID] = s.Root.StoredSize
-	}
 	namedBy := make(map[string][]string) // the objects naming each object, once per naming
-	read := 0
-	var budget atomic.Int64 // entries decoded, however many times each is named
-	for depth := 0; len(level) > 0; depth++ {
-		if depth > MaxTreeDepth {
-			return bad("directories nested more than %d deep", MaxTreeDepth)
-		}
-		for _, ref := range level {
-			if _, err := chunk.ParseID(ref.ID); err != nil || ref.StoredSize <= 0 {
-				return bad("directory object %q of stored size %d", ref.ID, ref.StoredSize)
+	trees, err := s.readObjects(load, func(ref TreeRef, _ []byte, entries []TreeEntry) {
+		objects[ref.ID] = entries
+		EachEntry(entries, func(e *TreeEntry) {
+			if e.ID != "" {
+				namedBy[e.ID] = append(namedBy[e.ID], ref.ID)
 			}
-		}
-		raws, err := load(level)
-		if err != nil {
-			return err
-		}
-		for _, raw := range raws {
-			if read += len(raw); read > MaxSize {
-				return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
-			}
-		}
-		decoded, err := decodeTrees(raws, &budget)
-		if err != nil {
-			var de *treeDecodeError
-			errors.As(err, &de)
-			if errors.Is(de.err, ErrTooLarge) {
-				return fmt.Errorf("%w: snapshot %s: %w", ErrTooLarge, s.ID, de.err)
-			}
-			return bad("directory object %s: %v", level[de.index].ID, de.err)
-		}
-		var next []TreeRef
-		for i, entries := range decoded {
-			objects[level[i].ID] = entries
-			EachEntry(entries, func(e *TreeEntry) {
-				if e.ID == "" {
-					return
-				}
-				namedBy[e.ID] = append(namedBy[e.ID], level[i].ID)
-				if _, seen := trees[e.ID]; !seen {
-					trees[e.ID] = e.StoredSize
-					next = append(next, e.TreeRef)
-				}
-			})
-		}
-		level = next
+		})
+	})
+	if err != nil {
+		return err
 	}
 	s.Trees = make([]Chunk, 0, len(trees))
 	for id, size := range trees {
@@ -319,6 +278,65 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 	s.Files = make([]Entry, 0, n+1)
 	a := assembler{s: s, objects: objects, left: expansions(s.Root.ID, namedBy), chunks: make(map[chunkKey]int)}
 	return a.add(*s.Root, ".", 0)
+}
+
+// readObjects reads every distinct directory object of s, a snapshot in
+// stored tree form, a level at a time (load as for Assemble), within the
+// bounds on their bytes and depth, and calls visit with each one's
+// reference, bytes and entries. It returns the stored size of each.
+func (s *Snapshot) readObjects(load func(refs []TreeRef) ([][]byte, error), visit func(ref TreeRef, raw []byte, entries []TreeEntry)) (map[string]int64, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: snapshot %s: %s", ErrInvalid, s.ID, fmt.Sprintf(format, args...))
+	}
+	trees := make(map[string]int64)
+	var level []TreeRef
+	if s.Root.ID != "" {
+		level = append(level, s.Root.TreeRef)
+		trees[s.Root.ID] = s.Root.StoredSize
+	}
+	read := 0
+	var budget atomic.Int64 // entries decoded, however many times each is named
+	for depth := 0; len(level) > 0; depth++ {
+		if depth > MaxTreeDepth {
+			return nil, bad("directories nested more than %d deep", MaxTreeDepth)
+		}
+		for _, ref := range level {
+			if _, err := chunk.ParseID(ref.ID); err != nil || ref.StoredSize <= 0 {
+				return nil, bad("directory object %q of stored size %d", ref.ID, ref.StoredSize)
+			}
+		}
+		raws, err := load(level)
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range raws {
+			if read += len(raw); read > MaxSize {
+				return nil, fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
+			}
+		}
+		decoded, err := decodeTrees(raws, &budget)
+		if err != nil {
+			var de *treeDecodeError
+			errors.As(err, &de)
+			if errors.Is(de.err, ErrTooLarge) {
+				return nil, fmt.Errorf("%w: snapshot %s: %w", ErrTooLarge, s.ID, de.err)
+			}
+			return nil, bad("directory object %s: %v", level[de.index].ID, de.err)
+		}
+		var next []TreeRef
+		for i, entries := range decoded {
+			visit(level[i], raws[i], entries)
+			EachEntry(entries, func(e *TreeEntry) {
+				if _, seen := trees[e.ID]; e.ID != "" && !seen {
+					trees[e.ID] = e.StoredSize
+					next = append(next, e.TreeRef)
+				}
+			})
+			raws[i], decoded[i] = nil, nil
+		}
+		level = next
+	}
+	return trees, nil
 }
 
 // treeDecodeError is decodeTrees' error: object index did not decode.

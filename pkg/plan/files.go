@@ -1,6 +1,11 @@
 package plan
 
-import "github.com/bulkbackup/bulkbackup/pkg/manifest"
+import (
+	"iter"
+
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
+	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+)
 
 // Piece is Length bytes at Offset of the file Path (relative to the tree's
 // root, in manifest form), with the size, mtime and inode the scan saw, so
@@ -20,9 +25,9 @@ type Piece struct {
 type FilesPlan struct {
 	// Entries is the scan, in walk order.
 	Entries []manifest.Entry
-	// ParentChunks are the chunks of the snapshot unchanged files reuse
-	// content of (none without one): Reused's extents index into it. The
-	// parent's entries are not kept.
+	// ParentChunks are the parent's chunks unchanged files keep content
+	// in, each once: Reused's extents index into it. The parent's entries
+	// are not kept.
 	ParentChunks []manifest.Chunk
 	// Read lists the entries whose content is read, in order; the packs'
 	// Part.File index into it.
@@ -40,19 +45,32 @@ type FilesPlan struct {
 	ReadBytes int64
 }
 
-// Files compares a scan with the parent snapshot (nil for none) and packs
-// what must be read into chunks of at most chunkSize. A file is unchanged,
-// and keeps its content in the parent without being read, when its size,
-// mtime and inode equal the parent's, the parent read it whole, and none of
-// its extents lies in a chunk of unusable (indexes into parent.Chunks: the
-// chunks not stored whole).
-func Files(entries []manifest.Entry, parent *manifest.Snapshot, unusable map[int]bool, chunkSize int64) *FilesPlan {
+// Files compares a scan with the parent snapshot's listing (nil for none)
+// and packs what must be read into chunks of at most chunkSize. A file is
+// unchanged, and keeps its content in the parent without being read, when
+// its size, mtime and inode equal the parent's, the parent read it whole
+// into extents that add up to its size, and none of them lies in a chunk
+// of unusable (indexes into parent.Chunks(): the chunks not stored whole).
+//
+// The parent's listing is walked once alongside the scan, both in walk
+// order, as scans and the snapshots made of them are: a parent's file out
+// of that order is not found, and read again. A walk of the parent that
+// stops early (parent.Err()) leaves the files after it to be read.
+func Files(entries []manifest.Entry, parent *manifest.Listing, unusable map[int]bool, chunkSize int64) *FilesPlan {
 	fp := &FilesPlan{Entries: entries}
-	inParent := func(string) *manifest.Entry { return nil }
+	inParent := func(string) *manifest.TreeEntry { return nil }
 	if parent != nil {
-		fp.ParentChunks = parent.Chunks
-		inParent = parentLookup(entries, parent.Files)
+		next, stop := iter.Pull2(parent.All())
+		defer stop()
+		inParent = parentLookup(next)
 	}
+	missing := make(map[string]bool, len(unusable))
+	if parent != nil {
+		for i := range unusable {
+			missing[parent.Chunks()[i].Hash] = true
+		}
+	}
+	fromParent := make(map[manifest.TreeExtent]int) // a chunk of the parent's: its index in ParentChunks
 	var sizes []int64
 	for i := range entries {
 		e := &entries[i]
@@ -64,10 +82,20 @@ func Files(entries []manifest.Entry, parent *manifest.Snapshot, unusable map[int
 		case p == nil || p.Type != manifest.TypeFile:
 			fp.NewFiles++
 		case p.Size == e.Size && p.MTime == e.MTime && p.Inode == e.Inode && !p.Unread && p.Warning == "" &&
-			!inUnusable(p.Content, unusable):
+			reusable(p, missing):
 			fp.Unchanged++
 			fp.Reused = append(fp.Reused, i)
-			e.Content = p.Content
+			e.Content = make([]manifest.Extent, len(p.Content))
+			for j, x := range p.Content {
+				key := manifest.TreeExtent{Hash: x.Hash, StoredSize: x.StoredSize, Zero: x.Zero, ChunkLen: x.ChunkLen}
+				ci, ok := fromParent[key]
+				if !ok {
+					ci = len(fp.ParentChunks)
+					fromParent[key] = ci
+					fp.ParentChunks = append(fp.ParentChunks, manifest.Chunk{Length: x.ChunkLen, Hash: x.Hash, StoredSize: x.StoredSize, Zero: x.Zero})
+				}
+				e.Content[j] = manifest.Extent{Chunk: ci, Offset: x.Offset, Length: x.Length}
+			}
 			continue
 		default:
 			fp.Changed++
@@ -83,47 +111,36 @@ func Files(entries []manifest.Entry, parent *manifest.Snapshot, unusable map[int
 }
 
 // parentLookup returns a function that finds the parent's entry of a path
-// (nil if it has none), asked for the paths of scan in order. When both
-// lists are in walk order, as a scan and the snapshots made of scans are,
-// it walks the parent's alongside: a map of millions of paths would hold
-// about as much as the entries themselves.
-func parentLookup(scan, parent []manifest.Entry) func(path string) *manifest.Entry {
-	inWalkOrder := func(entries []manifest.Entry) bool {
-		for i := 1; i < len(entries); i++ {
-			if manifest.WalkOrder(entries[i-1].Path, entries[i].Path) >= 0 {
-				return false
-			}
+// (nil if it has none), asked for paths in walk order: it walks the
+// parent's listing (next) alongside.
+func parentLookup(next func() (string, *manifest.TreeEntry, bool)) func(path string) *manifest.TreeEntry {
+	p, e, ok := next()
+	return func(path string) *manifest.TreeEntry {
+		for ok && manifest.WalkOrder(p, path) < 0 {
+			p, e, ok = next()
 		}
-		return true
-	}
-	if !inWalkOrder(scan) || !inWalkOrder(parent) {
-		byPath := make(map[string]*manifest.Entry, len(parent))
-		for i := range parent {
-			byPath[parent[i].Path] = &parent[i]
-		}
-		return func(path string) *manifest.Entry { return byPath[path] }
-	}
-	next := 0
-	return func(path string) *manifest.Entry {
-		for next < len(parent) && manifest.WalkOrder(parent[next].Path, path) < 0 {
-			next++
-		}
-		if next < len(parent) && parent[next].Path == path {
-			return &parent[next]
+		if ok && p == path {
+			return e
 		}
 		return nil
 	}
 }
 
-// inUnusable reports whether any of content's extents lies in a chunk of
-// unusable.
-func inUnusable(content []manifest.Extent, unusable map[int]bool) bool {
-	for _, x := range content {
-		if unusable[x.Chunk] {
-			return true
+// reusable reports whether a parent's file's content can be named again:
+// extents inside their chunks, adding up to the file's size, none in a
+// chunk of missing (by hash). The parent's listing is not validated whole.
+func reusable(p *manifest.TreeEntry, missing map[string]bool) bool {
+	var n int64
+	for _, x := range p.Content {
+		if missing[x.Hash] || !manifest.InRange(x.Offset, x.Length, x.ChunkLen) || x.Zero != (x.Hash == "") ||
+			x.ChunkLen <= 0 || x.ChunkLen > layout.MaxChunkSize || !x.Zero && x.StoredSize <= 0 {
+			return false
+		}
+		if n += x.Length; n > p.Size {
+			return false
 		}
 	}
-	return false
+	return n == p.Size
 }
 
 // Pieces returns the file pieces of pack i, as a reader reads them.
@@ -194,17 +211,14 @@ func (fp *FilesPlan) Build(snap *manifest.Snapshot, stored func(pack int) Stored
 	}
 	fromParent := make(map[int]int)
 	for _, i := range fp.Reused { // in order, so that the chunks' order is the same each time
-		exts := files[i].Content // the parent's extents, shared with it: not changed in place
-		out := make([]manifest.Extent, len(exts))
-		for j, x := range exts {
+		for j, x := range files[i].Content {
 			ci, ok := fromParent[x.Chunk]
 			if !ok {
 				ci = add(fp.ParentChunks[x.Chunk], false)
 				fromParent[x.Chunk] = ci
 			}
-			out[j] = manifest.Extent{Chunk: ci, Offset: x.Offset, Length: x.Length}
+			files[i].Content[j].Chunk = ci
 		}
-		files[i].Content = out
 	}
 	// Hard links take their content from the file they name: index those.
 	linked := make(map[string]int)

@@ -113,16 +113,16 @@ func TestFiles(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		// Each case twice: the parent in walk order, as snapshots are
-		// (the lists are walked alongside), and reversed (looked up by path).
-		for _, order := range []string{"walk order", "reversed"} {
-			t.Run(tt.name+"/"+order, func(t *testing.T) {
-				parent := tt.parent
-				if parent != nil && order == "reversed" {
-					reversed := *parent
-					reversed.Files = slices.Clone(parent.Files)
-					slices.Reverse(reversed.Files)
-					parent = &reversed
+		// Each case twice: the parent held whole (a snapshot stored flat)
+		// and as a backup holds a tree of directory objects.
+		for _, form := range []string{"whole", "stored tree"} {
+			t.Run(tt.name+"/"+form, func(t *testing.T) {
+				var parent *manifest.Listing
+				switch {
+				case tt.parent != nil && form == "whole":
+					parent = tt.parent.WholeListing()
+				case tt.parent != nil:
+					parent = storedListing(t, tt.parent)
 				}
 				checkFilesPlan(t, slices.Clone(tt.scan), parent, tt.unusable, tt.wantCounts, tt.wantRead, tt.wantBytes)
 			})
@@ -130,9 +130,79 @@ func TestFiles(t *testing.T) {
 	}
 }
 
+// storedListing stores s as a tree of directory objects, in memory, and
+// returns its listing as a backup loads it.
+func storedListing(t *testing.T, s *manifest.Snapshot) *manifest.Listing {
+	t.Helper()
+	objects := make(map[string][]byte)
+	stored, err := s.SplitTreesWith(manifest.TreeOptions{}, func(raw []byte) (manifest.TreeRef, error) {
+		id := chunk.Sum(raw).String()
+		objects[id] = raw
+		return manifest.TreeRef{ID: id, StoredSize: int64(len(raw))}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := stored.LoadListing(func(refs []manifest.TreeRef) ([][]byte, error) {
+		raws := make([][]byte, len(refs))
+		for i, ref := range refs {
+			raws[i] = objects[ref.ID]
+		}
+		return raws, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestFilesUntrustedParent: a parent's file is reused only when what its
+// entry says of its content holds together, and only when found in walk
+// order; anything else is read again rather than named wrongly.
+func TestFilesUntrustedParent(t *testing.T) {
+	t.Parallel()
+	scan := []manifest.Entry{dir("."), file("a.txt", 10, 1, 11), file("b.txt", 20, 1, 12), file("big", 5000, 1, 13)}
+	tests := []struct {
+		name     string
+		change   func(p *manifest.Snapshot)
+		wantRead []string
+	}{
+		{"as stored", func(*manifest.Snapshot) {}, nil},
+		{"extents short of the size", func(p *manifest.Snapshot) { p.Files[2].Content[0].Length = 19 }, []string{"b.txt"}},
+		{"extents past the size", func(p *manifest.Snapshot) { p.Files[1].Size = 9; p.Files[1].Content[0].Length = 10 }, []string{"a.txt"}},
+		{"an extent past its chunk's end", func(p *manifest.Snapshot) { p.Files[3].Content[1].Offset = 1 }, []string{"big"}},
+		{"an extent at a negative offset", func(p *manifest.Snapshot) { p.Files[1].Content[0].Offset = -1 }, []string{"a.txt"}},
+		{"out of walk order: found no more", func(p *manifest.Snapshot) { slices.Reverse(p.Files[1:]) }, []string{"a.txt", "b.txt"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := parentSnap()
+			tt.change(parent)
+			s := slices.Clone(scan)
+			fp := plan.Files(s, parent.WholeListing(), nil, 4096)
+			var read []string
+			for _, i := range fp.Read {
+				read = append(read, s[i].Path)
+			}
+			if !slices.Equal(read, tt.wantRead) {
+				t.Errorf("read %q, want %q", read, tt.wantRead)
+			}
+			for _, i := range fp.Reused {
+				var n int64
+				for _, x := range s[i].Content {
+					n += x.Length
+				}
+				if n != s[i].Size {
+					t.Errorf("%s reuses extents of %d bytes for %d", s[i].Path, n, s[i].Size)
+				}
+			}
+		})
+	}
+}
+
 // checkFilesPlan plans a backup of scan against parent and checks what is
 // read and why.
-func checkFilesPlan(t *testing.T, scan []manifest.Entry, parent *manifest.Snapshot, unusable map[int]bool, wantCounts [3]int, wantRead []string, wantBytes int64) {
+func checkFilesPlan(t *testing.T, scan []manifest.Entry, parent *manifest.Listing, unusable map[int]bool, wantCounts [3]int, wantRead []string, wantBytes int64) {
 	t.Helper()
 	fp := plan.Files(scan, parent, unusable, 4096)
 	if got := [3]int{fp.NewFiles, fp.Changed, fp.Unchanged}; got != wantCounts {
@@ -170,7 +240,7 @@ func TestFilesBuild(t *testing.T) {
 		dir("."), file("a.txt", 10, 1, 11), file("b.txt", 30, 2, 12), file("big", 5000, 1, 13),
 		file("gone", 5, 1, 30), {Path: "hard", Type: manifest.TypeFile, Mode: 0o644, Size: 30, MTime: 2, Inode: 12, Links: 2, LinkTo: "b.txt"},
 	}
-	fp := plan.Files(scan, parentSnap(), nil, 4096)
+	fp := plan.Files(scan, parentSnap().WholeListing(), nil, 4096)
 	if len(fp.Packs) != 1 {
 		t.Fatalf("%d packs, want 1 (b.txt and gone)", len(fp.Packs))
 	}

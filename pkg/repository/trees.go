@@ -27,6 +27,10 @@ import (
 // treeWorkers is how many directory objects are read or written at once.
 const treeWorkers = 16
 
+// treeBatchBytes is about how many bytes of directory objects a commit
+// holds before it stores them.
+const treeBatchBytes = 8 << 20
+
 // encodeSnapshot returns the stored form of the valid snapshot s and its
 // manifest's JSON: for files mode, the snapshot as a tree, after storing
 // every directory object the repository does not hold whole; otherwise s
@@ -38,33 +42,72 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 	}
 	// Each distinct object: sealed, or, when this process read it whole
 	// lately (the parent's, typically), its bytes and known stored size,
-	// sealed only if it must be stored again after all (treesToStore).
+	// sealed only if it must be stored again after all (MissingChunks:
+	// protected from prunes, then looked up in the store, since an object
+	// this process read a moment ago may have been deleted by a prune).
+	// They are stored a batch at a time, so that a large tree's are not
+	// all held at once.
 	type object struct {
+		id          chunk.ID
 		sealed, raw []byte
-		size        int64
 	}
-	objects := make(map[chunk.ID]*object)
-	var refs []manifest.Chunk
+	sizes := make(map[chunk.ID]int64) // every distinct object's stored size
+	var (
+		batch     []object
+		batchSize int
+	)
+	flush := func() error {
+		refs := make([]manifest.Chunk, len(batch))
+		for i, o := range batch {
+			refs[i] = manifest.Chunk{Hash: o.id.String(), StoredSize: sizes[o.id]}
+		}
+		missing, err := r.MissingChunks(ctx, refs)
+		if err != nil {
+			return fmt.Errorf("directory objects: %w", err)
+		}
+		put := make([]object, 0, len(missing))
+		for i := range missing {
+			put = append(put, batch[i])
+		}
+		batch, batchSize = batch[:0], 0
+		return r.parallel(ctx, len(put), func(ctx context.Context, i int) error {
+			o := put[i]
+			if o.sealed == nil {
+				sealed, err := r.sealMetaAs(o.id, o.raw, ChunkKey(o.id))
+				if err != nil {
+					return err
+				}
+				o.sealed = sealed
+			}
+			if err := r.PutChunk(ctx, o.id, o.sealed); err != nil {
+				return fmt.Errorf("directory object: %w", err)
+			}
+			return r.clearDamageIfRecorded(ctx, o.id)
+		})
+	}
 	stored, err := s.SplitTrees(func(raw []byte) (manifest.TreeRef, error) {
 		id, err := r.ChunkID(raw)
 		if err != nil {
 			return manifest.TreeRef{}, err
 		}
-		o, ok := objects[id]
+		size, ok := sizes[id]
 		if !ok {
-			o = &object{raw: raw}
-			if size, known := r.recentlyIntact(id); known {
-				o.size = size
-			} else {
+			o := object{id: id, raw: raw}
+			if size, ok = r.recentlyIntact(id); !ok {
 				if o.sealed, err = r.sealMetaAs(id, raw, ChunkKey(id)); err != nil {
 					return manifest.TreeRef{}, err
 				}
-				o.raw, o.size = nil, int64(len(o.sealed))
+				o.raw, size = nil, int64(len(o.sealed))
 			}
-			objects[id] = o
-			refs = append(refs, manifest.Chunk{Hash: id.String(), StoredSize: o.size})
+			sizes[id] = size
+			batch = append(batch, o)
+			if batchSize += len(o.raw) + len(o.sealed); batchSize >= treeBatchBytes {
+				if err := flush(); err != nil {
+					return manifest.TreeRef{}, err
+				}
+			}
 		}
-		return manifest.TreeRef{ID: id.String(), StoredSize: o.size}, nil
+		return manifest.TreeRef{ID: id.String(), StoredSize: size}, nil
 	})
 	if errors.Is(err, manifest.ErrNotPreorder) {
 		js, err := manifest.Encode(s) // written in another order: kept flat
@@ -73,24 +116,7 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 	if err != nil {
 		return nil, nil, err
 	}
-	put, err := r.treesToStore(ctx, refs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("directory objects: %w", err)
-	}
-	if err := r.parallel(ctx, len(put), func(ctx context.Context, i int) error {
-		o := objects[put[i]]
-		if o.sealed == nil {
-			sealed, err := r.sealMetaAs(put[i], o.raw, ChunkKey(put[i]))
-			if err != nil {
-				return err
-			}
-			o.sealed = sealed
-		}
-		if err := r.PutChunk(ctx, put[i], o.sealed); err != nil {
-			return fmt.Errorf("directory object: %w", err)
-		}
-		return r.clearDamageIfRecorded(ctx, put[i])
-	}); err != nil {
+	if err := flush(); err != nil {
 		return nil, nil, err
 	}
 	js, err := manifest.EncodeStored(stored)
@@ -111,16 +137,48 @@ func (r *Repository) clearDamageIfRecorded(ctx context.Context, id chunk.ID) err
 // form, and fills in its files and chunks (manifest.Snapshot.Assemble),
 // then validates it.
 func (r *Repository) assemble(ctx context.Context, s *manifest.Snapshot) error {
-	// What the objects may hold together is bounded before each is read
-	// whole (after its header and size are peeked), not after.
+	if err := s.Assemble(r.treeLoader(ctx, s.ID)); err != nil {
+		return err
+	}
+	return s.Validate()
+}
+
+// LoadListing reads the snapshot with the exact id as a backup reads its
+// parent: its header, and its entries as a manifest.Listing, which holds a
+// tree of directory objects compressed rather than assembled. A snapshot
+// stored flat is validated whole; a tree's entries are checked as they are
+// walked.
+func (r *Repository) LoadListing(ctx context.Context, id string) (*manifest.Snapshot, *manifest.Listing, error) {
+	s, err := r.loadSnapshot(ctx, id, manifest.DecodeStoredReader, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !s.Stored() {
+		if s.Mode != manifest.ModeFiles {
+			return nil, nil, fmt.Errorf("load snapshot %s: a %s snapshot has no listing", id, s.Mode)
+		}
+		return s, s.WholeListing(), nil
+	}
+	l, err := s.LoadListing(r.treeLoader(ctx, s.ID))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load snapshot %s: %w", id, err)
+	}
+	return s, l, nil
+}
+
+// treeLoader returns what reads the directory objects of snapshot id for
+// manifest.Snapshot.Assemble and LoadListing: in parallel, what they may
+// hold together bounded before each is read whole (after its header and
+// size are peeked), not after.
+func (r *Repository) treeLoader(ctx context.Context, id string) func(refs []manifest.TreeRef) ([][]byte, error) {
 	var read atomic.Int64
 	reserve := func(n int64) error {
 		if read.Add(n) > manifest.MaxSize {
-			return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", manifest.ErrTooLarge, s.ID, manifest.MaxSize)
+			return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", manifest.ErrTooLarge, id, manifest.MaxSize)
 		}
 		return nil
 	}
-	err := s.Assemble(func(refs []manifest.TreeRef) ([][]byte, error) {
+	return func(refs []manifest.TreeRef) ([][]byte, error) {
 		raws := make([][]byte, len(refs))
 		err := r.parallel(ctx, len(refs), func(ctx context.Context, i int) error {
 			raw, err := r.loadTree(ctx, refs[i].ID, reserve)
@@ -128,11 +186,7 @@ func (r *Repository) assemble(ctx context.Context, s *manifest.Snapshot) error {
 			return err
 		})
 		return raws, err
-	})
-	if err != nil {
-		return err
 	}
-	return s.Validate()
 }
 
 // ErrTreeMissing is wrapped when a directory object a snapshot names is
@@ -182,7 +236,7 @@ func (r *Repository) readTree(ctx context.Context, id chunk.ID, reserve func(int
 // intactFor is how long the stored size of a directory object read whole
 // is remembered: a backup that read it in its parent snapshot names it
 // again without sealing it to learn its size (it still asks the store
-// whether it is there: treesToStore).
+// whether it is there: MissingChunks).
 const intactFor = 10 * time.Minute
 
 // maxIntact bounds how many directory objects a process remembers as
@@ -219,23 +273,6 @@ func (r *Repository) recentlyIntact(id chunk.ID) (int64, bool) {
 	defer sh.intactMu.Unlock()
 	t, ok := sh.intact[id]
 	return t.size, ok && time.Since(t.at) < intactFor
-}
-
-// treesToStore returns the directory objects of refs a snapshot must not
-// name without storing them: MissingChunks, as for chunks (protected from
-// prunes, then looked up in the store: an object this process read a
-// moment ago may have been deleted by a prune since).
-func (r *Repository) treesToStore(ctx context.Context, refs []manifest.Chunk) ([]chunk.ID, error) {
-	missing, err := r.MissingChunks(ctx, refs)
-	if err != nil {
-		return nil, err
-	}
-	put := make([]chunk.ID, 0, len(missing))
-	for i := range missing {
-		id, _ := chunk.ParseID(refs[i].Hash)
-		put = append(put, id)
-	}
-	return put, nil
 }
 
 // noteDamagedTree records a directory object found damaged, so that the

@@ -60,45 +60,54 @@ func main() {
 			float64(live)/(1<<20), int(live)/max(n, 1), float64(alloc)/(1<<20), t.Seconds())
 	}
 	h0, a0, t0 := heap(), total(), time.Now()
-	parent, err := repo.LoadSnapshot(ctx, id)
+	whole, err := repo.LoadSnapshot(ctx, id)
 	check(err)
-	n = len(parent.Files)
+	n = len(whole.Files)
 	h1, a1 := heap(), total()
-	report("parent snapshot, decoded", h1, h0, a1-a0, time.Since(t0))
+	report("snapshot assembled whole (restore, diff)", h1, h0, a1-a0, time.Since(t0))
 
 	// The scan's entries as the coordinator holds them: decoded from
 	// ScanBatch JSON (no content).
-	scan := make([]manifest.Entry, len(parent.Files))
-	copy(scan, parent.Files)
+	scan := make([]manifest.Entry, len(whole.Files))
+	copy(scan, whole.Files)
 	for i := range scan {
 		scan[i].Content = nil
 	}
 	js, _ := json.Marshal(scan)
-	scan = nil
+	scan, whole = nil, nil
 	jsLen := uint64(len(js))
+
 	h1 = heap()
 	a1, t0 = total(), time.Now()
+	parent, listing, err := repo.LoadListing(ctx, id)
+	check(err)
+	h2, a2 := heap(), total()
+	report("parent listing (as a backup reads it)", h2, h1, a2-a1, time.Since(t0))
+
+	h2 = heap()
+	a2, t0 = total(), time.Now()
 	var entries []manifest.Entry
 	check(json.Unmarshal(js, &entries))
 	js = nil
-	h2, a2 := heap(), total()
-	report("scan entries (from batches' JSON)", h2+jsLen, h1, a2-a1, time.Since(t0))
+	h3, a3 := heap(), total()
+	report("scan entries (from batches' JSON)", h3+jsLen, h2, a3-a2, time.Since(t0))
 
 	snap := &manifest.Snapshot{Version: 2, ID: "ffff", Time: time.Now(), Host: parent.Host, Path: parent.Path,
 		Mode: manifest.ModeFiles, SourceKind: manifest.KindDir, ChunkSize: parent.ChunkSize, Hash: "sha256", Compression: "zstd", Level: "fastest"}
 	sealer, err := chunk.NewSealer(chunk.LevelDefault) // the coordinator's, made once
 	check(err)
-	h2 = heap()
-	a2, t0 = total(), time.Now()
-	fp := plan.Files(entries, parent, nil, parent.ChunkSize)
-	parent = nil // as the coordinator, which keeps only the plan
-	h3, a3 := heap(), total()
-	report("plan.Files (the parent's entries let go)", h3, h2, a3-a2, time.Since(t0))
+	h3 = heap()
+	a3, t0 = total(), time.Now()
+	fp := plan.Files(entries, listing, nil, parent.ChunkSize)
+	check(listing.Err())
+	listing = nil // as the coordinator, which keeps only the plan
+	h4, a4 := heap(), total()
+	report("plan.Files (walking the listing, let go)", h4, h3, a4-a3, time.Since(t0))
 
 	t0 = time.Now()
 	fp.Build(snap, func(int) plan.Stored { panic("no packs") }, nil)
-	h4, a4 := heap(), total()
-	report("new snapshot built (Build, in place)", h4, h3, a4-a3, time.Since(t0))
+	h5, a5 := heap(), total()
+	report("new snapshot built (Build, in place)", h5, h4, a5-a4, time.Since(t0))
 
 	// The commit: directory objects, each named and sealed (what
 	// repository.SaveSnapshot does before it asks the store which exist).
@@ -118,9 +127,9 @@ func main() {
 	check(err)
 	data, err := manifest.EncodeStored(stored)
 	check(err)
-	a5 := total()
-	h5 := heap()
-	report("directory objects (SplitTrees, sealed)", h5, h4, a5-a4, time.Since(t0))
+	a6 := total()
+	h6 := heap()
+	report("directory objects (SplitTrees, sealed)", h6, h5, a6-a5, time.Since(t0))
 	fmt.Printf("\nentries %d, chunks %d; %d directory objects: %d bytes (%.1f/entry), sealed %d bytes (%.1f/entry); manifest %d bytes\n",
 		n, len(snap.Chunks), objects, rawBytes, float64(rawBytes)/float64(n), objectBytes, float64(objectBytes)/float64(n), len(data))
 	runtime.KeepAlive(entries)
