@@ -19,7 +19,8 @@
 #   BENCH_CACHE        warm (default unless BENCH_DROP_CACHES=1): inputs read into the
 #                      page cache before each run; cold: the same as BENCH_DROP_CACHES=1
 #   BENCH_SECTIONS     what to run, in order (default
-#                      "volume encryption processes scaling reader sweep tree memory maintenance go")
+#                      "volume encryption processes scaling reader sweep tree treescale memory
+#                      maintenance go")
 #   BENCH_PEERS        peer tools to compare with (default "restic borg"; "" for none)
 #   BENCH_RESTIC       a restic binary to use (default: restic on PATH, else Debian's,
 #                      else restic $BENCH_RESTIC_VERSION built from the Go module proxy)
@@ -49,6 +50,8 @@
 #                      both far above what the process fleet's reader holds in flight,
 #                      2 chunks per live compressor worker)
 #   BENCH_TREE_FILES   files in the tree (default 100000; quick 2000)
+#   BENCH_TREE_SCALE   files in each generated tree of small files of the treescale
+#                      section (default "100000 2000000"; quick "2000 20000")
 #   BENCH_MAINT_CHUNKS chunks of the maintenance section's repository (default 100000;
 #                      quick 5000)
 #
@@ -89,6 +92,9 @@
 #              (scripts/bench/tree.sh), restic's unchanged re-backup too, and
 #              bulkctl's first and unchanged backups and the repository's
 #              growth (issue 20's targets)
+#   treescale  a generated tree of small files of each BENCH_TREE_SCALE size
+#              (scripts/bench/tree.sh): backup, unchanged backup and restore through
+#              a process fleet, files/s and every process's peak RSS (issue 20)
 #   memory     peak RSS of a backup (embedded, and each process of the fleet) of
 #              generated volumes without zero regions of each BENCH_MEM_SIZES size
 #   maintenance  a repository of BENCH_MAINT_CHUNKS 4 KiB chunks (a generated volume
@@ -115,6 +121,7 @@ cd "$ROOT"
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 	: "${BENCH_SIZE:=256MiB}" "${BENCH_RUNS:=1}" "${BENCH_SWEEP:=4 16}" "${BENCH_SCALE_SIZE:=16MiB}"
 	: "${BENCH_MEM_SIZES:=512MiB 1GiB}" "${BENCH_TREE_FILES:=2000}" "${BENCH_MAINT_CHUNKS:=5000}"
+	: "${BENCH_TREE_SCALE:=2000 20000}"
 fi
 BENCH_DIR=${BENCH_DIR:-$ROOT/.bench}
 BENCH_SIZE=${BENCH_SIZE:-2GiB}
@@ -127,7 +134,7 @@ if [[ $BENCH_DROP_CACHES == 1 ]]; then
 else
 	BENCH_CACHE=${BENCH_CACHE:-warm}
 fi
-BENCH_SECTIONS=${BENCH_SECTIONS:-volume encryption processes scaling reader sweep tree memory maintenance go}
+BENCH_SECTIONS=${BENCH_SECTIONS:-volume encryption processes scaling reader sweep tree treescale memory maintenance go}
 BENCH_MAINT_CHUNKS=${BENCH_MAINT_CHUNKS:-100000}
 BENCH_PEERS=${BENCH_PEERS-restic borg}
 BENCH_RESTIC=${BENCH_RESTIC:-}
@@ -140,6 +147,7 @@ BENCH_SCALE_SIZE=${BENCH_SCALE_SIZE:-32MiB}
 BENCH_SWEEP=${BENCH_SWEEP:-1 2 4 8 16 32}
 BENCH_MEM_SIZES=${BENCH_MEM_SIZES:-1GiB 8GiB}
 BENCH_TREE_FILES=${BENCH_TREE_FILES:-100000}
+BENCH_TREE_SCALE=${BENCH_TREE_SCALE:-100000 2000000}
 
 BIN=$ROOT/bin
 LOGS=$BENCH_DIR/logs
@@ -914,6 +922,7 @@ main() {
 		reader) bench_reader ;;
 		sweep) bench_sweep ;;
 		tree) bench_tree ;;
+		treescale) bench_treescale ;;
 		memory) bench_memory ;;
 		maintenance) bench_maintenance ;;
 		go) bench_go ;;

@@ -68,27 +68,35 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 	if err != nil {
 		return nil, err
 	}
-	scan, entries, err := jr.rec.scanned()
+	scanDone, scan, err := jr.rec.scanned()
 	if err != nil {
 		return nil, err
 	}
 	parent := <-parentc
-	fp := plan.Files(entries, parent.listing, parent.unusable, req.ChunkSize)
+	fp, err := plan.Files(scan, parent.listing, parent.unusable, req.ChunkSize)
+	if err != nil {
+		return nil, err
+	}
 	if parent.listing != nil && parent.listing.Err() != nil {
 		jr.logger.WarnContext(ctx, "parent snapshot read in part: the files after where it stopped are read again",
 			"parent", parent.id, "err", parent.listing.Err())
 	}
+	parent.listing = nil // walked: let go
 	// A resumed job has counted the packs it replayed as done.
 	jr.job.Progress.ChunksTotal, jr.job.Progress.BytesTotal = len(fp.Packs), fp.ReadBytes
-	jr.logger.InfoContext(ctx, "tree scanned", "entries", len(entries), "new", fp.NewFiles, "changed", fp.Changed,
+	jr.logger.InfoContext(ctx, "tree scanned", "entries", scan.Len(), "new", fp.NewFiles, "changed", fp.Changed,
 		"unchanged", fp.Unchanged, "chunks", len(fp.Packs), "read_bytes", fp.ReadBytes)
 	if err := jr.c.saveJob(ctx, jr.job); err != nil {
 		return nil, err
 	}
 	err = jr.phase(ctx, indexes(queue.OpRead, len(fp.Packs)), func(ctx context.Context, u dispatch.Unit, attempt int, msgID string) error {
+		pieces, err := fp.Pieces(u.Index)
+		if err != nil {
+			return err
+		}
 		item := &queue.ReadChunk{
 			V: queue.WorkVersion, JobID: jr.job.ID, Index: u.Index, Attempt: attempt, Repo: req.Repo, Path: req.Source.Path,
-			Length: fp.Packs[u.Index].Length, Pieces: fp.Pieces(u.Index), Sealed: repo.Encrypted(),
+			Length: fp.Packs[u.Index].Length, Pieces: pieces, Sealed: repo.Encrypted(),
 		}
 		return jr.sendWork(ctx, u.Op, req.Source.Host, item, msgID)
 	})
@@ -102,25 +110,42 @@ func (jr *jobRun) backupFiles(ctx context.Context, repo *repository.Repository) 
 		}
 	}
 	snap := &manifest.Snapshot{
-		Version: manifest.VersionFor(manifest.ModeFiles), ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
+		ID: jr.job.SnapshotID, JobID: jr.job.ID, Time: jr.job.Started,
 		Host: req.Source.Host, Path: req.Source.Path, Mode: manifest.ModeFiles, SourceKind: manifest.KindDir,
 		ChunkSize: req.ChunkSize, Hash: "sha256", Compression: "zstd", Level: req.Level,
 	}
 	label(snap, req)
-	fp.Build(snap, func(i int) plan.Stored {
+	// The entries go into directory objects as they are built: the tree
+	// is never held whole.
+	tw := repo.NewTreeWriter(ctx, snap.ID)
+	var warned []string
+	err = fp.Build(snap, func(i int) plan.Stored {
 		d := jr.rec.chunk(i)
 		return plan.Stored{Hash: d.Hash, Length: d.Length, StoredSize: d.StoredSize, Zero: d.Zero, New: d.New}
-	}, problems)
-	snap.SetVersion()
-	snap.Stats.Excluded = scan.Excluded
-	for _, w := range scan.Warnings {
+	}, problems, func(e *manifest.Entry) error {
+		if e.Warning != "" && len(warned) < queue.MaxWarnings {
+			warned = append(warned, manifest.Display(e.Path)+": "+e.Warning)
+		}
+		return tw.Add(e.Path, snap.ToTreeEntry(*e))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	root, err := tw.Close()
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	if tw.Size() != snap.Size {
+		return nil, fmt.Errorf("commit: the files hold %d bytes, the snapshot says %d", tw.Size(), snap.Size)
+	}
+	snap.Version, snap.Root, snap.Chunks = manifest.VersionTrees, &root, nil
+	snap.Stats.Excluded = scanDone.Excluded
+	for _, w := range scanDone.Warnings {
 		snap.Stats.Warnings++
 		jr.warn(w)
 	}
-	for _, e := range snap.Files {
-		if e.Warning != "" {
-			jr.warn(manifest.Display(e.Path) + ": " + e.Warning)
-		}
+	for _, w := range warned {
+		jr.warn(w)
 	}
 	snap.Stats.Seconds = time.Since(jr.job.Started).Seconds()
 	return snap, nil

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulkbackup/bulkbackup/pkg/dispatch"
-	"github.com/bulkbackup/bulkbackup/pkg/manifest"
+	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
 	"github.com/bulkbackup/bulkbackup/pkg/source"
 )
@@ -160,39 +160,40 @@ func (r *records) fileProblems() []source.FileProblem {
 	return r.problems
 }
 
-// scanned assembles the listing of the scan that completed, and drops its
-// batches: one copy of a large listing is enough.
-func (r *records) scanned() (*queue.ScanDone, []manifest.Entry, error) {
+// scanned returns the listing of the scan that completed, and drops its
+// batches: each is unpacked and held again in the compact form of a
+// plan.Scan, so the listing is held once and never decoded whole.
+func (r *records) scanned() (*queue.ScanDone, *plan.Scan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.scan == nil {
 		return nil, nil, errors.New("scan: no completion recorded")
 	}
-	n := 0
 	for i := range r.scan.Batches {
-		b := r.batches[[2]int{r.scan.Attempt, i}]
-		if b == nil {
+		if r.batches[[2]int{r.scan.Attempt, i}] == nil {
 			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, r.scan.Batches)
 		}
-		n += b.Count
 	}
-	// The batches were kept packed: each is unpacked into its place and
-	// let go, so the listing is held once.
-	entries := make([]manifest.Entry, 0, n)
+	scan := &plan.Scan{}
 	for i := range r.scan.Batches {
 		k := [2]int{r.scan.Attempt, i}
 		batch, err := r.batches[k].Unpack()
 		if err != nil {
 			return nil, nil, fmt.Errorf("scan: %w", err)
 		}
-		entries = append(entries, batch...)
+		if i == 0 && (len(batch) == 0 || batch[0].Path != ".") {
+			return nil, nil, errors.New("scan: the listing does not start with the tree's root")
+		}
+		if err := scan.Add(batch); err != nil {
+			return nil, nil, err
+		}
 		delete(r.batches, k)
 	}
 	clear(r.batches) // those of scan attempts that did not complete
-	if len(entries) == 0 || entries[0].Path != "." {
+	if scan.Len() == 0 {
 		return nil, nil, errors.New("scan: the listing does not start with the tree's root")
 	}
-	return r.scan, entries, nil
+	return r.scan, scan, nil
 }
 
 // WorkError is a job's failure as the worker that found it reported it.

@@ -341,6 +341,17 @@ func under(p, dir string) (string, bool) {
 	return rel, ok
 }
 
+// ScanOrder orders paths in manifest form as a scan lists them: in walk
+// order (WalkOrder) of the names as they are on the host (OSPath), which
+// differs from the manifest form's order only for names that are not
+// UTF-8 text.
+func ScanOrder(a, b string) int {
+	if !encoded(a) && !encoded(b) {
+		return WalkOrder(a, b)
+	}
+	return WalkOrder(OSPath(a), OSPath(b))
+}
+
 // WalkOrder compares paths in manifest form as a walk meets them: element
 // by element, by the bytes of each name, so that a directory comes right
 // before what it holds ("a", "a/x", "a-b"). The entries of a files-mode

@@ -625,3 +625,20 @@ func TestWalkOrder(t *testing.T) {
 		t.Errorf("walk order %q, want %q", paths, want)
 	}
 }
+
+// TestScanOrder: paths sort as a scan lists them, by the names on the host,
+// also where a name is not UTF-8 text and its manifest form sorts
+// elsewhere.
+func TestScanOrder(t *testing.T) {
+	t.Parallel()
+	enc := manifest.EncodePath
+	paths := []string{enc("d/\x80\x81"), "d/inside.txt", "d", ".", enc("caf\xe9"), "cafe", "z"}
+	slices.SortFunc(paths, manifest.ScanOrder)
+	want := []string{".", "cafe", enc("caf\xe9"), "d", "d/inside.txt", enc("d/\x80\x81"), "z"}
+	if !slices.Equal(paths, want) {
+		t.Errorf("scan order %q, want %q", paths, want)
+	}
+	if manifest.WalkOrder(enc("d/\x80\x81"), "d/inside.txt") >= 0 {
+		t.Error("the encoded name sorts after in walk order too: the case shows nothing")
+	}
+}

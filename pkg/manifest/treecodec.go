@@ -328,3 +328,39 @@ func (r *treeReader) entries(depth int) ([]TreeEntry, error) {
 	}
 	return entries, nil
 }
+
+// AppendEntries appends entries, which have no content, to b in the form
+// of a directory object's listing (EncodeTree), each named by its whole
+// path: a compact form to hold a scan in, not a stored format.
+// DecodeEntries reads it back.
+func AppendEntries(b []byte, entries []Entry) ([]byte, error) {
+	list := make([]TreeEntry, len(entries))
+	for i, e := range entries {
+		if len(e.Content) > 0 {
+			return nil, fmt.Errorf("%w: entry %q: content cannot be held in a listing", ErrInvalid, e.Path)
+		}
+		list[i] = TreeEntry{
+			Name: e.Path, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
+			Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
+			Warning: e.Warning, Unread: e.Unread,
+		}
+	}
+	return appendEntries(append(b, treeMagic...), list, 0)
+}
+
+// DecodeEntries reads entries AppendEntries wrote.
+func DecodeEntries(raw []byte) ([]Entry, error) {
+	list, err := decodeTree(raw, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entries: %w", ErrInvalid, err)
+	}
+	out := make([]Entry, len(list))
+	for i, e := range list {
+		out[i] = Entry{
+			Path: e.Name, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
+			Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
+			Warning: e.Warning, Unread: e.Unread,
+		}
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
+	"github.com/bulkbackup/bulkbackup/pkg/layout"
 )
 
 // A files-mode snapshot of version 4 or later is stored as a tree of
@@ -136,80 +138,264 @@ func (s *Snapshot) SplitTreesWith(opts TreeOptions, put func(raw []byte) (TreeRe
 	if s.Mode != ModeFiles || len(s.Files) == 0 || s.Files[0].Path != "." {
 		return nil, fmt.Errorf("%w: snapshot %s: not a files-mode snapshot", ErrInvalid, s.ID)
 	}
-	// open is a directory whose entries are still being listed; it is
-	// entries[index] of the directory below it on the stack. inlined
-	// counts the bytes of the listings inlined into it, height how deep
-	// they nest.
-	type open struct {
-		path            string
-		index           int
-		entries         []TreeEntry
-		inlined, height int
-	}
-	root := s.treeEntry(s.Files[0], "")
-	stack := []*open{{path: "."}}
-	total := 0
-	// pop lists the directory on top of the stack, if it holds anything,
-	// inside its parent's listing when it is small, else in an object of
-	// its own named in its entry.
-	pop := func() error {
-		d := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if len(d.entries) == 0 {
-			return nil
-		}
-		body, err := appendEntries(nil, d.entries, 0)
-		if err != nil {
-			return err
-		}
-		if len(stack) > 0 {
-			p := stack[len(stack)-1]
-			if len(body) <= opts.InlineMax && p.inlined+len(body) <= opts.InlinePerObject && d.height < MaxInlineDepth {
-				p.entries[d.index].inlineBody = body
-				p.inlined += len(body)
-				p.height = max(p.height, d.height+1)
-				return nil
-			}
-		}
-		raw := append(append(make([]byte, 0, len(treeMagic)+len(body)), treeMagic...), body...)
-		if total += len(raw); total > MaxSize {
-			return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
-		}
-		ref, err := put(raw)
-		if err != nil {
-			return err
-		}
-		if len(stack) == 0 {
-			root.TreeRef = ref
-		} else {
-			stack[len(stack)-1].entries[d.index].TreeRef = ref
-		}
-		return nil
-	}
-	for _, e := range s.Files[1:] {
-		parent := Parent(e.Path)
-		for len(stack) > 0 && stack[len(stack)-1].path != parent {
-			if err := pop(); err != nil {
-				return nil, err
-			}
-		}
-		if len(stack) == 0 {
-			return nil, fmt.Errorf("%w: %q", ErrNotPreorder, e.Path)
-		}
-		top := stack[len(stack)-1]
-		top.entries = append(top.entries, s.treeEntry(e, e.Path[strings.LastIndexByte(e.Path, '/')+1:]))
-		if e.Type == TypeDir {
-			stack = append(stack, &open{path: e.Path, index: len(top.entries) - 1})
-		}
-	}
-	for len(stack) > 0 {
-		if err := pop(); err != nil {
+	w := NewTreeWriter(s.ID, opts, put)
+	for _, e := range s.Files {
+		if err := w.add(e.Path, s.ToTreeEntry(e)); err != nil {
 			return nil, err
 		}
+	}
+	root, err := w.Close()
+	if err != nil {
+		return nil, err
 	}
 	out := *s
 	out.Version, out.Files, out.Chunks, out.Trees, out.Root = VersionTrees, nil, nil, nil, &root
 	return &out, nil
+}
+
+// A TreeWriter stores a files-mode snapshot's entries as directory
+// objects as they come, in walk order: each directory's listing is put
+// once the walk has left it (SplitTrees' form), so a tree is never held
+// whole. It checks each entry as Validate would, but for hard links: a
+// link must name an earlier file that has more than one link, and the
+// writer remembers only those.
+type TreeWriter struct {
+	id   string
+	opts TreeOptions
+	put  func(raw []byte) (TreeRef, error)
+	// stack holds the directories being listed, the root at the bottom.
+	stack []*openDir
+	root  TreeEntry
+	last  string // the path added last
+	total int    // the bytes of the objects put
+	// linkable are the files added so far that a hard link may name
+	// (more than one link), with their sizes.
+	linkable map[string]int64
+	size     int64 // what the files hold
+	closed   bool
+}
+
+// openDir is a directory whose entries are still being listed; it is
+// entries[index] of the directory below it on the stack. inlined counts
+// the bytes of the listings inlined into it, height how deep they nest.
+type openDir struct {
+	path            string
+	index           int
+	entries         []TreeEntry
+	inlined, height int
+	// names holds the names of entries, once one came out of order:
+	// until then each is known to differ from all before it.
+	names map[string]bool
+}
+
+// unique reports whether name differs from the names of d's entries.
+func (d *openDir) unique(name string) bool {
+	if d.names == nil {
+		if len(d.entries) == 0 || name > d.entries[len(d.entries)-1].Name {
+			return true
+		}
+		d.names = make(map[string]bool, len(d.entries)+1)
+		for _, e := range d.entries {
+			d.names[e.Name] = true
+		}
+	}
+	if d.names[name] {
+		return false
+	}
+	d.names[name] = true
+	return true
+}
+
+// NewTreeWriter returns a writer of snapshot id's entries, which calls put
+// with the bytes of each directory object (EncodeTree), a directory's
+// subdirectories' before its own; put returns how the object is named and
+// stored (identical directories may be put more than once).
+func NewTreeWriter(id string, opts TreeOptions, put func(raw []byte) (TreeRef, error)) *TreeWriter {
+	return &TreeWriter{id: id, opts: opts, put: put, linkable: make(map[string]int64)}
+}
+
+// Add adds the entry at path p (manifest form), its extents naming their
+// chunks; entries come each directory followed by what it holds, "."
+// first. It fails with an error
+// wrapping ErrInvalid for an entry Validate would refuse, and with
+// ErrTooLarge when the objects add up to more than MaxSize.
+func (w *TreeWriter) Add(p string, e TreeEntry) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: snapshot %s: entry %q: %s", ErrInvalid, w.id, p, fmt.Sprintf(format, args...))
+	}
+	if err := CheckPath(p); err != nil {
+		return bad("%v", err)
+	}
+	if e.Mode > 0o7777 {
+		return bad("mode %o has more than permission bits", e.Mode)
+	}
+	switch e.Type {
+	case TypeDir, TypeSpecial, TypeSymlink:
+		if len(e.Content) > 0 || e.Size != 0 || e.LinkTo != "" || e.Unread {
+			return bad("a %s has no content", e.Type)
+		}
+		if e.Type == TypeSymlink {
+			if err := checkTarget(e.Target); err != nil {
+				return bad("%v", err)
+			}
+		} else if e.Target != "" {
+			return bad("a %s has no link target", e.Type)
+		}
+	case TypeFile:
+		if err := w.checkFile(e); err != nil {
+			return bad("%v", err)
+		}
+	default:
+		return bad("unknown type %q", e.Type)
+	}
+	return w.add(p, e)
+}
+
+// checkFile checks a regular file's entry as validateFile does, its
+// extents naming their chunks.
+func (w *TreeWriter) checkFile(e TreeEntry) error {
+	size, linkable := w.linkable[e.LinkTo]
+	switch {
+	case e.Target != "":
+		return fmt.Errorf("a file has no link target")
+	case e.Size < 0:
+		return fmt.Errorf("negative size %d", e.Size)
+	case e.LinkTo != "" && !linkable:
+		return fmt.Errorf("hard link to %q, which is not an earlier regular file with other links", e.LinkTo)
+	case e.LinkTo != "" && e.Size != size && !e.Unread:
+		return fmt.Errorf("hard link of %d bytes to %q of %d", e.Size, e.LinkTo, size)
+	case e.Unread && len(e.Content) > 0:
+		return fmt.Errorf("unread, yet with content")
+	}
+	var sum int64
+	for _, x := range e.Content {
+		switch {
+		case x.ChunkLen <= 0 || x.ChunkLen > layout.MaxChunkSize:
+			return fmt.Errorf("a chunk of %d bytes", x.ChunkLen)
+		case !InRange(x.Offset, x.Length, x.ChunkLen) || x.Length == 0:
+			return fmt.Errorf("extent [%d,+%d) outside its chunk of %d bytes", x.Offset, x.Length, x.ChunkLen)
+		case x.Zero && (x.Hash != "" || x.StoredSize != 0), !x.Zero && x.StoredSize <= 0:
+			return fmt.Errorf("extent of chunk %q of stored size %d", x.Hash, x.StoredSize)
+		case sum > e.Size-x.Length:
+			return fmt.Errorf("extents hold more than the file's %d bytes", e.Size)
+		}
+		sum += x.Length
+	}
+	if !e.Unread && sum != e.Size {
+		return fmt.Errorf("extents hold %d bytes, the file %d", sum, e.Size)
+	}
+	if e.LinkTo == "" && !e.Unread {
+		if e.Size > math.MaxInt64-w.size {
+			return fmt.Errorf("the files hold more than %d bytes", int64(math.MaxInt64))
+		}
+		w.size += e.Size
+	}
+	return nil
+}
+
+// add adds an entry SplitTrees takes from a valid snapshot, checking only
+// its place.
+func (w *TreeWriter) add(p string, e TreeEntry) error {
+	if w.closed {
+		return fmt.Errorf("manifest: snapshot %s: entry %q added to a closed tree", w.id, p)
+	}
+	if p == "." {
+		if w.last != "" || e.Type != TypeDir {
+			return fmt.Errorf("%w: snapshot %s: \".\" must come first, a directory", ErrInvalid, w.id)
+		}
+		e.Name = ""
+		w.root, w.last, w.stack = e, ".", []*openDir{{path: "."}}
+		return nil
+	}
+	if w.last == "" {
+		return fmt.Errorf("%w: snapshot %s: the first entry must be the directory \".\"", ErrInvalid, w.id)
+	}
+	parent := Parent(p)
+	for len(w.stack) > 0 && w.stack[len(w.stack)-1].path != parent {
+		if err := w.pop(); err != nil {
+			return err
+		}
+	}
+	if len(w.stack) == 0 {
+		return fmt.Errorf("%w: %q", ErrNotPreorder, p)
+	}
+	w.last = p
+	e.Name = p[strings.LastIndexByte(p, '/')+1:]
+	top := w.stack[len(w.stack)-1]
+	if !top.unique(e.Name) {
+		return fmt.Errorf("%w: snapshot %s: entry %q listed twice", ErrInvalid, w.id, p)
+	}
+	if e.Type == TypeFile && e.LinkTo == "" && e.Links > 1 {
+		w.linkable[p] = e.Size
+	}
+	top.entries = append(top.entries, e)
+	if e.Type == TypeDir {
+		w.stack = append(w.stack, &openDir{path: p, index: len(top.entries) - 1})
+	}
+	return nil
+}
+
+// Close lists the directories still open and returns the root's entry,
+// naming its directory object, and what the files hold (Snapshot.Size).
+func (w *TreeWriter) Close() (TreeEntry, error) {
+	if w.last == "" {
+		return TreeEntry{}, fmt.Errorf("%w: snapshot %s: no entries", ErrInvalid, w.id)
+	}
+	for len(w.stack) > 0 {
+		if err := w.pop(); err != nil {
+			return TreeEntry{}, err
+		}
+	}
+	w.closed = true
+	return w.root, nil
+}
+
+// Size returns what the files added hold, those not read excepted, hard
+// links counted once (Snapshot.Size).
+func (w *TreeWriter) Size() int64 { return w.size }
+
+// pop lists the directory on top of the stack, if it holds anything,
+// inside its parent's listing when it is small, else in an object of its
+// own named in its entry.
+func (w *TreeWriter) pop() error {
+	d := w.stack[len(w.stack)-1]
+	w.stack = w.stack[:len(w.stack)-1]
+	if len(d.entries) == 0 {
+		return nil
+	}
+	body, err := appendEntries(nil, d.entries, 0)
+	if err != nil {
+		return err
+	}
+	if len(w.stack) > 0 {
+		p := w.stack[len(w.stack)-1]
+		if len(body) <= w.opts.InlineMax && p.inlined+len(body) <= w.opts.InlinePerObject && d.height < MaxInlineDepth {
+			p.entries[d.index].inlineBody = body
+			p.inlined += len(body)
+			p.height = max(p.height, d.height+1)
+			return nil
+		}
+	}
+	raw := append(append(make([]byte, 0, len(treeMagic)+len(body)), treeMagic...), body...)
+	if w.total += len(raw); w.total > MaxSize {
+		return fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, w.id, MaxSize)
+	}
+	ref, err := w.put(raw)
+	if err != nil {
+		return err
+	}
+	if len(w.stack) == 0 {
+		w.root.TreeRef = ref
+	} else {
+		w.stack[len(w.stack)-1].entries[d.index].TreeRef = ref
+	}
+	return nil
+}
+
+// ToTreeEntry returns e, an entry of s, as a directory object's entry
+// (without its name), its extents naming s's chunks.
+func (s *Snapshot) ToTreeEntry(e Entry) TreeEntry {
+	return s.treeEntry(e, "")
 }
 
 // treeEntry returns e as a directory object's entry named name.

@@ -505,3 +505,70 @@ func TestTreesSharedObjectsAssembleWhole(t *testing.T) {
 	}
 	sameEntries(t, s, back)
 }
+
+// TestTreeWriterRefuses: a tree written entry by entry is checked as
+// Validate checks a whole snapshot, with no more than a directory's
+// listing in hand: a name twice in one directory (in or out of order), an
+// entry before its directory, content that does not hold together, a hard
+// link to no earlier file with other links.
+func TestTreeWriterRefuses(t *testing.T) {
+	t.Parallel()
+	h := chunk.Sum([]byte("c")).String()
+	dirE := manifest.TreeEntry{Type: manifest.TypeDir, Mode: 0o755}
+	fileE := func(size int64, x ...manifest.TreeExtent) manifest.TreeEntry {
+		return manifest.TreeEntry{Type: manifest.TypeFile, Mode: 0o644, Size: size, Links: 1, Content: x}
+	}
+	ext := func(off, n int64) manifest.TreeExtent {
+		return manifest.TreeExtent{Hash: h, StoredSize: 9, ChunkLen: 100, Offset: off, Length: n}
+	}
+	linked := fileE(5, ext(0, 5))
+	linked.Links = 2
+	type add struct {
+		path string
+		e    manifest.TreeEntry
+	}
+	tests := []struct {
+		name    string
+		adds    []add
+		wantMsg string // "" for none
+	}{
+		{"a valid tree, names out of byte order", []add{{".", dirE}, {"b", dirE}, {"b/y", fileE(5, ext(0, 5))}, {"b/x", fileE(0)}, {"a", linked},
+			{"c", manifest.TreeEntry{Type: manifest.TypeFile, Mode: 0o644, Size: 5, Links: 2, LinkTo: "a", Content: []manifest.TreeExtent{ext(0, 5)}}}}, ""},
+		{"a name twice, in order", []add{{".", dirE}, {"a", fileE(0)}, {"a", fileE(0)}}, "listed twice"},
+		{"a name twice, out of order", []add{{".", dirE}, {"b", fileE(0)}, {"a", fileE(0)}, {"b", fileE(0)}}, "listed twice"},
+		{"not the root first", []add{{"a", fileE(0)}}, "first entry"},
+		{"before its directory", []add{{".", dirE}, {"d/x", fileE(0)}}, "walk order"},
+		{"under a file", []add{{".", dirE}, {"f", fileE(0)}, {"f/x", fileE(0)}}, "walk order"},
+		{"a bad path", []add{{".", dirE}, {"../x", fileE(0)}}, "invalid"},
+		{"extents short of the size", []add{{".", dirE}, {"f", fileE(6, ext(0, 5))}}, "extents hold 5 bytes"},
+		{"an extent past its chunk", []add{{".", dirE}, {"f", fileE(5, ext(98, 5))}}, "outside its chunk"},
+		{"a directory with content", []add{{".", dirE}, {"d", manifest.TreeEntry{Type: manifest.TypeDir, Size: 3}}}, "no content"},
+		{"mode bits", []add{{".", dirE}, {"f", manifest.TreeEntry{Type: manifest.TypeFile, Mode: 0o170644}}}, "permission bits"},
+		{"a hard link to nothing", []add{{".", dirE}, {"l", manifest.TreeEntry{Type: manifest.TypeFile, LinkTo: "gone"}}}, "hard link"},
+		{"a hard link to a file of one link", []add{{".", dirE}, {"a", fileE(0)}, {"l", manifest.TreeEntry{Type: manifest.TypeFile, LinkTo: "a"}}}, "hard link"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := newObjectStore()
+			w := manifest.NewTreeWriter("w", manifest.DefaultTreeOptions, o.put)
+			var err error
+			for _, a := range tt.adds {
+				if err = w.Add(a.path, a.e); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				_, err = w.Close()
+			}
+			switch {
+			case tt.wantMsg == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.wantMsg != "" && (err == nil || !strings.Contains(err.Error(), tt.wantMsg)):
+				t.Errorf("got %v, want an error mentioning %q", err, tt.wantMsg)
+			case tt.wantMsg == "" && w.Size() != 10:
+				t.Errorf("size %d, want 10 (the link once)", w.Size())
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -178,23 +179,21 @@ func TestFilesUntrustedParent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			parent := parentSnap()
 			tt.change(parent)
-			s := slices.Clone(scan)
-			fp := plan.Files(s, parent.WholeListing(), nil, 4096)
+			fp := files(t, scan, parent.WholeListing(), nil)
 			var read []string
 			for _, i := range fp.Read {
-				read = append(read, s[i].Path)
+				read = append(read, scan[i].Path)
 			}
 			if !slices.Equal(read, tt.wantRead) {
 				t.Errorf("read %q, want %q", read, tt.wantRead)
 			}
-			for _, i := range fp.Reused {
-				var n int64
-				for _, x := range s[i].Content {
-					n += x.Length
-				}
-				if n != s[i].Size {
-					t.Errorf("%s reuses extents of %d bytes for %d", s[i].Path, n, s[i].Size)
-				}
+			// What is built of it is valid: reused extents hold each file.
+			snap := &manifest.Snapshot{Version: 2, ID: "new", Mode: manifest.ModeFiles, ChunkSize: 4096, Hash: "sha256"}
+			build(t, fp, snap, func(i int) plan.Stored {
+				return plan.Stored{Hash: hash(fmt.Sprint("pack", i)), Length: 4096, StoredSize: 40, New: true}
+			}, nil)
+			if err := snap.Validate(); err != nil {
+				t.Errorf("built: %v", err)
 			}
 		})
 	}
@@ -204,14 +203,9 @@ func TestFilesUntrustedParent(t *testing.T) {
 // read and why.
 func checkFilesPlan(t *testing.T, scan []manifest.Entry, parent *manifest.Listing, unusable map[int]bool, wantCounts [3]int, wantRead []string, wantBytes int64) {
 	t.Helper()
-	fp := plan.Files(scan, parent, unusable, 4096)
+	fp := files(t, scan, parent, unusable)
 	if got := [3]int{fp.NewFiles, fp.Changed, fp.Unchanged}; got != wantCounts {
 		t.Errorf("new, changed, unchanged = %v, want %v", got, wantCounts)
-	}
-	for _, i := range fp.Reused {
-		if len(scan[i].Content) == 0 {
-			t.Errorf("unchanged %s has no content from the parent", scan[i].Path)
-		}
 	}
 	var read []string
 	for _, i := range fp.Read {
@@ -222,12 +216,43 @@ func checkFilesPlan(t *testing.T, scan []manifest.Entry, parent *manifest.Listin
 	}
 	var packed int64
 	for i := range fp.Packs {
-		for _, p := range fp.Pieces(i) {
+		pieces, err := fp.Pieces(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pieces {
 			packed += p.Length
 		}
 	}
 	if packed != wantBytes {
 		t.Errorf("the packs' pieces hold %d bytes, want %d", packed, wantBytes)
+	}
+}
+
+// files plans a backup of scan (held two entries a batch) against parent.
+func files(t *testing.T, scan []manifest.Entry, parent *manifest.Listing, unusable map[int]bool) *plan.FilesPlan {
+	t.Helper()
+	s, err := plan.NewScan(scan, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := plan.Files(s, parent, unusable, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}
+
+// build builds the snapshot of fp, every pack stored as stored says,
+// whole: its entries in Files.
+func build(t *testing.T, fp *plan.FilesPlan, snap *manifest.Snapshot, stored func(int) plan.Stored, problems map[string]plan.Problem) {
+	t.Helper()
+	err := fp.Build(snap, stored, problems, func(e *manifest.Entry) error {
+		snap.Files = append(snap.Files, *e)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -240,12 +265,12 @@ func TestFilesBuild(t *testing.T) {
 		dir("."), file("a.txt", 10, 1, 11), file("b.txt", 30, 2, 12), file("big", 5000, 1, 13),
 		file("gone", 5, 1, 30), {Path: "hard", Type: manifest.TypeFile, Mode: 0o644, Size: 30, MTime: 2, Inode: 12, Links: 2, LinkTo: "b.txt"},
 	}
-	fp := plan.Files(scan, parentSnap().WholeListing(), nil, 4096)
+	fp := files(t, scan, parentSnap().WholeListing(), nil)
 	if len(fp.Packs) != 1 {
 		t.Fatalf("%d packs, want 1 (b.txt and gone)", len(fp.Packs))
 	}
 	snap := &manifest.Snapshot{Version: 2, ID: "new", Mode: manifest.ModeFiles, ChunkSize: 4096, Hash: "sha256"}
-	fp.Build(snap, func(int) plan.Stored {
+	build(t, fp, snap, func(int) plan.Stored {
 		return plan.Stored{Hash: hash("pack"), Length: 35, StoredSize: 40, New: true}
 	}, map[string]plan.Problem{"gone": {Unread: true, Warning: "not readable: gone"}})
 	snap.SetVersion()
@@ -409,5 +434,98 @@ func TestRestoreBatches(t *testing.T) {
 	}
 	if len(rp.Create) < 2 {
 		t.Errorf("%d create batches of 201 long names, want them cut by size", len(rp.Create))
+	}
+}
+
+// TestFilesBuildPackOrder: a large file's whole-chunk packs come before
+// the pack that holds an earlier small file and the large file's tail;
+// each file still gets its own pieces, in order.
+func TestFilesBuildPackOrder(t *testing.T) {
+	t.Parallel()
+	scan := []manifest.Entry{dir("."), file("a", 10, 1, 1), file("big", 2*4096+5, 1, 2), file("c", 7, 1, 3),
+		{Path: "d", Type: manifest.TypeFile, Mode: 0o644, Size: 2*4096 + 5, MTime: 1, Inode: 2, Links: 2, LinkTo: "big"}}
+	scan[2].Links = 2
+	fp := files(t, scan, nil, nil)
+	if len(fp.Packs) != 3 || len(fp.Packs[2].Parts) != 3 {
+		t.Fatalf("packs %+v: want big's two whole chunks, then a, big's tail and c", fp.Packs)
+	}
+	snap := &manifest.Snapshot{Version: 2, ID: "new", Mode: manifest.ModeFiles, ChunkSize: 4096, Hash: "sha256"}
+	build(t, fp, snap, func(i int) plan.Stored {
+		return plan.Stored{Hash: hash(fmt.Sprint("pack", i)), Length: fp.Packs[i].Length, StoredSize: 40, New: true}
+	}, nil)
+	if err := snap.Validate(); err != nil {
+		t.Fatalf("built: %v", err)
+	}
+	var desc []string
+	for _, e := range snap.Files {
+		d := e.Path
+		for _, x := range e.Content {
+			d += fmt.Sprintf(" %d@%d+%d", x.Chunk, x.Offset, x.Length)
+		}
+		desc = append(desc, d)
+	}
+	want := ". | a 2@0+10 | big 0@0+4096 1@0+4096 2@10+5 | c 2@15+7 | d 0@0+4096 1@0+4096 2@10+5"
+	if got := strings.Join(desc, " | "); got != want {
+		t.Errorf("entries %s\nwant    %s", got, want)
+	}
+}
+
+// TestScan: a scan held packed gives back its entries, whole and one at
+// a time, across batches.
+func TestScan(t *testing.T) {
+	t.Parallel()
+	entries := []manifest.Entry{dir("."), dir("d"), file("d/x", 5, 1, 2), {Path: "l", Type: manifest.TypeSymlink, Target: "d/x", Mode: 0o777},
+		{Path: "u", Type: manifest.TypeFile, Size: 3, Warning: "w", Unread: true}, {Path: "\x00bad", Type: manifest.TypeSpecial, Special: "fifo"}}
+	for _, batch := range []int{0, 1, 2, 4} {
+		s, err := plan.NewScan(entries, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []manifest.Entry
+		if err := s.Each(func(i int, e *manifest.Entry) error {
+			if i != len(got) {
+				t.Errorf("batch %d: entry %d numbered %d", batch, len(got), i)
+			}
+			got = append(got, *e)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if s.Len() != len(entries) || !reflect.DeepEqual(got, entries) {
+			t.Errorf("batch %d: %d entries back %+v, want %+v", batch, s.Len(), got, entries)
+		}
+		for _, i := range []int{5, 0, 3, 3, 1} {
+			if e, err := s.Entry(i); err != nil || !reflect.DeepEqual(e, entries[i]) {
+				t.Errorf("batch %d: Entry(%d) = %+v, %v", batch, i, e, err)
+			}
+		}
+		if _, err := s.Entry(len(entries)); err == nil {
+			t.Errorf("batch %d: an entry past the end", batch)
+		}
+	}
+	if _, err := plan.NewScan([]manifest.Entry{withContent(file("x", 1, 1, 1), manifest.Extent{Length: 1})}, 0); err == nil {
+		t.Error("a scan holds content it cannot")
+	}
+}
+
+// TestFilesNamesNotText: the parent is found file by file in the order a
+// scan lists names that are not UTF-8 text (by their bytes on the host,
+// not by their manifest form), so such files are not read again.
+func TestFilesNamesNotText(t *testing.T) {
+	t.Parallel()
+	enc := manifest.EncodePath
+	scan := []manifest.Entry{dir("."), dir("d"), file("d/inside.txt", 4, 1, 1), file(enc("d/\x80\x81"), 4, 1, 2), file("z", 4, 1, 3)}
+	parent := &manifest.Snapshot{
+		Version: 3, ID: "p", Mode: manifest.ModeFiles, ChunkSize: 4096, Hash: "sha256",
+		Chunks: []manifest.Chunk{{Length: 12, Hash: hash("c"), StoredSize: 20}},
+		Files: []manifest.Entry{dir("."), dir("d"),
+			withContent(file("d/inside.txt", 4, 1, 1), manifest.Extent{Length: 4}),
+			withContent(file(enc("d/\x80\x81"), 4, 1, 2), manifest.Extent{Offset: 4, Length: 4}),
+			withContent(file("z", 4, 1, 3), manifest.Extent{Offset: 8, Length: 4})},
+	}
+	for _, l := range []*manifest.Listing{parent.WholeListing(), storedListing(t, parent)} {
+		if fp := files(t, scan, l, nil); fp.Unchanged != 3 || len(fp.Read) != 0 {
+			t.Errorf("unchanged %d, read %d: want 3 and none", fp.Unchanged, len(fp.Read))
+		}
 	}
 }

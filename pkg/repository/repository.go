@@ -599,7 +599,8 @@ func NewSnapshotID() string { return strings.ReplaceAll(uuid.NewString(), "-", "
 
 // SaveSnapshot commits a snapshot by writing its manifest; call it only after
 // every chunk it names is stored. A files-mode snapshot is stored as a
-// tree of directory objects (trees.go), which it writes first. Saving the same snapshot again (a retried
+// tree of directory objects (trees.go), which it writes first, unless it
+// comes in stored form, its objects written already (NewTreeWriter). Saving the same snapshot again (a retried
 // commit of the same job) is a no-op; saving a different snapshot under an
 // existing ID fails with ErrSnapshotExists, so committed snapshots are never
 // overwritten.
@@ -607,10 +608,13 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 	if !validSnapshotID(s.ID) {
 		return fmt.Errorf("save snapshot: invalid id %q", s.ID)
 	}
-	if err := s.Validate(); err != nil {
-		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+	if !s.Stored() {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("save snapshot %s: %w", s.ID, err)
+		}
 	}
-	existing, err := r.LoadSnapshot(ctx, s.ID)
+	existing, err := r.loadSnapshot(ctx, s.ID, manifest.DecodeStoredReader, false) // the manifest, not its tree
+
 	switch {
 	case err == nil && existing.JobID != "" && existing.JobID == s.JobID:
 		return nil
@@ -622,7 +626,12 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *manifest.Snapshot) err
 	if s.Hash != r.config.Hash {
 		return fmt.Errorf("save snapshot %s: its chunks are named by %q, the repository's by %q", s.ID, s.Hash, r.config.Hash)
 	}
-	stored, js, err := r.encodeSnapshot(ctx, s)
+	stored, js := s, []byte(nil)
+	if s.Stored() {
+		js, err = manifest.EncodeStored(s) // its directory objects stored as it was written (NewTreeWriter)
+	} else {
+		stored, js, err = r.encodeSnapshot(ctx, s)
+	}
 	if err != nil {
 		return fmt.Errorf("save snapshot %s: %w", s.ID, err)
 	}

@@ -40,75 +40,8 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 		js, err := manifest.Encode(s)
 		return s, js, err
 	}
-	// Each distinct object: sealed, or, when this process read it whole
-	// lately (the parent's, typically), its bytes and known stored size,
-	// sealed only if it must be stored again after all (MissingChunks:
-	// protected from prunes, then looked up in the store, since an object
-	// this process read a moment ago may have been deleted by a prune).
-	// They are stored a batch at a time, so that a large tree's are not
-	// all held at once.
-	type object struct {
-		id          chunk.ID
-		sealed, raw []byte
-	}
-	sizes := make(map[chunk.ID]int64) // every distinct object's stored size
-	var (
-		batch     []object
-		batchSize int
-	)
-	flush := func() error {
-		refs := make([]manifest.Chunk, len(batch))
-		for i, o := range batch {
-			refs[i] = manifest.Chunk{Hash: o.id.String(), StoredSize: sizes[o.id]}
-		}
-		missing, err := r.MissingChunks(ctx, refs)
-		if err != nil {
-			return fmt.Errorf("directory objects: %w", err)
-		}
-		put := make([]object, 0, len(missing))
-		for i := range missing {
-			put = append(put, batch[i])
-		}
-		batch, batchSize = batch[:0], 0
-		return r.parallel(ctx, len(put), func(ctx context.Context, i int) error {
-			o := put[i]
-			if o.sealed == nil {
-				sealed, err := r.sealMetaAs(o.id, o.raw, ChunkKey(o.id))
-				if err != nil {
-					return err
-				}
-				o.sealed = sealed
-			}
-			if err := r.PutChunk(ctx, o.id, o.sealed); err != nil {
-				return fmt.Errorf("directory object: %w", err)
-			}
-			return r.clearDamageIfRecorded(ctx, o.id)
-		})
-	}
-	stored, err := s.SplitTrees(func(raw []byte) (manifest.TreeRef, error) {
-		id, err := r.ChunkID(raw)
-		if err != nil {
-			return manifest.TreeRef{}, err
-		}
-		size, ok := sizes[id]
-		if !ok {
-			o := object{id: id, raw: raw}
-			if size, ok = r.recentlyIntact(id); !ok {
-				if o.sealed, err = r.sealMetaAs(id, raw, ChunkKey(id)); err != nil {
-					return manifest.TreeRef{}, err
-				}
-				o.raw, size = nil, int64(len(o.sealed))
-			}
-			sizes[id] = size
-			batch = append(batch, o)
-			if batchSize += len(o.raw) + len(o.sealed); batchSize >= treeBatchBytes {
-				if err := flush(); err != nil {
-					return manifest.TreeRef{}, err
-				}
-			}
-		}
-		return manifest.TreeRef{ID: id.String(), StoredSize: size}, nil
-	})
+	ts := r.newTreeStore(ctx)
+	stored, err := s.SplitTrees(ts.put)
 	if errors.Is(err, manifest.ErrNotPreorder) {
 		js, err := manifest.Encode(s) // written in another order: kept flat
 		return s, js, err
@@ -116,11 +49,124 @@ func (r *Repository) encodeSnapshot(ctx context.Context, s *manifest.Snapshot) (
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := flush(); err != nil {
+	if err := ts.flush(); err != nil {
 		return nil, nil, err
 	}
 	js, err := manifest.EncodeStored(stored)
 	return stored, js, err
+}
+
+// A TreeWriter stores a files-mode snapshot's entries in the repository as
+// directory objects as they come (manifest.TreeWriter), so that a backup
+// never holds its tree whole. Close returns the root; the snapshot it
+// belongs to is then saved in stored form (SaveSnapshot).
+type TreeWriter struct {
+	*manifest.TreeWriter
+	store *treeStore
+}
+
+// NewTreeWriter returns a TreeWriter of snapshot id's entries. Call it as
+// a registered writer: directory objects it names again rather than store
+// are protected from prunes, as MissingChunks protects chunks.
+func (r *Repository) NewTreeWriter(ctx context.Context, id string) *TreeWriter {
+	ts := r.newTreeStore(ctx)
+	return &TreeWriter{TreeWriter: manifest.NewTreeWriter(id, manifest.DefaultTreeOptions, ts.put), store: ts}
+}
+
+// Close lists the directories still open, stores what is left to store,
+// and returns the root's entry.
+func (w *TreeWriter) Close() (manifest.TreeEntry, error) {
+	root, err := w.TreeWriter.Close()
+	if err != nil {
+		return root, err
+	}
+	return root, w.store.flush()
+}
+
+// treeStore stores the directory objects a tree's writer puts, a batch at
+// a time, so that a large tree's are not all held at once. Each distinct
+// object is sealed when put, or, when this process read it whole lately
+// (the parent's, typically), kept as its bytes with its known stored size
+// and sealed only if it must be stored again after all (MissingChunks:
+// protected from prunes, then looked up in the store, since an object
+// this process read a moment ago may have been deleted by a prune).
+type treeStore struct {
+	r     *Repository
+	ctx   context.Context
+	sizes map[chunk.ID]int64 // every distinct object's stored size
+	batch []treeObject
+	bytes int // what the batch holds
+}
+
+// treeObject is a directory object waiting in a treeStore's batch.
+type treeObject struct {
+	id          chunk.ID
+	sealed, raw []byte
+}
+
+func (r *Repository) newTreeStore(ctx context.Context) *treeStore {
+	return &treeStore{r: r, ctx: ctx, sizes: make(map[chunk.ID]int64)}
+}
+
+// put names the directory object raw, holding it to be stored unless it
+// was put before.
+func (t *treeStore) put(raw []byte) (manifest.TreeRef, error) {
+	r := t.r
+	id, err := r.ChunkID(raw)
+	if err != nil {
+		return manifest.TreeRef{}, err
+	}
+	size, ok := t.sizes[id]
+	if !ok {
+		o := treeObject{id: id, raw: raw}
+		if size, ok = r.recentlyIntact(id); !ok {
+			if o.sealed, err = r.sealMetaAs(id, raw, ChunkKey(id)); err != nil {
+				return manifest.TreeRef{}, err
+			}
+			o.raw, size = nil, int64(len(o.sealed))
+		}
+		t.sizes[id] = size
+		t.batch = append(t.batch, o)
+		if t.bytes += len(o.raw) + len(o.sealed); t.bytes >= treeBatchBytes {
+			if err := t.flush(); err != nil {
+				return manifest.TreeRef{}, err
+			}
+		}
+	}
+	return manifest.TreeRef{ID: id.String(), StoredSize: size}, nil
+}
+
+// flush stores the objects of the batch the repository does not hold
+// whole.
+func (t *treeStore) flush() error {
+	r := t.r
+	refs := make([]manifest.Chunk, len(t.batch))
+	for i, o := range t.batch {
+		refs[i] = manifest.Chunk{Hash: o.id.String(), StoredSize: t.sizes[o.id]}
+	}
+	missing, err := r.MissingChunks(t.ctx, refs)
+	if err != nil {
+		return fmt.Errorf("directory objects: %w", err)
+	}
+	put := make([]treeObject, 0, len(missing))
+	for i := range missing {
+		put = append(put, t.batch[i])
+	}
+	t.batch, t.bytes = t.batch[:0], 0
+	return r.parallel(t.ctx, len(put), func(ctx context.Context, i int) error {
+		o := put[i]
+		if o.sealed == nil {
+			sealed, err := r.sealMetaAs(o.id, o.raw, ChunkKey(o.id))
+			if err != nil {
+				return err
+			}
+			o.sealed = sealed
+		}
+		if err := r.PutChunk(ctx, o.id, o.sealed); err != nil {
+			return fmt.Errorf("directory object: %w", err)
+		}
+		return r.clearDamageIfRecorded(ctx, o.id)
+	})
 }
 
 // clearDamageIfRecorded clears a damage record of the object id, just

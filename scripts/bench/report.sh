@@ -48,6 +48,8 @@ def mbs(s): if s != null and s > 0 then .bytes / 1e6 / s else null end;
     t("trees (issue 20): first backup ÷ restic"; r("tree/backup"; "tree/restic"); ">="; 4),
     t("trees (issue 20): unchanged re-backup ÷ restic unchanged"; r("tree/incr"; "tree/restic-incr"); ">="; 3),
     t("trees (issue 20): repository growth of an unchanged re-backup (bytes)"; $by["tree/incr"].repo_growth_bytes; "<="; 10240),
+    t("trees (issue 20): peak RSS of any process, 2,000,000 files, backup, unchanged, restore (MiB)";
+      [$rows[] | select(.id | startswith("treescale-2000000/")) | .peak_rss_mib] | max; "<="; 500),
     t("data plane: process fleet (reader --compress 0) ÷ embedded fleet (throughput)"; emb("vol/procs-c0"; .mb_s); ">="; 0.8),
     t("data plane: process fleet (reader --compress 0) ÷ embedded fleet (CPU-s per GB)"; emb("vol/procs-c0"; .cpu_s_per_gb); "<="; 1.25),
     t("encryption (issue 17): encrypted ÷ plaintext backup"; r("enc/backup"; "enc/backup-plain"); ">="; 0.95),

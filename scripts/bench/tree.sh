@@ -103,3 +103,45 @@ bench_tree() {
 		note "bulkctl on the tree: not measured, this build's \`bulkctl backup\` has no --mode (file mode is not merged yet)."
 	fi
 }
+
+# treescale: issue 20's scale targets. For each size of BENCH_TREE_SCALE a
+# generated tree of that many small files (scripts/mkcorpus tree -small:
+# log-like files of 0-4 KiB, 100 to a directory) is backed up, backed up
+# unchanged twice and restored through a process fleet (an external
+# nats-server, coordinator, reader, compressor; scripts/bench/unchanged-tree.sh
+# with RESTORE=1, the coordinator and reader restarted before each step so
+# that each peak is that step's own): rows with files/s and every process's
+# peak RSS (rss_procs; the row's peak RSS is the largest).
+bench_treescale() {
+	local n tree w summary line step
+	for n in $BENCH_TREE_SCALE; do
+		tree=$BENCH_DIR/tree-small-$n-seed$BENCH_SEED
+		if [[ -d $tree && $(cat "$tree.stamp" 2>/dev/null) == "$(corpus_stamp)" ]]; then
+			log "reusing $tree"
+		else
+			log "building a $n-file tree of small files at $tree (scripts/mkcorpus tree -small)"
+			rm -rf "$tree" "$tree.stamp"
+			"$BIN/mkcorpus" tree -small -files "$n" -seed "$BENCH_SEED" -o "$tree" 2>&1 | sed 's/^/  /' >&2
+			corpus_stamp >"$tree.stamp"
+		fi
+		w=$BENCH_DIR/treescale-$n
+		summary=$LOGS/treescale-$n.jsonl
+		rm -f "$summary"
+		log "treescale $n: backup, two unchanged backups and a restore through a process fleet"
+		SUMMARY=$summary RESTORE=1 bash "$ROOT/scripts/bench/unchanged-tree.sh" "$tree" "$w" >"$LOGS/treescale-$n.log" 2>&1 ||
+			die "treescale $n failed; see $LOGS/treescale-$n.log"
+		grep -q "RESTORED TREE DIFFERS" "$LOGS/treescale-$n.log" && die "treescale $n: the restored tree differs from $tree"
+		while read -r line; do
+			step=$(jq -r .step <<<"$line")
+			[[ $step == unchanged-2 ]] && continue # the same as unchanged-1: one row
+			M_WALL=$(jq .wall_s <<<"$line")
+			M_WALLS="[$M_WALL]" M_MEDIAN='' M_CPU=''
+			M_RSS_MIB=$(jq '[.rss_mib[]] | max' <<<"$line")
+			add_row "treescale-$n/$step" "$n small files" "bulkctl $step, process fleet: $(jq .files_per_s <<<"$line") files/s" \
+				"$(tree_bytes "$tree")" "" "" '{}' \
+				"$(jq -c '{files_per_s, rss_procs: .rss_mib} + (if .repo_growth_bytes then {repo_growth_bytes} else {} end)' <<<"$line")"
+		done <"$summary"
+		rm -rf "$w"
+	done
+	note "treescale: generated trees of small files ($BENCH_TREE_SCALE files) through a process fleet; peak RSS is the largest process's (each in results.json, rss_procs); files/s in results.json (files_per_s)."
+}

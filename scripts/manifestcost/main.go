@@ -74,6 +74,9 @@ func main() {
 		scan[i].Content = nil
 	}
 	js, _ := json.Marshal(scan)
+	// The same entries whole, for the comparison at the end: a constant
+	// part of the heap, which the steps' differences do not see.
+	files := whole.Files
 	scan, whole = nil, nil
 	jsLen := uint64(len(js))
 
@@ -89,50 +92,56 @@ func main() {
 	var entries []manifest.Entry
 	check(json.Unmarshal(js, &entries))
 	js = nil
+	packed, err := plan.NewScan(entries, 1500) // about a scan batch's entries
+	check(err)
+	entries = nil
 	h3, a3 := heap(), total()
-	report("scan entries (from batches' JSON)", h3+jsLen, h2, a3-a2, time.Since(t0))
+	report("scan held packed (plan.Scan, from JSON)", h3+jsLen, h2, a3-a2, time.Since(t0))
 
-	snap := &manifest.Snapshot{Version: 2, ID: "ffff", Time: time.Now(), Host: parent.Host, Path: parent.Path,
+	snap := &manifest.Snapshot{ID: "ffff", Time: time.Now(), Host: parent.Host, Path: parent.Path,
 		Mode: manifest.ModeFiles, SourceKind: manifest.KindDir, ChunkSize: parent.ChunkSize, Hash: "sha256", Compression: "zstd", Level: "fastest"}
 	sealer, err := chunk.NewSealer(chunk.LevelDefault) // the coordinator's, made once
 	check(err)
 	h3 = heap()
 	a3, t0 = total(), time.Now()
-	fp := plan.Files(entries, listing, nil, parent.ChunkSize)
+	fp, err := plan.Files(packed, listing, nil, parent.ChunkSize)
+	check(err)
 	check(listing.Err())
 	listing = nil // as the coordinator, which keeps only the plan
 	h4, a4 := heap(), total()
 	report("plan.Files (walking the listing, let go)", h4, h3, a4-a3, time.Since(t0))
 
-	t0 = time.Now()
-	fp.Build(snap, func(int) plan.Stored { panic("no packs") }, nil)
-	h5, a5 := heap(), total()
-	report("new snapshot built (Build, in place)", h5, h4, a5-a4, time.Since(t0))
-
-	// The commit: directory objects, each named and sealed (what
-	// repository.SaveSnapshot does before it asks the store which exist).
+	// The commit: the new snapshot built entry by entry into directory
+	// objects, each named and sealed (what the coordinator's tree writer
+	// does before it asks the store which exist).
 	t0 = time.Now()
 	var objects, objectBytes, rawBytes int
-	sealed := make(map[chunk.ID][]byte)
-	stored, err := snap.SplitTrees(func(raw []byte) (manifest.TreeRef, error) {
+	sealed := make(map[chunk.ID]int)
+	tw := manifest.NewTreeWriter(snap.ID, manifest.DefaultTreeOptions, func(raw []byte) (manifest.TreeRef, error) {
 		id := chunk.Sum(raw)
-		obj, ok := sealed[id]
+		size, ok := sealed[id]
 		if !ok {
-			obj = sealer.Seal(nil, id, raw)
-			sealed[id] = obj
-			objects, objectBytes, rawBytes = objects+1, objectBytes+len(obj), rawBytes+len(raw)
+			size = len(sealer.Seal(nil, id, raw))
+			sealed[id] = size
+			objects, objectBytes, rawBytes = objects+1, objectBytes+size, rawBytes+len(raw)
 		}
-		return manifest.TreeRef{ID: id.String(), StoredSize: int64(len(obj))}, nil
+		return manifest.TreeRef{ID: id.String(), StoredSize: int64(size)}, nil
 	})
+	check(fp.Build(snap, func(int) plan.Stored { panic("no packs") }, nil, func(e *manifest.Entry) error {
+		return tw.Add(e.Path, snap.ToTreeEntry(*e))
+	}))
+	root, err := tw.Close()
 	check(err)
-	data, err := manifest.EncodeStored(stored)
+	snap.Version, snap.Root = manifest.VersionTrees, &root
+	chunks := len(snap.Chunks)
+	snap.Chunks = nil
+	data, err := manifest.EncodeStored(snap)
 	check(err)
-	a6 := total()
-	h6 := heap()
-	report("directory objects (SplitTrees, sealed)", h6, h5, a6-a5, time.Since(t0))
+	a5 := total()
+	h5 := heap()
+	report("built into directory objects, sealed", h5, h4, a5-a4, time.Since(t0))
 	fmt.Printf("\nentries %d, chunks %d; %d directory objects: %d bytes (%.1f/entry), sealed %d bytes (%.1f/entry); manifest %d bytes\n",
-		n, len(snap.Chunks), objects, rawBytes, float64(rawBytes)/float64(n), objectBytes, float64(objectBytes)/float64(n), len(data))
-	runtime.KeepAlive(entries)
+		n, chunks, objects, rawBytes, float64(rawBytes)/float64(n), objectBytes, float64(objectBytes)/float64(n), len(data))
 	runtime.KeepAlive(fp)
 	runtime.KeepAlive(sealed)
 
@@ -144,7 +153,6 @@ func main() {
 		o := sealer.Seal(nil, chunk.Sum(b), b)
 		fmt.Printf("  %-46s JSON %6.1f B/entry, sealed %5.1f B/entry\n", what, float64(len(b))/float64(n), float64(len(o))/float64(n))
 	}
-	files := snap.Files
 	size("entries as stored", files)
 	strip := func(f func(*manifest.Entry)) []manifest.Entry {
 		out := make([]manifest.Entry, len(files))
