@@ -158,25 +158,18 @@ func grantRestore(ctx context.Context, repo *repository.Repository, u *repositor
 // returns them) those the coordinator's plan of that restore reads
 // (plan.Restore), so that a grant opens no file outside the selection.
 func restoreChunks(snap *manifest.Snapshot, paths []string) ([]string, error) {
-	var indexes []int
-	if len(paths) == 0 {
-		indexes = make([]int, len(snap.Chunks))
-		for i := range indexes {
-			indexes[i] = i
-		}
-	} else {
-		selected, err := snap.Select(paths)
+	chunks := snap.Chunks
+	if len(paths) > 0 {
+		rp, err := plan.Restore(snap, snap.WholeListing(), paths)
 		if err != nil {
 			return nil, err
 		}
-		for _, w := range plan.Restore(snap, selected, false).Extents {
-			indexes = append(indexes, w.Chunk)
-		}
+		chunks = rp.Chunks
 	}
 	seen := make(map[string]bool)
 	var ids []string
-	for _, i := range indexes {
-		if ch := snap.Chunks[i]; !ch.Zero && !seen[ch.Hash] {
+	for _, ch := range chunks {
+		if !ch.Zero && !seen[ch.Hash] {
 			seen[ch.Hash] = true
 			ids = append(ids, ch.Hash)
 		}

@@ -30,7 +30,8 @@ func TestRestoreChunks(t *testing.T) {
 	snap := &manifest.Snapshot{
 		Mode: manifest.ModeFiles,
 		Chunks: []manifest.Chunk{
-			{Hash: a, Length: 100}, {Hash: b, Length: 100}, {Zero: true, Length: 100}, {Hash: c, Length: 100},
+			{Hash: a, Length: 100, StoredSize: 50}, {Hash: b, Length: 100, StoredSize: 50}, {Zero: true, Length: 100},
+			{Hash: c, Length: 100, StoredSize: 50},
 		},
 		Files: []manifest.Entry{
 			{Path: ".", Type: manifest.TypeDir},

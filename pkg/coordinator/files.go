@@ -173,14 +173,14 @@ func indexes(op string, n int) iter.Seq[dispatch.Unit] {
 	}
 }
 
-// restoreFiles restores the selected part of a files-mode snapshot to every
-// target, step by step (see restore.Tree).
+// restoreFiles restores the selected part of a files-mode snapshot, whose
+// entries listing holds, to every target, step by step (see restore.Tree).
 //
 // A chunk found damaged or missing does not stop it: the files whose
 // content lies in it (and hard links to them) are left out, named in the
 // job's warnings, and the chunk is recorded in the damage registry; every
 // other file is restored.
-func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository, snap *manifest.Snapshot) error {
+func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository, snap *manifest.Snapshot, listing *manifest.Listing) error {
 	req := jr.job.Restore
 	// A path may come as it was on the host (a CI client's request):
 	// relative to the backed-up directory is the manifest's form.
@@ -190,11 +190,11 @@ func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository,
 			paths[i] = manifest.TreePath(snap.Path, p)
 		}
 	}
-	selected, err := snap.Select(paths)
+	rp, err := plan.Restore(snap, listing, paths)
 	if err != nil {
 		return err
 	}
-	rp := plan.Restore(snap, selected, len(req.Paths) == 0)
+	listing = nil // walked: let go
 	var (
 		mu     sync.Mutex
 		failed = make(map[string]string) // files not restored, and why
@@ -204,16 +204,19 @@ func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository,
 		if u.Op != queue.OpExtents || u.Index >= len(rp.Extents) || code != queue.CodeCorrupt && code != queue.CodeMissing {
 			return false
 		}
-		w := rp.Extents[u.Index]
-		hash := snap.Chunks[w.Chunk].Hash
+		parts, err := rp.Parts(u.Index)
+		if err != nil {
+			return false
+		}
+		hash := rp.Chunks[rp.Extents[u.Index].Chunk].Hash
 		jr.recordRestoreDamage(ctx, repo, we, hash)
 		why := fmt.Sprintf("not restored: chunk %s is %s", hash, map[queue.Code]string{queue.CodeCorrupt: "damaged", queue.CodeMissing: "missing"}[code])
 		mu.Lock()
 		defer mu.Unlock()
-		for _, p := range w.Parts {
+		for _, p := range parts {
 			failed[p.Path] = why
 		}
-		jr.logger.WarnContext(ctx, "files of a damaged chunk are left out", "chunk_id", hash, "files", len(w.Parts), "err", we)
+		jr.logger.WarnContext(ctx, "files of a damaged chunk are left out", "chunk_id", hash, "files", len(parts), "err", we)
 		return true
 	}
 	defer func() { jr.tolerate = nil }()
@@ -223,7 +226,7 @@ func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository,
 		if len(failed) == 0 {
 			return entries
 		}
-		return slices.DeleteFunc(slices.Clone(entries), func(e manifest.Entry) bool { return failed[e.Path] != "" })
+		return slices.DeleteFunc(entries, func(e manifest.Entry) bool { return failed[e.Path] != "" })
 	}
 	targets := len(req.Targets)
 	jr.job.Progress = queue.Progress{ChunksTotal: len(rp.Extents) * targets, BytesTotal: rp.Bytes * int64(targets)}
@@ -240,22 +243,32 @@ func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository,
 		var item any
 		switch u.Op {
 		case queue.OpExtents:
-			w := rp.Extents[u.Index]
-			item = &queue.WriteExtents{Step: step, Repo: req.Repo, Overwrite: req.Overwrite,
-				Hash: snap.Chunks[w.Chunk].Hash, Length: snap.Chunks[w.Chunk].Length, Parts: w.Parts}
+			parts, err := rp.Parts(u.Index)
+			if err != nil {
+				return err
+			}
+			c := rp.Chunks[rp.Extents[u.Index].Chunk]
+			item = &queue.WriteExtents{Step: step, Repo: req.Repo, Overwrite: req.Overwrite, Hash: c.Hash, Length: c.Length, Parts: parts}
 		case queue.OpAbort:
 			item = &queue.AbortRestore{Step: step, Tree: true}
 		default:
 			te := &queue.TreeEntries{Step: step, Overwrite: req.Overwrite}
+			var err error
 			switch u.Op {
 			case queue.OpEntries:
-				te.Entries, te.Keep = rp.Create[u.Index], jr.c.otherRestores(jr.job.ID)
+				te.Entries, err = rp.Create.Batch(u.Index)
+				te.Keep = jr.c.otherRestores(jr.job.ID)
 			case queue.OpMetadata:
-				te.Entries = without(rp.Metadata[u.Index])
+				te.Entries, err = rp.Metadata.Batch(u.Index)
+				te.Entries = without(te.Entries)
 			case queue.OpLinks:
-				te.Entries = without(rp.Links[u.Index])
+				te.Entries, err = rp.Links.Batch(u.Index)
+				te.Entries = without(te.Entries)
 			case queue.OpDirs:
-				te.Entries = rp.Dirs[u.Index]
+				te.Entries, err = rp.Dirs.Batch(u.Index)
+			}
+			if err != nil {
+				return err
 			}
 			item = te
 		}
@@ -265,20 +278,20 @@ func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository,
 		op string
 		n  int
 	}{
-		{queue.OpEntries, len(rp.Create)},
+		{queue.OpEntries, rp.Create.Len()},
 		{queue.OpExtents, len(rp.Extents)},
-		{queue.OpMetadata, len(rp.Metadata)},
-		{queue.OpLinks, len(rp.Links)},
-		{queue.OpDirs, max(len(rp.Dirs), 1)}, // the last step also flushes
-	}
-	if len(rp.Dirs) == 0 {
-		rp.Dirs = [][]manifest.Entry{nil}
+		{queue.OpMetadata, rp.Metadata.Len()},
+		{queue.OpLinks, rp.Links.Len()},
+		{queue.OpDirs, max(rp.Dirs.Len(), 1)}, // the last step also flushes (batch 0 of none is empty)
 	}
 	for _, step := range steps {
 		if step.op == queue.OpMetadata {
 			mu.Lock()
-			failLinks(rp.Links, failed)
+			err := failLinks(&rp.Links, failed)
 			mu.Unlock()
+			if err != nil {
+				return err
+			}
 		}
 		if step.op == queue.OpDirs && len(failed) > 0 {
 			// The files left out still have partial files: the abort
@@ -324,12 +337,20 @@ func (jr *jobRun) restoreFiles(ctx context.Context, repo *repository.Repository,
 
 // failLinks adds to failed the hard links among links to files in failed:
 // their file is not restored, so neither are they.
-func failLinks(links [][]manifest.Entry, failed map[string]string) {
-	for _, batch := range links {
+func failLinks(links *plan.RestoreStep, failed map[string]string) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	for i := range links.Len() {
+		batch, err := links.Batch(i)
+		if err != nil {
+			return err
+		}
 		for _, e := range batch {
 			if why, ok := failed[e.LinkTo]; ok && failed[e.Path] == "" {
 				failed[e.Path] = "not restored: hard link to " + manifest.Display(e.LinkTo) + ", which is " + why
 			}
 		}
 	}
+	return nil
 }

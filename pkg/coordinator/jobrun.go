@@ -440,18 +440,31 @@ func (jr *jobRun) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	snap, err := findRestored(ctx, repo, cmp.Or(jr.job.SnapshotID, req.Snapshot), req.Filter)
+	id, err := repo.FindSnapshotID(ctx, cmp.Or(jr.job.SnapshotID, req.Snapshot), req.Filter)
 	if err != nil {
 		return err
 	}
-	jr.job.SnapshotID = snap.ID
+	header, err := repo.LoadSnapshotHeader(ctx, id)
+	if err != nil {
+		return err
+	}
+	jr.job.SnapshotID = id
 	for _, t := range req.Targets {
 		if _, err := jr.waitForReader(ctx, t.Host, "", 0); err != nil {
 			return err
 		}
 	}
-	if snap.Mode == manifest.ModeFiles {
-		return jr.restoreFiles(ctx, repo, snap)
+	if header.Mode == manifest.ModeFiles {
+		// A tree's listing, not the tree assembled: it is walked once.
+		snap, listing, err := repo.LoadListing(ctx, id)
+		if err != nil {
+			return err
+		}
+		return jr.restoreFiles(ctx, repo, snap, listing)
+	}
+	snap, err := repo.LoadSnapshot(ctx, id)
+	if err != nil {
+		return err
 	}
 	if len(req.Paths) > 0 {
 		return fmt.Errorf("snapshot %s is a volume; --path selects files of a files-mode snapshot", snap.ID)

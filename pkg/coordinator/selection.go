@@ -2,13 +2,11 @@ package coordinator
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/queue"
-	"github.com/bulkbackup/bulkbackup/pkg/repository"
 )
 
 // checkSelection validates what a backup request leaves out of a tree and
@@ -47,13 +45,4 @@ func snapshotHost(req *queue.BackupRequest) string {
 // label records the request's host and tags in snap.
 func label(snap *manifest.Snapshot, req *queue.BackupRequest) {
 	snap.Host, snap.Tags = snapshotHost(req), req.Tags
-}
-
-// findRestored resolves a restore's snapshot: with a filter, the newest
-// snapshot that matches it.
-func findRestored(ctx context.Context, repo *repository.Repository, ref string, filter *manifest.Filter) (*manifest.Snapshot, error) {
-	if filter.Empty() {
-		return repo.FindSnapshot(ctx, ref)
-	}
-	return repo.FindSnapshotMatching(ctx, ref, filter)
 }

@@ -293,18 +293,26 @@ func (s *Snapshot) Select(paths []string) ([]Entry, error) {
 	return out, nil
 }
 
-// notFound is the error for a path p (manifest form) that names no entry:
-// it says what paths are relative to and, when p is the path of an entry
-// as it was on the host less its leading "/", which path names it.
+// notFound is the error for a path p (manifest form) that names no entry
+// of s, which is whole (PathNotFound).
 func (s *Snapshot) notFound(p string) error {
+	return s.PathNotFound(p, func(rel string) bool {
+		_, err := s.Select([]string{rel})
+		return err == nil
+	})
+}
+
+// PathNotFound is the error for a path p (manifest form) that names no
+// entry of snapshot s: it says what paths are relative to and, when p is
+// the path of an entry as it was on the host less its leading "/", which
+// path names it (exists reports whether a path names an entry).
+func (s *Snapshot) PathNotFound(p string, exists func(rel string) bool) error {
 	if s.Path == "" {
 		return fmt.Errorf("path %q is not in snapshot %s", OSPath(p), s.ID)
 	}
-	if rel, ok := under("/"+p, s.Path); ok && rel != "." {
-		if _, err := s.Select([]string{rel}); err == nil {
-			return fmt.Errorf("path %q is not in snapshot %s, whose paths are relative to the backed-up directory %s: use %q (or %q)",
-				OSPath(p), s.ID, s.Path, OSPath(rel), path.Join(s.Path, OSPath(rel)))
-		}
+	if rel, ok := under("/"+p, s.Path); ok && rel != "." && exists(rel) {
+		return fmt.Errorf("path %q is not in snapshot %s, whose paths are relative to the backed-up directory %s: use %q (or %q)",
+			OSPath(p), s.ID, s.Path, OSPath(rel), path.Join(s.Path, OSPath(rel)))
 	}
 	return fmt.Errorf("path %q is not in snapshot %s (paths are relative to the backed-up directory %s)", OSPath(p), s.ID, s.Path)
 }

@@ -16,9 +16,10 @@ import (
 // stored tree form holds its directory objects compressed (about 20 bytes
 // an entry) and decodes each only while the walk is inside it.
 //
-// A walk checks each entry's name and what it may hold as it goes, and
-// stops at the first that is wrong (Err says why); it does not validate
-// the snapshot: what a caller takes from an entry, it checks.
+// A walk checks each entry's name, that no directory lists a name twice,
+// and what a directory may hold as it goes, and stops at the first that
+// is wrong (Err says why); it does not validate the snapshot: what a
+// caller takes from an entry, it checks (TreeEntry.Check).
 type Listing struct {
 	id      string
 	root    TreeEntry
@@ -139,10 +140,23 @@ func (w *listingWalk) entry(e *TreeEntry, p string, depth int) bool {
 			return bad("directory object %s: %v", e.ID, err)
 		}
 	}
+	var seen map[string]bool // the names so far, once one came out of order
 	for i := range children {
 		c := &children[i]
 		if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsRune(c.Name, '/') {
 			return bad("%q holds an entry named %q", p, c.Name)
+		}
+		if seen == nil && i > 0 && c.Name <= children[i-1].Name {
+			seen = make(map[string]bool, len(children))
+			for _, d := range children[:i] {
+				seen[d.Name] = true
+			}
+		}
+		if seen != nil {
+			if seen[c.Name] {
+				return bad("%q lists %q twice", p, c.Name)
+			}
+			seen[c.Name] = true
 		}
 		child := c.Name
 		if p != "." {

@@ -114,6 +114,10 @@ func TestListingRejects(t *testing.T) {
 				Inline: []manifest.TreeEntry{{Name: "..", Type: manifest.TypeDir}}}))
 			return ref
 		}, `named ".."`},
+		{"the same name twice", func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put(obj(file, manifest.TreeEntry{Name: "g", Type: manifest.TypeFile}, file))
+			return ref
+		}, "twice"},
 		{"a missing object", func(o *objectStore) manifest.TreeRef {
 			return manifest.TreeRef{ID: chunk.Sum([]byte("gone")).String(), StoredSize: 50}
 		}, "no object"},

@@ -1,11 +1,13 @@
 package manifest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync/atomic"
 
 	"github.com/bulkbackup/bulkbackup/pkg/chunk"
@@ -329,38 +331,75 @@ func (r *treeReader) entries(depth int) ([]TreeEntry, error) {
 	return entries, nil
 }
 
-// AppendEntries appends entries, which have no content, to b in the form
-// of a directory object's listing (EncodeTree), each named by its whole
-// path: a compact form to hold a scan in, not a stored format.
-// DecodeEntries reads it back.
+// entriesMagic starts what AppendEntries writes.
+var entriesMagic = []byte("bbent\x01")
+
+// AppendEntries appends entries, which have no content, to b in a compact
+// binary form like a directory object's (each with its whole path): a
+// form to hold a scan in memory, not a stored format. DecodeEntries reads
+// it back.
 func AppendEntries(b []byte, entries []Entry) ([]byte, error) {
-	list := make([]TreeEntry, len(entries))
-	for i, e := range entries {
-		if len(e.Content) > 0 {
-			return nil, fmt.Errorf("%w: entry %q: content cannot be held in a listing", ErrInvalid, e.Path)
+	b = append(b, entriesMagic...)
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	for _, e := range entries {
+		t := slices.Index(treeTypes, e.Type)
+		switch {
+		case len(e.Content) > 0:
+			return nil, fmt.Errorf("%w: entry %q: content cannot be held here", ErrInvalid, e.Path)
+		case t < 0:
+			return nil, fmt.Errorf("%w: entry %q: unknown type %q", ErrInvalid, e.Path, e.Type)
 		}
-		list[i] = TreeEntry{
-			Name: e.Path, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
-			Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
-			Warning: e.Warning, Unread: e.Unread,
+		flags := uint64(0)
+		if e.Unread {
+			flags |= treeUnread
+		}
+		b = binary.AppendUvarint(b, uint64(t))
+		b = binary.AppendUvarint(b, flags)
+		b = appendString(b, e.Path)
+		b = binary.AppendUvarint(b, uint64(e.Mode))
+		b = binary.AppendVarint(b, int64(e.UID))
+		b = binary.AppendVarint(b, int64(e.GID))
+		b = binary.AppendVarint(b, e.MTime)
+		b = binary.AppendVarint(b, e.Size)
+		b = binary.AppendUvarint(b, e.Inode)
+		b = binary.AppendUvarint(b, e.Links)
+		for _, s := range []string{e.Target, e.Special, e.LinkTo, e.Warning} {
+			b = appendString(b, s)
 		}
 	}
-	return appendEntries(append(b, treeMagic...), list, 0)
+	return b, nil
 }
 
 // DecodeEntries reads entries AppendEntries wrote.
 func DecodeEntries(raw []byte) ([]Entry, error) {
-	list, err := decodeTree(raw, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: entries: %w", ErrInvalid, err)
+	bad := func(err error) error { return fmt.Errorf("%w: entries: %w", ErrInvalid, err) }
+	if !bytes.HasPrefix(raw, entriesMagic) {
+		return nil, bad(errors.New("not a list of entries"))
 	}
-	out := make([]Entry, len(list))
-	for i, e := range list {
-		out[i] = Entry{
-			Path: e.Name, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
-			Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
-			Warning: e.Warning, Unread: e.Unread,
+	r := &treeReader{b: raw[len(entriesMagic):]}
+	out := make([]Entry, r.count(11))
+	for i := range out {
+		e := &out[i]
+		t, flags := r.uvarint(), r.uvarint()
+		if r.err == nil && (t >= uint64(len(treeTypes)) || flags&^treeUnread != 0) {
+			return nil, bad(fmt.Errorf("entry %d: type %d, flags %#x", i, t, flags))
 		}
+		if r.err != nil {
+			break
+		}
+		e.Type, e.Unread = treeTypes[t], flags&treeUnread != 0
+		e.Path = r.string()
+		e.Mode = uint32(r.uvarint())
+		e.UID, e.GID = int(r.varint()), int(r.varint())
+		e.MTime, e.Size = r.varint(), r.varint()
+		e.Inode, e.Links = r.uvarint(), r.uvarint()
+		e.Target, e.Special, e.LinkTo, e.Warning = r.string(), r.string(), r.string(), r.string()
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))
+	}
+	if r.err != nil {
+		return nil, bad(r.err)
 	}
 	return out, nil
 }

@@ -226,44 +226,46 @@ func (w *TreeWriter) Add(p string, e TreeEntry) error {
 	if err := CheckPath(p); err != nil {
 		return bad("%v", err)
 	}
-	if e.Mode > 0o7777 {
-		return bad("mode %o has more than permission bits", e.Mode)
+	if err := e.Check(); err != nil {
+		return bad("%v", err)
 	}
-	switch e.Type {
-	case TypeDir, TypeSpecial, TypeSymlink:
-		if len(e.Content) > 0 || e.Size != 0 || e.LinkTo != "" || e.Unread {
-			return bad("a %s has no content", e.Type)
-		}
-		if e.Type == TypeSymlink {
-			if err := checkTarget(e.Target); err != nil {
-				return bad("%v", err)
-			}
-		} else if e.Target != "" {
-			return bad("a %s has no link target", e.Type)
-		}
-	case TypeFile:
+	if e.Type == TypeFile {
 		if err := w.checkFile(e); err != nil {
 			return bad("%v", err)
 		}
-	default:
-		return bad("unknown type %q", e.Type)
 	}
 	return w.add(p, e)
 }
 
-// checkFile checks a regular file's entry as validateFile does, its
-// extents naming their chunks.
-func (w *TreeWriter) checkFile(e TreeEntry) error {
-	size, linkable := w.linkable[e.LinkTo]
+// Check checks what an entry says of itself as Validate does: its mode,
+// and content that only a regular file has, inside its chunks and adding
+// up to the file's size unless it was not read. Where it lies, and what a
+// hard link names, it cannot check.
+func (e *TreeEntry) Check() error {
+	if e.Mode > 0o7777 {
+		return fmt.Errorf("mode %o has more than permission bits", e.Mode)
+	}
+	switch e.Type {
+	case TypeDir, TypeSpecial, TypeSymlink:
+		if len(e.Content) > 0 || e.Size != 0 || e.LinkTo != "" || e.Unread {
+			return fmt.Errorf("a %s has no content", e.Type)
+		}
+		if e.Type == TypeSymlink {
+			return checkTarget(e.Target)
+		}
+		if e.Target != "" {
+			return fmt.Errorf("a %s has no link target", e.Type)
+		}
+		return nil
+	case TypeFile:
+	default:
+		return fmt.Errorf("unknown type %q", e.Type)
+	}
 	switch {
 	case e.Target != "":
 		return fmt.Errorf("a file has no link target")
 	case e.Size < 0:
 		return fmt.Errorf("negative size %d", e.Size)
-	case e.LinkTo != "" && !linkable:
-		return fmt.Errorf("hard link to %q, which is not an earlier regular file with other links", e.LinkTo)
-	case e.LinkTo != "" && e.Size != size && !e.Unread:
-		return fmt.Errorf("hard link of %d bytes to %q of %d", e.Size, e.LinkTo, size)
 	case e.Unread && len(e.Content) > 0:
 		return fmt.Errorf("unread, yet with content")
 	}
@@ -283,6 +285,20 @@ func (w *TreeWriter) checkFile(e TreeEntry) error {
 	}
 	if !e.Unread && sum != e.Size {
 		return fmt.Errorf("extents hold %d bytes, the file %d", sum, e.Size)
+	}
+	return nil
+}
+
+// checkFile checks what a regular file's entry names (Check has checked
+// the rest): a hard link an earlier file with other links, of its size;
+// and counts what the files hold.
+func (w *TreeWriter) checkFile(e TreeEntry) error {
+	size, linkable := w.linkable[e.LinkTo]
+	switch {
+	case e.LinkTo != "" && !linkable:
+		return fmt.Errorf("hard link to %q, which is not an earlier regular file with other links", e.LinkTo)
+	case e.LinkTo != "" && e.Size != size && !e.Unread:
+		return fmt.Errorf("hard link of %d bytes to %q of %d", e.Size, e.LinkTo, size)
 	}
 	if e.LinkTo == "" && !e.Unread {
 		if e.Size > math.MaxInt64-w.size {
@@ -466,6 +482,10 @@ func (s *Snapshot) Assemble(load func(refs []TreeRef) ([][]byte, error)) error {
 	return a.add(*s.Root, ".", 0)
 }
 
+// treeWindow is how many directory objects readObjects reads and decodes
+// at once: enough for load to read them in parallel.
+const treeWindow = 256
+
 // readObjects reads every distinct directory object of s, a snapshot in
 // stored tree form, a level at a time (load as for Assemble), within the
 // bounds on their bytes and depth, and calls visit with each one's
@@ -491,34 +511,40 @@ func (s *Snapshot) readObjects(load func(refs []TreeRef) ([][]byte, error), visi
 				return nil, bad("directory object %q of stored size %d", ref.ID, ref.StoredSize)
 			}
 		}
-		raws, err := load(level)
-		if err != nil {
-			return nil, err
-		}
-		for _, raw := range raws {
-			if read += len(raw); read > MaxSize {
-				return nil, fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
-			}
-		}
-		decoded, err := decodeTrees(raws, &budget)
-		if err != nil {
-			var de *treeDecodeError
-			errors.As(err, &de)
-			if errors.Is(de.err, ErrTooLarge) {
-				return nil, fmt.Errorf("%w: snapshot %s: %w", ErrTooLarge, s.ID, de.err)
-			}
-			return nil, bad("directory object %s: %v", level[de.index].ID, de.err)
-		}
+		// A window of objects at a time: a level can hold most of a
+		// tree's objects, and decoded at once they would take as much
+		// as the tree assembled.
 		var next []TreeRef
-		for i, entries := range decoded {
-			visit(level[i], raws[i], entries)
-			EachEntry(entries, func(e *TreeEntry) {
-				if _, seen := trees[e.ID]; e.ID != "" && !seen {
-					trees[e.ID] = e.StoredSize
-					next = append(next, e.TreeRef)
+		for lo := 0; lo < len(level); lo += treeWindow {
+			window := level[lo:min(lo+treeWindow, len(level))]
+			raws, err := load(window)
+			if err != nil {
+				return nil, err
+			}
+			for _, raw := range raws {
+				if read += len(raw); read > MaxSize {
+					return nil, fmt.Errorf("%w: snapshot %s: its directory objects hold more than %d bytes", ErrTooLarge, s.ID, MaxSize)
 				}
-			})
-			raws[i], decoded[i] = nil, nil
+			}
+			decoded, err := decodeTrees(raws, &budget)
+			if err != nil {
+				var de *treeDecodeError
+				errors.As(err, &de)
+				if errors.Is(de.err, ErrTooLarge) {
+					return nil, fmt.Errorf("%w: snapshot %s: %w", ErrTooLarge, s.ID, de.err)
+				}
+				return nil, bad("directory object %s: %v", window[de.index].ID, de.err)
+			}
+			for i, entries := range decoded {
+				visit(window[i], raws[i], entries)
+				EachEntry(entries, func(e *TreeEntry) {
+					if _, seen := trees[e.ID]; e.ID != "" && !seen {
+						trees[e.ID] = e.StoredSize
+						next = append(next, e.TreeRef)
+					}
+				})
+				raws[i], decoded[i] = nil, nil
+			}
 		}
 		level = next
 	}

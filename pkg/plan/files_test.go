@@ -297,6 +297,20 @@ func TestFilesBuild(t *testing.T) {
 	}
 }
 
+// batches returns every entry of a restore step's batches, in order.
+func batches(t *testing.T, s *plan.RestoreStep) []manifest.Entry {
+	t.Helper()
+	var out []manifest.Entry
+	for i := range s.Len() {
+		b, err := s.Batch(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
 func TestRestore(t *testing.T) {
 	t.Parallel()
 	p := parentSnap()
@@ -307,78 +321,113 @@ func TestRestore(t *testing.T) {
 		manifest.Entry{Path: "sock", Type: manifest.TypeSpecial, Mode: 0o644, Warning: "socket skipped"},
 		manifest.Entry{Path: "unread", Type: manifest.TypeFile, Mode: 0o644, Size: 3, Unread: true, Warning: "denied"},
 	)
+	p.Files[1].Links = 2 // a.txt, which hard names
 	tests := []struct {
 		name         string
-		selected     []manifest.Entry
-		whole        bool
-		wantChunks   []int
+		paths        []string
+		zero         bool // chunk 1 is a zero chunk
+		wantChunks   []string
 		wantFiles    int
 		wantBytes    int64
 		wantLinks    []string // link entries and what they link to
 		wantDirs     int
 		wantWarnings int
+		wantErr      string
 	}{
 		{
-			name: "the whole tree", selected: p.Files, whole: true,
-			wantChunks: []int{0, 1}, wantFiles: 4, wantBytes: 5030, wantLinks: []string{"hard=a.txt"}, wantDirs: 1, wantWarnings: 2,
+			name:       "the whole tree",
+			wantChunks: []string{"c0", "c1"}, wantFiles: 4, wantBytes: 5030, wantLinks: []string{"hard=a.txt"}, wantDirs: 1, wantWarnings: 2,
 		},
 		{
-			name: "a hard link without its first name is a file of its own", selected: []manifest.Entry{p.Files[0], p.Files[4]},
-			wantChunks: []int{0}, wantFiles: 1, wantBytes: 10, wantDirs: 0,
+			name: "a hard link without its first name is a file of its own", paths: []string{"hard"},
+			wantChunks: []string{"c0"}, wantFiles: 1, wantBytes: 10, wantDirs: 0,
 		},
 		{
-			name: "zero chunks are not written", selected: []manifest.Entry{p.Files[0], p.Files[3]}, whole: true,
-			wantChunks: []int{0}, wantFiles: 1, wantBytes: 5000, wantDirs: 1,
+			name: "zero chunks are not written", paths: []string{"big"}, zero: true,
+			wantChunks: []string{"c0"}, wantFiles: 1, wantBytes: 5000, wantDirs: 0,
 		},
+		{name: "a path that names nothing", paths: []string{"b.txt", "nope"}, wantErr: `path "nope" is not in snapshot p`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			snap := p
-			if tt.name == "zero chunks are not written" {
-				s := *p
-				s.Chunks = slices.Clone(p.Chunks)
-				s.Chunks[1] = manifest.Chunk{Length: 934, Zero: true}
-				snap = &s
-			}
-			rp := plan.Restore(snap, tt.selected, tt.whole)
-			var chunks []int
-			var parts int64
-			for _, w := range rp.Extents {
-				chunks = append(chunks, w.Chunk)
-				for _, x := range w.Parts {
-					parts += x.Length
+		for _, form := range []string{"whole", "stored tree"} {
+			t.Run(tt.name+"/"+form, func(t *testing.T) {
+				snap := p
+				if tt.zero {
+					s := *p
+					s.Chunks = slices.Clone(p.Chunks)
+					s.Chunks[1] = manifest.Chunk{Length: 934, Zero: true}
+					snap = &s
 				}
-			}
-			if !slices.Equal(chunks, tt.wantChunks) {
-				t.Errorf("chunks written %v, want %v", chunks, tt.wantChunks)
-			}
-			if rp.Files != tt.wantFiles || rp.Bytes != tt.wantBytes {
-				t.Errorf("files %d, bytes %d; want %d, %d", rp.Files, rp.Bytes, tt.wantFiles, tt.wantBytes)
-			}
-			var links []string
-			for _, b := range rp.Links {
-				for _, e := range b {
-					links = append(links, e.Path+"="+e.LinkTo)
+				listing := snap.WholeListing()
+				if form != "whole" {
+					listing = storedListing(t, snap)
 				}
-			}
-			if !slices.Equal(links, tt.wantLinks) {
-				t.Errorf("links %q, want %q", links, tt.wantLinks)
-			}
-			var dirs int
-			for _, b := range rp.Dirs {
-				dirs += len(b)
-			}
-			if dirs != tt.wantDirs || len(rp.Warnings) != tt.wantWarnings {
-				t.Errorf("dirs %d, warnings %q; want %d dirs, %d warnings", dirs, rp.Warnings, tt.wantDirs, tt.wantWarnings)
-			}
-			for _, b := range slices.Concat(rp.Create, rp.Metadata, rp.Links, rp.Dirs) {
-				for _, e := range b {
-					if len(e.Content) > 0 {
-						t.Errorf("%s: a step's entry carries content", e.Path)
+				rp, err := plan.Restore(snap, listing, tt.paths)
+				if tt.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+						t.Errorf("Restore = %v, want an error mentioning %q", err, tt.wantErr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				var chunks []string
+				var parts int64
+				for i, w := range rp.Extents {
+					chunks = append(chunks, rp.Chunks[w.Chunk].Hash)
+					ps, err := rp.Parts(i)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, x := range ps {
+						parts += x.Length
 					}
 				}
-			}
-		})
+				var want []string
+				for _, c := range tt.wantChunks {
+					want = append(want, hash(c))
+				}
+				if !slices.Equal(chunks, want) {
+					t.Errorf("chunks written %v, want %v", chunks, want)
+				}
+				if rp.Files != tt.wantFiles || rp.Bytes != tt.wantBytes {
+					t.Errorf("files %d, bytes %d; want %d, %d", rp.Files, rp.Bytes, tt.wantFiles, tt.wantBytes)
+				}
+				var links []string
+				for _, e := range batches(t, &rp.Links) {
+					links = append(links, e.Path+"="+e.LinkTo)
+				}
+				if !slices.Equal(links, tt.wantLinks) {
+					t.Errorf("links %q, want %q", links, tt.wantLinks)
+				}
+				if dirs := len(batches(t, &rp.Dirs)); dirs != tt.wantDirs || len(rp.Warnings) != tt.wantWarnings {
+					t.Errorf("dirs %d, warnings %q; want %d dirs, %d warnings", dirs, rp.Warnings, tt.wantDirs, tt.wantWarnings)
+				}
+				for _, s := range []*plan.RestoreStep{&rp.Create, &rp.Metadata, &rp.Links, &rp.Dirs} {
+					for _, e := range batches(t, s) {
+						if len(e.Content) > 0 {
+							t.Errorf("%s: a step's entry carries content", e.Path)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestRestoreRefusesBadEntries: what an entry says of its content is
+// checked as the plan walks it, the listing not being validated whole.
+func TestRestoreRefusesBadEntries(t *testing.T) {
+	t.Parallel()
+	p := parentSnap()
+	p.Files[2].Content[0].Length = 19 // b.txt: 19 bytes of extents for 20
+	if _, err := plan.Restore(p, p.WholeListing(), nil); err == nil || !strings.Contains(err.Error(), "b.txt") {
+		t.Errorf("Restore = %v, want b.txt refused", err)
+	}
+	// Not selected, not checked: a restore of a.txt alone goes on.
+	if _, err := plan.Restore(p, p.WholeListing(), []string{"a.txt"}); err != nil {
+		t.Errorf("restoring a.txt alone: %v", err)
 	}
 }
 
@@ -393,28 +442,36 @@ func TestRestoreBatches(t *testing.T) {
 	for i := range n {
 		snap.Files = append(snap.Files, withContent(file(fmt.Sprintf("f%05d", i), 1, 1, uint64(i+1)), manifest.Extent{Chunk: 0, Offset: int64(i), Length: 1}))
 	}
-	rp := plan.Restore(snap, snap.Files, true)
-	if len(rp.Create) != 4 || len(rp.Create[0]) != plan.RestoreBatchEntries {
-		t.Errorf("create batches %d of %d, want 4 of at most %d", len(rp.Create), len(rp.Create[0]), plan.RestoreBatchEntries)
+	rp, err := plan.Restore(snap, snap.WholeListing(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := rp.Create.Batch(0); rp.Create.Len() != 4 || len(first) != plan.RestoreBatchEntries {
+		t.Errorf("create batches %d of %d, want 4 of at most %d", rp.Create.Len(), len(first), plan.RestoreBatchEntries)
 	}
 	if len(rp.Extents) != (n+plan.RestoreMaxParts-1)/plan.RestoreMaxParts {
 		t.Errorf("%d chunk writes for %d parts, want them split at %d", len(rp.Extents), n, plan.RestoreMaxParts)
 	}
-	// The batches list every entry once, in order; they share one list,
-	// and growing one does not write into the next.
+	// The batches list every entry once, in order.
 	var paths []string
-	for _, b := range rp.Create {
-		for _, e := range b {
-			paths = append(paths, e.Path)
-		}
+	for _, e := range batches(t, &rp.Create) {
+		paths = append(paths, e.Path)
 	}
 	if len(paths) != n+1 || paths[0] != "." || paths[n] != fmt.Sprintf("f%05d", n-1) || !slices.IsSortedFunc(paths, manifest.WalkOrder) {
 		t.Errorf("create batches list %d entries (%q ... %q), want the %d in walk order", len(paths), paths[0], paths[len(paths)-1], n+1)
 	}
-	next := rp.Create[1][0].Path
-	_ = append(rp.Create[0], dir("grown"))
-	if rp.Create[1][0].Path != next {
-		t.Errorf("appending to a batch overwrote the next one's first entry with %q", rp.Create[1][0].Path)
+	var parts []string
+	for i := range rp.Extents {
+		ps, err := rp.Parts(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ps {
+			parts = append(parts, x.Path)
+		}
+	}
+	if !slices.Equal(parts, paths[1:]) {
+		t.Errorf("the chunk writes name %d files, want each file once, in order", len(parts))
 	}
 	// Long names: cut by bytes, before the count.
 	long := &manifest.Snapshot{Version: 2, ID: "l", Mode: manifest.ModeFiles, ChunkSize: 1 << 20, Hash: "sha256"}
@@ -422,8 +479,15 @@ func TestRestoreBatches(t *testing.T) {
 	for i := range 200 {
 		long.Files = append(long.Files, dir(fmt.Sprintf("%04d-%s", i, strings.Repeat("x", 2000))))
 	}
-	rp = plan.Restore(long, long.Files, true)
-	for i, b := range rp.Create {
+	rp, err = plan.Restore(long, long.WholeListing(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rp.Create.Len() {
+		b, err := rp.Create.Batch(i)
+		if err != nil {
+			t.Fatal(err)
+		}
 		size := 0
 		for _, e := range b {
 			size += 128 + len(e.Path)
@@ -432,8 +496,8 @@ func TestRestoreBatches(t *testing.T) {
 			t.Errorf("create batch %d holds %d bytes in %d entries, over %d", i, size, len(b), plan.RestoreBatchBytes)
 		}
 	}
-	if len(rp.Create) < 2 {
-		t.Errorf("%d create batches of 201 long names, want them cut by size", len(rp.Create))
+	if rp.Create.Len() < 2 {
+		t.Errorf("%d create batches of 201 long names, want them cut by size", rp.Create.Len())
 	}
 }
 

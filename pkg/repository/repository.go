@@ -4,7 +4,6 @@
 package repository
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -785,19 +784,7 @@ func (r *Repository) snapshots(ctx context.Context, load func(context.Context, s
 // FindSnapshot resolves ref, which is a full ID, a unique ID prefix, or
 // "latest" (the newest snapshot by Time, ties broken by the greater ID).
 func (r *Repository) FindSnapshot(ctx context.Context, ref string) (*manifest.Snapshot, error) {
-	if ref == "latest" {
-		snaps, err := r.SnapshotHeaders(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(snaps) == 0 {
-			return nil, fmt.Errorf("latest: repository %s has no snapshots: %w", r.Location(), ErrSnapshotNotFound)
-		}
-		return r.LoadSnapshot(ctx, slices.MaxFunc(snaps, func(a, b *manifest.Snapshot) int {
-			return cmp.Or(a.Time.Compare(b.Time), strings.Compare(a.ID, b.ID))
-		}).ID)
-	}
-	id, err := r.ResolveID(ctx, ref)
+	id, err := r.FindSnapshotID(ctx, ref, nil)
 	if err != nil {
 		return nil, err
 	}
