@@ -23,9 +23,9 @@ type records struct {
 	chunks   map[int]*queue.ChunkDone
 	steps    map[dispatch.Unit]*queue.StepDone
 	failed   map[dispatch.Unit]bool
-	batches  map[[2]int]*queue.ScanBatch // by attempt and batch
-	scan     *queue.ScanDone             // the first scan to complete
-	tasks    map[dispatch.Unit]any       // a maintenance task's completion
+	batches  map[[2]int]*scanBatch // by attempt and batch
+	scan     *queue.ScanDone       // the first scan to complete
+	tasks    map[dispatch.Unit]any // a maintenance task's completion
 	problems []source.FileProblem
 	count    int
 	// progress counts the chunks and bytes done (Job.Progress).
@@ -35,7 +35,7 @@ type records struct {
 func newRecords(progress func(chunks int, bytes int64)) *records {
 	return &records{
 		chunks: make(map[int]*queue.ChunkDone), steps: make(map[dispatch.Unit]*queue.StepDone),
-		failed: make(map[dispatch.Unit]bool), batches: make(map[[2]int]*queue.ScanBatch), progress: progress,
+		failed: make(map[dispatch.Unit]bool), batches: make(map[[2]int]*scanBatch), progress: progress,
 		tasks: make(map[dispatch.Unit]any),
 	}
 }
@@ -44,6 +44,18 @@ func newRecords(progress func(chunks int, bytes int64)) *records {
 // returns what the phase's dispatcher hears of it, and false when there is
 // nothing to hear (a repeat, or news no unit waits for).
 func (r *records) add(v any) (dispatch.Completion, bool) {
+	// A scan batch is unpacked and packed again as a plan.Scan holds it
+	// as it comes, while the scan goes on, and outside the lock.
+	var batch *scanBatch
+	if d, ok := v.(*queue.ScanBatch); ok {
+		batch = &scanBatch{first: "."}
+		entries, err := d.Unpack()
+		if err == nil && len(entries) > 0 {
+			batch.first = entries[0].Path
+			batch.entries, err = plan.PackEntries(entries)
+		}
+		batch.err = err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch d := v.(type) {
@@ -71,7 +83,7 @@ func (r *records) add(v any) (dispatch.Completion, bool) {
 		if r.batches[k] != nil {
 			return dispatch.Completion{}, false
 		}
-		r.batches[k] = d
+		r.batches[k] = batch
 		r.count++
 		// A scan reports as it goes: a large tree's scan is alive as
 		// long as batches come, however long it takes.
@@ -160,36 +172,37 @@ func (r *records) fileProblems() []source.FileProblem {
 	return r.problems
 }
 
-// scanned returns the listing of the scan that completed, and drops its
-// batches: each is unpacked and held again in the compact form of a
-// plan.Scan, so the listing is held once and never decoded whole.
+// scanBatch is a scan batch as records keep it: its entries packed as a
+// plan.Scan holds them, with the first one's path, or why it could not be
+// unpacked.
+type scanBatch struct {
+	entries plan.PackedEntries
+	first   string
+	err     error
+}
+
+// scanned returns the listing of the scan that completed, its batches in
+// order, and drops them.
 func (r *records) scanned() (*queue.ScanDone, *plan.Scan, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.scan == nil {
 		return nil, nil, errors.New("scan: no completion recorded")
 	}
-	for i := range r.scan.Batches {
-		if r.batches[[2]int{r.scan.Attempt, i}] == nil {
-			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, r.scan.Batches)
-		}
-	}
 	scan := &plan.Scan{}
 	for i := range r.scan.Batches {
-		k := [2]int{r.scan.Attempt, i}
-		batch, err := r.batches[k].Unpack()
-		if err != nil {
-			return nil, nil, fmt.Errorf("scan: %w", err)
-		}
-		if i == 0 && (len(batch) == 0 || batch[0].Path != ".") {
+		b := r.batches[[2]int{r.scan.Attempt, i}]
+		switch {
+		case b == nil:
+			return nil, nil, fmt.Errorf("scan: batch %d of %d missing", i, r.scan.Batches)
+		case b.err != nil:
+			return nil, nil, fmt.Errorf("scan: %w", b.err)
+		case i == 0 && (b.entries.Len() == 0 || b.first != "."):
 			return nil, nil, errors.New("scan: the listing does not start with the tree's root")
 		}
-		if err := scan.Add(batch); err != nil {
-			return nil, nil, err
-		}
-		delete(r.batches, k)
+		scan.AddPacked(b.entries)
 	}
-	clear(r.batches) // those of scan attempts that did not complete
+	clear(r.batches) // those of scan attempts that did not complete too
 	if scan.Len() == 0 {
 		return nil, nil, errors.New("scan: the listing does not start with the tree's root")
 	}

@@ -47,17 +47,42 @@ func NewScan(entries []manifest.Entry, batchLen int) (*Scan, error) {
 
 // Add appends the next entries of the scan, which have no content.
 func (s *Scan) Add(entries []manifest.Entry) error {
-	if len(entries) == 0 {
-		return nil
+	p, err := PackEntries(entries)
+	if err != nil {
+		return err
 	}
+	s.AddPacked(p)
+	return nil
+}
+
+// PackedEntries are entries packed as a Scan holds them (PackEntries),
+// so that a batch can be packed as it arrives and added later, in order.
+type PackedEntries struct {
+	packed []byte
+	count  int
+}
+
+// PackEntries packs entries, which have no content, for AddPacked. Safe
+// for concurrent use.
+func PackEntries(entries []manifest.Entry) (PackedEntries, error) {
 	raw, err := manifest.AppendEntries(nil, entries)
 	if err != nil {
-		return fmt.Errorf("scan: %w", err)
+		return PackedEntries{}, fmt.Errorf("scan: %w", err)
 	}
-	s.batches = append(s.batches, bytes.Clone(scanPacker().EncodeAll(raw, nil)))
+	return PackedEntries{packed: bytes.Clone(scanPacker().EncodeAll(raw, nil)), count: len(entries)}, nil
+}
+
+// Len returns how many entries p holds.
+func (p PackedEntries) Len() int { return p.count }
+
+// AddPacked appends the next entries of the scan, packed.
+func (s *Scan) AddPacked(p PackedEntries) {
+	if p.count == 0 {
+		return
+	}
+	s.batches = append(s.batches, p.packed)
 	s.starts = append(s.starts, s.n)
-	s.n += len(entries)
-	return nil
+	s.n += p.count
 }
 
 // Len returns how many entries the scan holds.
