@@ -13,10 +13,13 @@
 #
 #   scripts/bench/unchanged-tree.sh TREE [WORKDIR]
 #
+# BIN names another build's binaries (default bin/); BREAKDOWN=0 skips the
+# breakdown of the last snapshot (scripts/manifestcost) at the end.
+#
 # Needs bin/ (make build), nats-server on PATH or in $(go env GOPATH)/bin,
 # jq and /usr/bin/time. docs/benchmarks.md, "Manifests at 100,000 files".
 set -euo pipefail
-TREE=$(realpath "$1"); W=${2:-.bench/unchanged-tree}; BIN=$(realpath bin)
+TREE=$(realpath "$1"); W=${2:-.bench/unchanged-tree}; BIN=$(realpath "${BIN:-bin}")
 NATS_BIN=$(command -v nats-server || echo "$(go env GOPATH)/bin/nats-server")
 PORT=${PORT:-14222}; URL=nats://127.0.0.1:$PORT
 rm -rf "$W"; mkdir -p "$W/logs"; W=$(realpath "$W")
@@ -45,7 +48,7 @@ run() {
 	start=$(date +%s.%N)
 	/usr/bin/time -f "%e s" "$BIN/bulkctl" backup "bench:$TREE" -r "$W/repo" --nats "$URL" --json > "$W/logs/backup-$n.json" 2> "$W/logs/backup-$n.err"
 	RUN_WALL=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-	echo "backup $n: $(jq -c '{files,new_files,unchanged_files,new_bytes,seconds,files_per_s:(.files/.seconds|floor)}' "$W/logs/backup-$n.json")"
+	echo "backup $n: $RUN_WALL s wall, $(jq -c --argjson wall "$RUN_WALL" '{files,new_files,unchanged_files,new_bytes,job_seconds:.seconds,files_per_s:(.files/$wall|floor)}' "$W/logs/backup-$n.json")"
 	echo "  peak RSS MiB: coordinator $(hwm $COORD), reader $(hwm $READER), compressor $(hwm $COMP), nats-server $(hwm $NATS)"
 	id=$(jq -r .snapshot_id "$W/logs/backup-$n.json")
 	echo "  snapshots/$id $(stat -c %s "$W/repo/snapshots/$id") bytes, headers/$id $(stat -c %s "$W/repo/headers/$id") bytes"
@@ -77,5 +80,7 @@ if [[ ${RESTORE:-0} == 1 ]]; then
 	fi
 	rm -rf "$W/restored"
 fi
-echo "breakdown of the last snapshot (GOGC=50):"
-GOGC=50 go run ./scripts/manifestcost "$W/repo" "$(jq -r .snapshot_id "$W/logs/backup-3.json")"
+if [[ ${BREAKDOWN:-1} == 1 ]]; then
+	echo "breakdown of the last snapshot (GOGC=50):"
+	GOGC=50 go run ./scripts/manifestcost "$W/repo" "$(jq -r .snapshot_id "$W/logs/backup-3.json")"
+fi
