@@ -1,13 +1,11 @@
 package manifest
 
 import (
-	"bytes"
 	"fmt"
 	"iter"
 	"strings"
-	"sync"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/bulkbackup/bulkbackup/pkg/internal/zpack"
 )
 
 // A Listing is a snapshot's entries to be walked in walk order, as a
@@ -38,12 +36,8 @@ func (s *Snapshot) LoadListing(load func(refs []TreeRef) ([][]byte, error)) (*Li
 	}
 	l := &Listing{id: s.ID, root: *s.Root, objects: make(map[string][]byte)}
 	chunks := make(map[chunkKey]bool)
-	var scratch []byte
 	_, err := s.readObjects(load, func(ref TreeRef, raw []byte, entries []TreeEntry) {
-		// Compressed into room for the whole object, kept in a copy of
-		// its own size.
-		scratch = listingPacker().EncodeAll(raw, scratch[:0])
-		l.objects[ref.ID] = bytes.Clone(scratch)
+		l.objects[ref.ID] = zpack.Pack(raw)
 		EachEntry(entries, func(e *TreeEntry) {
 			for _, x := range e.Content {
 				key := chunkKey{hash: x.Hash}
@@ -132,7 +126,7 @@ func (w *listingWalk) entry(e *TreeEntry, p string, depth int) bool {
 		if !ok {
 			return bad("entry %q: directory object %s was not read", p, e.ID)
 		}
-		raw, err := listingUnpacker().DecodeAll(packed, nil)
+		raw, err := zpack.Unpack(packed, MaxSize)
 		if err != nil {
 			return bad("directory object %s: %v", e.ID, err)
 		}
@@ -168,22 +162,3 @@ func (w *listingWalk) entry(e *TreeEntry, p string, depth int) bool {
 	}
 	return true
 }
-
-// A Listing's coders, made when first used (EncodeAll and DecodeAll are
-// safe for concurrent use).
-var (
-	listingPacker = sync.OnceValue(func() *zstd.Encoder {
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return enc
-	})
-	listingUnpacker = sync.OnceValue(func() *zstd.Decoder {
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxSize))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return dec
-	})
-)

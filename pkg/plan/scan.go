@@ -1,13 +1,12 @@
 package plan
 
 import (
-	"bytes"
 	"fmt"
 	"sort"
 	"sync"
 
+	"github.com/bulkbackup/bulkbackup/pkg/internal/zpack"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Scan holds a tree's scan, its entries in walk order, a batch at a time
@@ -69,7 +68,7 @@ func PackEntries(entries []manifest.Entry) (PackedEntries, error) {
 	if err != nil {
 		return PackedEntries{}, fmt.Errorf("scan: %w", err)
 	}
-	return PackedEntries{packed: bytes.Clone(scanPacker().EncodeAll(raw, nil)), count: len(entries)}, nil
+	return PackedEntries{packed: zpack.Pack(raw), count: len(entries)}, nil
 }
 
 // Len returns how many entries p holds.
@@ -130,7 +129,7 @@ func (s *Scan) Entry(i int) (manifest.Entry, error) {
 
 // decode returns batch b's entries.
 func (s *Scan) decode(b int) ([]manifest.Entry, error) {
-	raw, err := scanUnpacker().DecodeAll(s.batches[b], nil)
+	raw, err := zpack.Unpack(s.batches[b], manifest.MaxSize)
 	if err != nil {
 		return nil, fmt.Errorf("scan: batch %d: %w", b, err)
 	}
@@ -140,22 +139,3 @@ func (s *Scan) decode(b int) ([]manifest.Entry, error) {
 	}
 	return entries, nil
 }
-
-// A Scan's coders, made when first used (EncodeAll and DecodeAll are safe
-// for concurrent use).
-var (
-	scanPacker = sync.OnceValue(func() *zstd.Encoder {
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return enc
-	})
-	scanUnpacker = sync.OnceValue(func() *zstd.Decoder {
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(manifest.MaxSize))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return dec
-	})
-)

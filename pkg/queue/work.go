@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
-	"sync"
 
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/bulkbackup/bulkbackup/pkg/internal/zpack"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 	"github.com/bulkbackup/bulkbackup/pkg/plan"
 	"github.com/bulkbackup/bulkbackup/pkg/source"
@@ -220,13 +218,13 @@ type ScanBatch struct {
 // jobID, holding entries.
 func NewScanBatch(jobID string, attempt, batch int, entries []manifest.Entry) *ScanBatch {
 	return &ScanBatch{V: WorkVersion, JobID: jobID, Attempt: attempt, Batch: batch, Count: len(entries),
-		Packed: packer().EncodeAll(Encode(entries), nil)}
+		Packed: zpack.Pack(Encode(entries))}
 }
 
 // Unpack returns the batch's entries. It fails on bytes that are not a
 // packed batch of Count entries, or unpack to more than MaxScanBatch.
 func (d *ScanBatch) Unpack() ([]manifest.Entry, error) {
-	raw, err := unpacker().DecodeAll(d.Packed, nil)
+	raw, err := zpack.Unpack(d.Packed, MaxScanBatch)
 	if err != nil {
 		return nil, fmt.Errorf("%w: scan batch %d: %w", ErrBadMessage, d.Batch, err)
 	}
@@ -252,25 +250,6 @@ const maxScanBatchEntries = MaxScanBatch / 16
 // MaxScanBatch bounds the JSON of one scan batch's entries, unpacked: a
 // batch is cut at about 256 KiB, and a path is at most 4 KiB.
 const MaxScanBatch = 4 << 20
-
-// The scan batches' coders, made when first used (EncodeAll and
-// DecodeAll are safe for concurrent use).
-var (
-	packer = sync.OnceValue(func() *zstd.Encoder {
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return enc
-	})
-	unpacker = sync.OnceValue(func() *zstd.Decoder {
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxScanBatch))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return dec
-	})
-)
 
 func (d *ScanBatch) version() int { return d.V }
 func (*ScanBatch) work()          {}
