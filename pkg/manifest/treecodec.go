@@ -58,19 +58,7 @@ func appendEntries(b []byte, entries []TreeEntry, depth int) ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
-		t := -1
-		for i, name := range treeTypes {
-			if e.Type == name {
-				t = i
-			}
-		}
-		if t < 0 {
-			return nil, fmt.Errorf("%w: entry %q: unknown type %q", ErrInvalid, e.Name, e.Type)
-		}
-		flags := uint64(0)
-		if e.Unread {
-			flags |= treeUnread
-		}
+		var flags uint64
 		inline := e.inlineBody != nil || e.Inline != nil
 		switch {
 		case e.ID != "" && inline:
@@ -80,18 +68,9 @@ func appendEntries(b []byte, entries []TreeEntry, depth int) ([]byte, error) {
 		case inline:
 			flags |= treeInline
 		}
-		b = binary.AppendUvarint(b, uint64(t))
-		b = binary.AppendUvarint(b, flags)
-		b = appendString(b, e.Name)
-		b = binary.AppendUvarint(b, uint64(e.Mode))
-		b = binary.AppendVarint(b, int64(e.UID))
-		b = binary.AppendVarint(b, int64(e.GID))
-		b = binary.AppendVarint(b, e.MTime)
-		b = binary.AppendVarint(b, e.Size)
-		b = binary.AppendUvarint(b, e.Inode)
-		b = binary.AppendUvarint(b, e.Links)
-		for _, s := range []string{e.Target, e.Special, e.LinkTo, e.Warning} {
-			b = appendString(b, s)
+		var err error
+		if b, err = appendHead(b, &e, flags); err != nil {
+			return nil, err
 		}
 		b = binary.AppendUvarint(b, uint64(len(e.Content)))
 		for _, x := range e.Content {
@@ -126,6 +105,33 @@ func appendEntries(b []byte, entries []TreeEntry, depth int) ([]byte, error) {
 				return nil, err
 			}
 		}
+	}
+	return b, nil
+}
+
+// appendHead appends what every stored entry starts with: its type, its
+// flags (treeUnread from e, the others given), its name, owner, times,
+// size, inode and links, and its four strings.
+func appendHead(b []byte, e *TreeEntry, flags uint64) ([]byte, error) {
+	t := slices.Index(treeTypes, e.Type)
+	if t < 0 {
+		return nil, fmt.Errorf("%w: entry %q: unknown type %q", ErrInvalid, e.Name, e.Type)
+	}
+	if e.Unread {
+		flags |= treeUnread
+	}
+	b = binary.AppendUvarint(b, uint64(t))
+	b = binary.AppendUvarint(b, flags)
+	b = appendString(b, e.Name)
+	b = binary.AppendUvarint(b, uint64(e.Mode))
+	b = binary.AppendVarint(b, int64(e.UID))
+	b = binary.AppendVarint(b, int64(e.GID))
+	b = binary.AppendVarint(b, e.MTime)
+	b = binary.AppendVarint(b, e.Size)
+	b = binary.AppendUvarint(b, e.Inode)
+	b = binary.AppendUvarint(b, e.Links)
+	for _, s := range []string{e.Target, e.Special, e.LinkTo, e.Warning} {
+		b = appendString(b, s)
 	}
 	return b, nil
 }
@@ -255,6 +261,35 @@ func decodeTree(raw []byte, budget *atomic.Int64) ([]TreeEntry, error) {
 	return entries, nil
 }
 
+// head reads what appendHead wrote into e and returns the entry's flags,
+// refusing an unknown type, flags other than treeUnread and allowed, and
+// values out of range.
+func (r *treeReader) head(e *TreeEntry, allowed uint64) (uint64, error) {
+	t, flags := r.uvarint(), r.uvarint()
+	if r.err != nil {
+		return 0, r.err
+	}
+	if t >= uint64(len(treeTypes)) || flags&^(treeUnread|allowed) != 0 {
+		return 0, fmt.Errorf("type %d, flags %#x", t, flags)
+	}
+	e.Type, e.Unread = treeTypes[t], flags&treeUnread != 0
+	e.Name = r.string()
+	mode := r.uvarint()
+	if mode > math.MaxUint32 {
+		return 0, fmt.Errorf("mode %d", mode)
+	}
+	e.Mode = uint32(mode)
+	uid, gid := r.varint(), r.varint()
+	if uid < math.MinInt32 || uid > math.MaxUint32 || gid < math.MinInt32 || gid > math.MaxUint32 {
+		return 0, fmt.Errorf("owner %d, group %d", uid, gid)
+	}
+	e.UID, e.GID = int(uid), int(gid)
+	e.MTime, e.Size = r.varint(), r.varint()
+	e.Inode, e.Links = r.uvarint(), r.uvarint()
+	e.Target, e.Special, e.LinkTo, e.Warning = r.string(), r.string(), r.string(), r.string()
+	return flags, r.err
+}
+
 // entries reads a count and that many entries, depth listings deep.
 func (r *treeReader) entries(depth int) ([]TreeEntry, error) {
 	if depth > MaxInlineDepth {
@@ -269,28 +304,13 @@ func (r *treeReader) entries(depth int) ([]TreeEntry, error) {
 	entries := make([]TreeEntry, n)
 	for i := range entries {
 		e := &entries[i]
-		t, flags := r.uvarint(), r.uvarint()
-		if r.err != nil {
-			return nil, fmt.Errorf("entry %d: %w", i, r.err)
+		flags, err := r.head(e, treeHasTree|treeInline)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
 		}
-		if t >= uint64(len(treeTypes)) || flags&^(treeUnread|treeHasTree|treeInline) != 0 || flags&treeHasTree != 0 && flags&treeInline != 0 {
-			return nil, fmt.Errorf("entry %d: type %d, flags %#x", i, t, flags)
+		if flags&treeHasTree != 0 && flags&treeInline != 0 {
+			return nil, fmt.Errorf("entry %d: flags %#x", i, flags)
 		}
-		e.Type, e.Unread = treeTypes[t], flags&treeUnread != 0
-		e.Name = r.string()
-		mode := r.uvarint()
-		if mode > math.MaxUint32 {
-			return nil, fmt.Errorf("entry %d: mode %d", i, mode)
-		}
-		e.Mode = uint32(mode)
-		uid, gid := r.varint(), r.varint()
-		if uid < math.MinInt32 || uid > math.MaxUint32 || gid < math.MinInt32 || gid > math.MaxUint32 {
-			return nil, fmt.Errorf("entry %d: owner %d, group %d", i, uid, gid)
-		}
-		e.UID, e.GID = int(uid), int(gid)
-		e.MTime, e.Size = r.varint(), r.varint()
-		e.Inode, e.Links = r.uvarint(), r.uvarint()
-		e.Target, e.Special, e.LinkTo, e.Warning = r.string(), r.string(), r.string(), r.string()
 		if n := r.count(4); n > 0 {
 			e.Content = make([]TreeExtent, n)
 			for j := range e.Content {
@@ -335,36 +355,20 @@ func (r *treeReader) entries(depth int) ([]TreeEntry, error) {
 var entriesMagic = []byte("bbent\x01")
 
 // AppendEntries appends entries, which have no content, to b in a compact
-// binary form like a directory object's (each with its whole path): a
-// form to hold a scan in memory, not a stored format. DecodeEntries reads
-// it back.
+// binary form: each one's head as a directory object stores it
+// (appendHead), named by its whole path. A form to hold a scan in memory,
+// not a stored format; DecodeEntries reads it back.
 func AppendEntries(b []byte, entries []Entry) ([]byte, error) {
 	b = append(b, entriesMagic...)
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
-		t := slices.Index(treeTypes, e.Type)
-		switch {
-		case len(e.Content) > 0:
+		if len(e.Content) > 0 {
 			return nil, fmt.Errorf("%w: entry %q: content cannot be held here", ErrInvalid, e.Path)
-		case t < 0:
-			return nil, fmt.Errorf("%w: entry %q: unknown type %q", ErrInvalid, e.Path, e.Type)
 		}
-		flags := uint64(0)
-		if e.Unread {
-			flags |= treeUnread
-		}
-		b = binary.AppendUvarint(b, uint64(t))
-		b = binary.AppendUvarint(b, flags)
-		b = appendString(b, e.Path)
-		b = binary.AppendUvarint(b, uint64(e.Mode))
-		b = binary.AppendVarint(b, int64(e.UID))
-		b = binary.AppendVarint(b, int64(e.GID))
-		b = binary.AppendVarint(b, e.MTime)
-		b = binary.AppendVarint(b, e.Size)
-		b = binary.AppendUvarint(b, e.Inode)
-		b = binary.AppendUvarint(b, e.Links)
-		for _, s := range []string{e.Target, e.Special, e.LinkTo, e.Warning} {
-			b = appendString(b, s)
+		head := headOf(e, e.Path)
+		var err error
+		if b, err = appendHead(b, &head, 0); err != nil {
+			return nil, err
 		}
 	}
 	return b, nil
@@ -379,21 +383,11 @@ func DecodeEntries(raw []byte) ([]Entry, error) {
 	r := &treeReader{b: raw[len(entriesMagic):]}
 	out := make([]Entry, r.count(11))
 	for i := range out {
-		e := &out[i]
-		t, flags := r.uvarint(), r.uvarint()
-		if r.err == nil && (t >= uint64(len(treeTypes)) || flags&^treeUnread != 0) {
-			return nil, bad(fmt.Errorf("entry %d: type %d, flags %#x", i, t, flags))
+		var head TreeEntry
+		if _, err := r.head(&head, 0); err != nil {
+			return nil, bad(fmt.Errorf("entry %d: %w", i, err))
 		}
-		if r.err != nil {
-			break
-		}
-		e.Type, e.Unread = treeTypes[t], flags&treeUnread != 0
-		e.Path = r.string()
-		e.Mode = uint32(r.uvarint())
-		e.UID, e.GID = int(r.varint()), int(r.varint())
-		e.MTime, e.Size = r.varint(), r.varint()
-		e.Inode, e.Links = r.uvarint(), r.uvarint()
-		e.Target, e.Special, e.LinkTo, e.Warning = r.string(), r.string(), r.string(), r.string()
+		out[i] = head.Entry(head.Name)
 	}
 	if r.err == nil && len(r.b) > 0 {
 		r.err = fmt.Errorf("%d bytes after the last entry", len(r.b))

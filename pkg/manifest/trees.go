@@ -414,13 +414,29 @@ func (s *Snapshot) ToTreeEntry(e Entry) TreeEntry {
 	return s.treeEntry(e, "")
 }
 
-// treeEntry returns e as a directory object's entry named name.
-func (s *Snapshot) treeEntry(e Entry, name string) TreeEntry {
-	t := TreeEntry{
+// headOf returns e as a directory object's entry named name, without its
+// content.
+func headOf(e Entry, name string) TreeEntry {
+	return TreeEntry{
 		Name: name, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
 		Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
 		Warning: e.Warning, Unread: e.Unread,
 	}
+}
+
+// Entry returns e as the entry at path p, without its content (which
+// names chunks by index there: Assemble fills it).
+func (e *TreeEntry) Entry(p string) Entry {
+	return Entry{
+		Path: p, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
+		Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
+		Warning: e.Warning, Unread: e.Unread,
+	}
+}
+
+// treeEntry returns e as a directory object's entry named name.
+func (s *Snapshot) treeEntry(e Entry, name string) TreeEntry {
+	t := headOf(e, name)
 	if len(e.Content) > 0 {
 		t.Content = make([]TreeExtent, len(e.Content))
 		for i, x := range e.Content {
@@ -677,11 +693,7 @@ func (a *assembler) add(e TreeEntry, p string, depth int) error {
 	if (e.ID != "" || e.Inline != nil) && e.Type != TypeDir {
 		return fmt.Errorf("%w: snapshot %s: entry %q: a %s names a directory object", ErrInvalid, a.s.ID, p, e.Type)
 	}
-	f := Entry{
-		Path: p, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID, MTime: e.MTime, Size: e.Size,
-		Inode: e.Inode, Links: e.Links, Target: e.Target, Special: e.Special, LinkTo: e.LinkTo,
-		Warning: e.Warning, Unread: e.Unread,
-	}
+	f := e.Entry(p)
 	if len(e.Content) > 0 {
 		f.Content = make([]Extent, len(e.Content))
 		for i, x := range e.Content {

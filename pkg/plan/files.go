@@ -4,7 +4,6 @@ import (
 	"iter"
 	"slices"
 
-	"github.com/bulkbackup/bulkbackup/pkg/layout"
 	"github.com/bulkbackup/bulkbackup/pkg/manifest"
 )
 
@@ -140,20 +139,15 @@ func parentLookup(next func() (string, *manifest.TreeEntry, bool)) func(path str
 }
 
 // reusable reports whether a parent's file's content can be named again:
-// extents inside their chunks, adding up to the file's size, none in a
-// chunk of missing (by hash). The parent's listing is not validated whole.
+// what its entry says of it holds together (the listing is not validated
+// whole: TreeEntry.Check) and none of its chunks is in missing (by hash).
 func reusable(p *manifest.TreeEntry, missing map[string]bool) bool {
-	var n int64
 	for _, x := range p.Content {
-		if missing[x.Hash] || !manifest.InRange(x.Offset, x.Length, x.ChunkLen) || x.Zero != (x.Hash == "") ||
-			x.ChunkLen <= 0 || x.ChunkLen > layout.MaxChunkSize || !x.Zero && x.StoredSize <= 0 {
-			return false
-		}
-		if n += x.Length; n > p.Size {
+		if missing[x.Hash] {
 			return false
 		}
 	}
-	return n == p.Size
+	return p.Check() == nil
 }
 
 // Pieces returns the file pieces of pack i, as a reader reads them. Safe

@@ -200,11 +200,7 @@ func Restore(snap *manifest.Snapshot, listing *manifest.Listing, paths []string)
 		if err := te.Check(); err != nil {
 			return nil, fmt.Errorf("%w: snapshot %s: entry %q: %v", manifest.ErrInvalid, snap.ID, p, err)
 		}
-		e := manifest.Entry{
-			Path: p, Type: te.Type, Mode: te.Mode, UID: te.UID, GID: te.GID, MTime: te.MTime, Size: te.Size,
-			Inode: te.Inode, Links: te.Links, Target: te.Target, Special: te.Special, LinkTo: te.LinkTo,
-			Warning: te.Warning, Unread: te.Unread,
-		}
+		e := te.Entry(p)
 		switch {
 		case e.Type == manifest.TypeSpecial:
 			rp.Warnings = append(rp.Warnings, manifest.Display(e.Path)+": not restored: "+cmp.Or(e.Warning, "special file"))
