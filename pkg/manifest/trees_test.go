@@ -249,10 +249,22 @@ func TestSplitTreesNotPreorder(t *testing.T) {
 	}
 }
 
-// TestAssembleRejects: a hostile repository's directory objects are
-// refused with an error, not assembled into something unsafe or huge.
-func TestAssembleRejects(t *testing.T) {
-	t.Parallel()
+// hostileTree is a stored tree a hostile or damaged repository could
+// hold: build stores its objects and returns the root's reference; every
+// reader must refuse it with an error mentioning wantMsg (wrapping
+// wantErr, if set).
+type hostileTree struct {
+	name    string
+	build   func(o *objectStore) manifest.TreeRef
+	wantErr error
+	wantMsg string
+	// assembleOnly: refused when counted before expanding, which a walk
+	// of a listing, stopping when its caller does, does not do.
+	assembleOnly bool
+}
+
+// hostileTrees returns the trees readers of stored trees refuse.
+func hostileTrees(t *testing.T) []hostileTree {
 	obj := func(entries ...manifest.TreeEntry) []byte {
 		raw, err := manifest.EncodeTree(entries)
 		if err != nil {
@@ -261,40 +273,34 @@ func TestAssembleRejects(t *testing.T) {
 		return raw
 	}
 	file := manifest.TreeEntry{Name: "f", Type: manifest.TypeFile, Mode: 0o644}
-	tests := []struct {
-		name string
-		// build stores objects and returns the root's ref.
-		build   func(o *objectStore) manifest.TreeRef
-		wantErr error
-		wantMsg string
-	}{
-		{"a name with a slash", func(o *objectStore) manifest.TreeRef {
+	return []hostileTree{
+		{name: "a name with a slash", build: func(o *objectStore) manifest.TreeRef {
 			ref, _ := o.put(obj(manifest.TreeEntry{Name: "../etc", Type: manifest.TypeFile}))
 			return ref
-		}, manifest.ErrInvalid, `named "../etc"`},
-		{"a name that is a dot-dot", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrInvalid, wantMsg: `named "../etc"`},
+		{name: "a name that is a dot-dot", build: func(o *objectStore) manifest.TreeRef {
 			ref, _ := o.put(obj(manifest.TreeEntry{Name: "..", Type: manifest.TypeDir}))
 			return ref
-		}, manifest.ErrInvalid, `named ".."`},
-		{"a file naming a directory object", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrInvalid, wantMsg: `named ".."`},
+		{name: "a file naming a directory object", build: func(o *objectStore) manifest.TreeRef {
 			inner, _ := o.put(obj(file))
 			ref, _ := o.put(obj(manifest.TreeEntry{Name: "x", Type: manifest.TypeFile, TreeRef: inner}))
 			return ref
-		}, manifest.ErrInvalid, "names a directory object"},
-		{"a file listing entries inline", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrInvalid, wantMsg: "names a directory object"},
+		{name: "a file listing entries inline", build: func(o *objectStore) manifest.TreeRef {
 			ref, _ := o.put(obj(manifest.TreeEntry{Name: "x", Type: manifest.TypeFile, Inline: []manifest.TreeEntry{file}}))
 			return ref
-		}, manifest.ErrInvalid, "names a directory object"},
-		{"an inline listing escaping by name", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrInvalid, wantMsg: "names a directory object"},
+		{name: "an inline listing escaping by name", build: func(o *objectStore) manifest.TreeRef {
 			ref, _ := o.put(obj(manifest.TreeEntry{Name: "d", Type: manifest.TypeDir,
 				Inline: []manifest.TreeEntry{{Name: "..", Type: manifest.TypeDir}}}))
 			return ref
-		}, manifest.ErrInvalid, `named ".."`},
-		{"the same name twice", func(o *objectStore) manifest.TreeRef {
-			ref, _ := o.put(obj(file, file))
+		}, wantErr: manifest.ErrInvalid, wantMsg: `named ".."`},
+		{name: "the same name twice", build: func(o *objectStore) manifest.TreeRef {
+			ref, _ := o.put(obj(file, manifest.TreeEntry{Name: "g", Type: manifest.TypeFile}, file))
 			return ref
-		}, manifest.ErrInvalid, "listed twice"},
-		{"one object named from everywhere", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrInvalid, wantMsg: "twice"},
+		{name: "one object named from everywhere", build: func(o *objectStore) manifest.TreeRef {
 			// 40 levels of two directories naming the same object: 2^40 entries.
 			ref, _ := o.put(obj(file))
 			for range 40 {
@@ -302,34 +308,45 @@ func TestAssembleRejects(t *testing.T) {
 					manifest.TreeEntry{Name: "r", Type: manifest.TypeDir, TreeRef: ref}))
 			}
 			return ref
-		}, manifest.ErrTooLarge, "entries"},
-		{"a missing object", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrTooLarge, wantMsg: "entries", assembleOnly: true},
+		{name: "a missing object", build: func(o *objectStore) manifest.TreeRef {
 			return manifest.TreeRef{ID: chunk.Sum([]byte("gone")).String(), StoredSize: 50}
-		}, nil, "no object"},
-		{"not a directory object", func(o *objectStore) manifest.TreeRef {
+		}, wantMsg: "no object"},
+		{name: "not a directory object", build: func(o *objectStore) manifest.TreeRef {
 			ref, _ := o.put([]byte(`{"entries":[]}`))
 			return ref
-		}, manifest.ErrInvalid, "not a directory object"},
-		{"cut short", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrInvalid, wantMsg: "not a directory object"},
+		{name: "cut short", build: func(o *objectStore) manifest.TreeRef {
 			raw := obj(file)
 			ref, _ := o.put(raw[:len(raw)-3])
 			return ref
-		}, manifest.ErrInvalid, "directory object"},
-		{"a bad object name", func(o *objectStore) manifest.TreeRef {
+		}, wantErr: manifest.ErrInvalid, wantMsg: "directory object"},
+		{name: "a bad object name", build: func(o *objectStore) manifest.TreeRef {
 			return manifest.TreeRef{ID: "../../config", StoredSize: 50}
-		}, manifest.ErrInvalid, "directory object"},
+		}, wantErr: manifest.ErrInvalid, wantMsg: "directory object"},
 	}
-	for _, tt := range tests {
+}
+
+// storedSample returns filesSample stored as a tree whose root is built
+// by build.
+func storedSample(t *testing.T, o *objectStore, build func(o *objectStore) manifest.TreeRef) *manifest.Snapshot {
+	t.Helper()
+	stored, err := filesSample().SplitTrees(o.put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored.Root.TreeRef = build(o)
+	return stored
+}
+
+func TestAssembleRejects(t *testing.T) {
+	t.Parallel()
+	for _, tt := range hostileTrees(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			o := newObjectStore()
-			s := filesSample()
-			stored, err := s.SplitTrees(o.put)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stored.Root.TreeRef = tt.build(o)
-			err = stored.Assemble(o.load)
+			stored := storedSample(t, o, tt.build)
+			err := stored.Assemble(o.load)
 			if err == nil {
 				err = stored.Validate()
 			}
