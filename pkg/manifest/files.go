@@ -349,21 +349,20 @@ func under(p, dir string) (string, bool) {
 	return rel, ok
 }
 
-// ScanOrder orders paths in manifest form as a scan lists them: in walk
-// order (WalkOrder) of the names as they are on the host (OSPath), which
-// differs from the manifest form's order only for names that are not
-// UTF-8 text.
-func ScanOrder(a, b string) int {
-	if !encoded(a) && !encoded(b) {
-		return WalkOrder(a, b)
+// hostName returns a path element as it is on the host: decoded when it
+// is encoded (section 5.5 of docs/format.md).
+func hostName(elem string) string {
+	if raw, ok := decodeRaw(elem); ok {
+		return raw
 	}
-	return WalkOrder(OSPath(a), OSPath(b))
+	return elem
 }
 
 // WalkOrder compares paths in manifest form as a walk meets them: element
-// by element, by the bytes of each name, so that a directory comes right
-// before what it holds ("a", "a/x", "a-b"). The entries of a files-mode
-// snapshot are in this order.
+// by element, by the bytes of each name as it is on the host (a name that
+// is not UTF-8 text decoded, not by its encoded form), so that a directory
+// comes right before what it holds ("a", "a/x", "a-b"). Scans list
+// entries, and files-mode snapshots hold them, in this order.
 func WalkOrder(a, b string) int {
 	switch {
 	case a == b:
@@ -376,7 +375,7 @@ func WalkOrder(a, b string) int {
 	for {
 		ea, ra, moreA := strings.Cut(a, "/")
 		eb, rb, moreB := strings.Cut(b, "/")
-		if c := strings.Compare(ea, eb); c != 0 {
+		if c := strings.Compare(hostName(ea), hostName(eb)); c != 0 {
 			return c
 		}
 		switch {

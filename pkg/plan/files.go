@@ -57,9 +57,9 @@ type FilesPlan struct {
 // into extents that add up to its size, and none of them lies in a chunk
 // of unusable (indexes into parent.Chunks(): the chunks not stored whole).
 //
-// The parent's listing is walked once alongside the scan, both in the
-// order scans list entries (manifest.ScanOrder), as the snapshots made of
-// them do: a parent's file out of that order is not found, and read again. A walk of the parent that
+// The parent's listing is walked once alongside the scan, both in walk
+// order (manifest.WalkOrder), as scans and the snapshots made of them are:
+// a parent's file out of that order is not found, and read again. A walk of the parent that
 // stops early (parent.Err()) leaves the files after it to be read.
 func Files(scan *Scan, parent *manifest.Listing, unusable map[int]bool, chunkSize int64) (*FilesPlan, error) {
 	fp := &FilesPlan{Scan: scan, linkTargets: make(map[string]bool)}
@@ -123,12 +123,12 @@ func Files(scan *Scan, parent *manifest.Listing, unusable map[int]bool, chunkSiz
 }
 
 // parentLookup returns a function that finds the parent's entry of a path
-// (nil if it has none), asked for paths in scan order: it walks the
+// (nil if it has none), asked for paths in walk order: it walks the
 // parent's listing (next) alongside.
 func parentLookup(next func() (string, *manifest.TreeEntry, bool)) func(path string) *manifest.TreeEntry {
 	p, e, ok := next()
 	return func(path string) *manifest.TreeEntry {
-		for ok && manifest.ScanOrder(p, path) < 0 {
+		for ok && manifest.WalkOrder(p, path) < 0 {
 			p, e, ok = next()
 		}
 		if ok && p == path {
